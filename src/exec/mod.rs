@@ -1,0 +1,116 @@
+//! The runtime (`catty exec`): hosts one session, a program on a PTY, for clients that attach
+//! over WebSocket. It ends when the program has exited and the grace period is over, at the
+//! TTL, or on SIGTERM; its exit is what ends the machine.
+
+mod buffer;
+mod process;
+mod pty;
+mod screen;
+mod server;
+mod session;
+mod stream;
+pub mod unpack;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::ExecConfig;
+use server::App;
+use session::Session;
+
+/// Serves one session on `listener` until it is over. `terminate` resolving (SIGTERM) ends
+/// the session at once: clients get an `error`, the program is hung up.
+pub async fn run(
+    config: ExecConfig,
+    listener: TcpListener,
+    terminate: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::fs::create_dir_all(&config.workspace).await?;
+    let session = Session::new(config.buffer_bytes);
+    let app = Arc::new(App {
+        session: session.clone(),
+        token: config.token.clone(),
+        workspace: config.workspace.clone(),
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = crate::net::serve(listener, async { stopped.await.unwrap_or(()) }, |stream| {
+        connection(app.clone(), stream)
+    });
+    let lifecycle = async {
+        lifecycle(&session, &config, terminate).await;
+        let _ = stop.send(());
+    };
+    tokio::join!(server, lifecycle);
+    Ok(())
+}
+
+/// Runs the program and decides when the session is over.
+async fn lifecycle(
+    session: &Arc<Session>,
+    config: &ExecConfig,
+    terminate: impl Future<Output = ()>,
+) {
+    let command = process::Command {
+        argv: config.command.clone(),
+        cwd: config.workspace.clone(),
+        env: config.child_env.clone(),
+    };
+    let process = process::run(session.clone(), command);
+    let expiry = async {
+        match config.ttl {
+            Some(ttl) => tokio::time::sleep(ttl).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(process, expiry, terminate);
+    let reason = tokio::select! {
+        result = &mut process => {
+            if let Err(e) = result {
+                tracing::error!("{e}");
+            }
+            // Keep the final output and status for clients that reconnect.
+            tokio::select! {
+                () = tokio::time::sleep(config.grace) => return,
+                () = &mut expiry => ttl_message(config),
+                () = &mut terminate => return,
+            }
+        }
+        () = &mut expiry => ttl_message(config),
+        () = &mut terminate => "the session's machine is shutting down".to_string(),
+    };
+    tracing::info!("ending the session: {reason}");
+    session.end(reason);
+    process::hang_up(session, &mut process).await;
+}
+
+fn ttl_message(config: &ExecConfig) -> String {
+    let secs = config.ttl.map_or(0, |ttl| ttl.as_secs());
+    format!("session expired: its time to live of {secs} s ran out")
+}
+
+/// One TCP connection: HTTP requests, then the WebSocket session if `/connect` upgraded it.
+async fn connection(app: Arc<App>, stream: TcpStream) {
+    let session = app.session.clone();
+    let (upgrades, mut upgraded) = mpsc::channel(1);
+    let service = service_fn(move |req| {
+        let (app, upgrades) = (app.clone(), upgrades.clone());
+        async move { Ok::<_, Infallible>(server::route(app, req, upgrades).await) }
+    });
+    let http =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = http.with_upgrades().await {
+        tracing::debug!("http connection ended: {e}");
+    }
+    if let Ok(upgrade) = upgraded.try_recv() {
+        match upgrade.socket.await {
+            Ok(ws) => stream::serve(session, ws, upgrade.params).await,
+            Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The session's process: started at the first interactive attach, its output pumped into the
+//! buffer under flow control, its input written from the queue, its exit recorded after the
+//! last output byte, and its hangup when the session is ended from outside.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use nix::sys::signal::Signal;
+use tokio::process::Child;
+use tokio::sync::mpsc;
+
+use super::pty::{self, Master, Spawn};
+use super::session::{Process, Session, Upload};
+use crate::protocol::ExitStatus;
+
+/// Bytes read from the PTY at once.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// After the process exits, how long to wait for output still on its way through the PTY.
+const DRAIN_WAIT: Duration = Duration::from_millis(100);
+
+/// How long a hung-up process may take before it is killed.
+pub const HANGUP_GRACE: Duration = Duration::from_secs(5);
+
+/// What the process task needs to start the program.
+pub struct Command {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+/// Runs the session's process from the first attach to its exit. Returns its status.
+pub async fn run(session: Arc<Session>, command: Command) -> io::Result<ExitStatus> {
+    let size = wait_for_start(&session).await;
+    let spawn = Spawn {
+        argv: &command.argv,
+        cwd: &command.cwd,
+        env: &command.env,
+        size,
+    };
+    let (master, mut child) = match pty::spawn(&spawn) {
+        Ok(started) => started,
+        Err(e) => {
+            let message = format!("cannot start {:?}: {e}", command.argv[0]);
+            let status = ExitStatus {
+                code: 127,
+                signal: None,
+            };
+            session
+                .lock()
+                .buffer
+                .push(format!("catty: {message}\r\n").as_bytes());
+            finish(&session, status.clone());
+            return Err(io::Error::new(e.kind(), message));
+        }
+    };
+    let master = Arc::new(master);
+    let pgid = child.id().map_or(0, |pid| pid as i32);
+    session.lock().process = Process::Running {
+        master: master.clone(),
+        pgid,
+    };
+    session.notify_changed();
+    tracing::info!(pid = pgid, "process started");
+
+    let mut input = session.take_input().expect("the process starts once");
+    let status = tokio::select! {
+        status = pump_output(&session, &master, &mut child) => status?,
+        () = write_input(&master, &mut input) => unreachable!("the session holds an input sender"),
+    };
+    tracing::info!(code = status.code, signal = ?status.signal, "process exited");
+    finish(&session, status.clone());
+    Ok(status)
+}
+
+/// Waits for an interactive attach and for any upload in progress to finish.
+async fn wait_for_start(session: &Session) -> (u16, u16) {
+    let mut changed = session.subscribe();
+    loop {
+        changed.borrow_and_update();
+        {
+            let st = session.lock();
+            if let (Process::NotStarted(Some(size)), false) =
+                (&st.process, st.upload == Upload::Busy)
+            {
+                return *size;
+            }
+        }
+        // The sender lives in `session`, so this only fails if the session is gone.
+        let _ = changed.changed().await;
+    }
+}
+
+fn finish(session: &Session, status: ExitStatus) {
+    session.lock().process = Process::Exited(status);
+    session.notify_changed();
+}
+
+/// Moves PTY output into the buffer until the process has exited and its output is drained.
+async fn pump_output(
+    session: &Session,
+    master: &Master,
+    child: &mut Child,
+) -> io::Result<ExitStatus> {
+    let mut buf = vec![0u8; READ_CHUNK_BYTES];
+    let mut exited = None;
+    loop {
+        wait_for_window(session).await;
+        let n = match exited {
+            // The process is gone: what is still in the PTY is its last output. The kernel
+            // hands slave writes to the master a moment later, so wait briefly for them; a
+            // descendant still holding the slave must not keep the session open, though.
+            Some(_) => match tokio::time::timeout(DRAIN_WAIT, master.read(&mut buf)).await {
+                Ok(read) => read.unwrap_or(0),
+                Err(_) => 0,
+            },
+            None => tokio::select! {
+                read = master.read(&mut buf) => read.unwrap_or(0),
+                status = child.wait() => {
+                    exited = Some(status?);
+                    continue;
+                }
+            },
+        };
+        if n == 0 {
+            let status = match exited {
+                Some(status) => status,
+                None => child.wait().await?,
+            };
+            return Ok(exit_status(status));
+        }
+        session.lock().buffer.push(&buf[..n]);
+        session.notify_changed();
+    }
+}
+
+/// Flow control: waits while the slowest interactive client is a window or more behind.
+async fn wait_for_window(session: &Session) {
+    loop {
+        let progress = session.progress.notified();
+        if session.lock().may_read() {
+            return;
+        }
+        progress.await;
+    }
+}
+
+async fn write_input(master: &Master, input: &mut mpsc::Receiver<Bytes>) {
+    while let Some(bytes) = input.recv().await {
+        if let Err(e) = master.write_all(&bytes).await {
+            tracing::warn!("writing input to the pty failed: {e}");
+        }
+    }
+}
+
+fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitStatus { code, signal: None },
+        (None, Some(sig)) => ExitStatus {
+            code: 128 + sig,
+            signal: Signal::try_from(sig).ok().map(|s| s.as_str().to_string()),
+        },
+        (None, None) => ExitStatus {
+            code: 1,
+            signal: None,
+        },
+    }
+}
+
+/// Ends the process from outside: SIGHUP (and SIGCONT, in case it is stopped), then SIGKILL
+/// if it is still there after [`HANGUP_GRACE`]. `done` is the task running [`run`].
+pub async fn hang_up<F: std::future::Future + Unpin>(session: &Session, done: &mut F) {
+    let pgid = match &session.lock().process {
+        Process::Running { pgid, .. } => *pgid,
+        _ => return,
+    };
+    tracing::info!(pgid, "hanging up the process");
+    let _ = pty::signal_group(pgid, Signal::SIGHUP);
+    let _ = pty::signal_group(pgid, Signal::SIGCONT);
+    if tokio::time::timeout(HANGUP_GRACE, &mut *done)
+        .await
+        .is_err()
+    {
+        tracing::warn!(pgid, "process ignored SIGHUP; killing it");
+        let _ = pty::signal_group(pgid, Signal::SIGKILL);
+        let _ = tokio::time::timeout(Duration::from_secs(1), done).await;
+    }
+}

@@ -1,0 +1,192 @@
+//! The runtime's HTTP endpoints: `/healthz`, `/upload` and the `/connect` upgrade.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use subtle::ConstantTimeEq;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::session::Session;
+use super::unpack;
+use crate::protocol::api::{ErrorBody, UploadDone};
+use crate::protocol::{ConnectParams, UPLOAD_LIMIT_BYTES};
+
+pub type Body = Full<Bytes>;
+
+/// What the endpoints share.
+pub struct App {
+    pub session: Arc<Session>,
+    /// `None` only with `--insecure-no-token`.
+    pub token: Option<String>,
+    pub workspace: PathBuf,
+}
+
+/// A `/connect` request that was answered with 101: the connection task takes it from here.
+pub struct Upgrade {
+    pub socket: fastwebsockets::upgrade::UpgradeFut,
+    pub params: ConnectParams,
+}
+
+pub async fn route(
+    app: Arc<App>,
+    mut req: Request<Incoming>,
+    upgrades: mpsc::Sender<Upgrade>,
+) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/healthz") => Response::new(Full::new(Bytes::from_static(b"ok"))),
+        (_, "/upload" | "/connect") if !authorized(&app, &req) => error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token",
+        ),
+        (&Method::POST, "/upload") => upload(&app, req).await,
+        (&Method::GET, "/connect") => connect(&mut req, upgrades).await,
+        (_, "/healthz" | "/upload" | "/connect") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed on {path}", req.method()),
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such endpoint: {path}"),
+        ),
+    }
+}
+
+/// One JSON error answer.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Body> {
+    let body = serde_json::to_vec(&ErrorBody::new(code, message)).expect("error bodies serialize");
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, "application/json".parse().unwrap());
+    resp
+}
+
+fn authorized<B>(app: &App, req: &Request<B>) -> bool {
+    let Some(token) = &app.token else { return true };
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    // Constant time over the token's bytes; only its length can leak.
+    given.is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
+}
+
+async fn connect(req: &mut Request<Incoming>, upgrades: mpsc::Sender<Upgrade>) -> Response<Body> {
+    if !fastwebsockets::upgrade::is_upgrade_request(req) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "not_websocket",
+            "/connect needs a WebSocket upgrade",
+        );
+    }
+    let params = match ConnectParams::parse(req.uri().query().unwrap_or("")) {
+        Ok(params) => params,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "bad_query", message),
+    };
+    match fastwebsockets::upgrade::upgrade(req) {
+        Ok((resp, socket)) => {
+            // The connection task is waiting for exactly this; the channel has room.
+            let _ = upgrades.try_send(Upgrade { socket, params });
+            resp.map(|_| Full::new(Bytes::new()))
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "bad_upgrade", e.to_string()),
+    }
+}
+
+async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > UPLOAD_LIMIT_BYTES) {
+        return too_large();
+    }
+    let slot = match app.session.begin_upload() {
+        Ok(slot) => slot,
+        Err(why) => return error(StatusCode::CONFLICT, "conflict", why),
+    };
+    let spool = match spool(req.into_body()).await {
+        Ok(Some(spool)) => spool,
+        Ok(None) => return too_large(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("reading the upload failed: {e}"),
+            );
+        }
+    };
+    match unpack::unpack(spool.path(), &app.workspace, &unpack::Limits::DEFAULT).await {
+        Ok(done) => {
+            slot.done();
+            tracing::info!(files = done.files, bytes = done.bytes, "workspace uploaded");
+            let body = serde_json::to_vec(&UploadDone {
+                files: done.files,
+                bytes: done.bytes,
+            })
+            .unwrap();
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, "application/json".parse().unwrap());
+            resp
+        }
+        Err(e) if e.is_bad_input() => {
+            tracing::warn!("upload refused: {e}");
+            error(StatusCode::BAD_REQUEST, "bad_archive", e.to_string())
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unpack_failed",
+            e.to_string(),
+        ),
+    }
+}
+
+fn too_large() -> Response<Body> {
+    let limit = UPLOAD_LIMIT_BYTES / (1024 * 1024);
+    let mut resp = error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "the upload is larger than {limit} MiB; add entries to .gitignore or use --no-upload"
+        ),
+    );
+    // The rest of the body stays unread, so this connection cannot carry another request.
+    resp.headers_mut()
+        .insert(CONNECTION, "close".parse().unwrap());
+    resp
+}
+
+/// Streams the body to a temporary file. `Ok(None)` once it passes the limit: the read stops
+/// there.
+async fn spool(mut body: Incoming) -> std::io::Result<Option<tempfile::NamedTempFile>> {
+    let spool = tempfile::Builder::new()
+        .prefix("catty-upload-")
+        .suffix(".zip")
+        .tempfile()?;
+    let mut file = tokio::fs::File::from_std(spool.reopen()?);
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(std::io::Error::other)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        if total > UPLOAD_LIMIT_BYTES {
+            return Ok(None);
+        }
+        file.write_all(&data).await?;
+    }
+    file.flush().await?;
+    Ok(Some(spool))
+}

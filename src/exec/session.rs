@@ -1,0 +1,425 @@
+//! The one session a runtime hosts: the output buffer and its offsets, the attached
+//! connections and their cursors, input accounting per client id, the terminal size, and the
+//! upload/start state. Everything here is synchronous under one short-held lock; the tasks
+//! that do I/O live in `process.rs` and `stream.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::buffer::{OutputBuffer, Position};
+use super::pty::Master;
+use super::screen::Screen;
+use crate::protocol::{
+    ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, INPUT_ACK_BYTES, PROTOCOL_VERSION, ServerMsg,
+};
+
+/// Size used until an interactive client tells us its own.
+pub const DEFAULT_SIZE: (u16, u16) = (80, 24);
+
+/// Largest binary frame sent to a client: big enough for throughput, small enough that a
+/// control message never waits long behind one.
+pub const FRAME_MAX_BYTES: usize = 64 * 1024;
+
+/// Input frames queued for the PTY before a client's reads are back-pressured.
+const INPUT_QUEUE_FRAMES: usize = 64;
+
+pub type ConnId = u64;
+
+pub struct Session {
+    state: Mutex<State>,
+    /// Bumped on every change a connection or the process task may wait for.
+    changed: watch::Sender<()>,
+    /// A client moved its cursor: the output pump may be allowed to read again.
+    pub(super) progress: Notify,
+    input_tx: mpsc::Sender<Bytes>,
+    input_rx: Mutex<Option<mpsc::Receiver<Bytes>>>,
+}
+
+pub(super) struct State {
+    pub buffer: OutputBuffer,
+    screen: Screen,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: ConnId,
+    /// Input applied per client id, and which connection currently speaks for that id.
+    inputs: HashMap<String, InputCount>,
+    size: (u16, u16),
+    size_owner: Option<ConnId>,
+    pub process: Process,
+    pub upload: Upload,
+    /// Set when the session is being ended from outside (TTL, shutdown): the message every
+    /// connection receives before it is closed.
+    pub ended: Option<String>,
+}
+
+struct Conn {
+    cursor: u64,
+    watch: bool,
+    size: Option<(u16, u16)>,
+    client: Option<String>,
+}
+
+struct InputCount {
+    applied: u64,
+    acked: u64,
+    conn: ConnId,
+}
+
+pub(super) enum Process {
+    /// Waiting for the first interactive attach; `Some(size)` once one asked to start.
+    NotStarted(Option<(u16, u16)>),
+    Running {
+        master: Arc<Master>,
+        pgid: i32,
+    },
+    Exited(ExitStatus),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upload {
+    Open,
+    Busy,
+    Done,
+}
+
+/// What a new connection sends first.
+pub struct Attached {
+    pub conn: ConnId,
+    pub ready: ServerMsg,
+    pub redraw: Option<Vec<u8>>,
+}
+
+/// What a connection should send next.
+pub enum Next {
+    /// Bytes were appended to the caller's buffer, starting at its cursor.
+    Output,
+    Exit(ExitStatus),
+    /// The connection must end, with this message as an `error`.
+    Close(String),
+    Idle,
+}
+
+impl Session {
+    pub fn new(buffer_bytes: usize) -> Arc<Self> {
+        let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE_FRAMES);
+        Arc::new(Session {
+            state: Mutex::new(State {
+                buffer: OutputBuffer::new(buffer_bytes),
+                screen: Screen::new(DEFAULT_SIZE),
+                conns: HashMap::new(),
+                next_conn: 0,
+                inputs: HashMap::new(),
+                size: DEFAULT_SIZE,
+                size_owner: None,
+                process: Process::NotStarted(None),
+                upload: Upload::Open,
+                ended: None,
+            }),
+            changed: watch::Sender::new(()),
+            progress: Notify::new(),
+            input_tx,
+            input_rx: Mutex::new(Some(input_rx)),
+        })
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+
+    pub(super) fn notify_changed(&self) {
+        self.changed.send_replace(());
+    }
+
+    pub(super) fn take_input(&self) -> Option<mpsc::Receiver<Bytes>> {
+        self.input_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Registers a connection and says where its stream starts.
+    pub fn attach(&self, params: &ConnectParams) -> Attached {
+        let mut st = self.lock();
+        let conn = st.next_conn;
+        st.next_conn += 1;
+        let (start, truncated, redraw) = match params.since {
+            Some(since) => match st.buffer.position(since) {
+                Position::Evicted { start } => (start, true, None),
+                Position::Kept => (since, false, None),
+                Position::End => (st.buffer.end(), false, None),
+            },
+            None if st.buffer.end() == 0 => (0, false, None),
+            None => {
+                let end = st.buffer.end();
+                let State { screen, buffer, .. } = &mut *st;
+                (end, false, Some(screen.render(buffer)))
+            }
+        };
+        let input = params.client.as_ref().filter(|_| !params.watch).map(|id| {
+            let count = st.inputs.entry(id.clone()).or_insert(InputCount {
+                applied: 0,
+                acked: 0,
+                conn,
+            });
+            // An older connection of this client is cut; its late input will be ignored.
+            let old = std::mem::replace(&mut count.conn, conn);
+            count.acked = count.applied;
+            let applied = count.applied;
+            st.conns.remove(&old);
+            applied
+        });
+        st.conns.insert(
+            conn,
+            Conn {
+                cursor: start,
+                watch: params.watch,
+                size: params.size,
+                client: params.client.clone(),
+            },
+        );
+        if !params.watch {
+            let size = params.size.unwrap_or(st.size);
+            if let Process::NotStarted(request @ None) = &mut st.process {
+                *request = Some(size);
+            }
+            st.claim_size(conn, self);
+        }
+        drop(st);
+        self.notify_changed();
+        Attached {
+            conn,
+            ready: ServerMsg::Ready {
+                offset: start,
+                protocol: PROTOCOL_VERSION,
+                truncated,
+                redraw: redraw.is_some(),
+                input,
+            },
+            redraw,
+        }
+    }
+
+    /// Ends the session from outside: every connection gets `message` and is closed, and
+    /// flow control stops holding the program back.
+    pub fn end(&self, message: String) {
+        self.lock().ended = Some(message);
+        self.notify_changed();
+        self.progress.notify_one();
+    }
+
+    pub fn detach(&self, conn: ConnId) {
+        let mut st = self.lock();
+        st.conns.remove(&conn);
+        if st.size_owner == Some(conn) {
+            st.size_owner = None;
+        }
+        drop(st);
+        self.progress.notify_one();
+    }
+
+    /// Copies the connection's next output into `out`, or says what else to do.
+    pub fn next_output(&self, conn: ConnId, out: &mut Vec<u8>) -> Next {
+        let st = self.lock();
+        if let Some(message) = &st.ended {
+            return Next::Close(message.clone());
+        }
+        let Some(c) = st.conns.get(&conn) else {
+            return Next::Close("replaced by a newer connection of the same client".into());
+        };
+        match st.buffer.position(c.cursor) {
+            Position::Kept => {
+                st.buffer.copy_from(c.cursor, FRAME_MAX_BYTES, out);
+                Next::Output
+            }
+            Position::Evicted { .. } => {
+                Next::Close("fell behind the output buffer; reconnect with since".into())
+            }
+            Position::End => match &st.process {
+                Process::Exited(status) => Next::Exit(status.clone()),
+                _ => Next::Idle,
+            },
+        }
+    }
+
+    /// Records that `n` bytes were sent to the connection.
+    pub fn advance(&self, conn: ConnId, n: usize) {
+        if let Some(c) = self.lock().conns.get_mut(&conn) {
+            c.cursor += n as u64;
+            if !c.watch {
+                self.progress.notify_one();
+            }
+        }
+    }
+
+    /// Applies input from a connection exactly once. Returns an `ack` when one is due.
+    pub async fn input(&self, conn: ConnId, data: &[u8]) -> Option<ServerMsg> {
+        if !self.lock().is_interactive(conn) {
+            return None;
+        }
+        // Reserve queue space before counting, so that counting and queueing happen together
+        // under the lock and a connection cut in between cannot apply bytes twice.
+        let permit = self.input_tx.reserve().await.ok()?;
+        let mut st = self.lock();
+        if !st.is_interactive(conn) || matches!(st.process, Process::Exited(_)) {
+            return None;
+        }
+        permit.send(Bytes::copy_from_slice(data));
+        if st.size_owner != Some(conn) {
+            st.claim_size(conn, self);
+        }
+        let count = st.input_count(conn)?;
+        count.applied += data.len() as u64;
+        (count.applied - count.acked >= INPUT_ACK_BYTES).then(|| count.ack())
+    }
+
+    /// The current input acknowledgement for a connection that has a client id.
+    pub fn input_ack(&self, conn: ConnId) -> Option<ServerMsg> {
+        self.lock().input_count(conn).map(InputCount::ack)
+    }
+
+    pub fn resize(&self, conn: ConnId, size: (u16, u16)) {
+        let mut st = self.lock();
+        if let Some(c) = st.conns.get_mut(&conn).filter(|c| !c.watch) {
+            c.size = Some(size);
+            st.claim_size(conn, self);
+        }
+    }
+
+    /// The process group a signal from this connection goes to, if it may send one. A
+    /// signal sent right after the first attach waits for the process to be spawned.
+    pub async fn signal_target(&self, conn: ConnId) -> Option<i32> {
+        let mut changed = self.subscribe();
+        loop {
+            changed.borrow_and_update();
+            {
+                let st = self.lock();
+                if !st.is_interactive(conn) {
+                    return None;
+                }
+                match &st.process {
+                    Process::Running { master, pgid } => {
+                        return Some(master.foreground_group().unwrap_or(*pgid));
+                    }
+                    Process::Exited(_) => return None,
+                    Process::NotStarted(_) => {}
+                }
+            }
+            changed.changed().await.ok()?;
+        }
+    }
+}
+
+/// Holds the session's upload slot; dropped without [`UploadSlot::done`], it frees the slot
+/// again (a refused or interrupted upload leaves an empty workspace to upload into).
+pub struct UploadSlot<'a> {
+    session: &'a Session,
+    done: bool,
+}
+
+impl UploadSlot<'_> {
+    pub fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        self.session.lock().upload = if self.done {
+            Upload::Done
+        } else {
+            Upload::Open
+        };
+        self.session.notify_changed();
+    }
+}
+
+impl Session {
+    /// Takes the one upload slot, or says why an upload is refused now (409).
+    pub fn begin_upload(&self) -> Result<UploadSlot<'_>, &'static str> {
+        let mut st = self.lock();
+        if !matches!(st.process, Process::NotStarted(None)) {
+            return Err("the session has already started; upload before the first attach");
+        }
+        match st.upload {
+            Upload::Busy => Err("another upload is in progress"),
+            Upload::Done => Err("the workspace was already uploaded"),
+            Upload::Open => {
+                st.upload = Upload::Busy;
+                Ok(UploadSlot {
+                    session: self,
+                    done: false,
+                })
+            }
+        }
+    }
+}
+
+impl State {
+    fn is_interactive(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| !c.watch)
+    }
+
+    fn input_count(&mut self, conn: ConnId) -> Option<&mut InputCount> {
+        let id = self.conns.get(&conn)?.client.as_ref()?;
+        self.inputs.get_mut(id).filter(|count| count.conn == conn)
+    }
+
+    /// Makes `conn` the client whose size the terminal follows.
+    fn claim_size(&mut self, conn: ConnId, session: &Session) {
+        self.size_owner = Some(conn);
+        if let Some(size) = self.conns.get(&conn).and_then(|c| c.size) {
+            self.set_size(size, session);
+        }
+    }
+
+    pub fn set_size(&mut self, size: (u16, u16), session: &Session) {
+        if size == self.size {
+            return;
+        }
+        self.size = size;
+        match &mut self.process {
+            Process::NotStarted(Some(request)) => *request = size,
+            Process::Running { master, .. } => {
+                if let Err(e) = master.resize(size) {
+                    tracing::warn!("resize failed: {e}");
+                }
+            }
+            _ => {}
+        }
+        self.screen.resize(self.buffer.end(), size);
+        session.notify_changed();
+    }
+
+    /// Bytes the slowest interactive client still has to receive.
+    pub fn interactive_lag(&self) -> u64 {
+        let slowest = self
+            .conns
+            .values()
+            .filter(|c| !c.watch)
+            .map(|c| c.cursor)
+            .min();
+        slowest.map_or(0, |cursor| self.buffer.end().saturating_sub(cursor))
+    }
+
+    /// Flow control: may the pump read more output now?
+    pub fn may_read(&self) -> bool {
+        self.ended.is_some() || self.interactive_lag() <= FLOW_WINDOW_BYTES
+    }
+}
+
+impl InputCount {
+    fn ack(&mut self) -> ServerMsg {
+        self.acked = self.applied;
+        ServerMsg::Ack {
+            input: self.applied,
+        }
+    }
+}

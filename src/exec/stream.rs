@@ -1,0 +1,189 @@
+//! One `/connect` WebSocket: a reader that applies input and control messages, and a writer
+//! that sends control replies first and output from the connection's cursor otherwise.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use super::session::{Attached, ConnId, Next, Session};
+use crate::protocol::{ClientMsg, ConnectParams, ParseError, ServerMsg, Signal};
+
+/// The server pings a connection that has been quiet this long.
+pub const PING_INTERVAL: Duration = Duration::from_secs(25);
+
+/// A connection with no frame from the client for this long is dead (clients ping every 25 s).
+pub const DEAD_LINK: Duration = Duration::from_secs(60);
+
+/// Control frames waiting for the writer.
+const CONTROL_QUEUE_FRAMES: usize = 32;
+
+type Control = mpsc::Sender<Frame<'static>>;
+
+/// Serves one attached client until it leaves, the process exits or the session ends.
+pub async fn serve<S>(session: Arc<Session>, ws: WebSocket<S>, params: ConnectParams)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let attached = session.attach(&params);
+    let conn = attached.conn;
+    tracing::info!(conn, watch = params.watch, since = ?params.since, "client attached");
+    let (read, write) = ws.split(tokio::io::split);
+    let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_FRAMES);
+    tokio::select! {
+        result = write_loop(&session, write, control_rx, attached) => {
+            if let Err(e) = result {
+                tracing::debug!(conn, "writer ended: {e}");
+            }
+        }
+        result = read_loop(&session, conn, read, control) => {
+            if let Err(e) = result {
+                tracing::debug!(conn, "reader ended: {e}");
+            }
+        }
+    }
+    session.detach(conn);
+    tracing::info!(conn, "client detached");
+}
+
+fn text(msg: &ServerMsg) -> Frame<'static> {
+    Frame::text(Payload::Owned(msg.to_json().into_bytes()))
+}
+
+async fn write_loop<W>(
+    session: &Session,
+    mut ws: fastwebsockets::WebSocketWrite<W>,
+    mut control: mpsc::Receiver<Frame<'static>>,
+    attached: Attached,
+) -> Result<(), WebSocketError>
+where
+    W: AsyncWrite + Unpin,
+{
+    let conn = attached.conn;
+    ws.write_frame(text(&attached.ready)).await?;
+    if let Some(redraw) = attached.redraw {
+        ws.write_frame(Frame::binary(Payload::Owned(redraw)))
+            .await?;
+    }
+    let mut changed = session.subscribe();
+    let mut chunk = Vec::with_capacity(super::session::FRAME_MAX_BYTES);
+    loop {
+        // Control replies go before any output.
+        while let Ok(frame) = control.try_recv() {
+            ws.write_frame(frame).await?;
+        }
+        changed.borrow_and_update();
+        chunk.clear();
+        match session.next_output(conn, &mut chunk) {
+            Next::Output => {
+                ws.write_frame(Frame::binary(Payload::Borrowed(&chunk)))
+                    .await?;
+                session.advance(conn, chunk.len());
+            }
+            Next::Exit(status) => {
+                ws.write_frame(text(&ServerMsg::Exit(status))).await?;
+                return ws.write_frame(Frame::close(1000, b"exited")).await;
+            }
+            Next::Close(message) => {
+                ws.write_frame(text(&ServerMsg::Error { message })).await?;
+                return ws.write_frame(Frame::close(1000, b"")).await;
+            }
+            Next::Idle => tokio::select! {
+                frame = control.recv() => match frame {
+                    Some(frame) => ws.write_frame(frame).await?,
+                    None => return Ok(()),
+                },
+                _ = changed.changed() => {}
+                () = tokio::time::sleep(PING_INTERVAL) => ws.write_frame(text(&ServerMsg::Ping)).await?,
+            },
+        }
+    }
+}
+
+async fn read_loop<R>(
+    session: &Session,
+    conn: ConnId,
+    read: fastwebsockets::WebSocketRead<R>,
+    control: Control,
+) -> Result<(), WebSocketError>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut reader = fastwebsockets::FragmentCollectorRead::new(read);
+    // Pongs and close replies required by the WebSocket protocol go through the writer.
+    let mut obligated = |frame: Frame<'_>| {
+        let owned = Frame::new(
+            true,
+            frame.opcode,
+            None,
+            Payload::Owned(frame.payload.to_vec()),
+        );
+        let control = control.clone();
+        async move { control.send(owned).await }
+    };
+    loop {
+        let frame = match tokio::time::timeout(DEAD_LINK, reader.read_frame(&mut obligated)).await {
+            Ok(frame) => frame?,
+            Err(_) => {
+                tracing::info!(conn, "no frame for {DEAD_LINK:?}; dropping the connection");
+                return Ok(());
+            }
+        };
+        let reply = match frame.opcode {
+            OpCode::Binary => session.input(conn, &frame.payload).await,
+            OpCode::Text => control_message(session, conn, &frame.payload, &control).await,
+            OpCode::Close => return Ok(()),
+            _ => None,
+        };
+        if let Some(reply) = reply {
+            // A full queue means the writer is stuck; the reader need not wait for it.
+            let _ = control.try_send(text(&reply));
+        }
+    }
+}
+
+/// Handles one JSON control message; returns the reply, if any.
+async fn control_message(
+    session: &Session,
+    conn: ConnId,
+    payload: &[u8],
+    control: &Control,
+) -> Option<ServerMsg> {
+    match ClientMsg::parse(std::str::from_utf8(payload).unwrap_or_default()) {
+        Ok(ClientMsg::Resize { cols, rows }) if cols > 0 && rows > 0 => {
+            session.resize(conn, (cols, rows));
+            None
+        }
+        Ok(ClientMsg::Resize { .. }) => error("resize needs cols and rows above 0"),
+        Ok(ClientMsg::Signal { name }) => signal(session, conn, &name).await,
+        Ok(ClientMsg::Ping) => {
+            if let Some(ack) = session.input_ack(conn) {
+                let _ = control.try_send(text(&ack));
+            }
+            Some(ServerMsg::Pong)
+        }
+        Ok(ClientMsg::Pong) => None,
+        Err(e @ ParseError::UnknownType(_)) => error(&e.to_string()),
+        Err(e @ ParseError::Malformed(_)) => error(&e.to_string()),
+    }
+}
+
+async fn signal(session: &Session, conn: ConnId, name: &str) -> Option<ServerMsg> {
+    let Some(signal) = Signal::from_name(name) else {
+        return error(&format!("signal {name:?} is not allowed"));
+    };
+    let pgid = session.signal_target(conn).await?;
+    let sig: nix::sys::signal::Signal = signal.name().parse().expect("allowed names are valid");
+    match super::pty::signal_group(pgid, sig) {
+        Ok(()) => None,
+        Err(e) => error(&format!("cannot send {name}: {e}")),
+    }
+}
+
+fn error(message: &str) -> Option<ServerMsg> {
+    Some(ServerMsg::Error {
+        message: message.to_string(),
+    })
+}

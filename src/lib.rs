@@ -1,0 +1,9 @@
+//! catty: run a coding agent on a remote machine and stream its terminal to yours.
+//! One binary with three modes (client, api, exec) that share the `protocol` module.
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod exec;
+pub mod net;
+pub mod protocol;

@@ -1,0 +1,102 @@
+//! Entry point: picks the mode from the name the binary was called by or its first argument,
+//! runs it, and turns the outcome into an exit code. Only this file prints errors.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use catty::cli::{Catty, Command, ExecArgs};
+use catty::config::{ExecConfig, UsageError};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let invoked = args
+        .first()
+        .and_then(|a| Path::new(a).file_name()?.to_str())
+        .unwrap_or("catty")
+        .to_string();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    let parsed = match invoked.as_str() {
+        "catty-exec-runtime" => ExecArgs::from_args(&[&invoked], &rest).map(Command::Exec),
+        _ => Catty::from_args(&[&invoked], &rest).map(|catty| catty.command),
+    };
+    let command = match parsed {
+        Ok(command) => command,
+        Err(early) => {
+            let (mut out, code): (Box<dyn Write>, _) = match early.status {
+                Ok(()) => (Box::new(std::io::stdout()), ExitCode::SUCCESS),
+                Err(()) => (Box::new(std::io::stderr()), ExitCode::from(2)),
+            };
+            let _ = writeln!(out, "{}", early.output.trim_end());
+            return code;
+        }
+    };
+    let result = match command {
+        Command::Exec(args) => exec(args),
+        Command::Version(_) => version(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("catty: {e:#}");
+            ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 })
+        }
+    }
+}
+
+fn version() -> anyhow::Result<()> {
+    writeln!(std::io::stdout(), "catty {}", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
+
+fn exec(args: ExecArgs) -> anyhow::Result<()> {
+    let config = ExecConfig::new(args, |k| std::env::var(k).ok())?.with_child_env(std::env::vars());
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
+        // The local provider reads the bound port from this line.
+        println!("listening on {}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        catty::exec::run(config, listener, terminated()).await
+    })
+}
+
+/// Resolves at SIGTERM (how a machine is stopped) or SIGINT (Ctrl-C when run by hand).
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Logs to stderr: info by default, `CATTY_DEBUG=1` for debug, `CATTY_LOG` for a filter.
+fn init_logging() {
+    let filter = match (std::env::var("CATTY_LOG"), std::env::var("CATTY_DEBUG")) {
+        (Ok(filter), _) => filter,
+        (_, Ok(debug)) if debug == "1" => "catty=debug,info".to_string(),
+        _ => "info".to_string(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}

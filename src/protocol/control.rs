@@ -1,0 +1,392 @@
+//! JSON control messages of the terminal stream, named by sender, and the `/connect` query.
+
+use serde::{Deserialize, Serialize};
+
+/// A text frame from the client to the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ClientMsg {
+    Resize { cols: u16, rows: u16 },
+    Signal { name: String },
+    Ping,
+    Pong,
+}
+
+/// A text frame from the runtime to the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerMsg {
+    Ready {
+        /// The next numbered binary frame starts at this output byte.
+        offset: u64,
+        protocol: u32,
+        /// `since` was older than the oldest byte kept.
+        #[serde(default, skip_serializing_if = "is_false")]
+        truncated: bool,
+        /// The next binary frame is a screen redraw outside the numbered stream.
+        #[serde(default, skip_serializing_if = "is_false")]
+        redraw: bool,
+        /// Input bytes of this client id applied so far (only with `client=`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<u64>,
+    },
+    /// Input bytes of this client id applied so far.
+    Ack {
+        input: u64,
+    },
+    Exit(ExitStatus),
+    Ping,
+    Pong,
+    Error {
+        message: String,
+    },
+}
+
+/// How the process ended. `code` is the shell's convention: 128+N when killed by signal N.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    pub code: i32,
+    pub signal: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why a text frame was not understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Valid JSON with a `type` this side does not know: answer or ignore, carry on.
+    UnknownType(String),
+    Malformed(String),
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParseError::UnknownType(t) => write!(f, "unknown message type {t:?}"),
+            ParseError::Malformed(e) => write!(f, "malformed message: {e}"),
+        }
+    }
+}
+
+const CLIENT_TYPES: &[&str] = &["resize", "signal", "ping", "pong"];
+const SERVER_TYPES: &[&str] = &["ready", "ack", "exit", "ping", "pong", "error"];
+
+/// Parses a control message, telling an unknown `type` apart from a malformed message.
+fn parse<T: serde::de::DeserializeOwned>(text: &str, known: &[&str]) -> Result<T, ParseError> {
+    #[derive(Deserialize)]
+    struct Tag {
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let tag: Tag = serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+    if !known.contains(&tag.kind.as_str()) {
+        return Err(ParseError::UnknownType(tag.kind));
+    }
+    serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))
+}
+
+impl ClientMsg {
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        parse(text, CLIENT_TYPES)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("control messages always serialize")
+    }
+}
+
+impl ServerMsg {
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        parse(text, SERVER_TYPES)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("control messages always serialize")
+    }
+}
+
+/// The signals a client may send by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Int,
+    Term,
+    Kill,
+    Hup,
+    Quit,
+    Tstp,
+    Cont,
+    Winch,
+    Usr1,
+    Usr2,
+}
+
+impl Signal {
+    const NAMES: [(&'static str, Signal); 10] = [
+        ("SIGINT", Signal::Int),
+        ("SIGTERM", Signal::Term),
+        ("SIGKILL", Signal::Kill),
+        ("SIGHUP", Signal::Hup),
+        ("SIGQUIT", Signal::Quit),
+        ("SIGTSTP", Signal::Tstp),
+        ("SIGCONT", Signal::Cont),
+        ("SIGWINCH", Signal::Winch),
+        ("SIGUSR1", Signal::Usr1),
+        ("SIGUSR2", Signal::Usr2),
+    ];
+
+    /// `None` for a name outside the allowed set (the server answers `error`).
+    pub fn from_name(name: &str) -> Option<Signal> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map(|(n, _)| *n)
+            .unwrap()
+    }
+}
+
+/// Query parameters of `GET /connect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectParams {
+    pub since: Option<u64>,
+    pub size: Option<(u16, u16)>,
+    pub watch: bool,
+    pub client: Option<String>,
+}
+
+impl ConnectParams {
+    /// Parses a query string (without `?`). Unknown keys are ignored, for newer clients.
+    pub fn parse(query: &str) -> Result<Self, String> {
+        let mut params = ConnectParams::default();
+        let (mut cols, mut rows) = (None, None);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = |what: &str| -> Result<u64, String> {
+                value
+                    .parse()
+                    .map_err(|_| format!("{what} must be a number, got {value:?}"))
+            };
+            let dimension = |what: &str| -> Result<u16, String> {
+                match number(what)? {
+                    n @ 1..=10_000 => Ok(n as u16),
+                    n => Err(format!("{what} must be between 1 and 10000, got {n}")),
+                }
+            };
+            match key {
+                "since" => params.since = Some(number("since")?),
+                "cols" => cols = Some(dimension("cols")?),
+                "rows" => rows = Some(dimension("rows")?),
+                "mode" if value == "watch" => params.watch = true,
+                "mode" if value == "interactive" => params.watch = false,
+                "mode" => return Err(format!("mode must be watch or interactive, got {value:?}")),
+                "client" if valid_client_id(value) => params.client = Some(value.to_string()),
+                "client" => return Err("client must be 16 to 64 of [0-9A-Za-z_-]".to_string()),
+                _ => {}
+            }
+        }
+        params.size = match (cols, rows) {
+            (Some(c), Some(r)) => Some((c, r)),
+            (None, None) => None,
+            _ => return Err("cols and rows go together".to_string()),
+        };
+        Ok(params)
+    }
+
+    pub fn to_query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(since) = self.since {
+            parts.push(format!("since={since}"));
+        }
+        if let Some((cols, rows)) = self.size {
+            parts.push(format!("cols={cols}&rows={rows}"));
+        }
+        if self.watch {
+            parts.push("mode=watch".to_string());
+        }
+        if let Some(client) = &self.client {
+            parts.push(format!("client={client}"));
+        }
+        parts.join("&")
+    }
+}
+
+fn valid_client_id(id: &str) -> bool {
+    (16..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message against its exact bytes on the wire, both ways.
+    #[test]
+    fn client_messages_golden() {
+        let cases = [
+            (
+                ClientMsg::Resize {
+                    cols: 120,
+                    rows: 40,
+                },
+                r#"{"type":"resize","cols":120,"rows":40}"#,
+            ),
+            (
+                ClientMsg::Signal {
+                    name: "SIGINT".into(),
+                },
+                r#"{"type":"signal","name":"SIGINT"}"#,
+            ),
+            (ClientMsg::Ping, r#"{"type":"ping"}"#),
+            (ClientMsg::Pong, r#"{"type":"pong"}"#),
+        ];
+        for (msg, wire) in cases {
+            assert_eq!(msg.to_json(), wire);
+            assert_eq!(ClientMsg::parse(wire).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn server_messages_golden() {
+        let ready = |truncated, redraw, input| ServerMsg::Ready {
+            offset: 42,
+            protocol: 1,
+            truncated,
+            redraw,
+            input,
+        };
+        let cases = [
+            (
+                ready(false, false, None),
+                r#"{"type":"ready","offset":42,"protocol":1}"#,
+            ),
+            (
+                ready(true, false, Some(7)),
+                r#"{"type":"ready","offset":42,"protocol":1,"truncated":true,"input":7}"#,
+            ),
+            (
+                ready(false, true, None),
+                r#"{"type":"ready","offset":42,"protocol":1,"redraw":true}"#,
+            ),
+            (ServerMsg::Ack { input: 9 }, r#"{"type":"ack","input":9}"#),
+            (
+                ServerMsg::Exit(ExitStatus {
+                    code: 0,
+                    signal: None,
+                }),
+                r#"{"type":"exit","code":0,"signal":null}"#,
+            ),
+            (
+                ServerMsg::Exit(ExitStatus {
+                    code: 130,
+                    signal: Some("SIGINT".into()),
+                }),
+                r#"{"type":"exit","code":130,"signal":"SIGINT"}"#,
+            ),
+            (ServerMsg::Ping, r#"{"type":"ping"}"#),
+            (ServerMsg::Pong, r#"{"type":"pong"}"#),
+            (
+                ServerMsg::Error {
+                    message: "no".into(),
+                },
+                r#"{"type":"error","message":"no"}"#,
+            ),
+        ];
+        for (msg, wire) in cases {
+            assert_eq!(msg.to_json(), wire);
+            assert_eq!(ServerMsg::parse(wire).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn newer_fields_are_ignored() {
+        let wire = r#"{"type":"ready","offset":1,"protocol":1,"color":"blue"}"#;
+        assert!(matches!(
+            ServerMsg::parse(wire),
+            Ok(ServerMsg::Ready { offset: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_type_is_told_apart_from_malformed() {
+        assert_eq!(
+            ClientMsg::parse(r#"{"type":"teleport","to":"mars"}"#),
+            Err(ParseError::UnknownType("teleport".into()))
+        );
+        assert!(matches!(
+            ClientMsg::parse(r#"{"type":"resize","cols":"x"}"#),
+            Err(ParseError::Malformed(_))
+        ));
+        assert!(matches!(
+            ClientMsg::parse("not json"),
+            Err(ParseError::Malformed(_))
+        ));
+        assert!(matches!(
+            ClientMsg::parse(r#"{"cols":1}"#),
+            Err(ParseError::Malformed(_))
+        ));
+        // A server-only type is unknown to the server.
+        assert_eq!(
+            ClientMsg::parse(r#"{"type":"ready"}"#),
+            Err(ParseError::UnknownType("ready".into()))
+        );
+    }
+
+    #[test]
+    fn signal_names() {
+        for name in [
+            "SIGINT", "SIGTERM", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGTSTP", "SIGCONT", "SIGWINCH",
+            "SIGUSR1", "SIGUSR2",
+        ] {
+            assert_eq!(Signal::from_name(name).unwrap().name(), name);
+        }
+        assert_eq!(Signal::from_name("SIGSEGV"), None);
+        assert_eq!(Signal::from_name("sigint"), None);
+    }
+
+    #[test]
+    fn connect_params_round_trip() {
+        let params = ConnectParams {
+            since: Some(5),
+            size: Some((120, 40)),
+            watch: true,
+            client: Some("abcdefghij0123456789".into()),
+        };
+        let query = params.to_query();
+        assert_eq!(
+            query,
+            "since=5&cols=120&rows=40&mode=watch&client=abcdefghij0123456789"
+        );
+        assert_eq!(ConnectParams::parse(&query).unwrap(), params);
+        assert_eq!(ConnectParams::parse("").unwrap(), ConnectParams::default());
+        assert_eq!(
+            ConnectParams::parse("future=1").unwrap(),
+            ConnectParams::default()
+        );
+    }
+
+    #[test]
+    fn connect_params_reject_bad_values() {
+        for bad in [
+            "since=-1",
+            "since=x",
+            "cols=0&rows=5",
+            "cols=80",
+            "rows=24",
+            "mode=spy",
+            "client=short",
+            "client=has%20space0123456789",
+        ] {
+            assert!(ConnectParams::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The wire contract shared by the client, the daemon and the runtime. Types only: no I/O,
+//! no tokio, no hyper.
+//!
+//! # The runtime's endpoints (`catty exec`)
+//!
+//! | method and path | auth | does |
+//! | --- | --- | --- |
+//! | `GET /healthz` | none | `200 ok` |
+//! | `POST /upload` | bearer | body `application/zip`, at most 100 MiB; unpacks into the workspace |
+//! | `GET /connect` | bearer | WebSocket upgrade; the terminal stream below |
+//!
+//! Auth is `Authorization: Bearer <CONNECT_TOKEN>`, compared in constant time; a missing or
+//! wrong token is `401`. Errors are JSON: `{"error":{"code":"…","message":"…"}}`
+//! ([`api::ErrorBody`]). `/upload` answers `200` with [`api::UploadDone`], `400` naming the
+//! first bad entry (and leaves the workspace empty), `409` once a workspace was uploaded or
+//! the process has started, `413` past the size limit (the read stops there).
+//!
+//! # The terminal stream (`GET /connect`)
+//!
+//! Query parameters ([`ConnectParams`]), all optional:
+//!
+//! - `since=N`: resume the output stream at byte offset `N`.
+//! - `cols=C&rows=R`: this client's terminal size.
+//! - `mode=watch`: read-only. Input, resizes and signals from a watch client are ignored.
+//! - `client=ID`: an id the client chooses once (16 to 64 characters of `[0-9A-Za-z_-]`) and
+//!   keeps across reconnects. It makes input exactly-once (below).
+//!
+//! Frames (WebSocket, no compression):
+//!
+//! - **Binary, server → client**: PTY output. Every byte the process writes is numbered from
+//!   0. After `ready{offset: N}`, binary frames carry consecutive bytes from `N` on, with no
+//!   gap and no repeat, except for one redraw frame (below).
+//! - **Binary, client → server**: input bytes for the PTY.
+//! - **Text**: JSON control messages, [`ClientMsg`] and [`ServerMsg`].
+//!
+//! Order on a new connection: the server sends `ready` first. If the client gave no `since`,
+//! `ready` has `"redraw":true` and the next binary frame is a rendering of the current screen,
+//! which is *not* part of the numbered stream; numbered output from `offset` follows it. If
+//! `since` is older than the oldest byte kept (at least the most recent 8 MiB are), `ready`
+//! has `"truncated":true` and `offset` is the oldest byte kept. A `since` beyond the end of the
+//! stream is clamped to the end. When the process has exited and the client has received every
+//! byte, the server sends `exit`.
+//!
+//! ## Input exactly once
+//!
+//! A client that passes `client=ID` numbers its own input bytes from 0 for the life of that
+//! id. The runtime counts the bytes of each id that it has applied (written to the PTY) and
+//! reports the count as `ready.input` on every connection, and as `{"type":"ack","input":M}`
+//! now and then while connected (after each 16 KiB of input, and in reply to every `ping`).
+//! The client keeps what it sent and drops it once acknowledged; after a reconnect it
+//! resends only the bytes from `ready.input` on. When a connection with an id arrives, any
+//! older connection with the same id is cut first and its late input discarded, so a byte is
+//! never applied twice. Without `client`, input is applied as it arrives and not tracked.
+//!
+//! ## Flow control
+//!
+//! While at least one interactive client is attached, the runtime stops reading the PTY when
+//! the slowest interactive client is more than [`FLOW_WINDOW_BYTES`] behind, so the program
+//! slows down and nothing is dropped. Watch clients never hold the program back; a watch
+//! client that falls out of the buffer gets an `error` and is disconnected (it reconnects
+//! with `since` and sees `truncated`). With no client attached the program runs freely.
+//! Control messages never wait behind output.
+//!
+//! ## Size, keepalive, versions
+//!
+//! The PTY size is the size of the interactive client that most recently attached, resized or
+//! typed. Each side sends `ping` every 25 s when idle; the client treats 60 s without any
+//! frame as a dead link and reconnects with `since`. `ready.protocol` is [`PROTOCOL_VERSION`];
+//! fields are only ever added. **Unknown types:** the server answers an `error` naming the
+//! type and carries on; the client ignores them.
+
+pub mod api;
+pub mod control;
+
+pub use control::{ClientMsg, ConnectParams, ExitStatus, ParseError, ServerMsg, Signal};
+
+/// Version carried in `ready.protocol`; bumped only for changes an old peer cannot ignore.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// How far the slowest interactive client may lag before the runtime stops reading the PTY:
+/// large enough to keep a fast link busy, small enough that Ctrl-C shows quickly.
+pub const FLOW_WINDOW_BYTES: u64 = 1024 * 1024;
+
+/// Largest upload body the runtime reads; beyond it the answer is 413.
+pub const UPLOAD_LIMIT_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The runtime acknowledges a client's input after this many bytes (and on every ping).
+pub const INPUT_ACK_BYTES: u64 = 16 * 1024;

@@ -1,0 +1,289 @@
+//! Test support: a real `catty exec` process on a loopback port (killed on drop), a
+//! WebSocket client that tracks output offsets, and a TCP proxy whose links can be cut.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use catty::net::{ClientSocket, DialError, dial};
+use catty::protocol::{ClientMsg, ConnectParams, ExitStatus, ServerMsg};
+use fastwebsockets::{Frame, OpCode, Payload};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// Every wait in the tests ends by this deadline at the latest.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// A `catty exec` child process serving one session.
+pub struct Runtime {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub workspace: tempfile::TempDir,
+}
+
+impl Runtime {
+    /// Starts the runtime running `argv` with extra environment `env`.
+    pub fn start(argv: &[&str], env: &[(&str, &str)]) -> Runtime {
+        let workspace = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_catty"));
+        cmd.arg("exec")
+            .args(["--addr", "127.0.0.1:0", "--workspace"])
+            .arg(workspace.path())
+            .arg("--")
+            .args(argv)
+            .env("CONNECT_TOKEN", TOKEN)
+            .env("CATTY_GRACE_SEC", "10")
+            .env("CATTY_LOG", "catty=debug")
+            .env("PS1", "$ ")
+            .stdout(Stdio::piped())
+            // The runtime's log only when asked for: CATTY_TEST_LOG=1 cargo test …
+            .stderr(if std::env::var_os("CATTY_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start catty exec");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("bad first line {line:?}"));
+        Runtime {
+            child,
+            addr: addr.parse().unwrap(),
+            workspace,
+        }
+    }
+
+    pub fn url(&self, params: &ConnectParams) -> String {
+        format!("ws://{}/connect?{}", self.addr, params.to_query())
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits for the runtime process to exit on its own; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a client received, with the output in stream order.
+pub struct Client {
+    ws: ClientSocket,
+    /// Every numbered output byte received, starting at `first_offset`.
+    pub output: Vec<u8>,
+    pub first_offset: u64,
+    /// The redraw frame, if `ready` announced one.
+    pub redraw: Option<Vec<u8>>,
+    pub ready: ServerMsg,
+    pub exit: Option<ExitStatus>,
+    pub errors: Vec<String>,
+    pub acks: Vec<u64>,
+    expect_redraw: bool,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, params: &ConnectParams) -> Result<Client, DialError> {
+        Self::connect_url(&format!("ws://{addr}/connect?{}", params.to_query())).await
+    }
+
+    pub async fn connect_url(url: &str) -> Result<Client, DialError> {
+        let auth = format!("Bearer {TOKEN}");
+        let mut ws = dial(url, &[("authorization", &auth)]).await?;
+        ws.set_auto_pong(true);
+        let frame = tokio::time::timeout(DEADLINE, ws.read_frame())
+            .await
+            .expect("ready in time")
+            .expect("ready");
+        assert_eq!(frame.opcode, OpCode::Text, "the first frame is ready");
+        let ready = ServerMsg::parse(std::str::from_utf8(&frame.payload).unwrap()).unwrap();
+        let ServerMsg::Ready { offset, redraw, .. } = ready else {
+            panic!("first message {ready:?}")
+        };
+        Ok(Client {
+            ws,
+            output: Vec::new(),
+            first_offset: offset,
+            redraw: None,
+            ready,
+            exit: None,
+            errors: Vec::new(),
+            acks: Vec::new(),
+            expect_redraw: redraw,
+        })
+    }
+
+    /// Offset of the next output byte this client expects.
+    pub fn next_offset(&self) -> u64 {
+        self.first_offset + self.output.len() as u64
+    }
+
+    /// Reads one frame. `Ok(false)` when the connection is closed.
+    pub async fn step(&mut self) -> Result<bool, fastwebsockets::WebSocketError> {
+        let frame = self.ws.read_frame().await?;
+        match frame.opcode {
+            OpCode::Binary if std::mem::take(&mut self.expect_redraw) => {
+                self.redraw = Some(frame.payload.to_vec())
+            }
+            OpCode::Binary => self.output.extend_from_slice(&frame.payload),
+            OpCode::Text => {
+                match ServerMsg::parse(std::str::from_utf8(&frame.payload).unwrap()).unwrap() {
+                    ServerMsg::Exit(status) => self.exit = Some(status),
+                    ServerMsg::Error { message } => self.errors.push(message),
+                    ServerMsg::Ack { input } => self.acks.push(input),
+                    _ => {}
+                }
+            }
+            OpCode::Close => return Ok(false),
+            _ => {}
+        }
+        Ok(true)
+    }
+
+    /// Reads until `done` holds, failing the test at the deadline.
+    pub async fn read_until(&mut self, what: &str, done: impl Fn(&Client) -> bool) {
+        let waited = tokio::time::timeout(DEADLINE, async {
+            while !done(self) {
+                match self.step().await {
+                    Ok(true) => {}
+                    Ok(false) => panic!("connection closed while waiting for {what}"),
+                    Err(e) => panic!("connection failed while waiting for {what}: {e}"),
+                }
+            }
+        });
+        if waited.await.is_err() {
+            panic!(
+                "timed out waiting for {what}; output so far: {:?}",
+                self.text()
+            );
+        }
+    }
+
+    pub async fn read_until_contains(&mut self, needle: &str) {
+        let n = needle.to_string();
+        self.read_until(needle, move |c| c.text().contains(&n))
+            .await;
+    }
+
+    /// Reads until the server closes the connection; returns whether it closed in time.
+    pub async fn read_to_close(&mut self) {
+        let closed = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match self.step().await {
+                    Ok(true) => {}
+                    _ => return,
+                }
+            }
+        });
+        closed
+            .await
+            .expect("the server closes the connection in time");
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output).into_owned()
+    }
+
+    pub async fn send(&mut self, input: &[u8]) {
+        self.ws
+            .write_frame(Frame::binary(Payload::Owned(input.to_vec())))
+            .await
+            .unwrap();
+    }
+
+    pub async fn control(&mut self, msg: &ClientMsg) {
+        self.ws
+            .write_frame(Frame::text(Payload::Owned(msg.to_json().into_bytes())))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .write_frame(Frame::text(Payload::Owned(text.as_bytes().to_vec())))
+            .await
+            .unwrap();
+    }
+}
+
+/// A TCP proxy from a loopback port to `target` whose open links can be cut at will.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    links: Arc<Mutex<JoinSet<()>>>,
+    _accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let links = Arc::new(Mutex::new(JoinSet::new()));
+        let accept_links = links.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                accept_links.lock().unwrap().spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+        Proxy {
+            addr,
+            links,
+            _accept: accept,
+        }
+    }
+
+    /// Drops every open link at once, as a network failure would.
+    pub fn cut(&self) {
+        self.links.lock().unwrap().abort_all();
+    }
+}
+
+/// A random client id for exactly-once input.
+pub fn client_id() -> String {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Interactive connection parameters of a given size.
+pub fn sized(cols: u16, rows: u16) -> ConnectParams {
+    ConnectParams {
+        size: Some((cols, rows)),
+        ..Default::default()
+    }
+}
