@@ -273,6 +273,24 @@ impl Proxy {
     }
 }
 
+/// Waits until the process `pid` has no child processes left (its program has exited).
+pub fn wait_for_no_children(pid: i32) {
+    let deadline = Instant::now() + DEADLINE;
+    while Instant::now() < deadline {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+        let children: String = tasks
+            .map(|t| {
+                std::fs::read_to_string(t.unwrap().path().join("children")).unwrap_or_default()
+            })
+            .collect();
+        if children.trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("process {pid} still has children");
+}
+
 /// A random client id for exactly-once input.
 pub fn client_id() -> String {
     let mut bytes = [0u8; 12];
