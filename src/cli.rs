@@ -13,8 +13,106 @@ pub struct Catty {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Command {
-    Exec(ExecArgs),
+    New(NewArgs),
+    Connect(ConnectArgs),
+    List(ListArgs),
+    Stop(StopArgs),
+    StopAll(StopAllArgs),
     Version(VersionArgs),
+    Api(ApiArgs),
+    Exec(ExecArgs),
+}
+
+/// Start a session: create a machine, upload this directory, run the agent and attach.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "new")]
+pub struct NewArgs {
+    /// the agent to run: claude (default), codex or shell
+    #[argh(option)]
+    pub agent: Option<String>,
+
+    /// do not upload the current directory
+    #[argh(switch)]
+    pub no_upload: bool,
+
+    /// region of the machine (Fly.io provider)
+    #[argh(option)]
+    pub region: Option<String>,
+
+    /// CPUs of the machine (Fly.io provider)
+    #[argh(option)]
+    pub cpus: Option<u32>,
+
+    /// memory of the machine in MB (Fly.io provider)
+    #[argh(option)]
+    pub memory_mb: Option<u32>,
+
+    /// end the session after this long, e.g. 90m or 2h (default 2h)
+    #[argh(option)]
+    pub ttl: Option<String>,
+
+    /// run this command instead of an agent (after `--`)
+    #[argh(positional, greedy)]
+    pub command: Vec<String>,
+}
+
+/// Reattach to a running session.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "connect")]
+pub struct ConnectArgs {
+    /// the session's label or id
+    #[argh(positional)]
+    pub session: String,
+
+    /// watch only: nothing you type reaches the session
+    #[argh(switch)]
+    pub watch: bool,
+}
+
+/// List sessions with their label, state, agent, age and region.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "list")]
+pub struct ListArgs {
+    /// print JSON instead of a table
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Stop a session and destroy its machine.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "stop")]
+pub struct StopArgs {
+    /// the session's label or id
+    #[argh(positional)]
+    pub session: String,
+}
+
+/// Stop every session and destroy every catty machine of the provider, including ones this
+/// computer has no record of.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "stop-all-sessions-dangerously")]
+pub struct StopAllArgs {
+    /// confirm that every session should end
+    #[argh(switch)]
+    pub yes_i_mean_it: bool,
+}
+
+/// Run the control daemon in the foreground (other commands start it in the background when
+/// it is not running; also installed as `catty-api`).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "api")]
+pub struct ApiArgs {
+    /// where machines run: local (default without FLY_API_TOKEN) or fly
+    #[argh(option)]
+    pub provider: Option<String>,
+
+    /// address to listen on [env: CATTY_API_ADDR] (default 127.0.0.1:4815)
+    #[argh(option)]
+    pub addr: Option<String>,
+
+    /// run local sessions without the bubblewrap sandbox
+    #[argh(switch)]
+    pub no_sandbox: bool,
 }
 
 /// Run the session runtime: one PTY session served over HTTP and WebSocket (what a machine

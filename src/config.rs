@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::ExecArgs;
+use crate::cli::{ApiArgs, ExecArgs, NewArgs};
+use crate::protocol::api::CreateSession;
 
 /// A configuration problem: the user's input is wrong (exit code 2).
 #[derive(Debug)]
@@ -95,6 +96,174 @@ impl ExecConfig {
         env.push(("TERM".into(), "xterm-256color".into()));
         self.child_env = env;
         self
+    }
+}
+
+/// Where the daemon listens unless `CATTY_API_ADDR` says otherwise.
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:4815";
+
+/// Where machines run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    Local,
+    Fly,
+}
+
+/// Everything `catty api` needs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub addr: SocketAddr,
+    /// Token file, session store, logs and local workspaces live here.
+    pub state_dir: PathBuf,
+    pub provider: ProviderKind,
+    /// Run local sessions under bubblewrap when it is installed.
+    pub sandbox: bool,
+    /// This binary, started as `catty exec` for local sessions.
+    pub exe: PathBuf,
+    /// Passed to every session: the agents' API keys.
+    pub agent_env: Vec<(String, String)>,
+}
+
+impl ApiConfig {
+    pub fn new(args: ApiArgs, env: impl Fn(&str) -> Option<String>) -> Result<Self, UsageError> {
+        let provider = match args.provider.as_deref() {
+            Some("local") => ProviderKind::Local,
+            Some("fly") => ProviderKind::Fly,
+            Some(other) => {
+                return Err(UsageError(format!(
+                    "--provider {other:?} is unknown (local or fly)"
+                )));
+            }
+            None if env("FLY_API_TOKEN").is_some_and(|t| !t.is_empty()) => ProviderKind::Fly,
+            None => ProviderKind::Local,
+        };
+        let agent_env = ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"]
+            .iter()
+            .filter_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (k.to_string(), v)))
+            .collect();
+        Ok(ApiConfig {
+            addr: api_addr(args.addr, &env)?,
+            state_dir: state_dir(&env)?,
+            provider,
+            sandbox: !args.no_sandbox,
+            exe: current_exe()?,
+            agent_env,
+        })
+    }
+}
+
+/// What every client command needs to reach (or start) the daemon.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub api_addr: SocketAddr,
+    pub state_dir: PathBuf,
+    /// This binary, started as `catty api` when no daemon answers.
+    pub exe: PathBuf,
+}
+
+impl ClientConfig {
+    pub fn new(env: impl Fn(&str) -> Option<String>) -> Result<Self, UsageError> {
+        Ok(ClientConfig {
+            api_addr: api_addr(None, &env)?,
+            state_dir: state_dir(&env)?,
+            exe: current_exe()?,
+        })
+    }
+}
+
+/// What `catty new` asks for.
+#[derive(Debug, Clone)]
+pub struct NewOptions {
+    pub create: CreateSession,
+    pub upload: bool,
+}
+
+/// Agents `--agent` accepts; `claude` is the default.
+const AGENTS: [&str; 3] = ["claude", "codex", "shell"];
+
+impl NewOptions {
+    pub fn new(args: NewArgs) -> Result<Self, UsageError> {
+        let agent = match args.agent {
+            Some(agent) if AGENTS.contains(&agent.as_str()) => agent,
+            Some(agent) => {
+                return Err(UsageError(format!(
+                    "--agent {agent:?} is unknown (claude, codex or shell)"
+                )));
+            }
+            // A command of the user's own runs in place of an agent, from the shell profile.
+            None if !args.command.is_empty() => "shell".into(),
+            None => "claude".into(),
+        };
+        let ttl_sec = args
+            .ttl
+            .as_deref()
+            .map(parse_duration)
+            .transpose()?
+            .map(|d| d.as_secs());
+        let cmd = (!args.command.is_empty()).then_some(args.command);
+        let create = CreateSession {
+            agent,
+            cmd,
+            region: args.region,
+            cpus: args.cpus,
+            memory_mb: args.memory_mb,
+            ttl_sec,
+        };
+        Ok(NewOptions {
+            create,
+            upload: !args.no_upload,
+        })
+    }
+}
+
+fn current_exe() -> Result<PathBuf, UsageError> {
+    std::env::current_exe().map_err(|e| UsageError(format!("cannot find the catty binary: {e}")))
+}
+
+fn api_addr(
+    flag: Option<String>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<SocketAddr, UsageError> {
+    let addr = flag
+        .or_else(|| env("CATTY_API_ADDR"))
+        .unwrap_or_else(|| DEFAULT_API_ADDR.into());
+    addr.parse().map_err(|_| {
+        UsageError(format!(
+            "CATTY_API_ADDR / --addr: {addr:?} is not HOST:PORT"
+        ))
+    })
+}
+
+/// `$XDG_STATE_HOME/catty`, else `~/.local/state/catty`.
+fn state_dir(env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, UsageError> {
+    if let Some(dir) = env("XDG_STATE_HOME").filter(|d| d.starts_with('/')) {
+        return Ok(PathBuf::from(dir).join("catty"));
+    }
+    let home = env("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| UsageError("HOME is not set".into()))?;
+    Ok(PathBuf::from(home).join(".local/state/catty"))
+}
+
+/// A duration as typed by a user: `90s`, `45m`, `2h`, `1d`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, UsageError> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => 0,
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n > 0 && scale > 0 => Ok(Duration::from_secs(n * scale)),
+        _ => Err(UsageError(format!(
+            "{text:?} is not a duration (like 90s, 45m, 2h)"
+        ))),
     }
 }
 
@@ -235,6 +404,37 @@ mod tests {
         assert!(cmd(&[("CATTY_CMD", "[]")]).is_err());
         assert!(cmd(&[("CATTY_CMD", "[1]")]).is_err());
         assert!(cmd(&[("CATTY_TTL_SEC", "soon")]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("45m").unwrap(), Duration::from_secs(2700));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        for bad in ["", "0", "h", "2w", "1.5h", "-3"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn state_dir_follows_xdg() {
+        let vars = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let v = vars(&[("XDG_STATE_HOME", "/x"), ("HOME", "/h")]);
+        assert_eq!(
+            state_dir(&|k: &str| v.get(k).cloned()).unwrap(),
+            PathBuf::from("/x/catty")
+        );
+        let v = vars(&[("HOME", "/h")]);
+        assert_eq!(
+            state_dir(&|k: &str| v.get(k).cloned()).unwrap(),
+            PathBuf::from("/h/.local/state/catty")
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! One binary with three modes (client, api, exec) that share the `protocol` module.
 #![deny(unsafe_code)]
 
+pub mod api;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod exec;
 pub mod net;

@@ -338,3 +338,26 @@ async fn sigterm_ends_child_and_runtime() {
         "the program survived"
     );
 }
+
+/// Ctrl-C is not queued behind output: with a client that stopped reading during a flood (so
+/// the program is held back), both a typed ^C and a `signal` message end the program at once;
+/// the client then still reads every byte before the exit status.
+#[tokio::test]
+async fn interrupt_is_not_queued_behind_output() {
+    for interrupt in ["byte", "message"] {
+        let rt = Runtime::start(&["yes"], &[]);
+        let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+        c.read_until("flood", |c| c.output.len() > 100_000).await;
+        match interrupt {
+            "byte" => c.send(b"\x03").await,
+            _ => c.control(&ClientMsg::Signal { name: "SIGINT".into() }).await,
+        }
+        // The program dies while this client still has output waiting for it.
+        common::wait_for_no_children(rt.pid());
+        c.read_until("exit", |c| c.exit.is_some()).await;
+        assert_eq!(c.exit.as_ref().unwrap().code, 130, "{interrupt}");
+        let text = c.text();
+        let whole = &text[..text.rfind('\n').unwrap() + 1];
+        assert!(whole.split("\r\n").filter(|l| !l.is_empty()).all(|l| l == "y"), "{interrupt}: stream damaged");
+    }
+}

@@ -1,0 +1,391 @@
+//! The attach loop: the user's terminal joined to a session's stream, kept alive across link
+//! failures by reconnecting with `since` (output) and resending unacknowledged input.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::mpsc;
+
+use super::escape::{self, Action, Escapes};
+use super::input::Unacked;
+use super::tty;
+use crate::net::{self, ClientSocket};
+use crate::protocol::{ClientMsg, ConnectParams, ExitStatus, ServerMsg};
+
+/// Keepalive: a ping when idle this long.
+const PING_INTERVAL: Duration = Duration::from_secs(25);
+/// No frame for this long means the link is dead.
+const DEAD_LINK: Duration = Duration::from_secs(60);
+/// A write that takes this long means the link is dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Reconnecting stops after this long without a working link.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where to attach.
+pub struct Target {
+    pub label: String,
+    /// `http://host:port` of the runtime.
+    pub connect_url: String,
+    pub token: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// How an attach ended.
+pub enum Outcome {
+    Exited(ExitStatus),
+    Detached,
+    /// The session is over without an exit status for us (TTL, stopped, lost), and why.
+    Gone(String),
+    /// We got SIGTERM or SIGHUP.
+    Terminated,
+}
+
+/// Asks whether the session can still be attached to; `Err` carries why not.
+pub trait Liveness {
+    fn check(&self) -> impl Future<Output = Result<(), String>>;
+}
+
+/// Attaches until the session exits, the user detaches, or the session is gone.
+pub async fn run(
+    target: &Target,
+    watch: bool,
+    from_start: bool,
+    live: &impl Liveness,
+) -> anyhow::Result<Outcome> {
+    let _raw = tty::RawGuard::enter()?;
+    let mut attach = Attach::new(watch, from_start)?;
+    let mut lost_since: Option<Instant> = None;
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        let why = match attach.connect(target).await {
+            Ok(socket) => {
+                lost_since = None;
+                backoff = BACKOFF_FIRST;
+                match attach.serve(socket).await {
+                    Ended::Done(outcome) => return Ok(outcome),
+                    Ended::Lost(why) => why,
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        let since = *lost_since.get_or_insert_with(Instant::now);
+        if let Err(gone) = live.check().await {
+            return Ok(Outcome::Gone(attach.last_error.take().unwrap_or(gone)));
+        }
+        if since.elapsed() > GIVE_UP_AFTER {
+            return Ok(Outcome::Gone(format!(
+                "no connection for {} minutes ({why})",
+                GIVE_UP_AFTER.as_secs() / 60
+            )));
+        }
+        tty::status(&format!(
+            "catty: connection lost ({why}); reconnecting… (Enter ~ . to detach)"
+        ));
+        if let Some(outcome) = attach.wait(backoff).await {
+            tty::clear_status();
+            return Ok(outcome);
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+enum Ended {
+    Done(Outcome),
+    Lost(String),
+}
+
+/// What survives from one connection to the next.
+struct Attach {
+    watch: bool,
+    client_id: String,
+    /// Offset of the next output byte; `None` until the first `ready` of a fresh attach.
+    next_offset: Option<u64>,
+    unacked: Unacked,
+    escapes: Escapes,
+    stdin: mpsc::Receiver<Bytes>,
+    stdin_open: bool,
+    winch: Signal,
+    term: Signal,
+    hup: Signal,
+    last_error: Option<String>,
+}
+
+impl Attach {
+    fn new(watch: bool, from_start: bool) -> std::io::Result<Attach> {
+        Ok(Attach {
+            watch,
+            client_id: super::random_hex(16),
+            next_offset: from_start.then_some(0),
+            unacked: Unacked::default(),
+            escapes: Escapes::default(),
+            stdin: tty::stdin_reader(),
+            stdin_open: true,
+            winch: signal(SignalKind::window_change())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            last_error: None,
+        })
+    }
+
+    async fn connect(&self, target: &Target) -> Result<ClientSocket, net::DialError> {
+        let params = ConnectParams {
+            since: self.next_offset,
+            size: (!self.watch).then(tty::size),
+            watch: self.watch,
+            client: (!self.watch).then(|| self.client_id.clone()),
+        };
+        let url = format!("{}/connect?{}", target.connect_url, params.to_query());
+        let auth = format!("Bearer {}", target.token);
+        let mut headers: Vec<(&str, &str)> = vec![("authorization", &auth)];
+        headers.extend(target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let connecting = net::dial(&url, &headers);
+        tokio::time::timeout(DEAD_LINK, connecting)
+            .await
+            .map_err(|_| net::DialError::Status(0))?
+    }
+
+    /// Waits out a backoff while still honouring escapes and keeping what is typed.
+    async fn wait(&mut self, backoff: Duration) -> Option<Outcome> {
+        let sleep = tokio::time::sleep(backoff);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return None,
+                input = self.stdin.recv(), if self.stdin_open => match self.typed(input) {
+                    Typed::Detach => return Some(Outcome::Detached),
+                    Typed::Send(bytes) => self.unacked.push(&bytes),
+                    Typed::Nothing => {}
+                },
+                _ = self.term.recv() => return Some(Outcome::Terminated),
+                _ = self.hup.recv() => return Some(Outcome::Terminated),
+            }
+        }
+    }
+
+    /// Serves one connection until it ends.
+    async fn serve(&mut self, socket: ClientSocket) -> Ended {
+        let (read, mut write) = socket.split(tokio::io::split);
+        let (events_tx, mut events) = mpsc::channel(64);
+        let reader = tokio::spawn(read_frames(read, events_tx));
+        let _abort_reader = AbortOnDrop(reader);
+        let mut conn = Connection {
+            ready: false,
+            redraw_next: false,
+            last_frame: Instant::now(),
+        };
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        loop {
+            let step = tokio::select! {
+                event = events.recv() => self.event(&mut conn, event),
+                input = self.stdin.recv(), if conn.ready && self.stdin_open => match self.typed(input) {
+                    Typed::Detach => Step::Done(Outcome::Detached),
+                    Typed::Send(bytes) => {
+                        self.unacked.push(&bytes);
+                        Step::Send(vec![Frame::binary(Payload::Owned(bytes.to_vec()))])
+                    }
+                    Typed::Nothing => Step::Continue,
+                },
+                _ = self.winch.recv(), if !self.watch => Step::Send(vec![control(&resize())]),
+                _ = ping.tick() => match conn.last_frame.elapsed() > DEAD_LINK {
+                    true => Step::Lost(format!("no answer for {} s", DEAD_LINK.as_secs())),
+                    false => Step::Send(vec![control(&ClientMsg::Ping)]),
+                },
+                _ = self.term.recv() => Step::Done(Outcome::Terminated),
+                _ = self.hup.recv() => Step::Done(Outcome::Terminated),
+            };
+            match step {
+                Step::Continue => {}
+                Step::Send(frames) => {
+                    for frame in frames {
+                        match tokio::time::timeout(WRITE_TIMEOUT, write.write_frame(frame)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => return Ended::Lost(e.to_string()),
+                            Err(_) => return Ended::Lost("the link stopped taking data".into()),
+                        }
+                    }
+                }
+                Step::Done(outcome) => return Ended::Done(outcome),
+                Step::Lost(why) => return Ended::Lost(why),
+            }
+        }
+    }
+
+    fn typed(&mut self, input: Option<Bytes>) -> Typed {
+        let Some(bytes) = input else {
+            // stdin closed (not a terminal): keep showing output.
+            self.stdin_open = false;
+            return Typed::Nothing;
+        };
+        let mut send = Vec::new();
+        for action in self.escapes.feed(&bytes) {
+            match action {
+                Action::Detach => return Typed::Detach,
+                Action::Help => tty::note(escape::HELP),
+                Action::Send(bytes) if !self.watch => send.extend_from_slice(&bytes),
+                Action::Send(_) => {}
+            }
+        }
+        if send.is_empty() {
+            Typed::Nothing
+        } else {
+            Typed::Send(Bytes::from(send))
+        }
+    }
+
+    fn event(&mut self, conn: &mut Connection, event: Option<Event>) -> Step {
+        conn.last_frame = Instant::now();
+        match event {
+            Some(Event::Output(bytes)) => {
+                if std::mem::take(&mut conn.redraw_next) {
+                    // A picture of the screen, not part of the numbered stream.
+                } else if let Some(offset) = &mut self.next_offset {
+                    *offset += bytes.len() as u64;
+                }
+                match tty::write_output(&bytes) {
+                    Ok(()) => Step::Continue,
+                    Err(_) => Step::Done(Outcome::Terminated),
+                }
+            }
+            Some(Event::Message(msg)) => self.message(conn, msg),
+            Some(Event::Obligated(frame)) => Step::Send(vec![frame]),
+            Some(Event::Closed(why)) => Step::Lost(why),
+            None => Step::Lost("the connection closed".into()),
+        }
+    }
+
+    fn message(&mut self, conn: &mut Connection, msg: ServerMsg) -> Step {
+        match msg {
+            ServerMsg::Ready {
+                offset,
+                truncated,
+                redraw,
+                input,
+                ..
+            } => {
+                if truncated && let Some(expected) = self.next_offset {
+                    tty::note(&format!(
+                        "catty: {} bytes of output were dropped while away",
+                        offset - expected
+                    ));
+                }
+                tty::clear_status();
+                conn.ready = true;
+                conn.redraw_next = redraw;
+                self.next_offset = Some(offset);
+                let resend = self.unacked.resend_from(input.unwrap_or(0));
+                let mut frames = Vec::new();
+                if !resend.is_empty() {
+                    frames.push(Frame::binary(Payload::Owned(resend)));
+                }
+                Step::Send(frames)
+            }
+            ServerMsg::Ack { input } => {
+                self.unacked.ack(input);
+                Step::Continue
+            }
+            ServerMsg::Exit(status) => Step::Done(Outcome::Exited(status)),
+            ServerMsg::Ping => Step::Send(vec![control(&ClientMsg::Pong)]),
+            ServerMsg::Pong => Step::Continue,
+            ServerMsg::Error { message } => {
+                self.last_error = Some(message);
+                Step::Continue
+            }
+        }
+    }
+}
+
+struct Connection {
+    ready: bool,
+    redraw_next: bool,
+    last_frame: Instant,
+}
+
+enum Typed {
+    Send(Bytes),
+    Detach,
+    Nothing,
+}
+
+enum Step {
+    Continue,
+    Send(Vec<Frame<'static>>),
+    Done(Outcome),
+    Lost(String),
+}
+
+enum Event {
+    Output(Bytes),
+    Message(ServerMsg),
+    /// A pong or close reply the WebSocket protocol requires of us.
+    Obligated(Frame<'static>),
+    Closed(String),
+}
+
+fn control(msg: &ClientMsg) -> Frame<'static> {
+    Frame::text(Payload::Owned(msg.to_json().into_bytes()))
+}
+
+fn resize() -> ClientMsg {
+    let (cols, rows) = tty::size();
+    ClientMsg::Resize { cols, rows }
+}
+
+/// Reads frames into `events` until the connection ends. Runs as its own task because
+/// fastwebsockets' `read_frame` must never be cancelled halfway.
+async fn read_frames<R>(read: fastwebsockets::WebSocketRead<R>, events: mpsc::Sender<Event>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut reader = fastwebsockets::FragmentCollectorRead::new(read);
+    let obligated_tx = events.clone();
+    let mut obligated = |frame: Frame<'_>| {
+        let owned = Frame::new(
+            true,
+            frame.opcode,
+            None,
+            Payload::Owned(frame.payload.to_vec()),
+        );
+        let tx = obligated_tx.clone();
+        async move {
+            tx.send(Event::Obligated(owned))
+                .await
+                .map_err(|_| WebSocketError::ConnectionClosed)
+        }
+    };
+    loop {
+        let event = match reader.read_frame(&mut obligated).await {
+            Ok(frame) => match frame.opcode {
+                OpCode::Binary => Event::Output(Bytes::copy_from_slice(&frame.payload)),
+                OpCode::Text => match std::str::from_utf8(&frame.payload)
+                    .ok()
+                    .map(ServerMsg::parse)
+                {
+                    Some(Ok(msg)) => Event::Message(msg),
+                    // Unknown types are ignored, by the protocol's rule.
+                    _ => continue,
+                },
+                OpCode::Close => Event::Closed("the runtime closed the connection".into()),
+                _ => continue,
+            },
+            Err(e) => Event::Closed(e.to_string()),
+        };
+        let closed = matches!(event, Event::Closed(_));
+        if events.send(event).await.is_err() || closed {
+            return;
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

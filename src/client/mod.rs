@@ -1,0 +1,171 @@
+//! The client commands: `new`, `connect`, `list`, `stop`, `stop-all-sessions-dangerously`.
+//! They talk to the daemon (starting it when nothing answers) and attach to runtimes. Each
+//! returns the process's exit code; errors go up to `main`.
+
+mod attach;
+mod daemon;
+mod escape;
+mod input;
+mod tty;
+pub mod upload;
+
+use anyhow::{Context, bail};
+
+use crate::config::{ClientConfig, NewOptions, UsageError};
+use crate::protocol::api::{SessionCreated, SessionInfo, SessionList, StopAll};
+use attach::{Outcome, Target};
+use daemon::{ApiError, Daemon};
+
+pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    // TODO(upload): wired in once client/upload.rs lands.
+    let _ = (&cwd, options.upload);
+    let daemon = Daemon::ensure(config).await?;
+    let created: SessionCreated = daemon.post("/v1/sessions", &options.create).await?;
+    let label = created.label.clone();
+    eprintln!("catty: session {label} (reattach with: catty connect {label})");
+    let target = Target {
+        label,
+        connect_url: created.connect_url,
+        token: created.connect_token,
+        headers: created.headers,
+    };
+    attach_and_report(&daemon, &created.session_id, &target, false, true).await
+}
+
+pub async fn connect(config: &ClientConfig, session: &str, watch: bool) -> anyhow::Result<i32> {
+    let daemon = Daemon::ensure(config).await?;
+    let info = find(&daemon, session).await?;
+    if !info.state.is_live() {
+        bail!("session {} is {}; start a new one with: catty new", info.label, state_name(&info));
+    }
+    let target = Target {
+        label: info.label.clone(),
+        connect_url: info.connect_url,
+        token: info.connect_token,
+        headers: info.headers,
+    };
+    attach_and_report(&daemon, &info.session_id, &target, watch, false).await
+}
+
+async fn attach_and_report(
+    daemon: &Daemon,
+    session_id: &str,
+    target: &Target,
+    watch: bool,
+    from_start: bool,
+) -> anyhow::Result<i32> {
+    let live = Live { daemon, session_id };
+    let label = &target.label;
+    match attach::run(target, watch, from_start, &live).await? {
+        Outcome::Exited(status) => {
+            match &status.signal {
+                Some(signal) => eprintln!("catty: session {label} ended: killed by {signal}"),
+                None => eprintln!("catty: session {label} ended with exit code {}", status.code),
+            }
+            Ok(status.code)
+        }
+        Outcome::Detached => {
+            eprintln!("catty: detached from {label}; it keeps running. Reattach with: catty connect {label}");
+            Ok(0)
+        }
+        Outcome::Gone(why) => bail!("session {label} is not reachable: {why}; if it still runs: catty connect {label}"),
+        Outcome::Terminated => {
+            eprintln!("catty: terminated; session {label} keeps running (catty connect {label})");
+            Ok(1)
+        }
+    }
+}
+
+/// Tells the attach loop whether reconnecting still makes sense.
+struct Live<'a> {
+    daemon: &'a Daemon,
+    session_id: &'a str,
+}
+
+impl attach::Liveness for Live<'_> {
+    async fn check(&self) -> Result<(), String> {
+        match self.daemon.get::<SessionInfo>(&format!("/v1/sessions/{}", self.session_id)).await {
+            Ok(info) if info.state.is_live() => Ok(()),
+            Ok(info) => Err(format!("the session is {}", state_name(&info))),
+            Err(e) if e.downcast_ref::<ApiError>().is_some_and(|e| e.status == 404) => {
+                Err("the daemon no longer knows this session".into())
+            }
+            // The daemon itself is unreachable: that says nothing about the session.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+async fn find(daemon: &Daemon, session: &str) -> anyhow::Result<SessionInfo> {
+    daemon.get(&format!("/v1/sessions/{session}")).await.map_err(|e| match e.downcast_ref::<ApiError>() {
+        Some(api) if api.status == 404 => anyhow::anyhow!("no session {session:?} (see: catty list)"),
+        _ => e,
+    })
+}
+
+fn state_name(info: &SessionInfo) -> String {
+    serde_json::to_value(info.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
+    let daemon = Daemon::ensure(config).await?;
+    let list: SessionList = daemon.get("/v1/sessions").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list.sessions)?);
+        return Ok(0);
+    }
+    if list.sessions.is_empty() {
+        println!("no sessions; start one with: catty new");
+        return Ok(0);
+    }
+    let now = unix_now();
+    println!("{:<28} {:<9} {:<8} {:>6}  REGION", "LABEL", "STATE", "AGENT", "AGE");
+    for s in &list.sessions {
+        let age = human_age(now.saturating_sub(s.created_at));
+        let region = s.region.as_deref().unwrap_or("-");
+        println!("{:<28} {:<9} {:<8} {:>6}  {region}", s.label, state_name(s), s.agent, age);
+    }
+    Ok(0)
+}
+
+pub async fn stop(config: &ClientConfig, session: &str) -> anyhow::Result<i32> {
+    let daemon = Daemon::ensure(config).await?;
+    let info = find(&daemon, session).await?;
+    let stopped: SessionInfo = daemon.post(&format!("/v1/sessions/{}/stop", info.session_id), &()).await?;
+    println!("stopped {}", stopped.label);
+    Ok(0)
+}
+
+pub async fn stop_all(config: &ClientConfig, confirmed: bool) -> anyhow::Result<i32> {
+    if !confirmed {
+        return Err(UsageError(
+            "refusing: this stops every session and destroys every catty machine; add --yes-i-mean-it".into(),
+        )
+        .into());
+    }
+    let daemon = Daemon::ensure(config).await?;
+    let done: StopAll = daemon.post("/v1/sessions/stop-all", &()).await?;
+    println!("stopped {} machine(s)", done.stopped);
+    Ok(0)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn human_age(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+/// `n` random bytes as hex: client ids and the like.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
