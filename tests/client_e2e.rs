@@ -1,0 +1,401 @@
+//! `catty` as a user meets it: the real binary in a tmux terminal, its daemon started on
+//! demand, local sessions, in temporary git repositories and state directories.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::tmux::Tmux;
+
+/// Lists the live sessions as JSON values.
+fn sessions(t: &Tmux) -> Vec<serde_json::Value> {
+    let out = t.catty(&["list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The one session of this test.
+fn only_session(t: &Tmux) -> serde_json::Value {
+    let all = sessions(t);
+    assert_eq!(all.len(), 1, "{all:?}");
+    all.into_iter().next().unwrap()
+}
+
+fn workspace_of(t: &Tmux, session: &serde_json::Value) -> PathBuf {
+    t.state_dir()
+        .join("sessions")
+        .join(session["session_id"].as_str().unwrap())
+        .join("workspace")
+}
+
+/// Starts `catty new ARGS` in the pane and waits for the session's shell prompt.
+fn new_session(t: &Tmux, args: &str) -> String {
+    t.run(&format!("clear; catty new {args}"));
+    let screen = t.wait_for("the session's prompt", |s| {
+        s.contains("catty connect") && s.trim_end().ends_with('$')
+    });
+    let label = screen
+        .split("catty: session ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    label.to_string()
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write(root: &Path, path: &str, content: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+/// A repository that exercises git's ignore rules.
+fn tricky_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    git(root, &["init", "-q"]);
+    write(
+        root,
+        ".gitignore",
+        "*.tmp\n/root_only.txt\nbuild/\n!keep.tmp\nsecret/\n!secret/allowed.txt\n",
+    );
+    write(root, "sub/.gitignore", "*.md\n!README.md\n/anchored.txt\n");
+    write(root, ".git/info/exclude", "excluded_by_info/\n");
+    for f in [
+        "main.rs",
+        "a.tmp",
+        "keep.tmp",
+        "root_only.txt",
+        "sub/root_only.txt",
+        "build/out.o",
+        "lib/build",
+        "secret/allowed.txt",
+        "sub/notes.md",
+        "sub/README.md",
+        "sub/anchored.txt",
+        "sub/deep/anchored.txt",
+        "excluded_by_info/x.txt",
+        "node_modules/pkg/index.js",
+        ".venv/bin/python",
+        ".env",
+        "app/.env",
+        "__pycache__/m.pyc",
+        "x.pyc",
+        "debug.log",
+        ".DS_Store",
+        ".editorconfig",
+        "docs/guide.txt",
+    ] {
+        write(root, f, &format!("content of {f}\n"));
+    }
+    dir
+}
+
+/// What git would upload, minus catty's always-skipped entries.
+fn git_oracle(root: &Path) -> BTreeSet<String> {
+    let out = Command::new("git")
+        .args(["ls-files", "--cached", "--others", "--exclude-standard"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let skipped = |p: &str| {
+        let parts: Vec<&str> = p.split('/').collect();
+        let name = parts.last().unwrap();
+        parts.iter().any(|c| {
+            matches!(
+                *c,
+                "node_modules" | "__pycache__" | ".venv" | "venv" | ".git"
+            )
+        }) || matches!(*name, ".env" | ".DS_Store")
+            || name.ends_with(".pyc")
+            || name.ends_with(".log")
+    };
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|p| !skipped(p))
+        .map(String::from)
+        .collect()
+}
+
+fn files_under(root: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                found.insert(
+                    entry
+                        .path()
+                        .strip_prefix(root)
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn new_uploads_exactly_what_git_lists() {
+    let repo = tricky_repo();
+    let t = Tmux::start(repo.path(), 100, 30);
+    new_session(&t, "-- bash --norc --noprofile");
+    let uploaded = files_under(&workspace_of(&t, &only_session(&t)));
+    let expected = git_oracle(repo.path());
+    assert!(
+        expected.contains("keep.tmp")
+            && expected.contains("lib/build")
+            && !expected.contains("a.tmp")
+    );
+    assert_eq!(uploaded, expected);
+}
+
+#[test]
+fn typing_resize_vim_and_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(dir.path(), 100, 30);
+    new_session(&t, "--no-upload -- bash --norc --noprofile");
+    t.run("echo $((6*7))");
+    t.wait_for_text("42");
+    t.run("stty size");
+    t.wait_for_text("30 100");
+    t.resize(120, 40);
+    t.run("clear; stty size");
+    t.wait_for_text("40 120");
+    t.run("vim -N -u NONE -i NONE notes.txt");
+    t.wait_for_text("notes.txt");
+    t.type_text("ihello from vim");
+    t.keys(&["Escape"]);
+    t.run(":wq");
+    t.run("clear; cat notes.txt");
+    t.wait_for_text("hello from vim");
+    t.run("exit 3");
+    t.wait_for_text("exit code 3");
+    t.run("clear; echo rc=$?; stty -a");
+    let screen = t.wait_for_text("rc=3");
+    assert!(
+        screen.contains(" icanon") && screen.contains(" echo "),
+        "terminal not restored:\n{screen}"
+    );
+}
+
+#[test]
+fn detach_connect_two_clients_and_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Tmux::start(dir.path(), 100, 30);
+    let label = new_session(&a, "--no-upload -- bash --norc --noprofile");
+    a.run("echo first-$((1+1))");
+    a.wait_for_text("first-2");
+    a.keys(&["Enter"]);
+    a.type_text("~.");
+    a.wait_for_text(&format!("catty connect {label}"));
+    assert_eq!(only_session(&a)["state"], "running");
+
+    a.run(&format!("clear; catty connect {label}"));
+    a.wait_for_text("first-2");
+    let b = a.another(dir.path(), 100, 30);
+    b.run(&format!("catty connect {label}"));
+    b.wait_for_text("first-2");
+    let w = a.another(dir.path(), 100, 30);
+    w.run(&format!("catty connect --watch {label}"));
+    w.wait_for_text("first-2");
+
+    w.run("echo typed-by-watcher");
+    b.run("echo from-b-$((2+3))");
+    for t in [&a, &b, &w] {
+        t.wait_for_text("from-b-5");
+    }
+    a.run("echo from-a-$((3+4))");
+    for t in [&a, &b, &w] {
+        let screen = t.wait_for_text("from-a-7");
+        assert!(
+            !screen.contains("typed-by-watcher"),
+            "the watcher's input arrived:\n{screen}"
+        );
+    }
+}
+
+/// Every line that is a number, in order, must count up by one.
+fn assert_consecutive(history: &str, last: u64) {
+    let numbers: Vec<u64> = history
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(numbers.len() > 10, "too few numbers:\n{history}");
+    for pair in numbers.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "a lost or doubled line around {}",
+            pair[0]
+        );
+    }
+    assert_eq!(*numbers.last().unwrap(), last);
+}
+
+#[test]
+fn killed_client_reconnects_without_lost_or_doubled_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(dir.path(), 80, 24);
+    let label = new_session(&t, "--no-upload -- bash --norc --noprofile");
+    t.run("for i in $(seq 1 300000); do echo $i; done; echo counted");
+    t.wait_for_text("1000");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(t.foreground_pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    t.wait_for("the outer prompt", |s| s.trim_end().ends_with('$'));
+    t.reset();
+    t.run(&format!("stty sane; clear; catty connect {label}"));
+    t.wait_for_text("counted");
+    let history = t.history();
+    let after_connect = history
+        .split(&format!("catty connect {label}"))
+        .last()
+        .unwrap();
+    assert_consecutive(after_connect, 300000);
+}
+
+#[test]
+fn cut_link_reconnects_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(dir.path(), 80, 24);
+    new_session(&t, "--no-upload -- bash --norc --noprofile");
+    let session = only_session(&t);
+    let port = session["connect_url"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    t.run("for i in $(seq 1 20000); do echo $i; done; echo counted");
+    t.wait_for_text("100");
+    for _ in 0..3 {
+        let out = Command::new("ss")
+            .args(["-K", "dst", "127.0.0.1", "dport", "=", &port])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ss -K failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    t.wait_for_text("counted");
+    assert_consecutive(&t.history(), 20000);
+    let log = std::fs::read_to_string(
+        workspace_of(&t, &session)
+            .parent()
+            .unwrap()
+            .join("runtime.log"),
+    )
+    .unwrap();
+    assert!(
+        log.matches("client attached").count() >= 2,
+        "no reconnect happened:\n{log}"
+    );
+}
+
+#[test]
+fn list_stop_version_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(dir.path(), 100, 30);
+    let version = t.catty(&["version"]);
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        format!("catty {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let label = new_session(&t, "--no-upload -- bash --norc --noprofile");
+    t.keys(&["Enter"]);
+    t.type_text("~.");
+    t.wait_for_text("detached");
+    let table = String::from_utf8(t.catty(&["list"]).stdout).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&label))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("running") && row.contains("shell"), "{row}");
+
+    let refused = t.catty(&["stop-all-sessions-dangerously"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes-i-mean-it"));
+    assert_eq!(only_session(&t)["state"], "running");
+
+    let stopped = t.catty(&["stop", &label]);
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    assert_eq!(only_session(&t)["state"], "stopped");
+
+    let unknown = t.catty(&["connect", "no-such-session-0000"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    let stderr = String::from_utf8(unknown.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no-such-session-0000"));
+}
+
+#[test]
+fn oversized_workspace_is_refused_before_any_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut noise = vec![0u8; 40 * 1024 * 1024];
+    for (i, name) in ["data/a.bin", "data/b.bin", "c.bin"].iter().enumerate() {
+        getrandom::fill(&mut noise).unwrap();
+        noise[0] = i as u8;
+        std::fs::create_dir_all(dir.path().join(name).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(name), &noise).unwrap();
+    }
+    let t = Tmux::start(dir.path(), 100, 30);
+    t.run("catty new -- bash; echo rc=$?");
+    let screen = t.wait_for_text("rc=");
+    assert!(screen.contains("rc=1"), "{screen}");
+    assert!(
+        screen.contains("data/") && screen.contains("--no-upload"),
+        "{screen}"
+    );
+    assert!(sessions(&t).is_empty(), "a session was left behind");
+}
+
+#[test]
+fn daemon_that_cannot_start_names_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(dir.path(), 100, 30);
+    // Something that is not a catty daemon holds the daemon's port.
+    let _squatter = std::net::TcpListener::bind(&t.dirs.api_addr).unwrap();
+    let out = t.catty(&["list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("api.log"), "{stderr}");
+}
