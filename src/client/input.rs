@@ -41,7 +41,7 @@ mod tests {
         assert_eq!(u.resend_from(0), b"hello world");
         u.ack(6);
         assert_eq!(u.resend_from(6), b"world");
-        assert_eq!(u.resend_from(8), b"ld");
+        assert_eq!(u.resend_from(8), b"rld");
         u.push(b"!");
         assert_eq!(u.resend_from(11), b"!");
         assert_eq!(u.resend_from(12), b"");

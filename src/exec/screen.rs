@@ -124,15 +124,14 @@ mod tests {
     fn applies_resizes_at_their_offsets() {
         let mut buffer = OutputBuffer::new(1024);
         let mut screen = Screen::new((10, 2));
-        // 15 characters at width 10 wrap; after the resize to 20 they would not.
-        buffer.push(b"abcdefghijklmno");
-        screen.resize(buffer.end(), (20, 2));
-        buffer.push(b"\r\nxy");
-        assert_eq!(contents(&mut screen, &buffer), "abcdefghijklmno\nxy");
-        assert_eq!(
-            screen.parser.screen().size(),
-            (NonZeroU16::new(2).unwrap(), NonZeroU16::new(20).unwrap())
-        );
+        buffer.push(b"a");
+        // Two rows would scroll "a" away below; five keep it, so only a resize applied at
+        // this offset (before the newlines) keeps it on the screen.
+        screen.resize(buffer.end(), (10, 5));
+        buffer.push(b"\r\n\r\n\r\nz");
+        assert_eq!(contents(&mut screen, &buffer), "a\n\n\nz");
+        let five = NonZeroU16::new(5).unwrap();
+        assert_eq!(screen.parser.screen().size(), (five, NonZeroU16::new(10).unwrap()));
     }
 
     #[test]
