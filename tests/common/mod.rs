@@ -2,6 +2,8 @@
 //! WebSocket client that tracks output offsets, and a TCP proxy whose links can be cut.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -27,9 +29,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts the runtime running `argv` with extra environment `env`.
-    pub fn start(argv: &[&str], env: &[(&str, &str)]) -> Runtime {
-        let workspace = tempfile::tempdir().unwrap();
+    /// Like [`Runtime::start`], but in a given workspace (e.g. nested in a directory the test
+    /// inspects for stray writes).
+    pub fn start_in(workspace: tempfile::TempDir, argv: &[&str], env: &[(&str, &str)]) -> Runtime {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_catty"));
         cmd.arg("exec")
             .args(["--addr", "127.0.0.1:0", "--workspace"])
@@ -41,7 +43,6 @@ impl Runtime {
             .env("CATTY_LOG", "catty=debug")
             .env("PS1", "$ ")
             .stdout(Stdio::piped())
-            // The runtime's log only when asked for: CATTY_TEST_LOG=1 cargo test …
             .stderr(if std::env::var_os("CATTY_TEST_LOG").is_some() {
                 Stdio::inherit()
             } else {
@@ -64,6 +65,11 @@ impl Runtime {
             addr: addr.parse().unwrap(),
             workspace,
         }
+    }
+
+    /// Starts the runtime running `argv` with extra environment `env`.
+    pub fn start(argv: &[&str], env: &[(&str, &str)]) -> Runtime {
+        Self::start_in(tempfile::tempdir().unwrap(), argv, env)
     }
 
     pub fn url(&self, params: &ConnectParams) -> String {
@@ -305,3 +311,112 @@ pub fn sized(cols: u16, rows: u16) -> ConnectParams {
         ..Default::default()
     }
 }
+
+/// Peak resident memory of process `pid` in bytes (`VmHWM` in /proc/PID/status).
+pub fn peak_rss_bytes(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// A whole HTTP answer, from [`http_send`] or parsed from raw bytes by [`parse_http_reply`].
+pub struct HttpReply {
+    pub status: hyper::StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl HttpReply {
+    /// The JSON body of an answer with `status`.
+    #[track_caller]
+    pub fn json<T: serde::de::DeserializeOwned>(&self, status: hyper::StatusCode) -> T {
+        let text = String::from_utf8_lossy(&self.body);
+        assert_eq!(self.status, status, "answer {text}");
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    /// The error of a JSON error answer (`{"error":{"code":…,"message":…}}`) with `status`.
+    #[track_caller]
+    pub fn error(&self, status: hyper::StatusCode) -> catty::protocol::api::ErrorDetail {
+        let body: catty::protocol::api::ErrorBody = self.json(status);
+        let text = String::from_utf8_lossy(&self.body);
+        assert!(!body.error.code.is_empty(), "{text}");
+        assert!(!body.error.message.is_empty(), "{text}");
+        body.error
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Sends `req` on a fresh connection with hyper's client and reads the whole answer.
+pub async fn http_send(
+    addr: SocketAddr,
+    mut req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
+) -> HttpReply {
+    use http_body_util::BodyExt;
+    let host = hyper::header::HeaderValue::from_str(&addr.to_string()).unwrap();
+    req.headers_mut().insert("host", host);
+    let exchange = async {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        let answer = async move {
+            let (parts, body) = sender.send_request(req).await?.into_parts();
+            let body = body.collect().await?.to_bytes();
+            let (status, headers) = (parts.status, parts.headers);
+            Ok::<_, hyper::Error>(HttpReply {
+                status,
+                headers,
+                body,
+            })
+        };
+        tokio::pin!(conn, answer);
+        // The connection must be driven for the request to progress; it may finish first
+        // when the server closes right after answering.
+        let reply = tokio::select! {
+            reply = &mut answer => reply,
+            _ = &mut conn => answer.await,
+        };
+        reply.unwrap()
+    };
+    tokio::time::timeout(DEADLINE, exchange)
+        .await
+        .expect("an answer in time")
+}
+
+/// Parses a raw HTTP/1.1 answer with a `content-length` (or ended by the close); `None`
+/// until it is complete.
+pub fn parse_http_reply(raw: &[u8]) -> Option<HttpReply> {
+    use hyper::header::{HeaderName, HeaderValue};
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..end]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse::<u16>().ok()?;
+    let mut headers = hyper::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':').unwrap();
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).unwrap();
+        headers.append(name, HeaderValue::from_str(value.trim()).unwrap());
+    }
+    let rest = &raw[end + 4..];
+    let len = match headers.get("content-length") {
+        Some(len) => len.to_str().unwrap().parse().unwrap(),
+        None => rest.len(),
+    };
+    Some(HttpReply {
+        status: hyper::StatusCode::from_u16(status).unwrap(),
+        headers,
+        body: bytes::Bytes::copy_from_slice(rest.get(..len)?),
+    })
+}
+
+/// The daemon's harness (`tests/api_*.rs`).
+pub mod api;
