@@ -1,11 +1,170 @@
 //! The control daemon (`catty api`): creates one machine per session through a provider,
-//! keeps a durable session store, and serves the local HTTP API.
+//! keeps a durable session store, and serves the local HTTP API. `run` wires it up: the state
+//! directory and token, the store, the reconcile at start, the sweep loop and the server.
 
-// Placeholder so the binary builds while the daemon is being written; replace freely.
+#[cfg(test)]
+mod fake_tests;
+mod labels;
+pub mod provider;
+mod reconcile;
+mod routes;
+mod sessions;
+mod stop;
+mod store;
+
+use std::future::Future;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{ApiConfig, ProviderKind};
+use provider::{Local, LocalOptions, Provider};
+use sessions::Api;
+use store::Store;
+
+/// Serves the daemon on `listener` until `shutdown` resolves. Sessions keep running after it
+/// returns; the next start reconciles with them.
 pub async fn run(
-    _config: crate::config::ApiConfig,
-    _listener: tokio::net::TcpListener,
-    _shutdown: impl std::future::Future<Output = ()>,
+    config: ApiConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("the daemon is not built yet")
+    if config.provider == ProviderKind::Fly {
+        bail!("the fly provider is not built yet");
+    }
+    private_dir(&config.state_dir)?;
+    // Held until we return: one daemon per state directory, whatever port it listens on.
+    let _lock = lock_state_dir(&config.state_dir)?;
+    let token = load_or_create_token(&config.state_dir)?;
+    let store = Store::open(&config.state_dir)?;
+    tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), "catty api starting");
+    let local = Local::new(LocalOptions {
+        state_dir: config.state_dir.clone(),
+        exe: config.exe.clone(),
+        sandbox: config.sandbox,
+        agent_env: config.agent_env.clone(),
+    })
+    .await?;
+    serve(Api::new(local, store, token), listener, shutdown).await
+}
+
+async fn serve<P: Provider>(
+    api: Api<P>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let api = Arc::new(api);
+    // Reconcile before the first request, so every answer reflects what really runs.
+    api.sweep().await;
+    let (stop, stopped) = watch::channel(false);
+    let server = crate::net::serve(listener, until(stopped.clone()), |stream| {
+        routes::connection(api.clone(), stream)
+    });
+    let signal = async {
+        shutdown.await;
+        tracing::info!("shutting down; sessions keep running");
+        let _ = stop.send(true);
+    };
+    tokio::join!(signal, server, sweep_loop(&api, until(stopped)));
+    api.provider.shutdown().await;
+    Ok(())
+}
+
+/// Resolves once the shutdown flag is up.
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// Sweeps every [`reconcile::SWEEP_INTERVAL`], or at the next deadline if sooner (looking
+/// again whenever a session is created).
+async fn sweep_loop<P: Provider>(api: &Api<P>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let wait = api.next_sweep_in().await;
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = api.new_deadline.notified() => continue,
+            () = tokio::time::sleep(wait) => {}
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = api.sweep() => {}
+        }
+    }
+}
+
+/// The bearer token in `<state_dir>/api.token`: made once (32 random bytes as hex, mode
+/// 0600, written atomically so a client never reads half of it), then reused.
+fn load_or_create_token(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join("api.token");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 32 && !text.trim().contains(char::is_whitespace) => {
+            let mode = std::fs::metadata(&path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!("{} was readable by others; made it 0600", path.display());
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            return Ok(text.trim().to_string());
+        }
+        Ok(_) => tracing::warn!("{} holds no token; writing a new one", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let token = labels::random_hex(32);
+    let write = || -> std::io::Result<()> {
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".api.token.")
+            .tempfile_in(state_dir)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        writeln!(tmp, "{token}")?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&path).map_err(|e| e.error)?;
+        std::fs::File::open(state_dir)?.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!("created the API token in {}", path.display());
+    Ok(token)
+}
+
+/// Takes `<state_dir>/api.lock` (an advisory lock the kernel drops when the process dies,
+/// even by `kill -9`), or fails when another daemon holds it.
+fn lock_state_dir(state_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = state_dir.join("api.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+            "another catty api already uses {} (see its api.log)",
+            state_dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
+
+/// Creates `dir` for this user only (0700), and narrows it if it already exists.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {} to this user", dir.display()))
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -1,0 +1,214 @@
+//! The daemon's session logic against a fake provider that fails on demand: what a failed
+//! create leaves behind, the sweep's verdicts (dead, expired, orphaned), and stop during a
+//! create. The real local provider is exercised by `tests/api_*.rs`.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::bail;
+use hyper::StatusCode;
+
+use super::provider::{Liveness, Machine, MachineSpec, Provider};
+use super::sessions::Api;
+use super::store::Store;
+use super::unix_now;
+use crate::protocol::api::{CreateSession, SessionState};
+
+#[derive(Default)]
+struct Fake {
+    fail_create: bool,
+    fail_ready: bool,
+    machines: Mutex<Vec<Machine>>,
+    dead: Mutex<HashSet<String>>,
+    destroyed: Mutex<Vec<String>>,
+}
+
+impl Fake {
+    fn kill(&self, machine_id: &str) {
+        self.dead.lock().unwrap().insert(machine_id.to_string());
+    }
+
+    fn destroyed(&self) -> Vec<String> {
+        self.destroyed.lock().unwrap().clone()
+    }
+}
+
+impl Provider for Fake {
+    const NAME: &'static str = "fake";
+    const AUTHORITATIVE: bool = true;
+
+    async fn create(&self, spec: &MachineSpec) -> anyhow::Result<Machine> {
+        if self.fail_create {
+            bail!("quota exceeded");
+        }
+        let mut machines = self.machines.lock().unwrap();
+        let machine = Machine {
+            id: format!("m-{}", machines.len()),
+            session_id: spec.session_id.clone(),
+            connect_url: "http://127.0.0.1:9".into(),
+            headers: Default::default(),
+            region: Some("ams".into()),
+            private: serde_json::Value::Null,
+        };
+        machines.push(machine.clone());
+        Ok(machine)
+    }
+
+    async fn wait_ready(&self, _: &Machine, _: Duration) -> anyhow::Result<()> {
+        match self.fail_ready {
+            true => bail!("no answer on /healthz; its log: /state/runtime.log"),
+            false => Ok(()),
+        }
+    }
+
+    async fn destroy(&self, machine: &Machine) -> anyhow::Result<()> {
+        self.kill(&machine.id);
+        self.destroyed.lock().unwrap().push(machine.id.clone());
+        Ok(())
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<Machine>> {
+        let dead = self.dead.lock().unwrap();
+        let machines = self.machines.lock().unwrap();
+        Ok(machines
+            .iter()
+            .filter(|m| !dead.contains(&m.id))
+            .cloned()
+            .collect())
+    }
+
+    async fn alive(&self, machine: &Machine) -> anyhow::Result<Liveness> {
+        Ok(match self.dead.lock().unwrap().contains(&machine.id) {
+            true => Liveness::Dead,
+            false => Liveness::Alive,
+        })
+    }
+
+    async fn forget(&self, _: &str) {}
+
+    async fn shutdown(&self) {}
+}
+
+fn api(fake: Fake) -> (Api<Fake>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    (Api::new(fake, store, "t".repeat(64)), dir)
+}
+
+fn shell(ttl_sec: Option<u64>) -> CreateSession {
+    CreateSession {
+        agent: "shell".into(),
+        ttl_sec,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn created_sessions_run_and_carry_their_machine() {
+    let (api, _dir) = api(Fake::default());
+    let created = api.create(shell(None)).await.unwrap();
+    assert_eq!(created.machine_id, "m-0");
+    let info = api.get(&created.label).await.unwrap();
+    assert_eq!(info.state, SessionState::Running);
+    assert_eq!(info.region.as_deref(), Some("ams"));
+    assert_eq!(info.provider, "fake");
+}
+
+#[tokio::test]
+async fn a_failed_create_leaves_a_gone_record_and_says_why() {
+    let (api, _dir) = api(Fake {
+        fail_create: true,
+        ..Default::default()
+    });
+    let err = api.create(shell(None)).await.unwrap_err();
+    assert_eq!(err.status, StatusCode::BAD_GATEWAY);
+    assert!(err.message.contains("quota exceeded"), "{}", err.message);
+    let records = api.records().await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].state, SessionState::Gone);
+    assert!(err.message.contains(&records[0].label), "{}", err.message);
+}
+
+#[tokio::test]
+async fn a_machine_that_never_answers_is_destroyed() {
+    let (api, _dir) = api(Fake {
+        fail_ready: true,
+        ..Default::default()
+    });
+    let err = api.create(shell(None)).await.unwrap_err();
+    assert_eq!(err.status, StatusCode::BAD_GATEWAY);
+    assert!(err.message.contains("runtime.log"), "{}", err.message);
+    assert_eq!(api.provider.destroyed(), ["m-0"]);
+    let records = api.records().await;
+    assert_eq!(records[0].state, SessionState::Gone);
+    assert!(!records[0].destroy_pending);
+}
+
+#[tokio::test]
+async fn the_sweep_ends_dead_and_expired_sessions() {
+    let (api, _dir) = api(Fake::default());
+    let dead = api.create(shell(None)).await.unwrap();
+    let expiring = api.create(shell(Some(1))).await.unwrap();
+    let healthy = api.create(shell(None)).await.unwrap();
+    api.provider.kill(&dead.machine_id);
+    // Past the deadline and its slack.
+    api.modify(|records| {
+        let r = records.iter_mut().find(|r| r.id == expiring.session_id);
+        r.unwrap().expires_at = unix_now() - 60;
+    })
+    .await
+    .unwrap();
+    api.sweep().await;
+    // From the records, not `get` (which would check the machine itself).
+    let records = api.records().await;
+    let state = |id: &str| records.iter().find(|r| r.id == id).unwrap().state;
+    assert_eq!(state(&dead.session_id), SessionState::Gone);
+    assert_eq!(state(&expiring.session_id), SessionState::Expired);
+    assert_eq!(state(&healthy.session_id), SessionState::Running);
+    assert!(api.provider.destroyed().contains(&expiring.machine_id));
+    assert!(api.records().await.iter().all(|r| !r.destroy_pending));
+}
+
+#[tokio::test]
+async fn orphans_of_a_dead_daemon_are_adopted_or_given_up() {
+    let (api, _dir) = api(Fake::default());
+    let with_machine = api.create(shell(None)).await.unwrap();
+    let without = api.create(shell(None)).await.unwrap();
+    // As if the daemon died after writing `starting` but before recording the machine.
+    api.modify(|records| {
+        for r in records.iter_mut() {
+            r.state = SessionState::Starting;
+            r.machine = None;
+        }
+    })
+    .await
+    .unwrap();
+    api.provider.kill(&without.machine_id);
+    api.sweep().await;
+    let adopted = api.get(&with_machine.session_id).await.unwrap();
+    assert_eq!(adopted.state, SessionState::Running);
+    assert_eq!(adopted.machine_id, with_machine.machine_id);
+    let given_up = api.get(&without.session_id).await.unwrap();
+    assert_eq!(given_up.state, SessionState::Gone);
+}
+
+#[tokio::test]
+async fn stop_all_marks_every_live_session_and_counts_machines() {
+    let (api, _dir) = api(Fake::default());
+    let a = api.create(shell(None)).await.unwrap();
+    api.create(shell(None)).await.unwrap();
+    let done = api.stop_all().await.unwrap();
+    assert_eq!(done.stopped, 2);
+    assert!(
+        api.records()
+            .await
+            .iter()
+            .all(|r| r.state == SessionState::Stopped)
+    );
+    assert_eq!(
+        api.stop(&a.label).await.unwrap().state,
+        SessionState::Stopped
+    );
+    assert_eq!(api.stop_all().await.unwrap().stopped, 0);
+}

@@ -1,0 +1,403 @@
+//! The local provider: each session is a `catty exec` process on this computer (in bubblewrap
+//! when available), in its own process group so it outlives the daemon, with its workspace
+//! under `<state_dir>/sessions/<id>/`. A process is named by its pid and start time.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::rt::TokioIo;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio::process::Child;
+use tokio::task::JoinSet;
+
+use super::sandbox::{Dirs, Sandbox};
+use super::{Liveness, Machine, MachineSpec, Provider, process, procfs};
+
+/// How long a runtime may take to print its address: it binds a port, nothing more.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// One `/healthz` probe; loopback answers in microseconds.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Between two looks at a starting or stopping process.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The runtime's stderr.
+const LOG_FILE: &str = "runtime.log";
+/// The runtime's stdout: its first line is `listening on ADDR`.
+const OUT_FILE: &str = "runtime.out";
+
+/// What the local provider needs from the daemon's configuration.
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub state_dir: PathBuf,
+    /// This binary, started as `catty exec`.
+    pub exe: PathBuf,
+    /// Use bubblewrap when it works here.
+    pub sandbox: bool,
+    /// The agents' API keys, passed to every runtime.
+    pub agent_env: Vec<(String, String)>,
+}
+
+pub struct Local {
+    sessions_dir: PathBuf,
+    exe: PathBuf,
+    agent_env: Vec<(String, String)>,
+    sandbox: Sandbox,
+    /// One waiter per runtime this daemon started: it reaps the runtime when it exits, so no
+    /// zombie is left while the daemon lives.
+    reapers: Mutex<JoinSet<()>>,
+}
+
+/// What the store keeps about a local machine.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Private {
+    pid: i32,
+    start_time: u64,
+}
+
+impl Local {
+    pub async fn new(options: LocalOptions) -> anyhow::Result<Local> {
+        let sessions_dir = options.state_dir.join("sessions");
+        private_dir(&sessions_dir)?;
+        Ok(Local {
+            sandbox: Sandbox::detect(options.sandbox, &options.exe).await,
+            sessions_dir,
+            exe: options.exe,
+            agent_env: options.agent_env,
+            reapers: Mutex::new(JoinSet::new()),
+        })
+    }
+
+    fn session_dir(&self, session_id: &str) -> anyhow::Result<PathBuf> {
+        // Ids are ours (`s-` and hex), but they end up in paths: be sure.
+        let safe = !session_id.is_empty()
+            && session_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !safe {
+            bail!("bad session id {session_id:?}");
+        }
+        Ok(self.sessions_dir.join(session_id))
+    }
+
+    fn log_path(&self, session_id: &str) -> PathBuf {
+        self.sessions_dir.join(session_id).join(LOG_FILE)
+    }
+
+    /// The runtime's command for `spec`, its output going to files in `dir`.
+    fn command(&self, spec: &MachineSpec, dir: &Path) -> anyhow::Result<tokio::process::Command> {
+        let workspace = dir.join("workspace");
+        let home = dir.join("home");
+        for d in [&workspace, &home] {
+            private_dir(d)?;
+        }
+        let log = open(&dir.join(LOG_FILE), false)?;
+        let out = open(&dir.join(OUT_FILE), true)?;
+        let args: Vec<OsString> = vec![
+            "exec".into(),
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+            "--workspace".into(),
+            workspace.clone().into(),
+        ];
+        let dirs = Dirs {
+            workspace: &workspace,
+            home: &home,
+        };
+        let mut cmd = self.sandbox.command(&self.exe, &args, &dirs);
+        cmd.env("CONNECT_TOKEN", &spec.connect_token)
+            .env("CATTY_AGENT", &spec.agent)
+            .env("CATTY_TTL_SEC", spec.ttl_sec.to_string())
+            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
+            // The daemon's own settings are not the session's business.
+            .env_remove("FLY_API_TOKEN")
+            .env_remove("CATTY_EXEC_ADDR")
+            .env_remove("CATTY_WORKSPACE")
+            .env_remove("CATTY_CMD");
+        if let Some(argv) = &spec.cmd {
+            cmd.env("CATTY_CMD", serde_json::to_string(argv)?);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(log)
+            // Its own process group: the daemon's Ctrl-C or exit must not reach it.
+            .process_group(0)
+            .kill_on_drop(false);
+        Ok(cmd)
+    }
+
+    /// Waits for the runtime's address and finds the process to signal later (inside
+    /// bubblewrap, the runtime is a grandchild: signals to bwrap are not passed on).
+    async fn started(
+        &self,
+        child: &mut Child,
+        session_id: &str,
+        dir: &Path,
+    ) -> anyhow::Result<Machine> {
+        let log = dir.join(LOG_FILE);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            if let Some(addr) = read_addr(&dir.join(OUT_FILE))? {
+                break addr;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "the runtime exited at start ({status}); its log: {}",
+                    log.display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the runtime did not start within {} s; its log: {}",
+                    START_TIMEOUT.as_secs(),
+                    log.display()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let (pid, start_time) = if self.sandbox.is_on() {
+            let found = procfs::runtimes(&self.sessions_dir)?
+                .into_iter()
+                .find(|r| r.session_id == session_id)
+                .with_context(|| {
+                    format!("the runtime is not in /proc; its log: {}", log.display())
+                })?;
+            (found.pid, found.start_time)
+        } else {
+            let pid = child.id().context("the runtime exited at start")? as i32;
+            (pid, procfs::stat(pid)?.start_time)
+        };
+        Ok(machine(
+            session_id,
+            pid,
+            start_time,
+            format!("http://{addr}"),
+        ))
+    }
+
+    /// Hands `child` to a waiter that reaps it when it exits.
+    fn reap(&self, mut child: Child) {
+        let mut reapers = self.reapers.lock().expect("reapers lock");
+        while reapers.try_join_next().is_some() {}
+        reapers.spawn(async move {
+            match child.wait().await {
+                Ok(status) => tracing::debug!("runtime process exited: {status}"),
+                Err(e) => tracing::warn!("cannot wait for a runtime process: {e}"),
+            }
+        });
+    }
+
+    /// Kills whatever a failed create left of `session_id`.
+    async fn abandon(&self, mut child: Child, session_id: &str) {
+        let _ = child.start_kill();
+        if let Ok(runtimes) = procfs::runtimes(&self.sessions_dir) {
+            for r in runtimes.iter().filter(|r| r.session_id == session_id) {
+                let _ = signal::kill(Pid::from_raw(r.pid), Signal::SIGKILL);
+            }
+        }
+        self.reap(child);
+        if let Ok(dir) = self.session_dir(session_id) {
+            let _ = remove_dir(&dir.join("workspace")).await;
+            let _ = remove_dir(&dir.join("home")).await;
+        }
+    }
+}
+
+impl Provider for Local {
+    const NAME: &'static str = "local";
+    const AUTHORITATIVE: bool = true;
+
+    async fn create(&self, spec: &MachineSpec) -> anyhow::Result<Machine> {
+        let dir = self.session_dir(&spec.session_id)?;
+        private_dir(&dir)?;
+        let mut cmd = self.command(spec, &dir)?;
+        let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start the runtime ({program})"))?;
+        match self.started(&mut child, &spec.session_id, &dir).await {
+            Ok(machine) => {
+                tracing::info!(machine = %machine.id, url = %machine.connect_url, sandboxed = self.sandbox.is_on(), "runtime started");
+                self.reap(child);
+                Ok(machine)
+            }
+            Err(e) => {
+                self.abandon(child, &spec.session_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn wait_ready(&self, machine: &Machine, timeout: Duration) -> anyhow::Result<()> {
+        let p = private(machine)?;
+        let log = self.log_path(&machine.session_id);
+        let addr: SocketAddr = machine
+            .connect_url
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("bad runtime address {:?}", machine.connect_url))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if healthz(addr).await {
+                return Ok(());
+            }
+            if !procfs::is_alive(p.pid, p.start_time)? {
+                bail!(
+                    "the runtime exited before it answered; its log: {}",
+                    log.display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the runtime did not answer /healthz within {} s; its log: {}",
+                    timeout.as_secs(),
+                    log.display()
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn destroy(&self, machine: &Machine) -> anyhow::Result<()> {
+        let p = private(machine)?;
+        process::stop(p.pid, p.start_time)
+            .await
+            .with_context(|| format!("cannot stop runtime {}", machine.id))?;
+        let dir = self.session_dir(&machine.session_id)?;
+        remove_dir(&dir.join("workspace")).await?;
+        remove_dir(&dir.join("home")).await
+    }
+
+    async fn list(&self) -> anyhow::Result<Vec<Machine>> {
+        let dir = self.sessions_dir.clone();
+        let runtimes = tokio::task::spawn_blocking(move || procfs::runtimes(&dir))
+            .await?
+            .context("cannot scan /proc")?;
+        Ok(runtimes
+            .into_iter()
+            .map(|r| {
+                let out = self.sessions_dir.join(&r.session_id).join(OUT_FILE);
+                let url = match read_addr(&out) {
+                    Ok(Some(addr)) => format!("http://{addr}"),
+                    _ => String::new(),
+                };
+                machine(&r.session_id, r.pid, r.start_time, url)
+            })
+            .collect())
+    }
+
+    async fn alive(&self, machine: &Machine) -> anyhow::Result<Liveness> {
+        let p = private(machine)?;
+        // The pid and its start time are the whole truth.
+        Ok(match procfs::is_alive(p.pid, p.start_time)? {
+            true => Liveness::Alive,
+            false => Liveness::Dead,
+        })
+    }
+
+    async fn forget(&self, session_id: &str) {
+        if let Ok(dir) = self.session_dir(session_id)
+            && let Err(e) = remove_dir(&dir).await
+        {
+            tracing::warn!("{e:#}");
+        }
+    }
+
+    async fn shutdown(&self) {
+        let mut reapers = std::mem::take(&mut *self.reapers.lock().expect("reapers lock"));
+        // The runtimes keep running; init adopts and reaps them.
+        reapers.shutdown().await;
+    }
+}
+
+fn machine(session_id: &str, pid: i32, start_time: u64, connect_url: String) -> Machine {
+    Machine {
+        id: format!("local-{pid}"),
+        session_id: session_id.to_string(),
+        connect_url,
+        headers: Default::default(),
+        region: None,
+        private: serde_json::to_value(Private { pid, start_time }).expect("plain numbers"),
+    }
+}
+
+fn private(machine: &Machine) -> anyhow::Result<Private> {
+    serde_json::from_value(machine.private.clone())
+        .with_context(|| format!("machine {} has no local process data", machine.id))
+}
+
+/// The address in the first line of the runtime's stdout, once that line is complete.
+fn read_addr(out: &Path) -> anyhow::Result<Option<SocketAddr>> {
+    let text = match std::fs::read_to_string(out) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
+    };
+    let Some((line, _)) = text.split_once('\n') else {
+        return Ok(None);
+    };
+    let addr = line
+        .strip_prefix("listening on ")
+        .and_then(|a| a.trim().parse().ok())
+        .with_context(|| format!("unexpected runtime output {line:?} in {}", out.display()))?;
+    Ok(Some(addr))
+}
+
+/// Whether `GET /healthz` answers 200.
+async fn healthz(addr: SocketAddr) -> bool {
+    let probe = async {
+        let stream = TcpStream::connect(addr).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let req = hyper::Request::get("/healthz")
+            .header("host", addr.to_string())
+            .body(Empty::<Bytes>::new())?;
+        let answer = tokio::select! {
+            resp = sender.send_request(req) => resp?.status() == hyper::StatusCode::OK,
+            _ = conn => false,
+        };
+        anyhow::Ok(answer)
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Ok(true))
+    )
+}
+
+/// Creates `dir` (and its parents) readable by this user only.
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+fn open(path: &Path, truncate: bool) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(!truncate)
+        .truncate(truncate)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+async fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}

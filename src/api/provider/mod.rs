@@ -1,0 +1,104 @@
+//! Where machines run: the `Provider` trait the daemon drives (create, wait until ready,
+//! destroy, list, liveness), shaped for a remote machines API; `local.rs` implements it with
+//! `catty exec` processes on this computer.
+
+mod local;
+mod process;
+mod procfs;
+mod sandbox;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use local::{Local, LocalOptions};
+
+/// What the daemon asks a provider to start for one session.
+#[derive(Debug, Clone)]
+pub struct MachineSpec {
+    /// Written into the machine's metadata, so [`Provider::list`] can say whose it is.
+    pub session_id: String,
+    pub label: String,
+    /// `claude`, `codex` or `shell`.
+    pub agent: String,
+    /// A command to run instead of the agent.
+    pub cmd: Option<Vec<String>>,
+    pub region: Option<String>,
+    pub cpus: Option<u32>,
+    pub memory_mb: Option<u32>,
+    /// The runtime ends the session after this long (`CATTY_TTL_SEC`).
+    pub ttl_sec: u64,
+    /// The runtime's `CONNECT_TOKEN`.
+    pub connect_token: String,
+}
+
+/// A machine that runs (or ran) one session's runtime. Kept in the session store as is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Machine {
+    /// The provider's id of the machine.
+    pub id: String,
+    /// The session it belongs to, from the machine's own metadata.
+    pub session_id: String,
+    /// Base URL of its runtime; empty when the provider cannot tell (a machine found by
+    /// [`Provider::list`] that never reported its address).
+    pub connect_url: String,
+    /// Extra headers for every request to the runtime (e.g. `fly-force-instance-id`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The provider's own data about the machine (local: pid and start time), opaque to the
+    /// daemon.
+    #[serde(default)]
+    pub private: serde_json::Value,
+}
+
+/// What a provider knows about whether a machine still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    /// Certainly gone: never answered for a failed or ambiguous lookup.
+    Dead,
+    /// The provider could not tell this time; ask again later.
+    Unknown,
+}
+
+/// A place that runs machines. The daemon picks one implementation at start (generic
+/// `Api<P>`), so the futures are plain `async fn`s that must be `Send`.
+pub trait Provider: Send + Sync + 'static {
+    /// Stored in each session record and shown by `catty list`.
+    const NAME: &'static str;
+    /// Whether one [`Provider::list`] answer is the whole truth, so that a session missing
+    /// from it has no machine. True for local (`/proc` is the truth); a remote API's list can
+    /// lag behind a create or come back empty on a bad day.
+    const AUTHORITATIVE: bool;
+
+    /// Creates and starts a machine for `spec`. On error nothing of it is left running.
+    fn create(&self, spec: &MachineSpec) -> impl Future<Output = anyhow::Result<Machine>> + Send;
+
+    /// Returns once the machine is started and its runtime answers `GET /healthz`, or fails
+    /// after `timeout` with what went wrong (for local: where the runtime's log is).
+    fn wait_ready(
+        &self,
+        machine: &Machine,
+        timeout: Duration,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Stops the machine and frees what it used. Succeeds for a machine that is already gone.
+    fn destroy(&self, machine: &Machine) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Every catty machine of this provider, including ones the daemon has no record of.
+    fn list(&self) -> impl Future<Output = anyhow::Result<Vec<Machine>>> + Send;
+
+    /// Whether the machine still runs. `Dead` only when certain; errors mean "ask again".
+    fn alive(&self, machine: &Machine) -> impl Future<Output = anyhow::Result<Liveness>> + Send;
+
+    /// The session's record is gone for good: drop whatever the provider kept for it (local:
+    /// its directory with the runtime's log).
+    fn forget(&self, session_id: &str) -> impl Future<Output = ()> + Send;
+
+    /// The daemon is exiting: stop background work. Machines keep running.
+    fn shutdown(&self) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,224 @@
+//! The sweep: brings the records in line with the provider, at start and then periodically.
+//! Live sessions whose machine died become `gone`, sessions past their deadline are
+//! destroyed and `expired` (the backstop for a lost runtime), sessions left `starting` by a
+//! daemon that died are adopted or given up, pending destructions are retried, and ended
+//! records older than a day are pruned.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tracing::Instrument;
+
+use super::provider::{Liveness, Machine, Provider};
+use super::sessions::Api;
+use super::store::Record;
+use super::unix_now;
+use crate::protocol::api::SessionState;
+
+/// How often the sweep runs when no deadline comes sooner.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+/// The runtime ends its own session at the deadline and needs a few seconds to hang up its
+/// program; the backstop acts only after that head start.
+const EXPIRY_SLACK_SEC: u64 = 5;
+/// How long an orphaned `starting` record waits for a non-authoritative provider to list its
+/// machine before it is given up: longer than any create takes.
+const ORPHAN_AFTER_SEC: u64 = 300;
+/// How long an adopted machine gets to answer `/healthz`.
+const ADOPT_READY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Ended records are kept this long for `catty list`.
+const KEEP_ENDED_SEC: u64 = 86400;
+
+/// What the sweep decided for one live record.
+enum Verdict {
+    Keep,
+    /// A `starting` session whose machine is alive and answers: it runs (with the machine,
+    /// for an adopted orphan).
+    Running(Option<Machine>),
+    End {
+        state: SessionState,
+        reason: &'static str,
+        /// A machine found for an orphan record, to be destroyed with it.
+        machine: Option<Machine>,
+    },
+}
+
+impl<P: Provider> Api<P> {
+    /// One pass over the records.
+    pub async fn sweep(&self) {
+        let now = unix_now();
+        let live: Vec<Record> = (self.records().await.into_iter())
+            .filter(|r| r.state.is_live() && r.provider == P::NAME && !self.is_creating(&r.id))
+            .collect();
+        let listed = match live.iter().any(|r| r.machine.is_none()) {
+            true => match self.provider.list().await {
+                Ok(listed) => Some(listed),
+                Err(e) => {
+                    tracing::warn!("cannot list machines: {e:#}");
+                    None
+                }
+            },
+            false => None,
+        };
+        let verdicts = join_all(live.iter().map(|r| self.judge(r, now, listed.as_deref()))).await;
+        if let Err(e) = self
+            .apply(live.into_iter().zip(verdicts).collect(), now)
+            .await
+        {
+            tracing::error!("cannot record what the sweep found: {e:#}");
+        }
+        self.retry_destroys().await;
+        self.prune(now).await;
+    }
+
+    async fn judge(&self, r: &Record, now: u64, listed: Option<&[Machine]>) -> Verdict {
+        let span = tracing::info_span!("session", session = %r.label);
+        self.judge_live(r, now, listed).instrument(span).await
+    }
+
+    async fn judge_live(&self, r: &Record, now: u64, listed: Option<&[Machine]>) -> Verdict {
+        if now >= r.expires_at + EXPIRY_SLACK_SEC {
+            return end(SessionState::Expired, "its time to live ran out");
+        }
+        let Some(machine) = &r.machine else {
+            return self.judge_orphan(r, now, listed).await;
+        };
+        match self.provider.alive(machine).await {
+            Ok(Liveness::Alive) if r.state == SessionState::Starting => {
+                self.ready(machine, None).await
+            }
+            Ok(Liveness::Alive) | Ok(Liveness::Unknown) => Verdict::Keep,
+            Ok(Liveness::Dead) if now >= r.expires_at => {
+                end(SessionState::Expired, "its time to live ran out")
+            }
+            Ok(Liveness::Dead) => end(SessionState::Gone, "its machine is gone"),
+            Err(e) => {
+                tracing::warn!("cannot tell whether machine {} runs: {e:#}", machine.id);
+                Verdict::Keep
+            }
+        }
+    }
+
+    /// A `starting` record without a machine: its daemon died while creating it.
+    async fn judge_orphan(&self, r: &Record, now: u64, listed: Option<&[Machine]>) -> Verdict {
+        let Some(listed) = listed else {
+            return Verdict::Keep;
+        };
+        match listed.iter().find(|m| m.session_id == r.id) {
+            Some(machine) => self.ready(machine, Some(machine.clone())).await,
+            None if P::AUTHORITATIVE || now >= r.created_at + ORPHAN_AFTER_SEC => {
+                end(SessionState::Gone, "its machine was never created")
+            }
+            None => Verdict::Keep,
+        }
+    }
+
+    async fn ready(&self, machine: &Machine, adopt: Option<Machine>) -> Verdict {
+        match self.provider.wait_ready(machine, ADOPT_READY_TIMEOUT).await {
+            Ok(()) => Verdict::Running(adopt),
+            Err(e) => {
+                tracing::warn!("machine {} does not answer: {e:#}", machine.id);
+                Verdict::End {
+                    state: SessionState::Gone,
+                    reason: "its runtime did not start",
+                    machine: adopt,
+                }
+            }
+        }
+    }
+
+    /// Writes the verdicts, each only if its record did not change since it was judged.
+    async fn apply(&self, verdicts: Vec<(Record, Verdict)>, now: u64) -> anyhow::Result<()> {
+        self.modify(|records| {
+            for (judged, verdict) in verdicts {
+                let Some(r) = records.iter_mut().find(|r| **r == judged) else {
+                    continue;
+                };
+                match verdict {
+                    Verdict::Keep => {}
+                    Verdict::Running(adopted) => {
+                        r.machine = adopted.or(r.machine.take());
+                        r.state = SessionState::Running;
+                        tracing::info!(session = %r.label, "session running again");
+                    }
+                    Verdict::End {
+                        state,
+                        reason,
+                        machine,
+                    } => {
+                        r.machine = r.machine.take().or(machine);
+                        r.end(state, reason, now);
+                        tracing::info!(session = %r.label, "session ended: {reason}");
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Destroys the machines of ended sessions that are not confirmed destroyed yet.
+    async fn retry_destroys(&self) {
+        let pending: Vec<Machine> = (self.records().await.into_iter())
+            .filter(|r| r.destroy_pending && !r.state.is_live() && r.provider == P::NAME)
+            .filter_map(|r| r.machine)
+            .collect();
+        let results = join_all(pending.iter().map(|m| self.provider.destroy(m))).await;
+        let mut destroyed = Vec::new();
+        for (machine, result) in pending.iter().zip(results) {
+            match result {
+                Ok(()) => destroyed.push(machine),
+                Err(e) => tracing::warn!("cannot destroy machine {} yet: {e:#}", machine.id),
+            }
+        }
+        if let Err(e) = self.confirm_destroyed(&destroyed).await {
+            tracing::error!("cannot record destroyed machines: {e:#}");
+        }
+    }
+
+    /// Forgets ended sessions older than [`KEEP_ENDED_SEC`].
+    async fn prune(&self, now: u64) {
+        let old = |r: &Record| {
+            !r.state.is_live()
+                && !r.destroy_pending
+                && r.ended_at.is_some_and(|t| t + KEEP_ENDED_SEC < now)
+        };
+        let pruned = self.modify(|records| {
+            let gone: Vec<String> = records
+                .iter()
+                .filter(|r| old(r))
+                .map(|r| r.id.clone())
+                .collect();
+            records.retain(|r| !old(r));
+            gone
+        });
+        match pruned.await {
+            Ok(gone) => {
+                for id in gone {
+                    self.provider.forget(&id).await;
+                }
+            }
+            Err(e) => tracing::error!("cannot prune old sessions: {e:#}"),
+        }
+    }
+
+    /// How long until the next sweep: [`SWEEP_INTERVAL`], or less when a deadline (plus its
+    /// slack) comes sooner.
+    pub async fn next_sweep_in(&self) -> Duration {
+        let now = unix_now();
+        let soonest = (self.records().await.iter())
+            .filter(|r| r.state.is_live())
+            .map(|r| (r.expires_at + EXPIRY_SLACK_SEC).saturating_sub(now))
+            .min();
+        match soonest {
+            Some(secs) => Duration::from_secs(secs.max(1)).min(SWEEP_INTERVAL),
+            None => SWEEP_INTERVAL,
+        }
+    }
+}
+
+fn end(state: SessionState, reason: &'static str) -> Verdict {
+    Verdict::End {
+        state,
+        reason,
+        machine: None,
+    }
+}

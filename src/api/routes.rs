@@ -1,0 +1,297 @@
+//! The daemon's HTTP surface. Every request first passes the browser checks (a loopback
+//! `Host`, no `Origin`: DNS rebinding and cross-site requests get 403), then the bearer token
+//! (401), except `GET /healthz`. Errors become JSON in [`error_response`] only.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpStream;
+
+use super::provider::Provider;
+use super::sessions::Api;
+use crate::protocol::api::ErrorBody;
+
+pub type Body = Full<Bytes>;
+
+/// Request bodies are a few hundred bytes; anything past this is not a session request.
+const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// An answer that is not a success.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// The provider or the machine failed.
+    pub fn machine(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "machine_failed", message)
+    }
+
+    /// The daemon itself failed (its store, usually).
+    pub fn internal(e: anyhow::Error) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{e:#}"),
+        )
+    }
+}
+
+/// One TCP connection of HTTP/1 requests.
+pub async fn connection<P: Provider>(api: Arc<Api<P>>, stream: TcpStream) {
+    let service = service_fn(move |req| {
+        let api = api.clone();
+        async move { Ok::<_, Infallible>(route(&api, req).await) }
+    });
+    let http =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = http.await {
+        tracing::debug!("http connection ended: {e}");
+    }
+}
+
+pub async fn route<P: Provider>(api: &Api<P>, req: Request<Incoming>) -> Response<Body> {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = answer(api, req).await;
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    resp
+}
+
+async fn answer<P: Provider>(api: &Api<P>, req: Request<Incoming>) -> Response<Body> {
+    let answer = match check_browser(&req) {
+        Err(e) => Err(e),
+        Ok(()) if req.uri().path() == "/healthz" => healthz(&req),
+        Ok(()) if !authorized(&api.token, &req) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer token (it is in the state directory's api.token)",
+        )),
+        Ok(()) => dispatch(api, req).await,
+    };
+    answer.unwrap_or_else(|e| {
+        if e.status.is_server_error() {
+            tracing::warn!("{}: {}", e.code, e.message);
+        }
+        error_response(e)
+    })
+}
+
+/// The one place errors become JSON.
+pub fn error_response(e: ApiError) -> Response<Body> {
+    let mut resp = json_body(&ErrorBody::new(e.code, e.message));
+    *resp.status_mut() = e.status;
+    resp
+}
+
+fn json_body<T: Serialize>(value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).expect("answers serialize");
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        "application/json".parse().expect("a valid header"),
+    );
+    resp
+}
+
+fn ok<T: Serialize>(value: T) -> Result<Response<Body>, ApiError> {
+    Ok(json_body(&value))
+}
+
+fn healthz(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    match *req.method() {
+        Method::GET => Ok(Response::new(Full::new(Bytes::from_static(b"ok")))),
+        _ => Err(not_allowed(req)),
+    }
+}
+
+async fn dispatch<P: Provider>(
+    api: &Api<P>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["v1", "sessions"]) => ok(api.list().await),
+        (&Method::POST, ["v1", "sessions"]) => ok(api.create(read_json(req).await?).await?),
+        (&Method::POST, ["v1", "sessions", "stop-all"]) => ok(api.stop_all().await?),
+        (&Method::GET, ["v1", "sessions", key]) => ok(api.get(key).await?),
+        (&Method::POST, ["v1", "sessions", key, "stop"]) => ok(api.stop(key).await?),
+        (_, ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop"]) => {
+            Err(not_allowed(&req))
+        }
+        _ => Err(ApiError::not_found(format!("no such endpoint: {path}"))),
+    }
+}
+
+fn not_allowed<B>(req: &Request<B>) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let body = Limited::new(req.into_body(), BODY_LIMIT_BYTES)
+        .collect()
+        .await;
+    let bytes = match body {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is larger than {BODY_LIMIT_BYTES} bytes"),
+            ));
+        }
+        Err(e) => return Err(ApiError::bad_request(format!("cannot read the body: {e}"))),
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))
+}
+
+/// 403 unless the request names a loopback host and comes from no web page. A browser
+/// tricked into talking to us (DNS rebinding) sends its own `Host`; a page's script sends
+/// `Origin`. Neither may create or stop sessions, or even learn they exist.
+fn check_browser<B>(req: &Request<B>) -> Result<(), ApiError> {
+    let forbidden = |message: &str| ApiError::new(StatusCode::FORBIDDEN, "forbidden", message);
+    if req.headers().contains_key(ORIGIN) {
+        return Err(forbidden(
+            "requests from web pages (with an Origin header) are refused",
+        ));
+    }
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(host), None) => host.to_str().unwrap_or(""),
+        _ => return Err(forbidden("exactly one Host header is required")),
+    };
+    let authority_ok = req
+        .uri()
+        .authority()
+        .is_none_or(|a| is_loopback_host(a.as_str()));
+    if !is_loopback_host(host) || !authority_ok {
+        return Err(forbidden("the Host must be 127.0.0.1, localhost or [::1]"));
+    }
+    Ok(())
+}
+
+/// `127.0.0.1`, `localhost` or `[::1]`, each with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let (name, rest) = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((name, rest)) => (name, rest),
+            None => return false,
+        },
+        None => host.split_at(host.find(':').unwrap_or(host.len())),
+    };
+    let port_ok = rest.is_empty()
+        || rest
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    let loopback = name == "127.0.0.1"
+        || name.eq_ignore_ascii_case("localhost")
+        || (name == "::1" && host.starts_with('['));
+    port_ok && loopback
+}
+
+/// `Authorization: Bearer <token>`, compared in constant time (only the length can leak).
+fn authorized<B>(token: &str, req: &Request<B>) -> bool {
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    given.is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for good in [
+            "127.0.0.1",
+            "127.0.0.1:4815",
+            "localhost",
+            "LOCALHOST:80",
+            "[::1]",
+            "[::1]:4815",
+        ] {
+            assert!(is_loopback_host(good), "{good}");
+        }
+        for bad in [
+            "",
+            "evil.example",
+            "evil.example:4815",
+            "127.0.0.2",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "::1",
+            "[::1]x",
+            "127.0.0.1:",
+            "127.0.0.1:99999x",
+            "[::2]:80",
+            "localhost:80:80",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+
+    fn request(headers: &[(&str, &str)]) -> Request<()> {
+        let mut req = Request::get("/v1/sessions");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(()).unwrap()
+    }
+
+    #[test]
+    fn browser_checks_and_token() {
+        let local = request(&[("host", "127.0.0.1:4815"), ("authorization", "Bearer abc")]);
+        assert!(check_browser(&local).is_ok());
+        assert!(authorized("abc", &local));
+        assert!(!authorized("abd", &local));
+        assert!(!authorized("abc", &request(&[("authorization", "abc")])));
+        let origin = request(&[("host", "localhost"), ("origin", "http://localhost:3000")]);
+        assert_eq!(
+            check_browser(&origin).unwrap_err().status,
+            StatusCode::FORBIDDEN
+        );
+        assert!(check_browser(&request(&[])).is_err(), "no Host");
+        let two = request(&[("host", "localhost"), ("host", "evil.example")]);
+        assert!(check_browser(&two).is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! Local sessions in the bubblewrap sandbox: nothing outside the workspace, the private home
+//! and /tmp is writable (not even as root, not even by remounting), and `ps` sees only the
+//! session's own processes. Skipped, loudly, where bwrap is not installed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use catty::protocol::api::SessionState;
+use common::Client;
+use common::api::Daemon;
+use common::api::proc::{alive, wait_until};
+
+const ESCAPE: &str = "/etc/catty-sandbox-escape";
+
+/// The checks the session's program runs; each prints `name=<exit status>`.
+const SCRIPT: &str = r#"
+touch /etc/catty-sandbox-escape 2>/dev/null; echo "etc=$?"
+mount -o remount,rw,bind / 2>/dev/null; touch /etc/catty-sandbox-escape 2>/dev/null; echo "remount=$?"
+touch "$HOME/../catty-sandbox-escape" 2>/dev/null; echo "above-home=$?"
+touch "$HOME/in-home"; echo "home=$?"
+touch /tmp/in-tmp; echo "tmp=$?"
+touch ./in-workspace; echo "workspace=$?"
+echo "procs=$(ps -e --no-headers | wc -l)"
+ps -e -o pid=,comm=
+echo "checks-done"
+exec sleep 600
+"#;
+
+fn bwrap_installed() -> Result<(), String> {
+    match Command::new("bwrap").arg("--version").output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "bwrap --version failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(e) => Err(format!("bwrap cannot run: {e}")),
+    }
+}
+
+/// The number on the line `name=<number>` of `text`.
+fn value(text: &str, name: &str) -> i64 {
+    let prefix = format!("{name}=");
+    let line = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no line {prefix}… in {text:?}"));
+    line.parse()
+        .unwrap_or_else(|_| panic!("{prefix} without a number in {text:?}"))
+}
+
+#[tokio::test]
+async fn sandboxed_session_is_confined() {
+    if let Err(why) = bwrap_installed() {
+        eprintln!("SKIPPED sandboxed_session_is_confined: {why} (install bubblewrap to run it)");
+        return;
+    }
+    let d = Daemon::start(true);
+    assert!(
+        d.log()
+            .contains("local sessions run in a bubblewrap sandbox"),
+        "bwrap is installed but the daemon did not use it:\n{}",
+        d.log()
+    );
+    let created = d
+        .create(serde_json::json!({"agent": "shell", "cmd": ["sh", "-c", SCRIPT]}))
+        .await;
+    let mut c = Client::attach(&created.connect_url, &created.connect_token).await;
+    c.read_until_contains("checks-done").await;
+    let out = c.text();
+    let escaped = Path::new(ESCAPE).exists();
+    let _ = std::fs::remove_file(ESCAPE);
+    assert!(!escaped, "the session wrote {ESCAPE}; output:\n{out}");
+    assert_ne!(value(&out, "etc"), 0, "{out}");
+    assert_ne!(
+        value(&out, "remount"),
+        0,
+        "remounting / writable worked:\n{out}"
+    );
+    assert_ne!(value(&out, "above-home"), 0, "{out}");
+    assert_eq!(
+        value(&out, "home"),
+        0,
+        "the private home is writable:\n{out}"
+    );
+    assert_eq!(value(&out, "tmp"), 0, "/tmp is writable:\n{out}");
+    assert_eq!(
+        value(&out, "workspace"),
+        0,
+        "the workspace is writable:\n{out}"
+    );
+    assert!(
+        d.workspace(&created.session_id)
+            .join("in-workspace")
+            .exists()
+    );
+    assert!(
+        !Path::new("/tmp/in-tmp").exists(),
+        "/tmp is the session's own"
+    );
+
+    // Only the session's processes: bwrap, the runtime, sh, ps and wc (and a subshell).
+    let procs = value(&out, "procs");
+    let host_procs = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .parse::<u32>()
+                .is_ok()
+        })
+        .count();
+    assert!(procs <= 7, "ps sees {procs} processes:\n{out}");
+    assert!(
+        host_procs > 10,
+        "this host runs too few processes ({host_procs}) for the check"
+    );
+
+    // Stopping ends the runtime (the process the daemon signals is inside bwrap) and the
+    // whole sandbox with it.
+    drop(c);
+    let pid = d
+        .runtime_pid(&created.session_id)
+        .expect("the runtime runs");
+    assert_eq!(d.stop(&created.label).await.state, SessionState::Stopped);
+    assert!(!alive(pid), "the runtime outlived stop");
+    let workspace = d.workspace(&created.session_id).display().to_string();
+    wait_until("every process of the sandbox to end", || {
+        !sandbox_processes(&workspace)
+    });
+}
+
+/// Whether any live process (bwrap included) still mentions `workspace` on its command line.
+fn sandbox_processes(workspace: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            return false;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        alive(pid) && String::from_utf8_lossy(&cmdline).contains(workspace)
+    })
+}
