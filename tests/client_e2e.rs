@@ -189,15 +189,25 @@ fn typing_resize_vim_and_exit_code() {
     t.run("clear; stty size");
     t.wait_for_text("40 120");
     t.run("vim -N -u NONE -i NONE notes.txt");
-    t.wait_for_text("notes.txt");
+    // vim's own status line, not the command line that started it.
+    t.wait_for_text("[New");
     t.type_text("ihello from vim");
+    t.wait_for("insert mode", |s| {
+        s.contains("-- INSERT --") && s.contains("hello from vim")
+    });
+    // Wait for vim to take the Escape, or it may read Escape and ':' as one Alt key.
     t.keys(&["Escape"]);
+    t.wait_for("normal mode", |s| !s.contains("-- INSERT --"));
     t.run(":wq");
+    // vim discards pending input as it exits: type on only once the shell is back.
+    t.wait_for("the shell after vim", |s| {
+        s.contains("$ vim -N") && s.trim_end().ends_with('$')
+    });
     t.run("clear; cat notes.txt");
     t.wait_for_text("hello from vim");
     t.run("exit 3");
     t.wait_for_text("exit code 3");
-    t.run("clear; echo rc=$?; stty -a");
+    t.run("r=$?; clear; echo rc=$r; stty -a");
     let screen = t.wait_for_text("rc=3");
     assert!(
         screen.contains(" icanon") && screen.contains(" echo "),
@@ -241,6 +251,10 @@ fn detach_connect_two_clients_and_watch() {
     }
 }
 
+/// Counts to N like `seq 1 N`, in bursts of 1000 lines 10 ms apart, so that a test can act
+/// while it runs.
+const SLOW_COUNT: &str = "python3 -c 'import sys,time\nfor i in range(1, int(sys.argv[1]) + 1):\n    print(i)\n    if i % 1000 == 0: sys.stdout.flush(); time.sleep(0.01)'";
+
 /// Every line that is a number, in order, must count up by one.
 fn assert_consecutive(history: &str, last: u64) {
     let numbers: Vec<u64> = history
@@ -264,8 +278,10 @@ fn killed_client_reconnects_without_lost_or_doubled_lines() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(dir.path(), 80, 24);
     let label = new_session(&t, "--no-upload -- bash --norc --noprofile");
-    t.run("for i in $(seq 1 300000); do echo $i; done; echo counted");
-    t.wait_for_text("1000");
+    t.run(&format!("{SLOW_COUNT} 300000; echo counted"));
+    t.wait_for("counting to start", |s| {
+        s.lines().any(|l| l.trim().parse::<u64>().is_ok())
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(t.foreground_pid()),
         nix::sys::signal::Signal::SIGKILL,
@@ -296,8 +312,10 @@ fn cut_link_reconnects_by_itself() {
         .next()
         .unwrap()
         .to_string();
-    t.run("for i in $(seq 1 20000); do echo $i; done; echo counted");
-    t.wait_for_text("100");
+    t.run(&format!("{SLOW_COUNT} 20000; echo counted"));
+    t.wait_for("counting to start", |s| {
+        s.lines().any(|l| l.trim().parse::<u64>().is_ok())
+    });
     for _ in 0..3 {
         let out = Command::new("ss")
             .args(["-K", "dst", "127.0.0.1", "dport", "=", &port])

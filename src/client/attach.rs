@@ -23,6 +23,8 @@ const DEAD_LINK: Duration = Duration::from_secs(60);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Reconnecting stops after this long without a working link.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+/// A link that comes back within this long leaves no trace on the screen.
+const STATUS_DELAY: Duration = Duration::from_secs(1);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -83,11 +85,11 @@ pub async fn run(
                 GIVE_UP_AFTER.as_secs() / 60
             )));
         }
-        tty::status(&format!(
-            "catty: connection lost ({why}); reconnecting… (Enter ~ . to detach)"
-        ));
+        if since.elapsed() > STATUS_DELAY {
+            attach.show_status(&why);
+        }
         if let Some(outcome) = attach.wait(backoff).await {
-            tty::clear_status();
+            attach.clear_status();
             return Ok(outcome);
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -113,6 +115,7 @@ struct Attach {
     term: Signal,
     hup: Signal,
     last_error: Option<String>,
+    status_shown: bool,
 }
 
 impl Attach {
@@ -129,6 +132,7 @@ impl Attach {
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
             last_error: None,
+            status_shown: false,
         })
     }
 
@@ -147,6 +151,23 @@ impl Attach {
         tokio::time::timeout(DEAD_LINK, connecting)
             .await
             .map_err(|_| net::DialError::Status(0))?
+    }
+
+    /// Shows the reconnecting status line. It overwrites the bottom row, so what is on the
+    /// screen is no longer the session's: the next attach asks for a repaint rather than the
+    /// bytes since.
+    fn show_status(&mut self, why: &str) {
+        tty::status(&format!(
+            "catty: connection lost ({why}); reconnecting… (Enter ~ . to detach)"
+        ));
+        self.status_shown = true;
+        self.next_offset = None;
+    }
+
+    fn clear_status(&mut self) {
+        if std::mem::take(&mut self.status_shown) {
+            tty::clear_status();
+        }
     }
 
     /// Waits out a backoff while still honouring escapes and keeping what is typed.
@@ -274,7 +295,7 @@ impl Attach {
                         offset - expected
                     ));
                 }
-                tty::clear_status();
+                self.clear_status();
                 conn.ready = true;
                 conn.redraw_next = redraw;
                 self.next_offset = Some(offset);

@@ -71,16 +71,23 @@ pub fn note(message: &str) {
     let _ = err.flush();
 }
 
-/// The one status line shown while reconnecting, redrawn in place.
+/// The one status line shown while reconnecting: on the bottom row, cut to the terminal's
+/// width, with the cursor put back where the session left it.
 pub fn status(message: &str) {
+    let (cols, rows) = size();
+    let line: String = message
+        .chars()
+        .take(usize::from(cols).saturating_sub(1))
+        .collect();
     let mut err = io::stderr().lock();
-    let _ = write!(err, "\r\x1b[K{message}");
+    let _ = write!(err, "\x1b7\x1b[{rows};1H\x1b[0m\x1b[K{line}\x1b8");
     let _ = err.flush();
 }
 
 /// Removes the status line.
 pub fn clear_status() {
+    let (_, rows) = size();
     let mut err = io::stderr().lock();
-    let _ = write!(err, "\r\x1b[K");
+    let _ = write!(err, "\x1b7\x1b[{rows};1H\x1b[K\x1b8");
     let _ = err.flush();
 }

@@ -74,8 +74,10 @@ impl Tmux {
             &rows.to_string(),
         ]);
         cmd.arg("-c").arg(cwd);
+        // tmux resets PATH in new panes from its own: run the shell through `env`.
+        cmd.arg("env");
         for (k, v) in tmux.env(&path) {
-            cmd.args(["-e", &format!("{k}={v}")]);
+            cmd.arg(format!("{k}={v}"));
         }
         cmd.args(["bash", "--norc", "--noprofile"]);
         check(cmd.output().unwrap());
