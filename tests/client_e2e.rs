@@ -396,7 +396,9 @@ fn oversized_workspace_is_refused_before_any_session() {
     }
     let t = Tmux::start(dir.path(), 100, 30);
     t.run("catty new -- bash; echo rc=$?");
-    let screen = t.wait_for_text("rc=");
+    let screen = t.wait_for("the exit status", |s| {
+        s.lines().any(|l| l.starts_with("rc="))
+    });
     assert!(screen.contains("rc=1"), "{screen}");
     assert!(
         screen.contains("data/") && screen.contains("--no-upload"),

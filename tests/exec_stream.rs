@@ -350,7 +350,12 @@ async fn interrupt_is_not_queued_behind_output() {
         c.read_until("flood", |c| c.output.len() > 100_000).await;
         match interrupt {
             "byte" => c.send(b"\x03").await,
-            _ => c.control(&ClientMsg::Signal { name: "SIGINT".into() }).await,
+            _ => {
+                c.control(&ClientMsg::Signal {
+                    name: "SIGINT".into(),
+                })
+                .await
+            }
         }
         // The program dies while this client still has output waiting for it.
         common::wait_for_no_children(rt.pid());
@@ -358,6 +363,12 @@ async fn interrupt_is_not_queued_behind_output() {
         assert_eq!(c.exit.as_ref().unwrap().code, 130, "{interrupt}");
         let text = c.text();
         let whole = &text[..text.rfind('\n').unwrap() + 1];
-        assert!(whole.split("\r\n").filter(|l| !l.is_empty()).all(|l| l == "y"), "{interrupt}: stream damaged");
+        assert!(
+            whole
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+                .all(|l| l == "y"),
+            "{interrupt}: stream damaged"
+        );
     }
 }

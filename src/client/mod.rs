@@ -9,21 +9,38 @@ mod input;
 mod tty;
 pub mod upload;
 
+use std::io::IsTerminal;
+
 use anyhow::{Context, bail};
 
 use crate::config::{ClientConfig, NewOptions, UsageError};
+use crate::protocol::UPLOAD_LIMIT_BYTES;
 use crate::protocol::api::{SessionCreated, SessionInfo, SessionList, StopAll};
 use attach::{Outcome, Target};
 use daemon::{ApiError, Daemon};
 
 pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    // TODO(upload): wired in once client/upload.rs lands.
-    let _ = (&cwd, options.upload);
+    let workspace = match options.upload {
+        true => Some(scan_workspace(&cwd).await?),
+        false => None,
+    };
     let daemon = Daemon::ensure(config).await?;
     let created: SessionCreated = daemon.post("/v1/sessions", &options.create).await?;
     let label = created.label.clone();
     eprintln!("catty: session {label} (reattach with: catty connect {label})");
+    if let Some(workspace) = workspace {
+        let progress = std::io::stderr().is_terminal();
+        let (url, token) = (&created.connect_url, &created.connect_token);
+        let sent = upload::upload(&workspace, &cwd, url, token, &created.headers, progress).await;
+        if let Err(e) = sent {
+            // Leave nothing behind for an upload that failed.
+            let stop = format!("/v1/sessions/{}/stop", created.session_id);
+            let _ = daemon.post::<SessionInfo>(&stop, &()).await;
+            return Err(anyhow::Error::new(e)
+                .context("uploading the workspace failed; the session was stopped"));
+        }
+    }
     let target = Target {
         label,
         connect_url: created.connect_url,
@@ -33,11 +50,25 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
     attach_and_report(&daemon, &created.session_id, &target, false, true).await
 }
 
+/// Scans the current directory and refuses, before any session exists, what is too big.
+async fn scan_workspace(cwd: &std::path::Path) -> anyhow::Result<upload::Workspace> {
+    let workspace = upload::scan(cwd)?;
+    for warning in &workspace.warnings {
+        eprintln!("catty: warning: {warning}");
+    }
+    upload::check_size(&workspace, cwd, UPLOAD_LIMIT_BYTES).await?;
+    Ok(workspace)
+}
+
 pub async fn connect(config: &ClientConfig, session: &str, watch: bool) -> anyhow::Result<i32> {
     let daemon = Daemon::ensure(config).await?;
     let info = find(&daemon, session).await?;
     if !info.state.is_live() {
-        bail!("session {} is {}; start a new one with: catty new", info.label, state_name(&info));
+        bail!(
+            "session {} is {}; start a new one with: catty new",
+            info.label,
+            state_name(&info)
+        );
     }
     let target = Target {
         label: info.label.clone(),
@@ -61,15 +92,22 @@ async fn attach_and_report(
         Outcome::Exited(status) => {
             match &status.signal {
                 Some(signal) => eprintln!("catty: session {label} ended: killed by {signal}"),
-                None => eprintln!("catty: session {label} ended with exit code {}", status.code),
+                None => eprintln!(
+                    "catty: session {label} ended with exit code {}",
+                    status.code
+                ),
             }
             Ok(status.code)
         }
         Outcome::Detached => {
-            eprintln!("catty: detached from {label}; it keeps running. Reattach with: catty connect {label}");
+            eprintln!(
+                "catty: detached from {label}; it keeps running. Reattach with: catty connect {label}"
+            );
             Ok(0)
         }
-        Outcome::Gone(why) => bail!("session {label} is not reachable: {why}; if it still runs: catty connect {label}"),
+        Outcome::Gone(why) => bail!(
+            "session {label} is not reachable: {why}; if it still runs: catty connect {label}"
+        ),
         Outcome::Terminated => {
             eprintln!("catty: terminated; session {label} keeps running (catty connect {label})");
             Ok(1)
@@ -85,10 +123,17 @@ struct Live<'a> {
 
 impl attach::Liveness for Live<'_> {
     async fn check(&self) -> Result<(), String> {
-        match self.daemon.get::<SessionInfo>(&format!("/v1/sessions/{}", self.session_id)).await {
+        match self
+            .daemon
+            .get::<SessionInfo>(&format!("/v1/sessions/{}", self.session_id))
+            .await
+        {
             Ok(info) if info.state.is_live() => Ok(()),
             Ok(info) => Err(format!("the session is {}", state_name(&info))),
-            Err(e) if e.downcast_ref::<ApiError>().is_some_and(|e| e.status == 404) => {
+            Err(e)
+                if e.downcast_ref::<ApiError>()
+                    .is_some_and(|e| e.status == 404) =>
+            {
                 Err("the daemon no longer knows this session".into())
             }
             // The daemon itself is unreachable: that says nothing about the session.
@@ -98,14 +143,22 @@ impl attach::Liveness for Live<'_> {
 }
 
 async fn find(daemon: &Daemon, session: &str) -> anyhow::Result<SessionInfo> {
-    daemon.get(&format!("/v1/sessions/{session}")).await.map_err(|e| match e.downcast_ref::<ApiError>() {
-        Some(api) if api.status == 404 => anyhow::anyhow!("no session {session:?} (see: catty list)"),
-        _ => e,
-    })
+    daemon
+        .get(&format!("/v1/sessions/{session}"))
+        .await
+        .map_err(|e| match e.downcast_ref::<ApiError>() {
+            Some(api) if api.status == 404 => {
+                anyhow::anyhow!("no session {session:?} (see: catty list)")
+            }
+            _ => e,
+        })
 }
 
 fn state_name(info: &SessionInfo) -> String {
-    serde_json::to_value(info.state).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+    serde_json::to_value(info.state)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
@@ -120,11 +173,20 @@ pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let now = unix_now();
-    println!("{:<28} {:<9} {:<8} {:>6}  REGION", "LABEL", "STATE", "AGENT", "AGE");
+    println!(
+        "{:<28} {:<9} {:<8} {:>6}  REGION",
+        "LABEL", "STATE", "AGENT", "AGE"
+    );
     for s in &list.sessions {
         let age = human_age(now.saturating_sub(s.created_at));
         let region = s.region.as_deref().unwrap_or("-");
-        println!("{:<28} {:<9} {:<8} {:>6}  {region}", s.label, state_name(s), s.agent, age);
+        println!(
+            "{:<28} {:<9} {:<8} {:>6}  {region}",
+            s.label,
+            state_name(s),
+            s.agent,
+            age
+        );
     }
     Ok(0)
 }
@@ -132,7 +194,9 @@ pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
 pub async fn stop(config: &ClientConfig, session: &str) -> anyhow::Result<i32> {
     let daemon = Daemon::ensure(config).await?;
     let info = find(&daemon, session).await?;
-    let stopped: SessionInfo = daemon.post(&format!("/v1/sessions/{}/stop", info.session_id), &()).await?;
+    let stopped: SessionInfo = daemon
+        .post(&format!("/v1/sessions/{}/stop", info.session_id), &())
+        .await?;
     println!("stopped {}", stopped.label);
     Ok(0)
 }
@@ -151,7 +215,9 @@ pub async fn stop_all(config: &ClientConfig, confirmed: bool) -> anyhow::Result<
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn human_age(secs: u64) -> String {

@@ -131,7 +131,10 @@ mod tests {
         buffer.push(b"\r\n\r\n\r\nz");
         assert_eq!(contents(&mut screen, &buffer), "a\n\n\nz");
         let five = NonZeroU16::new(5).unwrap();
-        assert_eq!(screen.parser.screen().size(), (five, NonZeroU16::new(10).unwrap()));
+        assert_eq!(
+            screen.parser.screen().size(),
+            (five, NonZeroU16::new(10).unwrap())
+        );
     }
 
     #[test]

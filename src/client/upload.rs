@@ -1,0 +1,302 @@
+//! `catty new`'s workspace upload: list the directory as git would ([`scan`]), zip it as a
+//! stream ([`write_zip`]), check the size before a session exists ([`check_size`]), and POST
+//! the archive to the runtime's `/upload` while it is being written ([`upload`]).
+
+mod archive;
+mod size;
+mod walk;
+
+pub use archive::{ArchiveError, DEFLATE_LEVEL, write_zip};
+pub use size::{SizeError, TooLarge, check_size};
+pub use walk::{Entry, Kind, ScanError, Workspace, always_skipped, scan};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::io::DuplexStream;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_util::io::ReaderStream;
+
+use crate::protocol::api::{ErrorBody, UploadDone};
+
+/// Archive bytes buffered between the zip writer and the socket: keeps the socket busy while
+/// the next file is read, and bounds memory.
+const PIPE_BYTES: usize = 256 * 1024;
+/// How much of a non-JSON error answer (a proxy's page, say) goes into the message.
+const ANSWER_SNIPPET_CHARS: usize = 200;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type UploadBody = BoxBody<Bytes, BoxError>;
+/// The connection to the runtime. TLS changes this type and [`open_connection`], nothing else.
+type Conn = TokioIo<TcpStream>;
+
+/// Why an upload failed.
+#[derive(Debug)]
+pub enum UploadError {
+    BadUrl(String),
+    /// A header (named, value withheld) cannot be sent: the token or one from the daemon.
+    BadHeader(String),
+    Connect {
+        url: String,
+        err: io::Error,
+    },
+    Http {
+        url: String,
+        err: hyper::Error,
+    },
+    /// The runtime answered with an error status; `message` is its explanation.
+    Refused {
+        status: StatusCode,
+        message: String,
+    },
+    /// A 200 whose body is not an [`UploadDone`].
+    BadAnswer(String),
+    Archive(ArchiveError),
+}
+
+impl fmt::Display for UploadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UploadError::BadUrl(url) => {
+                write!(f, "bad runtime URL {url:?} (only http:// is supported)")
+            }
+            UploadError::BadHeader(name) => {
+                write!(f, "the header {name:?} has a value that cannot be sent")
+            }
+            UploadError::Connect { url, err } => write!(f, "cannot connect to {url}: {err}"),
+            UploadError::Http { url, err } => write!(f, "uploading to {url} failed: {err}"),
+            UploadError::Refused { status, message } => match status.as_u16() {
+                401 => write!(f, "the runtime refused the token"),
+                409 => write!(f, "the runtime refused the upload: {message}"),
+                413 => write!(f, "the runtime refused the upload as too large: {message}"),
+                400 => write!(f, "the runtime rejected the archive: {message}"),
+                _ => write!(f, "the runtime answered {status}: {message}"),
+            },
+            UploadError::BadAnswer(body) => write!(f, "unexpected answer to the upload: {body}"),
+            UploadError::Archive(err) => err.fmt(f),
+        }
+    }
+}
+
+// No source(): each message already includes its cause.
+impl std::error::Error for UploadError {}
+
+/// Uploads `ws` (paths relative to `root`) to the runtime at `connect_url` (`http://host:port`)
+/// as one chunked `POST /upload`, zipping while sending. With `progress` (stderr is a
+/// terminal), a progress bar on stderr counts the bytes read; it is cleared at the end.
+pub async fn upload(
+    ws: &Workspace,
+    root: &Path,
+    connect_url: &str,
+    token: &str,
+    headers: &BTreeMap<String, String>,
+    progress: bool,
+) -> Result<UploadDone, UploadError> {
+    let target = Target::parse(connect_url)?;
+    let (pipe_out, pipe_in) = tokio::io::duplex(PIPE_BYTES);
+    let (zipped_tx, zipped_rx) = oneshot::channel();
+    let req = request(&target, token, headers, body(pipe_out, zipped_rx))?;
+    let conn = open_connection(&target).await?;
+    let bar = progress_bar(ws.total_bytes(), progress);
+    let zip = async {
+        let zipped = write_zip(ws, root, pipe_in, |n| bar.inc(n)).await;
+        let _ = zipped_tx.send(zipped.is_ok());
+        zipped
+    };
+    // One task: the zip writer fills the pipe, the connection drains it; when the runtime
+    // answers early (401, 409, 413) the body is dropped and the writer stops on a closed pipe.
+    let (answer, zipped) = tokio::join!(exchange(conn, req), zip);
+    bar.finish_and_clear();
+    verdict(&target, answer, zipped)
+}
+
+/// Where the upload goes, from the runtime's base URL.
+struct Target {
+    /// The full upload URL, for messages.
+    url: String,
+    authority: String,
+    path: String,
+}
+
+impl Target {
+    fn parse(connect_url: &str) -> Result<Target, UploadError> {
+        let bad = || UploadError::BadUrl(connect_url.to_string());
+        let rest = connect_url.strip_prefix("http://").ok_or_else(bad)?;
+        let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if authority.is_empty() {
+            return Err(bad());
+        }
+        let path = format!("{}/upload", base.trim_end_matches('/'));
+        let url = format!("http://{authority}{path}");
+        Ok(Target {
+            url,
+            authority: authority.to_string(),
+            path,
+        })
+    }
+}
+
+/// Opens the connection to the runtime: the one place that knows the transport.
+async fn open_connection(target: &Target) -> Result<Conn, UploadError> {
+    let stream = TcpStream::connect(&target.authority).await;
+    let stream = stream.map_err(|err| UploadError::Connect {
+        url: target.url.clone(),
+        err,
+    })?;
+    // The last chunk and the terminator are small: do not let Nagle hold them back.
+    let _ = stream.set_nodelay(true);
+    Ok(TokioIo::new(stream))
+}
+
+fn request(
+    target: &Target,
+    token: &str,
+    headers: &BTreeMap<String, String>,
+    body: UploadBody,
+) -> Result<Request<UploadBody>, UploadError> {
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"));
+    let bearer = bearer.map_err(|_| UploadError::BadHeader(AUTHORIZATION.to_string()))?;
+    let mut req = Request::post(&target.path)
+        .header(HOST, &target.authority)
+        .header(AUTHORIZATION, bearer)
+        .header(CONTENT_TYPE, "application/zip");
+    for (name, value) in headers {
+        let bad = || UploadError::BadHeader(name.clone());
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        req = req.header(name, HeaderValue::from_str(value).map_err(|_| bad())?);
+    }
+    req.body(body)
+        .map_err(|_| UploadError::BadUrl(target.url.clone()))
+}
+
+/// The archive as a chunked body. A failed zip must not end the body cleanly (the runtime
+/// would get a complete, if broken, archive): it ends with an error, which aborts the request.
+fn body(pipe: DuplexStream, zipped: oneshot::Receiver<bool>) -> UploadBody {
+    let data = ReaderStream::with_capacity(pipe, PIPE_BYTES)
+        .map_ok(Frame::data)
+        .map_err(BoxError::from);
+    let end = futures_util::stream::once(zipped).filter_map(|ok| {
+        let failed = BoxError::from("the archive could not be written");
+        std::future::ready((ok != Ok(true)).then_some(Err(failed)))
+    });
+    BodyExt::boxed(StreamBody::new(data.chain(end)))
+}
+
+/// Sends `req` and reads the whole (small) answer.
+async fn exchange(
+    conn: Conn,
+    req: Request<UploadBody>,
+) -> Result<(StatusCode, Bytes), hyper::Error> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(conn).await?;
+    let talk = async move {
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        Ok((status, resp.into_body().collect().await?.to_bytes()))
+    };
+    // The connection future moves the bytes; it ends once `talk` is done and drops the sender.
+    tokio::join!(talk, connection).0
+}
+
+fn verdict(
+    target: &Target,
+    answer: Result<(StatusCode, Bytes), hyper::Error>,
+    zipped: Result<u64, ArchiveError>,
+) -> Result<UploadDone, UploadError> {
+    // A file we could not read is the cause, whatever became of the aborted request. A write
+    // error only echoes the connection's fate, which the answer tells better.
+    if let Err(err @ ArchiveError::Read { .. }) = zipped {
+        return Err(UploadError::Archive(err));
+    }
+    let (status, body) = answer.map_err(|err| UploadError::Http {
+        url: target.url.clone(),
+        err,
+    })?;
+    if !status.is_success() {
+        let message = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(err) => err.error.message,
+            Err(_) => snippet(&body).unwrap_or_else(|| status.to_string()),
+        };
+        return Err(UploadError::Refused { status, message });
+    }
+    zipped.map_err(UploadError::Archive)?;
+    serde_json::from_slice(&body)
+        .map_err(|_| UploadError::BadAnswer(snippet(&body).unwrap_or_default()))
+}
+
+fn snippet(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.chars().take(ANSWER_SNIPPET_CHARS).collect())
+}
+
+fn progress_bar(total_bytes: u64, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let template = "uploading [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}, eta {eta}";
+    let style = ProgressStyle::with_template(template).expect("a valid template");
+    ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr())
+        .with_style(style.progress_chars("=> "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_urls() {
+        let t = Target::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str()),
+            ("127.0.0.1:8080", "/upload")
+        );
+        let t = Target::parse("http://h:1/base/").unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.path.as_str()),
+            ("http://h:1/base/upload", "/base/upload")
+        );
+        assert!(Target::parse("https://h").is_err());
+        assert!(Target::parse("http:///x").is_err());
+    }
+
+    #[test]
+    fn refusals_read_clearly() {
+        let answer = |status: u16, body: &str| {
+            let status = StatusCode::from_u16(status).unwrap();
+            let t = Target::parse("http://h:1").unwrap();
+            verdict(&t, Ok((status, Bytes::from(body.to_string()))), Ok(0))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            answer(401, r#"{"error":{"code":"unauthorized","message":"x"}}"#),
+            "the runtime refused the token"
+        );
+        let conflict =
+            r#"{"error":{"code":"conflict","message":"the workspace was already uploaded"}}"#;
+        assert_eq!(
+            answer(409, conflict),
+            "the runtime refused the upload: the workspace was already uploaded"
+        );
+        assert_eq!(
+            answer(502, "  <html>bad gateway</html>\n"),
+            "the runtime answered 502 Bad Gateway: <html>bad gateway</html>"
+        );
+        assert_eq!(
+            answer(500, ""),
+            "the runtime answered 500 Internal Server Error: 500 Internal Server Error"
+        );
+    }
+}
