@@ -208,7 +208,7 @@ fn typing_resize_vim_and_exit_code() {
     t.run("exit 3");
     t.wait_for_text("exit code 3");
     t.run("r=$?; clear; echo rc=$r; stty -a");
-    let screen = t.wait_for_text("rc=3");
+    let screen = t.wait_for("stty's report", |s| s.contains("rc=3") && s.contains("icanon"));
     assert!(
         screen.contains(" icanon") && screen.contains(" echo "),
         "terminal not restored:\n{screen}"
@@ -224,7 +224,7 @@ fn detach_connect_two_clients_and_watch() {
     a.wait_for_text("first-2");
     a.keys(&["Enter"]);
     a.type_text("~.");
-    a.wait_for_text(&format!("catty connect {label}"));
+    a.wait_for_text("detached from");
     assert_eq!(only_session(&a)["state"], "running");
 
     a.run(&format!("clear; catty connect {label}"));
@@ -278,7 +278,7 @@ fn killed_client_reconnects_without_lost_or_doubled_lines() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(dir.path(), 80, 24);
     let label = new_session(&t, "--no-upload -- bash --norc --noprofile");
-    t.run(&format!("{SLOW_COUNT} 300000; echo counted"));
+    t.run(&format!("{SLOW_COUNT} 300000; echo counted-$((40+2))"));
     t.wait_for("counting to start", |s| {
         s.lines().any(|l| l.trim().parse::<u64>().is_ok())
     });
@@ -290,7 +290,7 @@ fn killed_client_reconnects_without_lost_or_doubled_lines() {
     t.wait_for("the outer prompt", |s| s.trim_end().ends_with('$'));
     t.reset();
     t.run(&format!("stty sane; clear; catty connect {label}"));
-    t.wait_for_text("counted");
+    t.wait_for_text("counted-42");
     let history = t.history();
     let after_connect = history
         .split(&format!("catty connect {label}"))
@@ -312,7 +312,7 @@ fn cut_link_reconnects_by_itself() {
         .next()
         .unwrap()
         .to_string();
-    t.run(&format!("{SLOW_COUNT} 20000; echo counted"));
+    t.run(&format!("{SLOW_COUNT} 20000; echo counted-$((40+2))"));
     t.wait_for("counting to start", |s| {
         s.lines().any(|l| l.trim().parse::<u64>().is_ok())
     });
@@ -328,7 +328,7 @@ fn cut_link_reconnects_by_itself() {
         );
         std::thread::sleep(std::time::Duration::from_millis(150));
     }
-    t.wait_for_text("counted");
+    t.wait_for_text("counted-42");
     assert_consecutive(&t.history(), 20000);
     let log = std::fs::read_to_string(
         workspace_of(&t, &session)
