@@ -22,12 +22,19 @@ fn main() {
         let daemon = Daemon::start(state.path(), sandbox);
         // One session first, so the daemon and the page cache are warm.
         new_to_prompt(&daemon, empty.path(), &["--no-upload"]);
-        let bare: Vec<f64> = (0..ROUNDS).map(|_| new_to_prompt(&daemon, empty.path(), &["--no-upload"])).collect();
-        let upload: Vec<f64> = (0..ROUNDS.min(3)).map(|_| new_to_prompt(&daemon, project.path(), &[])).collect();
+        let bare: Vec<f64> = (0..ROUNDS)
+            .map(|_| new_to_prompt(&daemon, empty.path(), &["--no-upload"]))
+            .collect();
+        let upload: Vec<f64> = (0..ROUNDS.min(3))
+            .map(|_| new_to_prompt(&daemon, project.path(), &[]))
+            .collect();
         let (bare, upload) = (median(bare), median(upload));
         let mb = WORKSPACE_BYTES as f64 / 1e6;
         println!("sandbox {}:", if sandbox { "on" } else { "off" });
-        println!("  catty new -- bash, warm daemon, to the first prompt byte: {:7.1} ms (median of {ROUNDS})", bare * 1e3);
+        println!(
+            "  catty new -- bash, warm daemon, to the first prompt byte: {:7.1} ms (median of {ROUNDS})",
+            bare * 1e3
+        );
         println!(
             "  the same with an upload of {FILES} files / {mb:.0} MB:  {:7.1} ms, upload {:.2} s = {:.1} MB/s",
             upload * 1e3,
@@ -56,7 +63,14 @@ fn write_workspace(root: &Path) {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            write!(content, "let value_{} = compute({}, {});\n", seed % 1000, seed % 97, i).unwrap();
+            write!(
+                content,
+                "let value_{} = compute({}, {});\n",
+                seed % 1000,
+                seed % 97,
+                i
+            )
+            .unwrap();
         }
         content.truncate(per_file);
         std::fs::write(dir.join(format!("file{i}.rs")), content).unwrap();
@@ -83,9 +97,19 @@ impl Daemon {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on ").unwrap().to_string();
-        Daemon { child, addr, state: state.to_path_buf() }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        Daemon {
+            child,
+            addr,
+            state: state.to_path_buf(),
+        }
     }
 }
 
@@ -122,8 +146,14 @@ fn new_to_prompt(daemon: &Daemon, dir: &Path, args: &[&str]) -> f64 {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains(PROMPT) {
-        let n = master.read(&mut buf).expect("catty new ended before the prompt");
-        assert!(n > 0, "catty new ended before the prompt: {}", String::from_utf8_lossy(&seen));
+        let n = master
+            .read(&mut buf)
+            .expect("catty new ended before the prompt");
+        assert!(
+            n > 0,
+            "catty new ended before the prompt: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     let elapsed = start.elapsed().as_secs_f64();

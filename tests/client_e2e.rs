@@ -208,7 +208,9 @@ fn typing_resize_vim_and_exit_code() {
     t.run("exit 3");
     t.wait_for_text("exit code 3");
     t.run("r=$?; clear; echo rc=$r; stty -a");
-    let screen = t.wait_for("stty's report", |s| s.contains("rc=3") && s.contains("icanon"));
+    let screen = t.wait_for("stty's report", |s| {
+        s.contains("rc=3") && s.contains("icanon")
+    });
     assert!(
         screen.contains(" icanon") && screen.contains(" echo "),
         "terminal not restored:\n{screen}"

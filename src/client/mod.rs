@@ -100,8 +100,9 @@ async fn attach_and_report(
             Ok(status.code)
         }
         Outcome::Detached => {
+            // The cursor is wherever the session left it: start a line of our own.
             eprintln!(
-                "catty: detached from {label}; it keeps running. Reattach with: catty connect {label}"
+                "\ncatty: detached from {label}; it keeps running. Reattach with: catty connect {label}"
             );
             Ok(0)
         }
