@@ -93,6 +93,8 @@ impl Daemon {
         let mut child = cmd
             .env("XDG_STATE_HOME", state)
             .env("CATTY_LOG", "warn")
+            // Sessions inherit the daemon's environment: this is the prompt to wait for.
+            .env("PS1", PROMPT)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -136,7 +138,6 @@ fn new_to_prompt(daemon: &Daemon, dir: &Path, args: &[&str]) -> f64 {
         .current_dir(dir)
         .env("XDG_STATE_HOME", &daemon.state)
         .env("CATTY_API_ADDR", &daemon.addr)
-        .env("PS1", PROMPT)
         .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
         .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
         .stderr(Stdio::from(pty.slave))
