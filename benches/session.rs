@@ -63,9 +63,9 @@ fn write_workspace(root: &Path) {
             seed ^= seed << 13;
             seed ^= seed >> 7;
             seed ^= seed << 17;
-            write!(
+            writeln!(
                 content,
-                "let value_{} = compute({}, {});\n",
+                "let value_{} = compute({}, {});",
                 seed % 1000,
                 seed % 97,
                 i
