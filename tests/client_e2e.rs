@@ -225,6 +225,9 @@ fn detach_connect_two_clients_and_watch() {
     a.run("echo first-$((1+1))");
     a.wait_for_text("first-2");
     a.keys(&["Enter"]);
+    a.type_text("~?");
+    a.wait_for_text("~.  detach");
+    a.keys(&["Enter"]);
     a.type_text("~.");
     a.wait_for_text("detached from");
     assert_eq!(only_session(&a)["state"], "running");
