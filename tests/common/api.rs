@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use catty::net::DialError;
+use catty::protocol::ConnectParams;
 use catty::protocol::api::{SessionCreated, SessionInfo, SessionList};
-use catty::protocol::{ConnectParams, ServerMsg};
-use fastwebsockets::OpCode;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
@@ -374,29 +373,7 @@ impl Client {
     ) -> Result<Client, DialError> {
         let base = connect_url.replacen("http://", "ws://", 1);
         let url = format!("{base}/connect?{}", params.to_query());
-        let auth = format!("Bearer {token}");
-        let mut ws = catty::net::dial(&url, &[("authorization", &auth)]).await?;
-        ws.set_auto_pong(true);
-        let frame = tokio::time::timeout(DEADLINE, ws.read_frame())
-            .await
-            .expect("ready in time")
-            .expect("ready");
-        assert_eq!(frame.opcode, OpCode::Text, "the first frame is ready");
-        let ready = ServerMsg::parse(std::str::from_utf8(&frame.payload).unwrap()).unwrap();
-        let ServerMsg::Ready { offset, redraw, .. } = ready else {
-            panic!("first message {ready:?}")
-        };
-        Ok(Client {
-            ws,
-            output: Vec::new(),
-            first_offset: offset,
-            redraw: None,
-            ready,
-            exit: None,
-            errors: Vec::new(),
-            acks: Vec::new(),
-            expect_redraw: redraw,
-        })
+        Client::dial(&url, token).await
     }
 
     /// Attaches interactively (80x24) to a session; panics if it cannot.

@@ -125,7 +125,12 @@ impl Client {
     }
 
     pub async fn connect_url(url: &str) -> Result<Client, DialError> {
-        let auth = format!("Bearer {TOKEN}");
+        Self::dial(url, TOKEN).await
+    }
+
+    /// Opens `url` with `token` as the bearer and reads the `ready` that comes first.
+    pub async fn dial(url: &str, token: &str) -> Result<Client, DialError> {
+        let auth = format!("Bearer {token}");
         let mut ws = dial(url, &[("authorization", &auth)]).await?;
         ws.set_auto_pong(true);
         let frame = tokio::time::timeout(DEADLINE, ws.read_frame())
