@@ -148,9 +148,13 @@ impl Attach {
         let mut headers: Vec<(&str, &str)> = vec![("authorization", &auth)];
         headers.extend(target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let connecting = net::dial(&url, &headers);
+        let timed_out = || {
+            let after = format!("no answer within {} s", DEAD_LINK.as_secs());
+            net::DialError::Connect(std::io::Error::new(std::io::ErrorKind::TimedOut, after))
+        };
         tokio::time::timeout(DEAD_LINK, connecting)
             .await
-            .map_err(|_| net::DialError::Status(0))?
+            .map_err(|_| timed_out())?
     }
 
     /// Shows the reconnecting status line. It overwrites the bottom row, so what is on the
@@ -178,7 +182,8 @@ impl Attach {
             tokio::select! {
                 () = &mut sleep => return None,
                 input = self.stdin.recv(), if self.stdin_open => match self.typed(input) {
-                    Typed::Detach => return Some(Outcome::Detached),
+                    // Bytes typed before `~.` stay unsent: there is no link to send them on.
+                    Typed::Detach(_) => return Some(Outcome::Detached),
                     Typed::Send(bytes) => self.unacked.push(&bytes),
                     Typed::Nothing => {}
                 },
@@ -205,10 +210,10 @@ impl Attach {
             let step = tokio::select! {
                 event = events.recv() => self.event(&mut conn, event),
                 input = self.stdin.recv(), if conn.ready && self.stdin_open => match self.typed(input) {
-                    Typed::Detach => Step::Done(Outcome::Detached),
+                    Typed::Detach(before) => Step::SendThenDetach(before.map(binary).into_iter().collect()),
                     Typed::Send(bytes) => {
                         self.unacked.push(&bytes);
-                        Step::Send(vec![Frame::binary(Payload::Owned(bytes.to_vec()))])
+                        Step::Send(vec![binary(bytes)])
                     }
                     Typed::Nothing => Step::Continue,
                 },
@@ -231,6 +236,12 @@ impl Attach {
                         }
                     }
                 }
+                Step::SendThenDetach(frames) => {
+                    for frame in frames {
+                        let _ = tokio::time::timeout(WRITE_TIMEOUT, write.write_frame(frame)).await;
+                    }
+                    return Ended::Done(Outcome::Detached);
+                }
                 Step::Done(outcome) => return Ended::Done(outcome),
                 Step::Lost(why) => return Ended::Lost(why),
             }
@@ -246,7 +257,9 @@ impl Attach {
         let mut send = Vec::new();
         for action in self.escapes.feed(&bytes) {
             match action {
-                Action::Detach => return Typed::Detach,
+                Action::Detach => {
+                    return Typed::Detach((!send.is_empty()).then(|| Bytes::from(send)));
+                }
                 Action::Help => tty::note(escape::HELP),
                 Action::Send(bytes) if !self.watch => send.extend_from_slice(&bytes),
                 Action::Send(_) => {}
@@ -329,13 +342,15 @@ struct Connection {
 
 enum Typed {
     Send(Bytes),
-    Detach,
+    /// Detach, after sending what was typed before the escape in the same read.
+    Detach(Option<Bytes>),
     Nothing,
 }
 
 enum Step {
     Continue,
     Send(Vec<Frame<'static>>),
+    SendThenDetach(Vec<Frame<'static>>),
     Done(Outcome),
     Lost(String),
 }
@@ -346,6 +361,10 @@ enum Event {
     /// A pong or close reply the WebSocket protocol requires of us.
     Obligated(Frame<'static>),
     Closed(String),
+}
+
+fn binary(bytes: Bytes) -> Frame<'static> {
+    Frame::binary(Payload::Owned(bytes.to_vec()))
 }
 
 fn control(msg: &ClientMsg) -> Frame<'static> {
