@@ -425,3 +425,4 @@ pub fn parse_http_reply(raw: &[u8]) -> Option<HttpReply> {
 
 /// The daemon's harness (`tests/api_*.rs`).
 pub mod api;
+pub mod fly;
