@@ -122,6 +122,112 @@ pub struct ApiConfig {
     pub exe: PathBuf,
     /// Passed to every session: the agents' API keys.
     pub agent_env: Vec<(String, String)>,
+    /// Set when the provider is Fly.io.
+    pub fly: Option<FlyConfig>,
+}
+
+/// The Machines API's address unless `FLY_MACHINES_API_BASE` says otherwise.
+pub const DEFAULT_FLY_API_BASE: &str = "https://api.machines.dev";
+/// The Fly app session machines run in unless `CATTY_EXEC_APP` says otherwise.
+pub const DEFAULT_EXEC_APP: &str = "catty-exec";
+/// How long a new machine may take to reach `started` (pulling a large image onto a fresh
+/// host takes a while) unless `CATTY_FLY_START_TIMEOUT` says otherwise.
+pub const DEFAULT_FLY_START_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// What the Fly.io provider needs (SPEC section 3).
+#[derive(Clone)]
+pub struct FlyConfig {
+    /// `FLY_API_TOKEN` as the user gave it; the provider picks the scheme.
+    pub token: String,
+    /// `FLY_MACHINES_API_BASE`, without a trailing slash.
+    pub api_base: String,
+    /// `CATTY_EXEC_APP`.
+    pub app: String,
+    /// Base URL of the runtimes, without a trailing slash: `CATTY_EXEC_URL`, else
+    /// `https://` and `CATTY_EXEC_HOST` (default `<app>.fly.dev`).
+    pub exec_url: String,
+    /// `CATTY_IMAGE`; otherwise the provider finds the image of the app's machines.
+    pub image: Option<String>,
+    /// `CATTY_FLY_START_TIMEOUT`: a machine not `started` by then is destroyed.
+    pub start_timeout: Duration,
+}
+
+// By hand: the token must never reach a log.
+impl std::fmt::Debug for FlyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlyConfig")
+            .field("token", &"<redacted>")
+            .field("api_base", &self.api_base)
+            .field("app", &self.app)
+            .field("exec_url", &self.exec_url)
+            .field("image", &self.image)
+            .field("start_timeout", &self.start_timeout)
+            .finish()
+    }
+}
+
+impl FlyConfig {
+    pub fn new(env: &impl Fn(&str) -> Option<String>) -> Result<Self, UsageError> {
+        let set = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let token = set("FLY_API_TOKEN").ok_or_else(|| {
+            UsageError("FLY_API_TOKEN is not set (the fly provider needs it)".into())
+        })?;
+        let api_base = set("FLY_MACHINES_API_BASE").unwrap_or_else(|| DEFAULT_FLY_API_BASE.into());
+        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+            return Err(UsageError(format!(
+                "FLY_MACHINES_API_BASE {api_base:?} is not an http(s):// URL"
+            )));
+        }
+        let app = set("CATTY_EXEC_APP").unwrap_or_else(|| DEFAULT_EXEC_APP.into());
+        let start_timeout = match set("CATTY_FLY_START_TIMEOUT") {
+            Some(text) => parse_duration(&text)
+                .map_err(|e| UsageError(format!("CATTY_FLY_START_TIMEOUT: {e}")))?,
+            None => DEFAULT_FLY_START_TIMEOUT,
+        };
+        Ok(FlyConfig {
+            token,
+            api_base: api_base.trim_end_matches('/').to_string(),
+            exec_url: exec_url(set("CATTY_EXEC_URL"), set("CATTY_EXEC_HOST"), &app)?,
+            app,
+            image: set("CATTY_IMAGE"),
+            start_timeout,
+        })
+    }
+}
+
+/// The runtimes' base URL: `CATTY_EXEC_URL` as given (custom domains, tests), else
+/// `https://<CATTY_EXEC_HOST or <app>.fly.dev>`. Attaches upgrade it to a WebSocket.
+fn exec_url(url: Option<String>, host: Option<String>, app: &str) -> Result<String, UsageError> {
+    if let Some(url) = url {
+        let base = url.trim_end_matches('/');
+        let scheme = match base.split_once("://") {
+            Some(("https" | "wss", rest)) if is_base(rest) => "https",
+            Some(("http" | "ws", rest)) if is_base(rest) => "http",
+            _ => {
+                return Err(UsageError(format!(
+                    "CATTY_EXEC_URL {url:?} is not a base URL like https://exec.example.com"
+                )));
+            }
+        };
+        let rest = base.split_once("://").map_or("", |(_, rest)| rest);
+        return Ok(format!("{scheme}://{rest}"));
+    }
+    let host = host.unwrap_or_else(|| format!("{app}.fly.dev"));
+    if host.contains(['/', '?', '#', '@']) || host.is_empty() {
+        return Err(UsageError(format!(
+            "CATTY_EXEC_HOST {host:?} is not a host name (use CATTY_EXEC_URL for a full URL)"
+        )));
+    }
+    Ok(format!("https://{host}"))
+}
+
+/// What follows `scheme://` in a base URL: a host, maybe a path, no query.
+fn is_base(rest: &str) -> bool {
+    !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#', '@'])
 }
 
 impl ApiConfig {
@@ -148,6 +254,10 @@ impl ApiConfig {
             sandbox: !args.no_sandbox,
             exe: current_exe()?,
             agent_env,
+            fly: match provider {
+                ProviderKind::Fly => Some(FlyConfig::new(&env)?),
+                ProviderKind::Local => None,
+            },
         })
     }
 }
@@ -435,6 +545,88 @@ mod tests {
             state_dir(&|k: &str| v.get(k).cloned()).unwrap(),
             PathBuf::from("/h/.local/state/catty")
         );
+    }
+
+    fn api_config(provider: Option<&str>, vars: &[(&str, &str)]) -> Result<ApiConfig, UsageError> {
+        let mut all: HashMap<String, String> = [("HOME", "/h")]
+            .iter()
+            .chain(vars)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        all.retain(|_, v| !v.is_empty());
+        let args = ApiArgs {
+            provider: provider.map(str::to_string),
+            addr: None,
+            no_sandbox: false,
+        };
+        ApiConfig::new(args, |k| all.get(k).cloned())
+    }
+
+    #[test]
+    fn fly_is_chosen_by_its_token_or_the_flag() {
+        let c = api_config(None, &[]).unwrap();
+        assert_eq!((c.provider, c.fly.is_none()), (ProviderKind::Local, true));
+        let c = api_config(None, &[("FLY_API_TOKEN", "fm2_abc")]).unwrap();
+        assert_eq!(c.provider, ProviderKind::Fly);
+        let fly = c.fly.unwrap();
+        assert_eq!(fly.token, "fm2_abc");
+        assert_eq!(fly.api_base, "https://api.machines.dev");
+        assert_eq!(fly.app, "catty-exec");
+        assert_eq!(fly.exec_url, "https://catty-exec.fly.dev");
+        assert_eq!(fly.image, None);
+        assert_eq!(fly.start_timeout, DEFAULT_FLY_START_TIMEOUT);
+        assert!(
+            !format!("{fly:?}").contains("fm2_abc"),
+            "the token stays out of logs"
+        );
+        let c = api_config(Some("local"), &[("FLY_API_TOKEN", "t")]).unwrap();
+        assert_eq!(c.provider, ProviderKind::Local);
+        let err = api_config(Some("fly"), &[]).unwrap_err();
+        assert!(err.0.contains("FLY_API_TOKEN"), "{}", err.0);
+    }
+
+    #[test]
+    fn fly_urls() {
+        let fly = |vars: &[(&str, &str)]| {
+            let mut all = vec![("FLY_API_TOKEN", "t")];
+            all.extend_from_slice(vars);
+            api_config(Some("fly"), &all).map(|c| c.fly.unwrap())
+        };
+        let c = fly(&[("CATTY_EXEC_APP", "my-exec")]).unwrap();
+        assert_eq!(c.exec_url, "https://my-exec.fly.dev");
+        let c = fly(&[("CATTY_EXEC_HOST", "exec.example.com")]).unwrap();
+        assert_eq!(c.exec_url, "https://exec.example.com");
+        let url = [
+            ("https://exec.example.com/", "https://exec.example.com"),
+            ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+            ("wss://e.example/base", "https://e.example/base"),
+            ("ws://127.0.0.1:1", "http://127.0.0.1:1"),
+        ];
+        for (given, want) in url {
+            let c = fly(&[("CATTY_EXEC_URL", given), ("CATTY_EXEC_HOST", "ignored")]).unwrap();
+            assert_eq!(c.exec_url, want);
+        }
+        for bad in [
+            "exec.example.com",
+            "https://",
+            "https:///x",
+            "https://h?x=1",
+            "ftp://h",
+        ] {
+            assert!(fly(&[("CATTY_EXEC_URL", bad)]).is_err(), "{bad}");
+        }
+        assert!(fly(&[("CATTY_EXEC_HOST", "https://h")]).is_err());
+        let c = fly(&[
+            ("FLY_MACHINES_API_BASE", "http://127.0.0.1:4280/"),
+            ("CATTY_IMAGE", "registry.fly.io/catty-exec:v1"),
+            ("CATTY_FLY_START_TIMEOUT", "3s"),
+        ])
+        .unwrap();
+        assert_eq!(c.api_base, "http://127.0.0.1:4280");
+        assert_eq!(c.image.as_deref(), Some("registry.fly.io/catty-exec:v1"));
+        assert_eq!(c.start_timeout, Duration::from_secs(3));
+        assert!(fly(&[("FLY_MACHINES_API_BASE", "api.machines.dev")]).is_err());
+        assert!(fly(&[("CATTY_FLY_START_TIMEOUT", "soon")]).is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{ApiConfig, ProviderKind};
-use provider::{Local, LocalOptions, Provider};
+use provider::{Fly, Local, LocalOptions, Provider};
 use sessions::Api;
 use store::Store;
 
@@ -34,23 +34,29 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    if config.provider == ProviderKind::Fly {
-        bail!("the fly provider is not built yet");
-    }
     private_dir(&config.state_dir)?;
     // Held until we return: one daemon per state directory, whatever port it listens on.
     let _lock = lock_state_dir(&config.state_dir)?;
     let token = load_or_create_token(&config.state_dir)?;
     let store = Store::open(&config.state_dir)?;
     tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), "catty api starting");
-    let local = Local::new(LocalOptions {
-        state_dir: config.state_dir.clone(),
-        exe: config.exe.clone(),
-        sandbox: config.sandbox,
-        agent_env: config.agent_env.clone(),
-    })
-    .await?;
-    serve(Api::new(local, store, token), listener, shutdown).await
+    match (config.provider, config.fly) {
+        (ProviderKind::Fly, Some(fly)) => {
+            let fly = Fly::new(fly, config.agent_env)?;
+            serve(Api::new(fly, store, token), listener, shutdown).await
+        }
+        (ProviderKind::Fly, None) => bail!("the fly provider has no configuration"),
+        (ProviderKind::Local, _) => {
+            let local = Local::new(LocalOptions {
+                state_dir: config.state_dir.clone(),
+                exe: config.exe.clone(),
+                sandbox: config.sandbox,
+                agent_env: config.agent_env.clone(),
+            })
+            .await?;
+            serve(Api::new(local, store, token), listener, shutdown).await
+        }
+    }
 }
 
 async fn serve<P: Provider>(

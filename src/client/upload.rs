@@ -25,7 +25,6 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::DuplexStream;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_util::io::ReaderStream;
 
@@ -39,8 +38,8 @@ const ANSWER_SNIPPET_CHARS: usize = 200;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type UploadBody = BoxBody<Bytes, BoxError>;
-/// The connection to the runtime. TLS changes this type and [`open_connection`], nothing else.
-type Conn = TokioIo<TcpStream>;
+/// The connection to the runtime, plain or TLS.
+type Conn = TokioIo<crate::net::Stream>;
 
 /// Why an upload failed.
 #[derive(Debug)]
@@ -70,7 +69,7 @@ impl fmt::Display for UploadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UploadError::BadUrl(url) => {
-                write!(f, "bad runtime URL {url:?} (only http:// is supported)")
+                write!(f, "bad runtime URL {url:?} (http:// or https:// expected)")
             }
             UploadError::BadHeader(name) => {
                 write!(f, "the header {name:?} has a value that cannot be sent")
@@ -93,9 +92,10 @@ impl fmt::Display for UploadError {
 // No source(): each message already includes its cause.
 impl std::error::Error for UploadError {}
 
-/// Uploads `ws` (paths relative to `root`) to the runtime at `connect_url` (`http://host:port`)
-/// as one chunked `POST /upload`, zipping while sending. With `progress` (stderr is a
-/// terminal), a progress bar on stderr counts the bytes read; it is cleared at the end.
+/// Uploads `ws` (paths relative to `root`) to the runtime at `connect_url` (`http://host:port`,
+/// or `https://…` over TLS) as one chunked `POST /upload`, zipping while sending. With
+/// `progress` (stderr is a terminal), a progress bar on stderr counts the bytes read; it is
+/// cleared at the end.
 pub async fn upload(
     ws: &Workspace,
     root: &Path,
@@ -128,35 +128,37 @@ struct Target {
     url: String,
     authority: String,
     path: String,
+    tls: bool,
 }
 
 impl Target {
     fn parse(connect_url: &str) -> Result<Target, UploadError> {
         let bad = || UploadError::BadUrl(connect_url.to_string());
-        let rest = connect_url.strip_prefix("http://").ok_or_else(bad)?;
+        let (tls, rest) = crate::net::split_scheme(connect_url).ok_or_else(bad)?;
         let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         if authority.is_empty() {
             return Err(bad());
         }
         let path = format!("{}/upload", base.trim_end_matches('/'));
-        let url = format!("http://{authority}{path}");
+        let scheme = if tls { "https" } else { "http" };
+        let url = format!("{scheme}://{authority}{path}");
         Ok(Target {
             url,
             authority: authority.to_string(),
             path,
+            tls,
         })
     }
 }
 
 /// Opens the connection to the runtime: the one place that knows the transport.
 async fn open_connection(target: &Target) -> Result<Conn, UploadError> {
-    let stream = TcpStream::connect(&target.authority).await;
+    // It sets TCP_NODELAY: the last chunk and the terminator must not wait for Nagle.
+    let stream = crate::net::connect(&target.authority, target.tls).await;
     let stream = stream.map_err(|err| UploadError::Connect {
         url: target.url.clone(),
         err,
     })?;
-    // The last chunk and the terminator are small: do not let Nagle hold them back.
-    let _ = stream.set_nodelay(true);
     Ok(TokioIo::new(stream))
 }
 
@@ -267,7 +269,16 @@ mod tests {
             (t.url.as_str(), t.path.as_str()),
             ("http://h:1/base/upload", "/base/upload")
         );
-        assert!(Target::parse("https://h").is_err());
+        let t = Target::parse("https://catty-exec.fly.dev").unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.authority.as_str(), t.tls),
+            (
+                "https://catty-exec.fly.dev/upload",
+                "catty-exec.fly.dev",
+                true
+            )
+        );
+        assert!(Target::parse("ftp://h").is_err());
         assert!(Target::parse("http:///x").is_err());
     }
 

@@ -1,7 +1,8 @@
 //! Where machines run: the `Provider` trait the daemon drives (create, wait until ready,
 //! destroy, list, liveness), shaped for a remote machines API; `local.rs` implements it with
-//! `catty exec` processes on this computer.
+//! `catty exec` processes on this computer, `fly.rs` with Fly.io Machines.
 
+mod fly;
 mod local;
 mod process;
 mod procfs;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use fly::Fly;
 pub use local::{Local, LocalOptions};
 
 /// What the daemon asks a provider to start for one session.
