@@ -16,3 +16,8 @@ bench:
 # a runtime on localhost:8080 running a shell, for experiments (no token: trusted machine only)
 exec:
     cargo run -- exec --insecure-no-token --addr 127.0.0.1:8080 --workspace /tmp/catty-workspace -- bash -l
+
+# build and push the machine image to Fly's registry (README, "The machine image")
+image label=`git rev-parse --short HEAD`:
+    fly deploy --build-only --push --image-label {{label}}
+    @echo "CATTY_IMAGE=registry.fly.io/catty-exec:{{label}}"

@@ -32,6 +32,8 @@ pub struct ExecConfig {
     pub addr: SocketAddr,
     pub token: Option<String>,
     pub workspace: PathBuf,
+    /// Whose configuration the runtime prepares before the program starts (`CATTY_AGENT`).
+    pub agent: Agent,
     pub command: Vec<String>,
     /// The program's environment: ours, minus the connect token, plus `TERM`.
     pub child_env: Vec<(String, String)>,
@@ -64,12 +66,22 @@ impl ExecConfig {
                 ));
             }
         };
+        let agent = match env("CATTY_AGENT").filter(|a| !a.is_empty()) {
+            Some(name) => Agent::parse(&name).ok_or_else(|| {
+                UsageError(format!(
+                    "CATTY_AGENT {name:?} is unknown (claude, codex, gemini or shell)"
+                ))
+            })?,
+            None => Agent::Shell,
+        };
+        // A command given with an agent (`--agent claude -- claude --resume`) still gets the
+        // agent's preparation; without one, the agent's own program runs.
         let command = if !args.command.is_empty() {
             args.command
         } else if let Some(cmd) = env("CATTY_CMD").filter(|c| !c.trim().is_empty()) {
             parse_command(&cmd)?
         } else {
-            agent_command(env("CATTY_AGENT").as_deref(), env("SHELL"))?
+            agent_command(agent, env("SHELL"))
         };
         Ok(ExecConfig {
             addr,
@@ -79,6 +91,7 @@ impl ExecConfig {
                 .or_else(|| env("CATTY_WORKSPACE"))
                 .unwrap_or_else(|| "/workspace".into())
                 .into(),
+            agent,
             command,
             child_env: Vec::new(),
             ttl: seconds(args.ttl_sec, env("CATTY_TTL_SEC"), "CATTY_TTL_SEC")?,
@@ -406,20 +419,42 @@ fn parse_command(cmd: &str) -> Result<Vec<String>, UsageError> {
     Ok(vec!["/bin/sh".into(), "-c".into(), cmd.into()])
 }
 
-/// The program an agent name stands for.
-fn agent_command(agent: Option<&str>, shell: Option<String>) -> Result<Vec<String>, UsageError> {
-    match agent.unwrap_or("shell") {
-        "claude" => Ok(vec!["claude".into()]),
-        "codex" => Ok(vec!["codex".into()]),
-        "shell" => Ok(vec![
+/// The agent a session runs: the program started when no command is given, and the
+/// configuration the runtime prepares for it (`src/exec/agents.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    Claude,
+    Codex,
+    Gemini,
+    /// The login shell; nothing is prepared.
+    Shell,
+}
+
+impl Agent {
+    /// The agent `CATTY_AGENT` names.
+    pub fn parse(name: &str) -> Option<Agent> {
+        match name {
+            "claude" => Some(Agent::Claude),
+            "codex" => Some(Agent::Codex),
+            "gemini" => Some(Agent::Gemini),
+            "shell" => Some(Agent::Shell),
+            _ => None,
+        }
+    }
+}
+
+/// The program an agent stands for.
+fn agent_command(agent: Agent, shell: Option<String>) -> Vec<String> {
+    match agent {
+        Agent::Claude => vec!["claude".into()],
+        Agent::Codex => vec!["codex".into()],
+        Agent::Gemini => vec!["gemini".into()],
+        Agent::Shell => vec![
             shell
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "/bin/bash".into()),
             "-l".into(),
-        ]),
-        other => Err(UsageError(format!(
-            "CATTY_AGENT {other:?} is unknown (claude, codex or shell)"
-        ))),
+        ],
     }
 }
 
@@ -510,10 +545,39 @@ mod tests {
             ["/bin/zsh", "-l"]
         );
         assert_eq!(cmd(&[("CATTY_AGENT", "claude")]).unwrap(), ["claude"]);
+        assert_eq!(cmd(&[("CATTY_AGENT", "gemini")]).unwrap(), ["gemini"]);
         assert!(cmd(&[("CATTY_AGENT", "vi")]).is_err());
         assert!(cmd(&[("CATTY_CMD", "[]")]).is_err());
         assert!(cmd(&[("CATTY_CMD", "[1]")]).is_err());
         assert!(cmd(&[("CATTY_TTL_SEC", "soon")]).is_err());
+    }
+
+    #[test]
+    fn agent_profile_applies_to_a_given_command_too() {
+        let c = config(
+            args(),
+            &[
+                ("CONNECT_TOKEN", "t"),
+                ("CATTY_AGENT", "claude"),
+                ("CATTY_CMD", r#"["claude","--resume"]"#),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.agent, &c.command[..]),
+            (
+                Agent::Claude,
+                &["claude".to_string(), "--resume".to_string()][..]
+            )
+        );
+        let c = config(args(), &[("CONNECT_TOKEN", "t"), ("CATTY_AGENT", "")]).unwrap();
+        assert_eq!(c.agent, Agent::Shell);
+        let err = config(args(), &[("CONNECT_TOKEN", "t"), ("CATTY_AGENT", "vi")]).unwrap_err();
+        assert!(
+            err.0.contains("claude, codex, gemini or shell"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]

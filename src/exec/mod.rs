@@ -2,6 +2,7 @@
 //! over WebSocket. It ends when the program has exited and the grace period is over, at the
 //! TTL, or on SIGTERM; its exit is what ends the machine.
 
+mod agents;
 mod buffer;
 mod process;
 mod pty;
@@ -57,6 +58,7 @@ async fn lifecycle(
     terminate: impl Future<Output = ()>,
 ) {
     let command = process::Command {
+        agent: config.agent,
         argv: config.command.clone(),
         cwd: config.workspace.clone(),
         env: config.child_env.clone(),

@@ -12,8 +12,10 @@ use nix::sys::signal::Signal;
 use tokio::process::Child;
 use tokio::sync::mpsc;
 
+use super::agents;
 use super::pty::{self, Master, Spawn};
 use super::session::{Process, Session, Upload};
+use crate::config::Agent;
 use crate::protocol::ExitStatus;
 
 /// Bytes read from the PTY at once.
@@ -27,14 +29,28 @@ pub const HANGUP_GRACE: Duration = Duration::from_secs(5);
 
 /// What the process task needs to start the program.
 pub struct Command {
+    /// Whose configuration to prepare before the program starts.
+    pub agent: Agent,
     pub argv: Vec<String>,
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
 }
 
 /// Runs the session's process from the first attach to its exit. Returns its status.
-pub async fn run(session: Arc<Session>, command: Command) -> io::Result<ExitStatus> {
+pub async fn run(session: Arc<Session>, mut command: Command) -> io::Result<ExitStatus> {
     let size = wait_for_start(&session).await;
+    if let Err(missing) = agents::find_program(&command) {
+        return Err(refuse(&session, missing));
+    }
+    // A configuration that could not be written is worth a warning, not a refusal: the
+    // agent still starts, it just asks its first-run questions.
+    if let Err(e) = agents::prepare(&mut command).await {
+        tracing::warn!("{e:#}");
+        say(
+            &session,
+            &format!("catty: {e:#}; it may ask its first-run questions"),
+        );
+    }
     let spawn = Spawn {
         argv: &command.argv,
         cwd: &command.cwd,
@@ -43,19 +59,7 @@ pub async fn run(session: Arc<Session>, command: Command) -> io::Result<ExitStat
     };
     let (master, mut child) = match pty::spawn(&spawn) {
         Ok(started) => started,
-        Err(e) => {
-            let message = format!("cannot start {:?}: {e}", command.argv[0]);
-            let status = ExitStatus {
-                code: 127,
-                signal: None,
-            };
-            session
-                .lock()
-                .buffer
-                .push(format!("catty: {message}\r\n").as_bytes());
-            finish(&session, status.clone());
-            return Err(io::Error::new(e.kind(), message));
-        }
+        Err(e) => return Err(refuse(&session, agents::cannot_start(&command, &e))),
     };
     let master = Arc::new(master);
     let pgid = child.id().map_or(0, |pid| pid as i32);
@@ -92,6 +96,26 @@ async fn wait_for_start(session: &Session) -> (u16, u16) {
         // The sender lives in `session`, so this only fails if the session is gone.
         let _ = changed.changed().await;
     }
+}
+
+/// The program cannot start: `message` goes to the terminal, and the session ends with 127
+/// (the shell's "command not found").
+fn refuse(session: &Session, message: String) -> io::Error {
+    say(session, &format!("catty: {message}"));
+    finish(
+        session,
+        ExitStatus {
+            code: 127,
+            signal: None,
+        },
+    );
+    io::Error::other(message)
+}
+
+/// Shows a line of catty's own in the terminal output, before the program's.
+fn say(session: &Session, line: &str) {
+    session.lock().buffer.push(format!("{line}\r\n").as_bytes());
+    session.notify_changed();
 }
 
 fn finish(session: &Session, status: ExitStatus) {
