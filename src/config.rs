@@ -294,6 +294,15 @@ impl ClientConfig {
     }
 }
 
+/// The agent whose program `program` is (`claude`, `/usr/bin/codex`, …), if any.
+fn agent_of_program(program: &str) -> Option<&'static str> {
+    let name = program.rsplit('/').next()?;
+    match Agent::parse(name)? {
+        Agent::Shell => None,
+        agent => Some(agent.name()),
+    }
+}
+
 /// What `catty new` asks for.
 #[derive(Debug, Clone)]
 pub struct NewOptions {
@@ -301,21 +310,20 @@ pub struct NewOptions {
     pub upload: bool,
 }
 
-/// Agents `--agent` accepts; `claude` is the default.
-const AGENTS: [&str; 3] = ["claude", "codex", "shell"];
-
 impl NewOptions {
     pub fn new(args: NewArgs) -> Result<Self, UsageError> {
         let agent = match args.agent {
-            Some(agent) if AGENTS.contains(&agent.as_str()) => agent,
-            Some(agent) => {
+            Some(name) if Agent::parse(&name).is_some() => name,
+            Some(name) => {
                 return Err(UsageError(format!(
-                    "--agent {agent:?} is unknown (claude, codex or shell)"
+                    "--agent {name:?} is unknown (claude, codex, gemini or shell)"
                 )));
             }
-            // A command of the user's own runs in place of an agent, from the shell profile.
-            None if !args.command.is_empty() => "shell".into(),
-            None => "claude".into(),
+            None => match args.command.first() {
+                // `catty new -- claude --resume` still gets Claude Code's preparation.
+                Some(program) => agent_of_program(program).unwrap_or("shell").into(),
+                None => "claude".into(),
+            },
         };
         let ttl_sec = args
             .ttl
@@ -439,6 +447,15 @@ impl Agent {
             "gemini" => Some(Agent::Gemini),
             "shell" => Some(Agent::Shell),
             _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Agent::Claude => "claude",
+            Agent::Codex => "codex",
+            Agent::Gemini => "gemini",
+            Agent::Shell => "shell",
         }
     }
 }
@@ -578,6 +595,29 @@ mod tests {
             "{}",
             err.0
         );
+    }
+
+    #[test]
+    fn new_infers_the_agent_from_the_command() {
+        let agent = |agent: Option<&str>, command: &[&str]| {
+            let args = NewArgs {
+                agent: agent.map(String::from),
+                no_upload: false,
+                region: None,
+                cpus: None,
+                memory_mb: None,
+                ttl: None,
+                command: command.iter().map(|c| c.to_string()).collect(),
+            };
+            NewOptions::new(args).map(|o| o.create.agent)
+        };
+        assert_eq!(agent(None, &[]).unwrap(), "claude");
+        assert_eq!(agent(None, &["claude", "--resume"]).unwrap(), "claude");
+        assert_eq!(agent(None, &["/usr/local/bin/codex"]).unwrap(), "codex");
+        assert_eq!(agent(None, &["bash"]).unwrap(), "shell");
+        assert_eq!(agent(None, &["shell"]).unwrap(), "shell");
+        assert_eq!(agent(Some("gemini"), &[]).unwrap(), "gemini");
+        assert!(agent(Some("vi"), &[]).is_err());
     }
 
     #[test]

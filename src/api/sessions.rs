@@ -23,7 +23,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_TTL_SEC: u64 = 2 * 3600;
 /// The longest time to live a request may ask for: a week.
 pub const MAX_TTL_SEC: u64 = 7 * 86400;
-const AGENTS: [&str; 3] = ["claude", "codex", "shell"];
+const AGENTS: [&str; 4] = ["claude", "codex", "gemini", "shell"];
 
 /// The daemon's state, shared by every connection and the sweep.
 pub struct Api<P> {
@@ -260,7 +260,7 @@ impl<P: Provider> Api<P> {
 fn validate(req: &CreateSession) -> Result<u64, ApiError> {
     if !AGENTS.contains(&req.agent.as_str()) {
         return Err(ApiError::bad_request(format!(
-            "unknown agent {:?} (claude, codex or shell)",
+            "unknown agent {:?} (claude, codex, gemini or shell)",
             req.agent
         )));
     }
