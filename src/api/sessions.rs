@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::labels::{self, random_hex};
-use super::provider::{Liveness, Machine, MachineSpec, Provider};
+use super::provider::{InFlight, Liveness, Machine, MachineSpec, Provider};
 use super::routes::ApiError;
 use super::store::{self, Record, Store};
 use super::unix_now;
@@ -129,7 +129,7 @@ impl<P: Provider> Api<P> {
     pub async fn create(&self, req: CreateSession) -> Result<SessionCreated, ApiError> {
         let ttl_sec = validate(&req)?;
         let id = format!("s-{}", random_hex(8));
-        let _creating = Creating::new(&self.creating, &id);
+        let _creating = InFlight::new(&self.creating, &id);
         let now = unix_now();
         let record = self
             .modify(|records| {
@@ -292,29 +292,6 @@ pub fn state_name(state: SessionState) -> &'static str {
         SessionState::Stopped => "stopped",
         SessionState::Expired => "expired",
         SessionState::Gone => "gone",
-    }
-}
-
-/// Marks a session as being created by this process for as long as it lives, even when the
-/// request is cancelled halfway (its record is then the sweep's to finish).
-struct Creating<'a> {
-    set: &'a Mutex<HashSet<String>>,
-    id: String,
-}
-
-impl<'a> Creating<'a> {
-    fn new(set: &'a Mutex<HashSet<String>>, id: &str) -> Self {
-        set.lock().expect("creating lock").insert(id.to_string());
-        Creating {
-            set,
-            id: id.to_string(),
-        }
-    }
-}
-
-impl Drop for Creating<'_> {
-    fn drop(&mut self) {
-        self.set.lock().expect("creating lock").remove(&self.id);
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Liveness, Machine, MachineSpec, Provider};
+use super::{InFlight, Liveness, Machine, MachineSpec, Provider};
 use crate::config::FlyConfig;
 use client::{Api, FlyError, FlyMachine};
 use config::META_SESSION;
@@ -97,7 +97,7 @@ impl Provider for Fly {
     const AUTHORITATIVE: bool = false;
 
     async fn create(&self, spec: &MachineSpec) -> anyhow::Result<Machine> {
-        let _creating = Creating::new(&self.inner.creating, &spec.session_id);
+        let _creating = InFlight::new(&self.inner.creating, &spec.session_id);
         self.inner.create(spec).await
     }
 
@@ -260,28 +260,6 @@ fn is_gone(state: &str) -> bool {
 
 fn private(machine: &Machine) -> Private {
     serde_json::from_value(machine.private.clone()).unwrap_or_default()
-}
-
-/// Marks a session as being created here for as long as it lives.
-struct Creating<'a> {
-    set: &'a Mutex<HashSet<String>>,
-    id: String,
-}
-
-impl<'a> Creating<'a> {
-    fn new(set: &'a Mutex<HashSet<String>>, id: &str) -> Self {
-        set.lock().expect("creating lock").insert(id.to_string());
-        Creating {
-            set,
-            id: id.to_string(),
-        }
-    }
-}
-
-impl Drop for Creating<'_> {
-    fn drop(&mut self) {
-        self.set.lock().expect("creating lock").remove(&self.id);
-    }
 }
 
 #[cfg(test)]

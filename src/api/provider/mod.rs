@@ -104,3 +104,26 @@ pub trait Provider: Send + Sync + 'static {
     /// The daemon is exiting: stop background work. Machines keep running.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
 }
+
+/// Marks an id as in flight (a session being created) in `set` for as long as it lives, even
+/// when the work is cancelled halfway.
+pub struct InFlight<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    id: String,
+}
+
+impl<'a> InFlight<'a> {
+    pub fn new(set: &'a std::sync::Mutex<std::collections::HashSet<String>>, id: &str) -> Self {
+        set.lock().expect("in-flight lock").insert(id.to_string());
+        InFlight {
+            set,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set.lock().expect("in-flight lock").remove(&self.id);
+    }
+}
