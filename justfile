@@ -9,9 +9,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
 
-# stream throughput and runtime memory, next to a bare PTY
+# stream throughput and runtime memory, next to a bare PTY; catty against ssh and a bare PTY
 bench:
     cargo bench --bench stream
+    cargo bench --bench peers
 
 # a runtime on localhost:8080 running a shell, for experiments (no token: trusted machine only)
 exec:

@@ -1,0 +1,155 @@
+//! Peers benchmark: catty (local provider, sandbox off and on), OpenSSH (a private sshd on a
+//! loopback port) and a bare PTY (the physical limit), each driven through a PTY this bench
+//! owns like a user's terminal, in one run. `cargo bench --bench peers` (or `just bench`);
+//! `cargo bench --bench peers -- echo bulk` runs only those figures. Prints one table.
+
+#[path = "peers/bulk.rs"]
+mod bulk;
+#[path = "peers/contender.rs"]
+mod contender;
+#[path = "peers/daemon.rs"]
+mod daemon;
+#[path = "peers/data.rs"]
+mod data;
+#[path = "peers/echo.rs"]
+mod echo;
+#[path = "peers/interrupt.rs"]
+mod interrupt;
+#[path = "peers/memory.rs"]
+mod memory;
+#[path = "peers/proc.rs"]
+mod proc;
+#[path = "peers/pty.rs"]
+mod pty;
+#[path = "peers/report.rs"]
+mod report;
+#[path = "peers/resume.rs"]
+mod resume;
+#[path = "peers/sshd.rs"]
+mod sshd;
+#[path = "peers/startup.rs"]
+mod startup;
+#[path = "peers/upload.rs"]
+mod upload;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use contender::Contender;
+use daemon::Daemon;
+use report::Row;
+use sshd::Sshd;
+
+/// Every contender's shell prompt. `[` appears in no output measured, so scanning a flood
+/// for the prompt is one memchr per chunk.
+pub const PROMPT: &str = "[peers]$ ";
+
+/// One figure: its rows, every contender measured.
+type Figure = fn(&Ctx) -> Vec<Row>;
+
+const FIGURES: [(&str, Figure); 7] = [
+    ("echo", echo::run),
+    ("bulk", bulk::run),
+    ("interrupt", interrupt::run),
+    ("upload", upload::run),
+    ("startup", startup::run),
+    ("memory", memory::run),
+    ("resume", resume::run),
+];
+
+/// What every figure uses: the contenders and the generated inputs.
+pub struct Ctx {
+    pub off: Daemon,
+    pub on: Daemon,
+    pub sshd: Sshd,
+    /// Where shells start, state lives and uploads land (outside any git repository).
+    pub scratch: PathBuf,
+    pub project: PathBuf,
+    pub empty: PathBuf,
+    pub workspace_bytes: usize,
+    /// The 256 MiB file; not under /tmp, which the sandbox replaces with its own.
+    pub bulk: PathBuf,
+    _scratch: tempfile::TempDir,
+    _bulk_dir: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn new() -> Ctx {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let bulk_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let scratch = scratch_dir.path().to_path_buf();
+        let (project, empty) = (scratch.join("project"), scratch.join("empty"));
+        std::fs::create_dir_all(&empty).unwrap();
+        let bulk = bulk_dir.path().join("bulk.txt");
+        let started = Instant::now();
+        data::write_bulk_file(&bulk);
+        let workspace_bytes = data::write_workspace(&project);
+        eprintln!(
+            "inputs generated in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ctx {
+            off: Daemon::start(&daemon::state_dir(&scratch, false), false),
+            on: Daemon::start(&daemon::state_dir(&scratch, true), true),
+            sshd: Sshd::start(&scratch.join("sshd")),
+            scratch,
+            project,
+            empty,
+            workspace_bytes,
+            bulk,
+            _scratch: scratch_dir,
+            _bulk_dir: bulk_dir,
+        }
+    }
+
+    /// In the table's column order.
+    pub fn contenders(&self) -> [Contender<'_>; 4] {
+        [
+            Contender::Catty(&self.off),
+            Contender::Catty(&self.on),
+            Contender::Ssh(&self.sshd),
+            Contender::Bare,
+        ]
+    }
+
+    pub fn daemons(&self) -> [&Daemon; 2] {
+        [&self.off, &self.on]
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let load_before = proc::load();
+    let started = Instant::now();
+    let ctx = Ctx::new();
+    // Warm the daemons: their first session pays for the page cache and the sandbox probe.
+    for daemon in ctx.daemons() {
+        daemon::new_to_prompt(daemon, &ctx.empty, false);
+    }
+    let mut rows = Vec::new();
+    for (name, run) in FIGURES {
+        if wanted.is_empty() || wanted.iter().any(|w| w == name) {
+            rows.extend(run(&ctx));
+        }
+    }
+    drop(ctx);
+    println!();
+    print!("{}", report::table(&rows));
+    println!();
+    println!(
+        "machine: {} cores ({}), Linux {}; load average {load_before} before, {} after; {:.0} s in all",
+        proc::cores(),
+        proc::cpu_model(),
+        proc::kernel(),
+        proc::load(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("command: cargo bench --bench peers");
+}

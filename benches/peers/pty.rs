@@ -1,0 +1,288 @@
+//! The user's terminal: a PTY this bench owns, with a contender running on its slave as the
+//! controlling terminal (`setsid -c`). A thread reads the master and stamps each chunk with
+//! its arrival time, so waits here do not add to what is measured.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use nix::pty::Winsize;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The size every contender's terminal has.
+const SIZE: Winsize = Winsize {
+    ws_row: 24,
+    ws_col: 80,
+    ws_xpixel: 0,
+    ws_ypixel: 0,
+};
+/// What a failed wait shows of the output, to say where things stood.
+const TAIL_SHOWN: usize = 400;
+/// A capture keeps at most this much, so waiting through a flood stays bounded.
+const CAPTURE_LIMIT: usize = 64 * 1024;
+
+struct Chunk {
+    at: Instant,
+    bytes: Vec<u8>,
+}
+
+pub struct Term {
+    master: File,
+    chunks: Receiver<Chunk>,
+    /// Received and not consumed yet.
+    pending: Vec<u8>,
+    /// When the newest byte of `pending` arrived.
+    pending_at: Instant,
+    paused: Arc<AtomicBool>,
+    child: Child,
+    name: String,
+    /// Every byte read so far.
+    received: u64,
+}
+
+impl Term {
+    /// Starts `argv` on a fresh 80x24 PTY, in its own session with the PTY as its terminal.
+    pub fn spawn(name: &str, argv: &[&str], env: &[(&str, &str)], cwd: &Path) -> Term {
+        let pty = nix::pty::openpty(Some(&SIZE), None).expect("openpty");
+        // Other contenders' processes must not hold this terminal open.
+        for fd in [&pty.master, &pty.slave] {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC).unwrap();
+        }
+        let slave = File::from(pty.slave);
+        let child = Command::new("setsid")
+            .arg("-c")
+            .args(argv)
+            .envs(env.iter().copied())
+            .env("TERM", "xterm-256color")
+            .current_dir(cwd)
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: cannot start {argv:?}: {e}"));
+        let master = File::from(pty.master);
+        let paused = Arc::new(AtomicBool::new(false));
+        let chunks = read_master(master.try_clone().unwrap(), paused.clone());
+        Term {
+            master,
+            chunks,
+            pending: Vec::new(),
+            pending_at: Instant::now(),
+            paused,
+            child,
+            name: name.to_string(),
+            received: 0,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Bytes read from the master so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Types `bytes`; returns the instant just before they were written.
+    pub fn write(&mut self, bytes: &[u8]) -> Instant {
+        let at = Instant::now();
+        self.master
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("{}: cannot type: {e}", self.name));
+        at
+    }
+
+    /// Consumes output through the first `pattern`; returns when its last byte arrived.
+    pub fn wait_for(&mut self, pattern: &[u8], timeout: Duration) -> Instant {
+        self.scan(pattern, timeout, None)
+    }
+
+    /// Like `wait_for`, and also returns (up to 64 KiB of) what came before the pattern.
+    pub fn wait_for_text(&mut self, pattern: &[u8], timeout: Duration) -> (Instant, String) {
+        let mut seen = Vec::new();
+        let at = self.scan(pattern, timeout, Some(&mut seen));
+        (at, String::from_utf8_lossy(&seen).into_owned())
+    }
+
+    fn scan(
+        &mut self,
+        pattern: &[u8],
+        timeout: Duration,
+        mut capture: Option<&mut Vec<u8>>,
+    ) -> Instant {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(end) = find(&self.pending, pattern) {
+                if let Some(seen) = capture.as_deref_mut() {
+                    seen.extend_from_slice(&self.pending[..end - pattern.len()]);
+                }
+                self.pending.drain(..end);
+                return self.pending_at;
+            }
+            // Keep only what could still start the pattern.
+            let keep_from = self.pending.len().saturating_sub(pattern.len() - 1);
+            if let Some(seen) = capture.as_deref_mut() {
+                seen.extend_from_slice(&self.pending[..keep_from]);
+                let excess = seen.len().saturating_sub(CAPTURE_LIMIT);
+                seen.drain(..excess);
+            }
+            self.pending.drain(..keep_from);
+            self.receive(deadline, || {
+                format!("{:?}", String::from_utf8_lossy(pattern))
+            });
+        }
+    }
+
+    /// Discards output until `bytes` more bytes came.
+    pub fn wait_bytes(&mut self, bytes: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut got = std::mem::take(&mut self.pending).len();
+        while got < bytes {
+            self.receive(deadline, || format!("{bytes} bytes of output"));
+            got += std::mem::take(&mut self.pending).len();
+        }
+    }
+
+    /// Discards output until none came for `quiet`.
+    pub fn drain(&mut self, quiet: Duration) {
+        self.pending.clear();
+        while let Ok(chunk) = self.chunks.recv_timeout(quiet) {
+            self.received += chunk.bytes.len() as u64;
+            self.pending_at = chunk.at;
+        }
+    }
+
+    /// Every chunk that arrives within `window`, with its arrival time.
+    pub fn arrivals(&mut self, window: Duration) -> Vec<(Instant, Vec<u8>)> {
+        let deadline = Instant::now() + window;
+        let mut out = Vec::new();
+        self.pending.clear();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.chunks.recv_timeout(left) {
+                Ok(chunk) => {
+                    self.received += chunk.bytes.len() as u64;
+                    out.push((chunk.at, chunk.bytes));
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => panic!("{}: output ended", self.name),
+            }
+        }
+        out
+    }
+
+    /// Stops (or restarts) reading the master, like a terminal that froze.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// Waits for the contender to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{}: did not exit", self.name);
+            let _ = self.chunks.recv_timeout(Duration::from_millis(10));
+        }
+    }
+
+    fn receive(&mut self, deadline: Instant, what: impl Fn() -> String) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.chunks.recv_timeout(left) {
+            Ok(chunk) => {
+                self.received += chunk.bytes.len() as u64;
+                self.pending.extend_from_slice(&chunk.bytes);
+                self.pending_at = chunk.at;
+            }
+            Err(e) => {
+                let tail = &self.pending[self.pending.len().saturating_sub(TAIL_SHOWN)..];
+                let why = match e {
+                    RecvTimeoutError::Timeout => "timed out",
+                    RecvTimeoutError::Disconnected => "the output ended",
+                };
+                panic!(
+                    "{}: {why} waiting for {}; last output: {:?}",
+                    self.name,
+                    what(),
+                    String::from_utf8_lossy(tail)
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Term {
+    /// Kills everything in the contender's session (the shell's jobs included): the reader
+    /// thread then sees EIO and ends.
+    pub fn kill(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            // It ended by itself (and was reaped): its pid may name someone else by now.
+            return;
+        }
+        for sig in [Signal::SIGHUP, Signal::SIGKILL] {
+            for pid in session_members(self.pid()) {
+                let _ = kill(Pid::from_raw(pid), sig);
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.set_paused(false);
+    }
+}
+
+/// Where `pattern` ends in `hay`, if it is there. The first byte is looked for with
+/// `contains` (memchr), so scanning a flood for a prompt stays cheap.
+fn find(hay: &[u8], pattern: &[u8]) -> Option<usize> {
+    if !hay.contains(&pattern[0]) {
+        return None;
+    }
+    hay.windows(pattern.len())
+        .position(|w| w == pattern)
+        .map(|at| at + pattern.len())
+}
+
+fn read_master(mut master: File, paused: Arc<AtomicBool>) -> Receiver<Chunk> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while paused.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let n = match master.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // EIO: every slave is closed.
+                Err(_) => return,
+            };
+            let chunk = Chunk {
+                at: Instant::now(),
+                bytes: buf[..n].to_vec(),
+            };
+            if tx.send(chunk).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Every process whose session is `sid`.
+fn session_members(sid: i32) -> Vec<i32> {
+    crate::proc::pids()
+        .into_iter()
+        .filter(|pid| crate::proc::stat_field(*pid, 6) == Some(sid as u64))
+        .collect()
+}
