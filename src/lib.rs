@@ -9,3 +9,4 @@ pub mod config;
 pub mod exec;
 pub mod net;
 pub mod protocol;
+pub mod task;

@@ -1,23 +1,25 @@
-//! Figure 7, resume: a counter prints every 10 ms in a catty session; `ss -K` destroys the
-//! client's TCP connection to the runtime (the runtime keeps listening, so the link is back
-//! at once). The time from the cut to the first output after the longest silence that
-//! follows it: when output flows again. ssh has no resume, nor has a bare PTY.
+//! Figure 7, resume: a ticker prints the wall-clock time every 10 ms in a catty session;
+//! `ss -K` destroys the client's TCP connection to the runtime (the runtime keeps listening,
+//! so the link is back at once). Every tick printed after the cut is stamped when it reaches
+//! our terminal; the largest delay of any is how long output stood still, which is how long
+//! after the cut it flows again. ssh has no resume, nor has a bare PTY.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::daemon::{Daemon, Session};
 use crate::report::{Goal, Row, Unit, max, median};
 use crate::{Ctx, ms};
 
 const TRIALS: usize = 10;
-/// Longer than the client's first backoff and reconnect many times over.
+/// Longer than the client's backoffs and reconnect many times over.
 const WINDOW: Duration = Duration::from_secs(2);
 /// Output keeps flowing this long between two cuts.
 const SETTLE: Duration = Duration::from_millis(700);
 /// A trial slower than this is shown in detail.
 const SLOW_MS: f64 = 150.0;
-const COUNTER: &[u8] = b"i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.01; done\r";
+/// bash's `$EPOCHREALTIME` is seconds and microseconds, without a process per tick.
+const TICKER: &[u8] = b"while :; do echo \"tick $EPOCHREALTIME\"; sleep 0.01; done\r";
 
 pub fn run(ctx: &Ctx) -> Vec<Row> {
     let mut stats = [[None; 4]; 2];
@@ -58,16 +60,15 @@ fn measure(daemon: &Daemon, ctx: &Ctx) -> Vec<f64> {
     let mut session = Session::new(daemon, &ctx.scratch);
     let port = daemon.runtime_port(&session.label);
     let term = &mut session.term;
-    term.write(COUNTER);
-    term.wait_for(b"tick 10\r\n", Duration::from_secs(10));
+    term.write(TICKER);
+    term.wait_for(b"\r\ntick 1", Duration::from_secs(10));
     let attaches = daemon.attaches(&session.label);
     let times = (0..TRIALS)
         .map(|_| {
-            let before = term.arrivals(SETTLE);
-            let last = before.last().expect("the counter stopped").0;
-            let cut = cut(port);
+            term.arrivals(SETTLE);
+            let (cut, cut_wall) = cut(port);
             let after = term.arrivals(WINDOW);
-            flowing_again(last, &after, cut)
+            stood_still(&after, cut, cut_wall)
         })
         .collect();
     println!(
@@ -78,13 +79,13 @@ fn measure(daemon: &Daemon, ctx: &Ctx) -> Vec<f64> {
     times
 }
 
-/// Destroys every connection to the runtime's port; returns when `ss` is done.
-fn cut(port: u16) -> Instant {
+/// Destroys every connection to the runtime's port; returns when `ss` is done, on both clocks.
+fn cut(port: u16) -> (Instant, f64) {
     let out = Command::new("ss")
         .args(["-K", "dst", "127.0.0.1", "dport", "=", &format!(":{port}")])
         .output()
         .expect("ss (iproute2)");
-    let at = Instant::now();
+    let at = (Instant::now(), wall_seconds(SystemTime::now()));
     let killed = String::from_utf8_lossy(&out.stdout)
         .matches("ESTAB")
         .count();
@@ -92,21 +93,17 @@ fn cut(port: u16) -> Instant {
     at
 }
 
-/// Milliseconds from `cut` to the arrival ending the longest silence after `last`. A slow
-/// one is shown in detail: when output came, and whether the client's status line did.
-fn flowing_again(last: Instant, after: &[(Instant, Vec<u8>)], cut: Instant) -> f64 {
-    assert!(!after.is_empty(), "no output within {WINDOW:?} of the cut");
-    let mut previous = last;
-    let mut longest = (Duration::ZERO, last);
-    for (at, _) in after {
-        let gap = at.saturating_duration_since(previous);
-        if gap > longest.0 {
-            longest = (gap, *at);
-        }
-        previous = *at;
-    }
-    let resumed = ms(longest.1.saturating_duration_since(cut));
-    if resumed > SLOW_MS {
+/// The largest delay, in milliseconds, between a tick being printed and reaching our
+/// terminal, over the ticks printed after the cut. A slow trial is shown in detail: when
+/// output came, and whether the client's status line did.
+fn stood_still(after: &[(Instant, Vec<u8>)], cut: Instant, cut_wall: f64) -> f64 {
+    let ticks = ticks(after, cut, cut_wall);
+    assert!(!ticks.is_empty(), "no tick within {WINDOW:?} of the cut");
+    let worst = ticks
+        .iter()
+        .map(|&(printed, arrived)| arrived - printed)
+        .fold(0.0, f64::max);
+    if worst > SLOW_MS {
         let timeline: Vec<String> = after
             .iter()
             .filter(|(at, _)| *at > cut)
@@ -116,9 +113,38 @@ fn flowing_again(last: Instant, after: &[(Instant, Vec<u8>)], cut: Instant) -> f
         let text: Vec<u8> = after.iter().flat_map(|(_, b)| b.iter().copied()).collect();
         let status = String::from_utf8_lossy(&text).contains("connection lost");
         println!(
-            "resume    slow trial: {resumed:.0} ms; status line shown: {status}; output after the cut: {}",
+            "resume    slow trial: {worst:.0} ms; status line shown: {status}; output after the cut: {}",
             timeline.join(" ")
         );
     }
-    resumed
+    worst
+}
+
+/// Each tick line printed after the cut: (printed, arrived) in milliseconds after the cut.
+/// A line's arrival is that of the chunk that completed it.
+fn ticks(after: &[(Instant, Vec<u8>)], cut: Instant, cut_wall: f64) -> Vec<(f64, f64)> {
+    let mut line = Vec::new();
+    let mut out = Vec::new();
+    for (at, bytes) in after {
+        for &b in bytes {
+            if b != b'\n' {
+                line.push(b);
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line);
+            let printed = text
+                .trim_end()
+                .strip_prefix("tick ")
+                .and_then(|t| t.parse::<f64>().ok());
+            if let Some(printed) = printed.map(|s| (s - cut_wall) * 1e3).filter(|p| *p > 0.0) {
+                out.push((printed, ms(at.saturating_duration_since(cut))));
+            }
+            line.clear();
+        }
+    }
+    out
+}
+
+fn wall_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::task::AbortOnDrop;
 use bytes::Bytes;
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -25,6 +26,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 /// A link that comes back within this long leaves no trace on the screen.
 const STATUS_DELAY: Duration = Duration::from_secs(1);
+/// A link that worked this long was good: the first attempt after losing it is immediate.
+const GOOD_LINK: Duration = Duration::from_secs(1);
+/// Waits between attempts after that, doubling up to the maximum.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -62,13 +66,17 @@ pub async fn run(
     let _raw = tty::RawGuard::enter()?;
     let mut attach = Attach::new(watch, from_start)?;
     let mut lost_since: Option<Instant> = None;
-    let mut backoff = BACKOFF_FIRST;
+    let mut backoff = Duration::ZERO;
     loop {
         let why = match attach.connect(target).await {
             Ok(socket) => {
                 lost_since = None;
-                backoff = BACKOFF_FIRST;
-                match attach.serve(socket).await {
+                let up = Instant::now();
+                let ended = attach.serve(socket).await;
+                if up.elapsed() >= GOOD_LINK {
+                    backoff = Duration::ZERO;
+                }
+                match ended {
                     Ended::Done(outcome) => return Ok(outcome),
                     Ended::Lost(why) => why,
                 }
@@ -92,7 +100,7 @@ pub async fn run(
             attach.clear_status();
             return Ok(outcome);
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
     }
 }
 
@@ -419,13 +427,5 @@ where
         if events.send(event).await.is_err() || closed {
             return;
         }
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::task::AbortOnDrop;
 use bytes::Bytes;
 use nix::sys::signal::Signal;
 use tokio::process::Child;
@@ -70,11 +71,12 @@ pub async fn run(session: Arc<Session>, mut command: Command) -> io::Result<Exit
     session.notify_changed();
     tracing::info!(pid = pgid, "process started");
 
-    let mut input = session.take_input().expect("the process starts once");
-    let status = tokio::select! {
-        status = pump_output(&session, &master, &mut child) => status?,
-        () = write_input(&master, &mut input) => unreachable!("the session holds an input sender"),
-    };
+    // Input gets a task of its own: polled alongside a pump that is busy with a flood, it
+    // would wait for the pump to run out of coop budget, up to 150 ms for a Ctrl-C.
+    let input = session.take_input().expect("the process starts once");
+    let writer = AbortOnDrop(tokio::spawn(write_input(master.clone(), input)));
+    let status = pump_output(&session, &master, &mut child).await?;
+    drop(writer);
     tracing::info!(code = status.code, signal = ?status.signal, "process exited");
     finish(&session, status.clone());
     Ok(status)
@@ -172,7 +174,7 @@ async fn wait_for_window(session: &Session) {
     }
 }
 
-async fn write_input(master: &Master, input: &mut mpsc::Receiver<Bytes>) {
+async fn write_input(master: Arc<Master>, mut input: mpsc::Receiver<Bytes>) {
     while let Some(bytes) = input.recv().await {
         if let Err(e) = master.write_all(&bytes).await {
             tracing::warn!("writing input to the pty failed: {e}");
