@@ -101,7 +101,7 @@ where
 fn exec(args: ExecArgs) -> anyhow::Result<i32> {
     let config = ExecConfig::new(args, |k| std::env::var(k).ok())?.with_child_env(std::env::vars());
     init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {

@@ -1,11 +1,18 @@
 //! The user's terminal: raw mode behind a guard that restores it on every path, its size, and
-//! stdin read on a plain thread (tokio's stdin would block the runtime's shutdown).
+//! keystrokes read without blocking the runtime.
 
+use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use bytes::Bytes;
 use termion::raw::{IntoRawMode, RawTerminal};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
+
+use crate::task::AbortOnDrop;
 
 /// Size used when stdout is not a terminal (or reports 0x0, as under `script`).
 const FALLBACK_SIZE: (u16, u16) = (80, 24);
@@ -36,25 +43,92 @@ pub fn size() -> (u16, u16) {
     }
 }
 
-/// Reads stdin on its own thread into a channel. The thread is never joined: it may sit in
-/// `read` forever, and the process exits without waiting for it.
-pub fn stdin_reader() -> mpsc::Receiver<Bytes> {
-    let (tx, rx) = mpsc::channel(64);
-    std::thread::spawn(move || {
-        let mut stdin = io::stdin().lock();
-        let mut buf = [0u8; 4096];
-        loop {
-            match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
-                        return;
-                    }
+/// Bytes read at once from stdin.
+const READ_BYTES: usize = 4096;
+
+/// What the user types. A terminal is read by a task on the runtime, through a file
+/// description of our own; anything else by a thread.
+pub struct Stdin {
+    rx: mpsc::Receiver<Bytes>,
+    _task: Option<AbortOnDrop<()>>,
+}
+
+impl Stdin {
+    pub fn new() -> Stdin {
+        let (tx, rx) = mpsc::channel(64);
+        let task = match own_terminal() {
+            Some(tty) => Some(AbortOnDrop(tokio::spawn(read_terminal(tty, tx)))),
+            None => {
+                std::thread::spawn(move || read_blocking(tx));
+                None
+            }
+        };
+        Stdin { rx, _task: task }
+    }
+
+    /// The next bytes typed; `None` once stdin is closed. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+}
+
+/// The terminal on stdin opened afresh as `/dev/tty`, non-blocking. A fresh open is its own
+/// file description, so `O_NONBLOCK` stays ours: set on stdin it would be the shell's too.
+/// `None` when stdin is not our controlling terminal.
+fn own_terminal() -> Option<AsyncFd<File>> {
+    let stdin = io::stdin();
+    if !stdin.is_terminal() {
+        return None;
+    }
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open("/dev/tty")
+        .ok()?;
+    let device = |fd: BorrowedFd| rustix::fs::fstat(fd).ok().map(|stat| stat.st_rdev);
+    if device(stdin.as_fd())? != device(tty.as_fd())? {
+        return None;
+    }
+    // SAFETY: the AsyncFd owns the file, so the fd stays open for as long as it is registered.
+    #[allow(unsafe_code)]
+    unsafe { AsyncFd::register(tty) }.ok()
+}
+
+/// Keystrokes reach the attach loop in one hop, with no thread to wake in between.
+async fn read_terminal(tty: AsyncFd<File>, tx: mpsc::Sender<Bytes>) {
+    let mut buf = [0u8; READ_BYTES];
+    loop {
+        let read = tty
+            .async_io(Interest::READABLE, |mut file| file.read(&mut buf))
+            .await;
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    return;
                 }
             }
         }
-    });
-    rx
+    }
+}
+
+/// Reads stdin on a thread of its own (tokio's stdin would block the runtime's shutdown).
+/// The thread is never joined: it may sit in `read` forever, and the process exits without
+/// waiting for it.
+fn read_blocking(tx: mpsc::Sender<Bytes>) {
+    let mut stdin = io::stdin().lock();
+    let mut buf = [0u8; READ_BYTES];
+    loop {
+        match stdin.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Writes session output to the terminal.
