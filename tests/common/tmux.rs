@@ -24,7 +24,8 @@ pub struct Dirs {
 impl Drop for Dirs {
     fn drop(&mut self) {
         let _ = Command::new("pkill")
-            .args(["-f", &format!("--addr {}", self.api_addr)])
+            // `--`: the pattern starts with dashes, which pkill would take for an option.
+            .args(["-f", "--", &format!("--addr {}", self.api_addr)])
             .output();
         let sessions = self.state.path().join("catty/sessions");
         let _ = Command::new("pkill")
