@@ -3,6 +3,8 @@
 //! the archive to the runtime's `/upload` while it is being written ([`upload`]).
 
 mod archive;
+mod link;
+mod pack;
 mod size;
 mod walk;
 

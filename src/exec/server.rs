@@ -115,6 +115,7 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
         Ok(slot) => slot,
         Err(why) => return error(StatusCode::CONFLICT, "conflict", why),
     };
+    let started = std::time::Instant::now();
     let spool = match spool(req.into_body()).await {
         Ok(Some(spool)) => spool,
         Ok(None) => return too_large(),
@@ -126,10 +127,13 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
+    let received = started.elapsed();
     match unpack::unpack(spool.path(), &app.workspace, &unpack::Limits::DEFAULT).await {
         Ok(done) => {
             slot.done();
-            tracing::info!(files = done.files, bytes = done.bytes, "workspace uploaded");
+            let (files, bytes) = (done.files, done.bytes);
+            let unpacked = started.elapsed() - received;
+            tracing::info!(files, bytes, ?received, ?unpacked, "workspace uploaded");
             let body = serde_json::to_vec(&UploadDone {
                 files: done.files,
                 bytes: done.bytes,

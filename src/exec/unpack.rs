@@ -9,6 +9,7 @@ mod extract;
 mod positioned;
 mod record;
 mod validate;
+mod writers;
 
 #[cfg(test)]
 mod testing;
@@ -20,7 +21,7 @@ use std::path::Path;
 
 pub use error::UnpackError;
 
-use cleanup::Guard;
+use cleanup::{Gate, Guard};
 use error::io_at;
 use extract::Extractor;
 use record::{Record, record};
@@ -54,13 +55,53 @@ pub struct Unpacked {
 /// Extracts `zip` into `workspace`, which must exist and be empty.
 ///
 /// On error the workspace is emptied again, and so it is if the future is dropped mid-way
-/// (a client hanging up): the caller may await this directly.
+/// (a client hanging up): the caller may await this directly. The work happens off the async
+/// threads: one blocking thread reads, checks and inflates, writer threads create the files.
 pub async fn unpack(
     zip: &Path,
     workspace: &Path,
     limits: &Limits,
 ) -> Result<Unpacked, UnpackError> {
-    ensure_empty(workspace).await?;
+    let guard = Guard::new(workspace);
+    let gate = guard.gate();
+    let (zip, workspace, limits) = (zip.to_owned(), workspace.to_owned(), *limits);
+    let job = tokio::task::spawn_blocking(move || {
+        let unpacked = unpack_here(&zip, &workspace, &limits, &gate);
+        // A failure is cleaned up here, off the async threads; the guard finds nothing left.
+        // Success is kept only by the caller: dropped before that, it is removed too.
+        if unpacked.is_err() {
+            gate.close(false);
+        }
+        unpacked
+    });
+    let done = job
+        .await
+        .map_err(|err| UnpackError::Io(io::Error::other(err)))??;
+    guard.keep();
+    Ok(done)
+}
+
+/// The whole unpack, on a blocking thread: check, validate, and write through `gate`.
+/// async_zip is async only; its reads here never wait (see Positioned), so each of its
+/// futures is driven to the end in one go on this thread.
+fn unpack_here(
+    zip: &Path,
+    workspace: &Path,
+    limits: &Limits,
+    gate: &Gate,
+) -> Result<Unpacked, UnpackError> {
+    let runtime = tokio::runtime::Handle::current();
+    ensure_empty(workspace)?;
+    let (archive, records) = runtime.block_on(read_directory(zip, limits))?;
+    let plan = validate(&records, limits)?;
+    Extractor::new(archive, gate, workspace, limits).run(&runtime, &records, &plan)
+}
+
+/// Opens the archive and reads its central directory, with each symlink's target.
+async fn read_directory(
+    zip: &Path,
+    limits: &Limits,
+) -> Result<(archive::Archive, Vec<Record>), UnpackError> {
     let mut archive = archive::open(zip).await?;
     let mut records: Vec<Record> = archive.cdrs().iter().map(record).collect();
     // Validation stops at the first entry past the limit; the rest need not be read.
@@ -70,21 +111,12 @@ pub async fn unpack(
             .saturating_add(1),
     );
     archive::read_links(&mut archive, &mut records).await?;
-    let plan = validate(&records, limits)?;
-    // Created only now: a workspace found not empty above must be left alone.
-    let guard = Guard::new(workspace);
-    let done = Extractor::new(archive, &guard, limits)
-        .run(&records, &plan)
-        .await?;
-    guard.keep();
-    Ok(done)
+    Ok((archive, records))
 }
 
-async fn ensure_empty(workspace: &Path) -> Result<(), UnpackError> {
-    let mut dir = tokio::fs::read_dir(workspace)
-        .await
-        .map_err(io_at(workspace))?;
-    if dir.next_entry().await.map_err(io_at(workspace))?.is_some() {
+fn ensure_empty(workspace: &Path) -> Result<(), UnpackError> {
+    let mut dir = std::fs::read_dir(workspace).map_err(io_at(workspace))?;
+    if dir.next().transpose().map_err(io_at(workspace))?.is_some() {
         let msg = format!("workspace {} is not empty", workspace.display());
         return Err(UnpackError::Io(io::Error::new(
             io::ErrorKind::DirectoryNotEmpty,

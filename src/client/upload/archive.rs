@@ -1,10 +1,10 @@
 //! The workspace as a zip stream: deflate, Unix modes, mtimes, directories as `name/`, and
 //! symlinks as `S_IFLNK` entries holding their target.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -17,19 +17,22 @@ use async_zip::{
     ZipString,
 };
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::task::JoinHandle;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
 
+use super::pack::{Packed, SMALL_FILE_BYTES, open_regular, spawn_pack};
 use super::walk::{Entry, Kind, Workspace};
 
-/// Level 3 of 9: on real source code 20% smaller than level 1 at 147 MB/s, so it wins on any
-/// uplink slower than about 35 MB/s; level 6 saves 3% more at half the speed (measured by
-/// `measure_deflate_levels` in tests/client_upload.rs).
-pub const DEFLATE_LEVEL: i32 = 3;
-/// Files up to this size are read whole, many per blocking call: one thread hop per file
-/// cost more than the reading itself (30 µs each, over a second for 40,000 files).
-const SMALL_FILE_BYTES: u64 = 64 * 1024;
-/// Small files read together in one blocking call.
+/// Level 2 of 9 (zlib-rs): on real source code (the cargo registry's crates) 22.9% of the raw
+/// size at 215 MB/s a core, against 21.6% at 181 MB/s for level 3 and 29.2% at 416 MB/s for
+/// level 1, whose fast strategy gives up most of the ratio (`measure_deflate_levels` in
+/// tests/client_upload.rs). Every core deflates (see `pack.rs`).
+pub const DEFLATE_LEVEL: u32 = 2;
+/// Small entries read and deflated together in one blocking task.
 const BATCH_BYTES: u64 = 1024 * 1024;
+/// Batches in the works ahead of the writer: enough to keep a few cores deflating, few
+/// enough that memory stays at a few megabytes.
+const BATCHES_AHEAD: usize = 4;
 /// Bytes read from a large file per blocking call.
 const CHUNK_BYTES: usize = 256 * 1024;
 /// async_zip writes headers in pieces of a few bytes: batch them before the socket.
@@ -71,9 +74,9 @@ impl From<ZipError> for ArchiveError {
     }
 }
 
-/// Zips `ws` (paths relative to `root`) into `out` as a stream: memory stays at about a
-/// megabyte of read buffers plus async_zip's list of central directory records.
-/// `on_progress` gets each count of raw bytes read. Returns the archive's size.
+/// Zips `ws` (paths relative to `root`) into `out` as a stream: memory stays at a few
+/// megabytes of batches plus async_zip's list of central directory records.
+/// `on_progress` gets each count of raw bytes written. Returns the archive's size.
 pub async fn write_zip<W: AsyncWrite + Unpin>(
     ws: &Workspace,
     root: &Path,
@@ -82,16 +85,17 @@ pub async fn write_zip<W: AsyncWrite + Unpin>(
 ) -> Result<u64, ArchiveError> {
     let counted = Counted::new(out, u64::MAX);
     let mut zip = ZipFileWriter::with_tokio(BufWriter::with_capacity(OUT_BUFFER_BYTES, counted));
-    let mut rest = ws.entries.as_slice();
-    while !rest.is_empty() {
-        let (batch, tail) = rest.split_at(batch_len(rest));
-        match batch {
-            [large] if !is_small(large) => {
-                stream_file(&mut zip, large, root, &mut on_progress).await?
-            }
-            small => write_batch(&mut zip, small, root, &mut on_progress).await?,
+    let (mut rest, mut ahead) = (ws.entries.as_slice(), VecDeque::new());
+    loop {
+        while ahead.len() < BATCHES_AHEAD && !rest.is_empty() {
+            let (batch, tail) = rest.split_at(batch_len(rest));
+            ahead.push_back(Batch::start(batch, root));
+            rest = tail;
         }
-        rest = tail;
+        let Some(batch) = ahead.pop_front() else {
+            break;
+        };
+        batch.write(&mut zip, root, &mut on_progress).await?;
     }
     // Pitfall 19: close() hands back our BufWriter still holding the central directory.
     let mut out = zip.close().await?.into_inner();
@@ -125,59 +129,64 @@ fn header(entry: &Entry) -> ZipEntryBuilder {
     };
     // Utf8 falls back to raw bytes for a non-UTF-8 name; the runtime takes names as bytes.
     ZipEntryBuilder::new(ZipString::new(name, StringEncoding::Utf8), compression)
-        .deflate_option(DeflateOption::Other(DEFLATE_LEVEL))
+        .deflate_option(DeflateOption::Other(DEFLATE_LEVEL as i32))
         .unix_permissions((file_type | (entry.mode & 0o7777)) as u16)
         .last_modification_date(dos_time(entry.mtime))
 }
 
-/// Directories, symlinks and small files, each as a whole entry; the files read in one go.
-async fn write_batch<W: AsyncWrite + Unpin>(
-    zip: &mut ZipFileWriter<W>,
-    batch: &[Entry],
-    root: &Path,
-    on_progress: &mut impl FnMut(u64),
-) -> Result<(), ArchiveError> {
-    let files = batch.iter().filter(|e| e.kind == Kind::File);
-    let mut contents = read_small_files(files.map(|e| root.join(&e.path)).collect()).await?;
-    let mut contents = contents.iter_mut();
-    for entry in batch {
-        let data = match (entry.kind, &entry.target) {
-            (Kind::File, _) => match contents.next().and_then(Option::take) {
-                Some(data) => data,
-                // It grew since the scan: stream it after all.
-                None => {
-                    stream_file(zip, entry, root, on_progress).await?;
-                    continue;
-                }
-            },
-            (_, target) => target
-                .as_deref()
-                .map(|t| t.as_os_str().as_bytes().to_vec())
-                .unwrap_or_default(),
+/// Entries that go into the archive together: one large file, streamed when its turn comes,
+/// or a run of small entries whose files are being read and deflated meanwhile.
+struct Batch<'a> {
+    entries: &'a [Entry],
+    packing: Option<JoinHandle<Result<Vec<Option<Packed>>, ArchiveError>>>,
+}
+
+impl<'a> Batch<'a> {
+    fn start(entries: &'a [Entry], root: &Path) -> Self {
+        let packing = match entries {
+            [large] if !is_small(large) => None,
+            small => {
+                let files = small.iter().filter(|e| e.kind == Kind::File);
+                Some(spawn_pack(files.map(|e| root.join(&e.path)).collect()))
+            }
         };
-        zip.write_entry_whole(header(entry), &data).await?;
-        on_progress(data.len() as u64);
+        Batch { entries, packing }
     }
-    Ok(())
-}
 
-/// Reads files whole in one blocking call; `None` for one that grew past [`SMALL_FILE_BYTES`].
-async fn read_small_files(paths: Vec<PathBuf>) -> Result<Vec<Option<Vec<u8>>>, ArchiveError> {
-    let read_all = move || {
-        let read =
-            |path: PathBuf| read_small(&path).map_err(|err| ArchiveError::Read { path, err });
-        paths.into_iter().map(read).collect()
-    };
-    let joined = tokio::task::spawn_blocking(read_all).await;
-    joined.map_err(|err| ArchiveError::Write(io::Error::other(err)))?
-}
-
-fn read_small(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let mut data = Vec::new();
-    open_regular(path)?
-        .take(SMALL_FILE_BYTES + 1)
-        .read_to_end(&mut data)?;
-    Ok((data.len() as u64 <= SMALL_FILE_BYTES).then_some(data))
+    /// Writes the batch's entries in order, each as a whole entry but a large file.
+    async fn write<W: AsyncWrite + Unpin>(
+        self,
+        zip: &mut ZipFileWriter<W>,
+        root: &Path,
+        on_progress: &mut impl FnMut(u64),
+    ) -> Result<(), ArchiveError> {
+        let Some(packing) = self.packing else {
+            return stream_file(zip, &self.entries[0], root, on_progress).await;
+        };
+        let joined = packing.await;
+        let packed = joined.map_err(|err| ArchiveError::Write(io::Error::other(err)))??;
+        let mut packed = packed.into_iter();
+        for entry in self.entries {
+            if entry.kind != Kind::File {
+                let target = entry.target.as_deref().map(|t| t.as_os_str().as_bytes());
+                let target = target.unwrap_or_default();
+                zip.write_entry_whole(header(entry), target).await?;
+                on_progress(target.len() as u64);
+                continue;
+            }
+            match packed.next().flatten() {
+                Some(p) => {
+                    let header = header(entry).crc32(p.crc).uncompressed_size(p.size);
+                    zip.write_entry_whole_precompressed(header, &p.deflated)
+                        .await?;
+                    on_progress(p.size);
+                }
+                // It grew since the scan: stream it after all.
+                None => stream_file(zip, entry, root, on_progress).await?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Streams one file into a data-descriptor entry, a chunk per blocking call.
@@ -225,20 +234,6 @@ async fn read_chunk(
     })
     .await
     .map_err(io::Error::other)?
-}
-
-/// Opens a file the scan found regular; refuses what replaced it since (a link, a FIFO that
-/// would block the read forever).
-fn open_regular(path: &Path) -> io::Result<std::fs::File> {
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("no longer a regular file"));
-    }
-    Ok(file)
 }
 
 /// An mtime as DOS date and time in UTC, which is how the runtime reads it back.

@@ -8,11 +8,13 @@ use std::fs::Metadata;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
-use ignore::WalkBuilder;
+use ignore::{WalkBuilder, WalkState};
+
+use super::link::link_target;
 
 /// Directories skipped at any depth with all their contents, whatever the ignore files say.
 const SKIPPED_DIRS: &[&str] = &["node_modules", "__pycache__", ".venv", "venv"];
@@ -99,19 +101,67 @@ pub fn scan(root: &Path) -> Result<Workspace, ScanError> {
         ws: Workspace::default(),
         seen: HashSet::new(),
     };
-    for found in walker(&root, in_repo).build() {
-        match found {
-            Ok(dent) if dent.depth() > 0 => scanner.walked(&dent),
-            Ok(_) => {}
-            Err(err) => scanner.ws.warnings.push(format!("skipped: {err}")),
-        }
+    for walked in walk(&root, in_repo) {
+        scanner.walked(walked);
     }
     if in_repo {
         scanner.tracked();
     }
     let mut ws = scanner.ws;
     ws.entries.sort_by(|a, b| a.path.cmp(&b.path));
+    // The walk's threads report in no particular order.
+    ws.warnings.sort();
     Ok(ws)
+}
+
+/// One path of the walk, examined on the walker's thread that found it.
+#[derive(Default)]
+struct Walked {
+    /// A problem met there: ignore rules that could not be read, or the walk's own error.
+    warning: Option<String>,
+    /// The path relative to the root, and its entry or why it is skipped.
+    path: Option<(PathBuf, Result<Entry, String>)>,
+}
+
+/// Walks `root` on several threads: most of a scan is a stat of each path and an open of each
+/// file, which the cores share.
+fn walk(root: &Path, in_repo: bool) -> Vec<Walked> {
+    let (found, walked) = std::sync::mpsc::channel();
+    walker(root, in_repo).build_parallel().run(|| {
+        let found = found.clone();
+        Box::new(move |dent| {
+            // Only fails once the receiver is gone, which outlives the walk.
+            let _ = found.send(examine(root, dent));
+            WalkState::Continue
+        })
+    });
+    drop(found);
+    walked.into_iter().collect()
+}
+
+/// Stats (and for a file, opens) what the walk found; the root itself contributes nothing.
+fn examine(root: &Path, found: Result<ignore::DirEntry, ignore::Error>) -> Walked {
+    let dent = match found {
+        Ok(dent) if dent.depth() == 0 => return Walked::default(),
+        Ok(dent) => dent,
+        Err(err) => {
+            let warning = Some(format!("skipped: {err}"));
+            return Walked {
+                warning,
+                path: None,
+            };
+        }
+    };
+    // A .gitignore that could not be read or parsed: git would warn too.
+    let warning = dent.error().map(|err| format!("ignore rules: {err}"));
+    let path = dent.path().strip_prefix(root).ok().map(|rel| {
+        let entry = match dent.metadata() {
+            Ok(meta) => entry(root, rel, &meta),
+            Err(err) => Err(format!("skipped: {err}")),
+        };
+        (rel.to_owned(), entry)
+    });
+    Walked { warning, path }
 }
 
 /// The `ignore` setup that matched git in every case of reference/crates.md section 4. Outside
@@ -159,18 +209,11 @@ struct Scanner<'a> {
 }
 
 impl Scanner<'_> {
-    fn walked(&mut self, dent: &ignore::DirEntry) {
-        if let Some(err) = dent.error() {
-            // A .gitignore that could not be read or parsed: git would warn too.
-            self.ws.warnings.push(format!("ignore rules: {err}"));
-        }
-        let Ok(rel) = dent.path().strip_prefix(self.root) else {
-            return;
-        };
-        self.seen.insert(rel.to_owned());
-        match dent.metadata() {
-            Ok(meta) => self.add(rel, &meta),
-            Err(err) => self.ws.warnings.push(format!("skipped: {err}")),
+    fn walked(&mut self, walked: Walked) {
+        self.ws.warnings.extend(walked.warning);
+        if let Some((rel, entry)) = walked.path {
+            self.seen.insert(rel);
+            self.push(entry);
         }
     }
 
@@ -185,7 +228,7 @@ impl Scanner<'_> {
                 && !meta.is_dir()
             {
                 self.add_parents(&rel);
-                self.add(&rel, &meta);
+                self.push(entry(self.root, &rel, &meta));
             }
         }
     }
@@ -200,60 +243,57 @@ impl Scanner<'_> {
             if self.seen.insert(dir.to_owned())
                 && let Ok(meta) = std::fs::symlink_metadata(self.root.join(dir))
             {
-                self.add(dir, &meta);
+                self.push(entry(self.root, dir, &meta));
             }
         }
     }
 
-    fn add(&mut self, rel: &Path, meta: &Metadata) {
-        let ft = meta.file_type();
-        let (kind, target) = if ft.is_dir() {
-            (Kind::Dir, None)
-        } else if ft.is_symlink() {
-            match link_target(self.root, rel) {
-                Ok(target) => (Kind::Symlink, Some(target)),
-                Err(why) => return self.warn(rel, &why),
-            }
-        } else if ft.is_file() {
-            if let Err(err) = std::fs::File::open(self.root.join(rel)) {
-                return self.warn(rel, &format!("cannot read it: {err}"));
-            }
-            (Kind::File, None)
+    /// Keeps an entry, or the warning saying why the path is skipped.
+    fn push(&mut self, entry: Result<Entry, String>) {
+        match entry {
+            Ok(entry) => self.ws.entries.push(entry),
+            Err(warning) => self.ws.warnings.push(warning),
+        }
+    }
+}
+
+/// What to upload for `rel`, or a warning saying why it is skipped.
+fn entry(root: &Path, rel: &Path, meta: &Metadata) -> Result<Entry, String> {
+    let skipped = |why: &str| format!("skipped {}: {why}", rel.display());
+    let ft = meta.file_type();
+    let (kind, target) = if ft.is_dir() {
+        (Kind::Dir, None)
+    } else if ft.is_symlink() {
+        let target = link_target(root, rel).map_err(|why| skipped(&why))?;
+        (Kind::Symlink, Some(target))
+    } else if ft.is_file() {
+        if let Err(err) = std::fs::File::open(root.join(rel)) {
+            return Err(skipped(&format!("cannot read it: {err}")));
+        }
+        (Kind::File, None)
+    } else {
+        let what = if ft.is_fifo() {
+            "a named pipe"
         } else {
-            let what = if ft.is_fifo() {
-                "a named pipe"
-            } else {
-                "a special file"
-            };
-            return self.warn(
-                rel,
-                &format!("{what}; only files, directories and symlinks are uploaded"),
-            );
+            "a special file"
         };
-        self.push(rel, kind, meta, target);
-    }
-
-    fn push(&mut self, rel: &Path, kind: Kind, meta: &Metadata, target: Option<PathBuf>) {
-        let size = match (&kind, &target) {
-            (Kind::File, _) => meta.len(),
-            (_, Some(target)) => target.as_os_str().len() as u64,
-            _ => 0,
-        };
-        self.ws.entries.push(Entry {
-            path: rel.to_owned(),
-            kind,
-            size,
-            mode: meta.mode() & 0o7777,
-            mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            target,
-        });
-    }
-
-    fn warn(&mut self, rel: &Path, why: &str) {
-        self.ws
-            .warnings
-            .push(format!("skipped {}: {why}", rel.display()));
-    }
+        return Err(skipped(&format!(
+            "{what}; only files, directories and symlinks are uploaded"
+        )));
+    };
+    let size = match (&kind, &target) {
+        (Kind::File, _) => meta.len(),
+        (_, Some(target)) => target.as_os_str().len() as u64,
+        _ => 0,
+    };
+    Ok(Entry {
+        path: rel.to_owned(),
+        kind,
+        size,
+        mode: meta.mode() & 0o7777,
+        mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        target,
+    })
 }
 
 /// `git ls-files --cached`: empty when git is missing or fails (the walk alone is then used).
@@ -272,88 +312,6 @@ fn tracked_files(root: &Path) -> Vec<PathBuf> {
             .map(|p| PathBuf::from(OsStr::from_bytes(p)))
             .collect(),
         _ => Vec::new(),
-    }
-}
-
-/// The target to store for the symlink at `rel`, or why it is skipped. A target that resolves
-/// inside the workspace both lexically and on disk is kept as written; one that only gets
-/// there through other symlinks, or is absolute, is rewritten to the relative path of where it
-/// really leads (the runtime refuses links through links and absolute targets).
-fn link_target(root: &Path, rel: &Path) -> Result<PathBuf, String> {
-    let path = root.join(rel);
-    let target = std::fs::read_link(&path).map_err(|err| format!("cannot read the link: {err}"))?;
-    let dir = rel.parent().unwrap_or(Path::new(""));
-    let lexical = resolve(dir, &target);
-    match std::fs::canonicalize(&path) {
-        Ok(real) => {
-            let real = real
-                .strip_prefix(root)
-                .map_err(|_| format!("its target {} is outside the workspace", target.display()))?;
-            let as_written = lexical.as_deref() == Some(real) && !through_link(root, dir, &target);
-            if target.is_relative() && as_written {
-                Ok(target)
-            } else {
-                Ok(relative(dir, real))
-            }
-        }
-        // Dangling: kept when it would dangle the same way over there.
-        Err(_) => match lexical {
-            Some(_) if target.is_relative() && !through_link(root, dir, &target) => Ok(target),
-            Some(_) => Err("a dangling link through an absolute path or another link".into()),
-            None => Err(format!(
-                "its target {} is outside the workspace",
-                target.display()
-            )),
-        },
-    }
-}
-
-/// `dir/target` with `.` and `..` applied lexically, relative to the root; `None` when it
-/// leaves the root (or is absolute).
-fn resolve(dir: &Path, target: &Path) -> Option<PathBuf> {
-    let mut at: Vec<&OsStr> = dir.iter().collect();
-    for part in target.components() {
-        match part {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                at.pop()?;
-            }
-            Component::Normal(name) => at.push(name),
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(at.iter().collect())
-}
-
-/// Whether following `target` from `dir` lexically would step on a symlink.
-fn through_link(root: &Path, dir: &Path, target: &Path) -> bool {
-    let mut at = root.join(dir);
-    target.components().any(|part| {
-        match part {
-            Component::ParentDir => {
-                at.pop();
-            }
-            Component::Normal(name) => at.push(name),
-            _ => return false,
-        }
-        at.symlink_metadata()
-            .is_ok_and(|m| m.file_type().is_symlink())
-    })
-}
-
-/// The relative path from directory `from` to `to` (both relative to the same root).
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let common = from
-        .iter()
-        .zip(to.iter())
-        .take_while(|(a, b)| a == b)
-        .count();
-    let ups = from.iter().skip(common).map(|_| OsStr::new(".."));
-    let path: PathBuf = ups.chain(to.iter().skip(common)).collect();
-    if path.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        path
     }
 }
 
@@ -383,23 +341,5 @@ mod tests {
                 "{name} dir={is_dir}"
             );
         }
-    }
-
-    #[test]
-    fn lexical_resolution() {
-        let p = |s: &str| PathBuf::from(s);
-        assert_eq!(resolve(&p("a/b"), &p("../c")), Some(p("a/c")));
-        assert_eq!(resolve(&p("a"), &p("./../../c")), None);
-        assert_eq!(resolve(&p(""), &p("/etc/passwd")), None);
-        assert_eq!(resolve(&p(""), &p(".")), Some(p("")));
-    }
-
-    #[test]
-    fn relative_paths() {
-        let p = |s: &str| PathBuf::from(s);
-        assert_eq!(relative(&p("a/b"), &p("a/c/d")), p("../c/d"));
-        assert_eq!(relative(&p(""), &p("x")), p("x"));
-        assert_eq!(relative(&p("a"), &p("")), p(".."));
-        assert_eq!(relative(&p("a"), &p("a")), p("."));
     }
 }

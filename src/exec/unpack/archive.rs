@@ -1,5 +1,6 @@
 //! Reading the spooled zip: opening it with bounds that follow from its size, and reading each
-//! symlink's target (its data) so validation can judge where the link points.
+//! symlink's target (its data) so validation can judge where the link points. Only on the
+//! unpacking thread: the reads block.
 
 use std::path::Path;
 
@@ -22,8 +23,8 @@ const MAX_LINK_TARGET_BYTES: u64 = 4095;
 const MIN_CDR_BYTES: u64 = 46;
 
 pub(super) async fn open(zip: &Path) -> Result<Archive, UnpackError> {
-    let file = tokio::fs::File::open(zip).await.map_err(io_at(zip))?;
-    let len = file.metadata().await.map_err(io_at(zip))?.len();
+    let file = std::fs::File::open(zip).map_err(io_at(zip))?;
+    let len = file.metadata().map_err(io_at(zip))?.len();
     // untrusted() caps would reject before our limits, with a message naming no entry. These
     // bounds follow from the file's size, so they only refuse archives whose headers lie.
     let opts = ZipOptions {

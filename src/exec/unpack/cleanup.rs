@@ -1,69 +1,82 @@
 //! Cleanup on every path: from the first write on, anything but success empties the workspace
-//! again, including the `unpack` future being dropped when the client hangs up.
+//! again, including the `unpack` future being dropped when the client hangs up while the
+//! extraction thread is still writing.
 
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
-/// Owns the workspace's contents while they are being written; dropping it unkept removes them.
+/// The extraction threads' side: every filesystem write passes through [`Gate::write`].
+#[derive(Clone)]
+pub(super) struct Gate {
+    workspace: Arc<Path>,
+    /// True until kept or cleared. Each write holds a read lock while it runs, so writes run
+    /// side by side, and closing (the write lock) waits for those in progress and turns away
+    /// the rest: no file can land after the workspace was emptied.
+    open: Arc<RwLock<bool>>,
+    /// Whether a write was let through, so there is something to remove.
+    wrote: Arc<AtomicBool>,
+}
+
+impl Gate {
+    /// Runs one filesystem write on this thread, unless the workspace was already closed.
+    pub(super) fn write<T>(&self, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        let open = self.open.read().unwrap_or_else(PoisonError::into_inner);
+        if !*open {
+            return Err(io::Error::other("extraction was abandoned"));
+        }
+        self.wrote.store(true, Ordering::Relaxed);
+        f()
+    }
+
+    /// Turns away every later write and, unless `keep`, removes what was written. Waits for the
+    /// writes in progress; closing twice does nothing more.
+    pub(super) fn close(&self, keep: bool) {
+        let mut open = self.open.write().unwrap_or_else(PoisonError::into_inner);
+        // Every write that set `wrote` has ended: its read lock was released before ours.
+        let wrote = *open && self.wrote.load(Ordering::Relaxed);
+        *open = false;
+        if wrote
+            && !keep
+            && let Err(err) = clear(&self.workspace)
+        {
+            tracing::warn!("cannot empty {}: {err}", self.workspace.display());
+        }
+    }
+}
+
+/// The waiting side's handle: dropping it unkept closes the gate and empties the workspace.
 pub(super) struct Guard {
-    workspace: PathBuf,
-    /// False once the workspace is cleared. Each write holds the lock while it runs: a dropped
-    /// future leaves its blocking write running, so clearing must wait for it and turn away any
-    /// still queued, or a file could land after the workspace was emptied.
-    open: Arc<Mutex<bool>>,
-    kept: bool,
+    gate: Gate,
 }
 
 impl Guard {
-    /// `workspace` must have been empty: everything in it is removed on drop.
+    /// `workspace` must be empty once the first write passes: everything in it is removed on drop.
     pub(super) fn new(workspace: &Path) -> Self {
         Guard {
-            workspace: workspace.to_owned(),
-            open: Arc::new(Mutex::new(true)),
-            kept: false,
+            gate: Gate {
+                workspace: workspace.into(),
+                open: Arc::new(RwLock::new(true)),
+                wrote: Arc::new(AtomicBool::new(false)),
+            },
         }
     }
 
-    pub(super) fn workspace(&self) -> &Path {
-        &self.workspace
-    }
-
-    /// Runs one filesystem write on the blocking pool, unless the workspace was already cleared.
-    pub(super) async fn write<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> io::Result<T> + Send + 'static,
-    ) -> io::Result<T> {
-        let open = Arc::clone(&self.open);
-        let run = move || {
-            let open = open.lock().unwrap_or_else(PoisonError::into_inner);
-            if !*open {
-                return Err(io::Error::other("extraction was abandoned"));
-            }
-            f()
-        };
-        tokio::task::spawn_blocking(run)
-            .await
-            .map_err(io::Error::other)?
+    pub(super) fn gate(&self) -> Gate {
+        self.gate.clone()
     }
 
     /// Extraction succeeded: leave what was written.
-    pub(super) fn keep(mut self) {
-        self.kept = true;
+    pub(super) fn keep(self) {
+        self.gate.close(true);
     }
 }
 
 impl Drop for Guard {
     /// Synchronous on purpose: a dropped future gets no later chance to clean up.
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        *open = false;
-        if self.kept {
-            return;
-        }
-        if let Err(err) = clear(&self.workspace) {
-            tracing::warn!("cannot empty {}: {err}", self.workspace.display());
-        }
+        self.gate.close(false);
     }
 }
 
@@ -79,4 +92,36 @@ fn clear(workspace: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_gate_turns_writes_away_and_clears_only_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = Guard::new(dir.path());
+        let gate = guard.gate();
+        let file = dir.path().join("a");
+        gate.write(|| std::fs::write(&file, b"x")).unwrap();
+        drop(guard);
+        assert!(!file.exists(), "cleared on drop");
+        let late = gate.write(|| std::fs::write(&file, b"late"));
+        assert_eq!(late.unwrap_err().to_string(), "extraction was abandoned");
+        assert!(!file.exists(), "no write after the drop");
+
+        // Nothing written through the gate: what is there is not ours to remove.
+        std::fs::write(&file, b"someone else's").unwrap();
+        drop(Guard::new(dir.path()));
+        assert!(file.exists());
+
+        let guard = Guard::new(dir.path());
+        let gate = guard.gate();
+        gate.write(|| std::fs::write(dir.path().join("b"), b"y"))
+            .unwrap();
+        guard.keep();
+        gate.close(false);
+        assert!(dir.path().join("b").exists(), "kept stays kept");
+    }
 }

@@ -1,6 +1,9 @@
-//! Writing validated entries into the workspace: files streamed in chunks and checked against
-//! what they declared, then directory modes and times fixed once their contents are in place.
+//! Writing validated entries into the workspace: files inflated and checked against what they
+//! declared (small ones handed to the writer threads, large ones streamed here in chunks), then
+//! directory modes and times fixed once their contents are in place. Runs on the unpacking
+//! thread; every write is let through by the gate.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -8,143 +11,183 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::archive::Archive;
-use super::cleanup::Guard;
+use super::cleanup::Gate;
 use super::error::{entry_error, io_at, read_error};
 use super::record::{Kind, Record, permissions};
 use super::validate::Planned;
+use super::writers::{SmallFile, Writers, with_writers};
 use super::{CHUNK_BYTES, Limits, UnpackError, Unpacked};
 
-/// Writes validated entries in order, then fixes directory modes and times. Every write goes
-/// through the guard, so none lands after the workspace has been emptied.
+/// Reads, checks and inflates validated entries in order and writes them (small files through
+/// the writer threads, in any order), then fixes directory modes and times. Every write goes
+/// through the gate, so none lands after the workspace has been emptied.
 pub(super) struct Extractor<'a> {
     archive: Archive,
-    guard: &'a Guard,
+    gate: &'a Gate,
     workspace: &'a Path,
     limits: &'a Limits,
     done: Unpacked,
     dirs: Vec<(PathBuf, u32, Option<SystemTime>)>,
+    /// Directories known to exist, so a file's parent costs no system call after the first.
+    made: HashSet<PathBuf>,
+    /// One chunk of a file, inflated.
+    buf: Vec<u8>,
 }
 
 impl<'a> Extractor<'a> {
-    pub(super) fn new(archive: Archive, guard: &'a Guard, limits: &'a Limits) -> Self {
-        let (done, dirs) = (Unpacked::default(), Vec::new());
+    pub(super) fn new(
+        archive: Archive,
+        gate: &'a Gate,
+        workspace: &'a Path,
+        limits: &'a Limits,
+    ) -> Self {
         Extractor {
             archive,
-            guard,
-            workspace: guard.workspace(),
+            gate,
+            workspace,
             limits,
-            done,
-            dirs,
+            done: Unpacked::default(),
+            dirs: Vec::new(),
+            made: HashSet::new(),
+            buf: vec![0; CHUNK_BYTES],
         }
     }
 
-    pub(super) async fn run(
+    /// Writes every entry (the files once the writers are done with them), then finishes the
+    /// directories.
+    pub(super) fn run(
         mut self,
+        runtime: &tokio::runtime::Handle,
         records: &[Record],
         plan: &[Planned],
     ) -> Result<Unpacked, UnpackError> {
+        with_writers(self.gate, |writers| {
+            runtime.block_on(self.write_entries(records, plan, writers))
+        })?;
+        self.finish_dirs()?;
+        Ok(self.done)
+    }
+
+    async fn write_entries(
+        &mut self,
+        records: &[Record],
+        plan: &[Planned],
+        writers: &mut Writers<'_>,
+    ) -> Result<(), UnpackError> {
         for (index, (r, planned)) in records.iter().zip(plan).enumerate() {
             let dest = self.workspace.join(&planned.path);
             match planned.kind {
                 Kind::Dir => {
-                    let path = dest.clone();
-                    self.guard
-                        .write(move || std::fs::create_dir_all(path))
-                        .await
-                        .map_err(io_at(&dest))?;
+                    let create = || std::fs::create_dir_all(&dest);
+                    self.gate.write(create).map_err(io_at(&dest))?;
                     self.dirs
-                        .push((dest, permissions(Kind::Dir, r.mode), r.mtime));
+                        .push((dest.clone(), permissions(Kind::Dir, r.mode), r.mtime));
+                    self.made.insert(dest);
                 }
-                Kind::File => self.write_file(index, r, &dest).await?,
-                Kind::Symlink => self.write_link(r, &dest).await?,
+                Kind::File => self.write_file(index, r, dest, writers).await?,
+                Kind::Symlink => self.write_link(r, &dest)?,
             }
         }
-        self.finish_dirs().await?;
-        Ok(self.done)
+        Ok(())
     }
 
-    async fn write_link(&self, r: &Record, dest: &Path) -> Result<(), UnpackError> {
-        let parent = dest.parent().unwrap_or(self.workspace);
-        let (dir, link) = (parent.to_owned(), dest.to_owned());
-        let target = PathBuf::from(OsStr::from_bytes(r.link.as_deref().unwrap_or_default()));
-        self.guard
-            .write(move || std::fs::create_dir_all(dir))
-            .await
-            .map_err(io_at(parent))?;
-        self.guard
-            .write(move || std::os::unix::fs::symlink(target, link))
-            .await
-            .map_err(io_at(dest))
+    /// Creates `path`'s parent, unless a directory entry or an earlier file already did.
+    fn make_parent(&mut self, path: &Path) -> Result<(), UnpackError> {
+        let parent = path.parent().unwrap_or(self.workspace);
+        if !self.made.contains(parent) {
+            let create = || std::fs::create_dir_all(parent);
+            self.gate.write(create).map_err(io_at(parent))?;
+            self.made.insert(parent.to_owned());
+        }
+        Ok(())
     }
 
-    /// Streams one file in chunks, each written (and the last one finished) in a single
-    /// blocking call: for the many small files of a workspace that is one call per file.
+    fn write_link(&mut self, r: &Record, dest: &Path) -> Result<(), UnpackError> {
+        self.make_parent(dest)?;
+        let target = Path::new(OsStr::from_bytes(r.link.as_deref().unwrap_or_default()));
+        let create = || std::os::unix::fs::symlink(target, dest);
+        self.gate.write(create).map_err(io_at(dest))
+    }
+
+    /// Inflates one file in chunks. One that fits in a chunk goes to the writers whole; a
+    /// larger one is written here, a chunk per pass through the gate.
     async fn write_file(
         &mut self,
         index: usize,
         r: &Record,
-        dest: &Path,
+        dest: PathBuf,
+        writers: &mut Writers<'_>,
     ) -> Result<(), UnpackError> {
+        self.make_parent(&dest)?;
         let entry = self
             .archive
             .file(index)
             .await
             .map_err(|err| entry_error(&r.name, err))?;
         let mut data = entry.compat();
-        let meta = (permissions(Kind::File, r.mode), r.mtime);
+        let (perm, mtime) = (permissions(Kind::File, r.mode), r.mtime);
         let (mut out, mut written) = (None, 0u64);
         loop {
-            let mut chunk = Vec::new();
-            let mut limited = (&mut data).take(CHUNK_BYTES as u64);
-            limited
-                .read_to_end(&mut chunk)
+            let n = fill(&mut data, &mut self.buf)
                 .await
                 .map_err(|err| read_error(&r.name, err))?;
-            written += chunk.len() as u64;
-            self.done.bytes += chunk.len() as u64;
+            written += n as u64;
+            self.done.bytes += n as u64;
             check_inflated(r, written, self.done.bytes, self.limits)?;
-            let last = chunk.len() < CHUNK_BYTES;
-            let path = dest.to_owned();
-            let finish = last.then_some(meta);
-            let file = self
-                .guard
-                .write(move || write_chunk(out, &path, &chunk, finish));
-            out = Some(file.await.map_err(io_at(dest))?);
+            let last = n < self.buf.len();
+            self.done.files += u64::from(last);
+            if last && out.is_none() {
+                let data = self.buf[..n].to_vec();
+                return writers.write(SmallFile {
+                    path: dest,
+                    data,
+                    perm,
+                    mtime,
+                });
+            }
+            let (chunk, finish) = (&self.buf[..n], last.then_some((perm, mtime)));
+            let write = || write_chunk(out.take(), &dest, chunk, finish);
+            out = Some(self.gate.write(write).map_err(io_at(&dest))?);
             if last {
-                self.done.files += 1;
                 return Ok(());
             }
         }
     }
 
     /// Deepest first, after all contents: creating a child would bump its parent's mtime.
-    async fn finish_dirs(&mut self) -> Result<(), UnpackError> {
+    fn finish_dirs(&mut self) -> Result<(), UnpackError> {
         let mut dirs = std::mem::take(&mut self.dirs);
         dirs.sort_by_key(|(path, _, _)| std::cmp::Reverse(path.components().count()));
-        self.guard
-            .write(move || {
-                for (path, perm, mtime) in &dirs {
-                    let dir = std::fs::OpenOptions::new()
-                        .read(true)
-                        .custom_flags(
-                            (rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW).bits()
-                                as i32,
-                        )
-                        .open(path);
-                    let with_path = |err: io::Error| {
-                        io::Error::new(err.kind(), format!("{}: {err}", path.display()))
-                    };
-                    set_meta(&dir.map_err(with_path)?, *perm, *mtime).map_err(with_path)?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(UnpackError::Io)
+        for (path, perm, mtime) in &dirs {
+            let finish = || {
+                let flags = rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW;
+                let dir = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(flags.bits() as i32)
+                    .open(path)?;
+                set_meta(&dir, *perm, *mtime)
+            };
+            self.gate.write(finish).map_err(io_at(path))?;
+        }
+        Ok(())
     }
+}
+
+/// Reads until `buf` is full or the data ends (the read of 0 bytes is where async_zip checks
+/// the CRC and size); returns how much was read.
+async fn fill(data: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match data.read(&mut buf[filled..]).await? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 /// Counts what actually inflates: a zip bomb's headers lie.
@@ -167,7 +210,8 @@ fn check_inflated(
     Ok(())
 }
 
-fn write_chunk(
+/// Writes `chunk` to `out`, or to `path` created anew, and with `finish` sets its mode and time.
+pub(super) fn write_chunk(
     out: Option<std::fs::File>,
     path: &Path,
     chunk: &[u8],
@@ -184,10 +228,8 @@ fn write_chunk(
     Ok(out)
 }
 
+/// Creates a file that must not exist yet; its directory must.
 fn create_file(path: &Path) -> io::Result<std::fs::File> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
     // create_new refuses anything already there; O_NOFOLLOW is belt and braces.
     std::fs::OpenOptions::new()
         .write(true)

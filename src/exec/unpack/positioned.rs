@@ -1,29 +1,29 @@
-//! A seekable reader over the spooled zip that keeps its own position, so async_zip's many
-//! "where am I" seeks cost nothing and short forward seeks stay inside the buffer.
+//! The spooled zip as async_zip wants it (async, buffered, seekable), read with plain blocking
+//! calls: the whole unpack runs on one blocking thread, where each read is a `read(2)` and not
+//! a hop to tokio's blocking pool.
 
-use std::io;
+use std::io::{self, BufRead, Read, Seek};
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncBufRead, AsyncRead, AsyncSeek, BufReader, ReadBuf};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncSeek, ReadBuf};
 
 use super::CHUNK_BYTES;
 
-/// tokio's BufReader drops its buffer and asks the file on every seek, and async_zip asks for
-/// its position (a seek to `Current(0)`) after every central-directory record: 200,000 entries
-/// took 12 s. This answers that question from a counter.
+/// Always ready: every poll does its I/O at once, so it must only be polled off the async
+/// threads (see `unpack`). It keeps its own position because async_zip asks for it (a seek
+/// to `Current(0)`) after every central-directory record, and short forward seeks (to the
+/// next local header, usually) stay inside the buffer.
 pub(super) struct Positioned {
-    inner: BufReader<tokio::fs::File>,
+    inner: io::BufReader<std::fs::File>,
     pos: u64,
-    seeking: bool,
 }
 
 impl Positioned {
-    pub(super) fn new(file: tokio::fs::File) -> Self {
+    pub(super) fn new(file: std::fs::File) -> Self {
         Positioned {
-            inner: BufReader::with_capacity(CHUNK_BYTES, file),
+            inner: io::BufReader::with_capacity(CHUNK_BYTES, file),
             pos: 0,
-            seeking: false,
         }
     }
 }
@@ -31,51 +31,80 @@ impl Positioned {
 impl AsyncRead for Positioned {
     fn poll_read(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
-        self.pos += (buf.filled().len() - before) as u64;
+        let n = self.inner.read(buf.initialize_unfilled())?;
+        buf.advance(n);
+        self.pos += n as u64;
         Poll::Ready(Ok(()))
     }
 }
 
 impl AsyncBufRead for Positioned {
-    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
-        Pin::new(&mut self.get_mut().inner).poll_fill_buf(cx)
+    fn poll_fill_buf(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        Poll::Ready(self.get_mut().inner.fill_buf())
     }
 
     fn consume(mut self: Pin<&mut Self>, amt: usize) {
         self.pos += amt as u64;
-        Pin::new(&mut self.inner).consume(amt);
+        self.inner.consume(amt);
     }
 }
 
 impl AsyncSeek for Positioned {
-    /// Seeks that land inside the buffer (the next local header, usually) skip forward in it.
+    /// Seeks that land inside the buffer move in it; only the others reach the file.
     fn start_seek(mut self: Pin<&mut Self>, to: io::SeekFrom) -> io::Result<()> {
         let target = match to {
-            io::SeekFrom::Start(n) => n.checked_sub(self.pos),
-            io::SeekFrom::Current(n) => u64::try_from(n).ok(),
+            io::SeekFrom::Start(n) => Some(n),
+            io::SeekFrom::Current(n) => self.pos.checked_add_signed(n),
             io::SeekFrom::End(_) => None,
         };
-        let skip = target
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n <= self.inner.buffer().len());
-        self.seeking = skip.is_none();
-        match skip {
-            Some(n) => self.as_mut().consume(n),
-            None => Pin::new(&mut self.inner).start_seek(to)?,
-        }
+        let offset = target.and_then(|t| i64::try_from(i128::from(t) - i128::from(self.pos)).ok());
+        self.pos = match (target, offset) {
+            (Some(target), Some(offset)) => {
+                self.inner.seek_relative(offset)?;
+                target
+            }
+            _ => self.inner.seek(to)?,
+        };
         Ok(())
     }
 
-    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        if self.seeking {
-            self.pos = ready!(Pin::new(&mut self.inner).poll_complete(cx))?;
-            self.seeking = false;
-        }
+    fn poll_complete(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<u64>> {
         Poll::Ready(Ok(self.pos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncSeekExt};
+
+    #[tokio::test]
+    async fn reads_and_seeks_keep_the_position() {
+        let mut file = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..CHUNK_BYTES * 3).map(|i| i as u8).collect();
+        io::Write::write_all(&mut file, &data).unwrap();
+        file.rewind().unwrap();
+        let mut p = Positioned::new(file);
+        let mut four = [0; 4];
+        p.read_exact(&mut four).await.unwrap();
+        assert_eq!(four, [0, 1, 2, 3]);
+        assert_eq!(p.stream_position().await.unwrap(), 4);
+        let at = |n: usize| [n as u8, (n + 1) as u8, (n + 2) as u8, (n + 3) as u8];
+        for to in [10, 5, CHUNK_BYTES * 2 + 7, 100] {
+            assert_eq!(
+                p.seek(io::SeekFrom::Start(to as u64)).await.unwrap(),
+                to as u64
+            );
+            p.read_exact(&mut four).await.unwrap();
+            assert_eq!(four, at(to), "after a seek to {to}");
+        }
+        assert_eq!(p.seek(io::SeekFrom::Current(-8)).await.unwrap(), 96);
+        assert_eq!(p.fill_buf().await.unwrap()[0], 96);
+        let end = p.seek(io::SeekFrom::End(-1)).await.unwrap();
+        assert_eq!(end, data.len() as u64 - 1);
+        assert!(p.seek(io::SeekFrom::Start(u64::MAX)).await.is_err());
     }
 }
