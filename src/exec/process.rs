@@ -22,6 +22,9 @@ use crate::protocol::ExitStatus;
 /// Bytes read from the PTY at once.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// The output pump lets other tasks run (the input writer above all) after this much.
+const YIELD_EVERY_BYTES: usize = 64 * 1024;
+
 /// After the process exits, how long to wait for output still on its way through the PTY.
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
@@ -133,6 +136,7 @@ async fn pump_output(
 ) -> io::Result<ExitStatus> {
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     let mut exited = None;
+    let mut read_since_yield = 0;
     loop {
         wait_for_window(session).await;
         let n = match exited {
@@ -160,6 +164,12 @@ async fn pump_output(
         }
         session.lock().buffer.push(&buf[..n]);
         session.notify_changed();
+        // The runtime has one thread: a flood must not keep a Ctrl-C waiting behind it.
+        read_since_yield += n;
+        if read_since_yield >= YIELD_EVERY_BYTES {
+            read_since_yield = 0;
+            tokio::task::yield_now().await;
+        }
     }
 }
 

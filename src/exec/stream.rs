@@ -81,6 +81,9 @@ where
                 ws.write_frame(Frame::binary(Payload::Borrowed(&chunk)))
                     .await?;
                 session.advance(conn, chunk.len());
+                // One thread runs the whole runtime: a frame at a time, so that input
+                // (a Ctrl-C) is not left waiting behind a flood of output.
+                tokio::task::yield_now().await;
             }
             Next::Exit(status) => {
                 ws.write_frame(text(&ServerMsg::Exit(status))).await?;
