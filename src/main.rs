@@ -101,6 +101,8 @@ where
 fn exec(args: ExecArgs) -> anyhow::Result<i32> {
     let config = ExecConfig::new(args, |k| std::env::var(k).ok())?.with_child_env(std::env::vars());
     init_logging();
+    // One thread: the hand-offs between worker threads cost half the runtime's CPU per byte
+    // of output (BENCHMARKS.md). Blocking work (unpacking an upload) has its own threads.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::task::AbortOnDrop;
 use bytes::Bytes;
 use nix::sys::signal::Signal;
 use tokio::process::Child;
@@ -18,6 +17,7 @@ use super::pty::{self, Master, Spawn};
 use super::session::{Process, Session, Upload};
 use crate::config::Agent;
 use crate::protocol::ExitStatus;
+use crate::task::AbortOnDrop;
 
 /// Bytes read from the PTY at once.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
