@@ -13,6 +13,8 @@ const TRIALS: usize = 50;
 /// "Flowing": this much of `yes` came through before Ctrl-C.
 const FLOWING_BYTES: usize = 256 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Ctrl-C is pressed again if the prompt is not back by then.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub fn run(ctx: &Ctx) -> Vec<Row> {
     let contenders = ctx.contenders();
@@ -64,7 +66,19 @@ fn trial(term: &mut Term) -> (f64, f64) {
     term.wait_bytes(FLOWING_BYTES, TIMEOUT);
     let received = term.received();
     let pressed = term.write(b"\x03");
-    let prompt = term.wait_for(PROMPT.as_bytes(), TIMEOUT);
+    // A Ctrl-C that is lost (seen once in many runs, on the bare PTY: `yes` kept going) is
+    // pressed again; the trial keeps its time from the first press.
+    let prompt = loop {
+        if let Some(at) = term.try_wait_for(PROMPT.as_bytes(), RETRY_AFTER) {
+            break at;
+        }
+        println!("ctrl-c    no prompt {RETRY_AFTER:?} after Ctrl-C; pressing it again");
+        assert!(
+            pressed.elapsed() < TIMEOUT,
+            "no prompt {TIMEOUT:?} after Ctrl-C"
+        );
+        term.write(b"\x03");
+    };
     let kib = (term.received() - received) as f64 / 1024.0;
     std::thread::sleep(Duration::from_millis(20));
     (ms(prompt.duration_since(pressed)), kib)

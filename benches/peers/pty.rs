@@ -102,12 +102,20 @@ impl Term {
     /// Consumes output through the first `pattern`; returns when its last byte arrived.
     pub fn wait_for(&mut self, pattern: &[u8], timeout: Duration) -> Instant {
         self.scan(pattern, timeout, None)
+            .unwrap_or_else(|| self.fail("timed out", pattern))
+    }
+
+    /// Like `wait_for`, but `None` when the pattern has not come within `timeout`.
+    pub fn try_wait_for(&mut self, pattern: &[u8], timeout: Duration) -> Option<Instant> {
+        self.scan(pattern, timeout, None)
     }
 
     /// Like `wait_for`, and also returns (up to 64 KiB of) what came before the pattern.
     pub fn wait_for_text(&mut self, pattern: &[u8], timeout: Duration) -> (Instant, String) {
         let mut seen = Vec::new();
-        let at = self.scan(pattern, timeout, Some(&mut seen));
+        let at = self
+            .scan(pattern, timeout, Some(&mut seen))
+            .unwrap_or_else(|| self.fail("timed out", pattern));
         (at, String::from_utf8_lossy(&seen).into_owned())
     }
 
@@ -116,7 +124,7 @@ impl Term {
         pattern: &[u8],
         timeout: Duration,
         mut capture: Option<&mut Vec<u8>>,
-    ) -> Instant {
+    ) -> Option<Instant> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(end) = find(&self.pending, pattern) {
@@ -124,7 +132,7 @@ impl Term {
                     seen.extend_from_slice(&self.pending[..end - pattern.len()]);
                 }
                 self.pending.drain(..end);
-                return self.pending_at;
+                return Some(self.pending_at);
             }
             // Keep only what could still start the pattern.
             let keep_from = self.pending.len().saturating_sub(pattern.len() - 1);
@@ -134,9 +142,9 @@ impl Term {
                 seen.drain(..excess);
             }
             self.pending.drain(..keep_from);
-            self.receive(deadline, || {
-                format!("{:?}", String::from_utf8_lossy(pattern))
-            });
+            if !self.receive(deadline) {
+                return None;
+            }
         }
     }
 
@@ -145,7 +153,9 @@ impl Term {
         let deadline = Instant::now() + timeout;
         let mut got = std::mem::take(&mut self.pending).len();
         while got < bytes {
-            self.receive(deadline, || format!("{bytes} bytes of output"));
+            if !self.receive(deadline) {
+                self.fail("timed out", format!("{bytes} bytes of output").as_bytes());
+            }
             got += std::mem::take(&mut self.pending).len();
         }
     }
@@ -191,28 +201,29 @@ impl Term {
         }
     }
 
-    fn receive(&mut self, deadline: Instant, what: impl Fn() -> String) {
+    /// Adds the next chunk to `pending`; false when none came before `deadline`.
+    fn receive(&mut self, deadline: Instant) -> bool {
         let left = deadline.saturating_duration_since(Instant::now());
         match self.chunks.recv_timeout(left) {
             Ok(chunk) => {
                 self.received += chunk.bytes.len() as u64;
                 self.pending.extend_from_slice(&chunk.bytes);
                 self.pending_at = chunk.at;
+                true
             }
-            Err(e) => {
-                let tail = &self.pending[self.pending.len().saturating_sub(TAIL_SHOWN)..];
-                let why = match e {
-                    RecvTimeoutError::Timeout => "timed out",
-                    RecvTimeoutError::Disconnected => "the output ended",
-                };
-                panic!(
-                    "{}: {why} waiting for {}; last output: {:?}",
-                    self.name,
-                    what(),
-                    String::from_utf8_lossy(tail)
-                );
-            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => self.fail("the output ended", b"more"),
         }
+    }
+
+    fn fail(&self, why: &str, waiting_for: &[u8]) -> ! {
+        let tail = &self.pending[self.pending.len().saturating_sub(TAIL_SHOWN)..];
+        panic!(
+            "{}: {why} waiting for {:?}; last output: {:?}",
+            self.name,
+            String::from_utf8_lossy(waiting_for),
+            String::from_utf8_lossy(tail)
+        );
     }
 }
 
