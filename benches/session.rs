@@ -8,10 +8,15 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The generated inputs, shared with the peers bench; this one uses the workspace.
+#[allow(dead_code)]
+#[path = "peers/data.rs"]
+mod data;
+
+use data::{FILES, WORKSPACE_BYTES, write_workspace};
+
 const ROUNDS: usize = 5;
 const PROMPT: &str = "catty-bench$ ";
-const FILES: usize = 40_000;
-const WORKSPACE_BYTES: usize = 80 * 1024 * 1024;
 
 fn main() {
     let state = tempfile::tempdir().unwrap();
@@ -47,34 +52,6 @@ fn main() {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// 40,000 files of 1 to 4 KiB of mixed text (compressible like source code), 80 MiB in all.
-fn write_workspace(root: &Path) {
-    let per_file = WORKSPACE_BYTES / FILES;
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    for i in 0..FILES {
-        let dir = root.join(format!("src/mod{:03}", i % 400));
-        if i < 400 {
-            std::fs::create_dir_all(&dir).unwrap();
-        }
-        let mut content = Vec::with_capacity(per_file);
-        while content.len() < per_file {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            writeln!(
-                content,
-                "let value_{} = compute({}, {});",
-                seed % 1000,
-                seed % 97,
-                i
-            )
-            .unwrap();
-        }
-        content.truncate(per_file);
-        std::fs::write(dir.join(format!("file{i}.rs")), content).unwrap();
-    }
 }
 
 struct Daemon {

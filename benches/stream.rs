@@ -2,14 +2,21 @@
 //! read from a bare PTY, and the runtime's idle memory. Run with `cargo bench --bench stream`
 //! (or `just bench`); it builds nothing itself, so the release binary comes from cargo.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use catty::protocol::{ConnectParams, ServerMsg};
 use fastwebsockets::OpCode;
 
-const FILE_MIB: usize = 256;
+/// The generated inputs, shared with the peers bench; this one uses the bulk file.
+#[allow(dead_code)]
+#[path = "peers/data.rs"]
+mod data;
+
+use data::{BULK_BYTES, write_bulk_file};
+
+const FILE_MIB: usize = BULK_BYTES / (1024 * 1024);
 const ROUNDS: usize = 3;
 
 fn main() {
@@ -38,18 +45,6 @@ fn main() {
         "runtime RSS, idle with one attached shell: {:.1} MiB",
         idle as f64 / 1024.0
     );
-}
-
-/// 256 MiB of text lines, like a build log.
-fn write_bulk_file(path: &std::path::Path) {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let line = b"the quick brown fox jumps over the lazy dog 0123456789 ABCDEFGHIJKLMNOPQRSTUVW\n";
-    for _ in 0..FILE_MIB * 1024 * 1024 / line.len() {
-        out.write_all(line).unwrap();
-    }
-    let rest = FILE_MIB * 1024 * 1024 % line.len();
-    out.write_all(&line[..rest]).unwrap();
-    out.flush().unwrap();
 }
 
 /// `cat FILE` with its stdout on a PTY, the master read until EOF.

@@ -1,6 +1,6 @@
 //! The generated inputs, the same on every run: a 256 MiB text file for bulk output and a
-//! 40,000-file / 80 MiB workspace for uploads (the generators of `stream.rs` and
-//! `session.rs`, copied: bench targets cannot import each other).
+//! 40,000-file / 80 MiB workspace for uploads. `stream.rs` and `session.rs` include this
+//! file too (`#[path]`), each using part of it.
 
 use std::io::Write;
 use std::path::Path;
