@@ -28,6 +28,20 @@ pub struct Runtime {
     pub workspace: tempfile::TempDir,
 }
 
+/// The address a catty server started with piped stdout announces on its first line,
+/// `listening on ADDR`.
+pub fn listening_addr(child: &mut Child) -> SocketAddr {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("bad first line {line:?}"))
+        .parse()
+        .unwrap()
+}
+
 impl Runtime {
     /// Like [`Runtime::start`], but in a given workspace (e.g. nested in a directory the test
     /// inspects for stray writes).
@@ -52,17 +66,10 @@ impl Runtime {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start catty exec");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("bad first line {line:?}"));
+        let addr = listening_addr(&mut child);
         Runtime {
             child,
-            addr: addr.parse().unwrap(),
+            addr,
             workspace,
         }
     }

@@ -1,7 +1,6 @@
 //! The harness: a runtime session with a private HOME in a git repository, watched through
 //! one interactive client whose output feeds a vt100 screen, and ended like a machine stop.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,16 +67,7 @@ impl AgentSession {
                 Stdio::null()
             });
         let mut child = cmd.spawn().expect("start catty exec");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let addr = common::listening_addr(&mut child);
         let runtime = Runtime {
             child,
             addr,
