@@ -15,6 +15,8 @@ mod data;
 mod echo;
 #[path = "peers/interrupt.rs"]
 mod interrupt;
+#[path = "peers/listen.rs"]
+mod listen;
 #[path = "peers/memory.rs"]
 mod memory;
 #[path = "peers/proc.rs"]

@@ -3,7 +3,7 @@
 //! and without uploading a generated 80 MiB / 40,000-file workspace. `cargo bench --bench
 //! session` (or `just bench`).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 #[path = "peers/data.rs"]
 mod data;
+#[path = "peers/listen.rs"]
+mod listen;
 
 use data::{FILES, WORKSPACE_BYTES, write_workspace};
 
@@ -75,15 +77,7 @@ impl Daemon {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
+        let addr = listen::listening_addr(&mut child);
         Daemon {
             child,
             addr,

@@ -2,7 +2,7 @@
 //! read from a bare PTY, and the runtime's idle memory. Run with `cargo bench --bench stream`
 //! (or `just bench`); it builds nothing itself, so the release binary comes from cargo.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,8 @@ use fastwebsockets::OpCode;
 #[allow(dead_code)]
 #[path = "peers/data.rs"]
 mod data;
+#[path = "peers/listen.rs"]
+mod listen;
 
 use data::{BULK_BYTES, write_bulk_file};
 
@@ -94,15 +96,7 @@ fn start_runtime(argv: &[&str], workspace: &std::path::Path) -> Runtime {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let addr = listen::listening_addr(&mut child);
     Runtime(child, addr)
 }
 

@@ -2,7 +2,6 @@
 //! off or on), `catty new` on a terminal of ours, and where a session's runtime is (its pid
 //! for memory, its port for cutting the link).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -42,15 +41,7 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("cannot start catty api");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
+        let addr = crate::listen::listening_addr(&mut child);
         Daemon {
             child,
             addr,
