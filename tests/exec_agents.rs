@@ -97,6 +97,27 @@ fn read_json(path: PathBuf) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The control: `program` with the same copy, HOME and `key`, but without the profile (as a
+/// plain command), must show a dialog on this machine, or the pass before it proves nothing.
+async fn assert_dialog_without_profile(
+    path: &str,
+    key: (&str, &str),
+    program: &str,
+    classify: screens::Classify,
+    what: &str,
+) {
+    let env = [("CATTY_AGENT", "shell"), key];
+    let mut control = AgentSession::start(path, &env, &[program]).await;
+    let seen = control.settle(classify).await;
+    report!("{what} without the profile: {:?}", seen.0);
+    assert!(
+        matches!(seen.0, Verdict::Dialog(_)),
+        "no dialog:\n{}",
+        seen.1
+    );
+    control.end();
+}
+
 #[track_caller]
 fn assert_verdict(what: &str, got: &(Verdict, String), want: Verdict) {
     if std::env::var_os("CATTY_TEST_SCREENS").is_some() {
@@ -136,26 +157,11 @@ async fn claude_opens_at_its_prompt_with_no_dialog() {
         assert!(!home.join(".npm").exists(), "the auto-updater ran");
         session.end();
 
-        // The control: the same copy, HOME and key, without the profile, must show a dialog
-        // on this machine, or the pass above proves nothing.
+        // The control, for the first copy.
         if i == 0 {
-            let env = [
-                ("CATTY_AGENT", "shell"),
-                ("ANTHROPIC_API_KEY", key.as_str()),
-            ];
-            let mut control = AgentSession::start(&path, &env, &["claude"]).await;
-            let seen = control.settle(screens::claude).await;
-            report!(
-                "claude {} without the profile: {:?}",
-                claude.version,
-                seen.0
-            );
-            assert!(
-                matches!(seen.0, Verdict::Dialog(_)),
-                "no dialog:\n{}",
-                seen.1
-            );
-            control.end();
+            let what = format!("claude {}", claude.version);
+            let key = ("ANTHROPIC_API_KEY", key.as_str());
+            assert_dialog_without_profile(&path, key, "claude", screens::claude, &what).await;
         }
     }
 }
@@ -174,16 +180,8 @@ async fn codex_opens_at_its_prompt_with_no_dialog() {
         assert_eq!(auth["OPENAI_API_KEY"], key.as_str());
         session.end();
 
-        let env = [("CATTY_AGENT", "shell"), ("OPENAI_API_KEY", key.as_str())];
-        let mut control = AgentSession::start(&path, &env, &["codex"]).await;
-        let seen = control.settle(screens::codex).await;
-        report!("{} without the profile: {:?}", codex.version, seen.0);
-        assert!(
-            matches!(seen.0, Verdict::Dialog(_)),
-            "no dialog:\n{}",
-            seen.1
-        );
-        control.end();
+        let key = ("OPENAI_API_KEY", key.as_str());
+        assert_dialog_without_profile(&path, key, "codex", screens::codex, &codex.version).await;
     }
 }
 
@@ -199,20 +197,9 @@ async fn gemini_opens_at_its_prompt_with_no_dialog() {
         assert_verdict(&format!("gemini {}", gemini.version), &seen, Verdict::Main);
         session.end();
 
-        let env = [("CATTY_AGENT", "shell"), ("GEMINI_API_KEY", key.as_str())];
-        let mut control = AgentSession::start(&path, &env, &["gemini"]).await;
-        let seen = control.settle(screens::gemini).await;
-        report!(
-            "gemini {} without the profile: {:?}",
-            gemini.version,
-            seen.0
-        );
-        assert!(
-            matches!(seen.0, Verdict::Dialog(_)),
-            "no dialog:\n{}",
-            seen.1
-        );
-        control.end();
+        let what = format!("gemini {}", gemini.version);
+        let key = ("GEMINI_API_KEY", key.as_str());
+        assert_dialog_without_profile(&path, key, "gemini", screens::gemini, &what).await;
     }
 }
 
