@@ -181,6 +181,7 @@ fn typing_resize_vim_and_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(dir.path(), 100, 30);
     new_session(&t, "--no-upload -- bash --norc --noprofile");
+    assert_reads_terminal_itself(t.foreground_pid());
     t.run("echo $((6*7))");
     t.wait_for_text("42");
     t.run("stty size");
@@ -215,6 +216,28 @@ fn typing_resize_vim_and_exit_code() {
         screen.contains(" icanon") && screen.contains(" echo "),
         "terminal not restored:\n{screen}"
     );
+}
+
+/// Keys reach the client's event loop with no thread in between: it holds a file of its own
+/// on its terminal (a fd above 2 naming the same device as stdin), opened non-blocking.
+fn assert_reads_terminal_itself(client: i32) {
+    let link = |fd: &str| std::fs::read_link(format!("/proc/{client}/fd/{fd}")).ok();
+    let terminal = link("0").expect("the client's stdin");
+    let own = std::fs::read_dir(format!("/proc/{client}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|fd| fd.parse::<u32>().is_ok_and(|n| n > 2))
+        .find(|fd| link(fd).as_ref() == Some(&terminal))
+        .unwrap_or_else(|| panic!("client {client} has no file of its own on {terminal:?}"));
+    let info = std::fs::read_to_string(format!("/proc/{client}/fdinfo/{own}")).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+        .expect("fdinfo has flags");
+    const O_NONBLOCK: u32 = 0o4000;
+    assert!(flags & O_NONBLOCK != 0, "fd {own} is blocking: {info}");
 }
 
 #[test]

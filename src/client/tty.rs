@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 
 use bytes::Bytes;
@@ -72,39 +73,50 @@ impl Stdin {
     }
 }
 
-/// The terminal on stdin opened afresh as `/dev/tty`, non-blocking. A fresh open is its own
+/// The terminal on stdin opened afresh by its name, non-blocking. A fresh open is its own
 /// file description, so `O_NONBLOCK` stays ours: set on stdin it would be the shell's too.
-/// `None` when stdin is not our controlling terminal.
+/// (Not `/dev/tty`: its file is the alias, so it could not be checked against stdin.)
+/// `None` when stdin is not a terminal or cannot be opened again.
 fn own_terminal() -> Option<AsyncFd<File>> {
     let stdin = io::stdin();
     if !stdin.is_terminal() {
         return None;
     }
+    let name = rustix::termios::ttyname(&stdin, Vec::new()).ok()?;
     let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
     let tty = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(flags.bits() as i32)
-        .open("/dev/tty")
+        .open(std::ffi::OsStr::from_bytes(name.as_bytes()))
         .ok()?;
     let device = |fd: BorrowedFd| rustix::fs::fstat(fd).ok().map(|stat| stat.st_rdev);
     if device(stdin.as_fd())? != device(tty.as_fd())? {
         return None;
     }
+    // Readable only: the terminal is also where output goes, and a wake-up for every write
+    // of ours would cost the runtime a turn of its event loop.
     // SAFETY: the AsyncFd owns the file, so the fd stays open for as long as it is registered.
     #[allow(unsafe_code)]
-    unsafe { AsyncFd::register(tty) }.ok()
+    unsafe { AsyncFd::register_with_interest(tty, Interest::READABLE) }.ok()
 }
 
 /// Keystrokes reach the attach loop in one hop, with no thread to wake in between.
 async fn read_terminal(tty: AsyncFd<File>, tx: mpsc::Sender<Bytes>) {
     let mut buf = [0u8; READ_BYTES];
     loop {
-        let read = tty
-            .async_io(Interest::READABLE, |mut file| file.read(&mut buf))
-            .await;
+        let Ok(mut ready) = tty.readable().await else {
+            return;
+        };
+        let read = ready.get_inner().read(&mut buf);
         match read {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
             Ok(0) | Err(_) => return,
             Ok(n) => {
+                // A short read emptied the terminal's queue: wait for the next key rather
+                // than ask again (what tokio does for sockets; a later key is a new edge).
+                if n < buf.len() {
+                    ready.clear_ready();
+                }
                 if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
                     return;
                 }
