@@ -78,7 +78,7 @@ fn version() -> anyhow::Result<i32> {
 fn client<F, Fut>(command: F) -> anyhow::Result<i32>
 where
     F: FnOnce(ClientConfig) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<i32>>,
+    Fut: std::future::Future<Output = anyhow::Result<i32>> + Send + 'static,
 {
     let config = ClientConfig::new(|k| std::env::var(k).ok())?;
     if let Ok(path) = std::env::var("CATTY_LOG_FILE") {
@@ -95,7 +95,14 @@ where
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(command(config))
+    // The command runs as a task: a task woken by another (a keystroke, a frame) runs at
+    // once, where the future given to `block_on` would cost a look at epoll first.
+    runtime.block_on(async {
+        match tokio::spawn(command(config)).await {
+            Ok(result) => result,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    })
 }
 
 fn exec(args: ExecArgs) -> anyhow::Result<i32> {

@@ -2,11 +2,12 @@
 //! failures by reconnecting with `since` (output) and resending unacknowledged input.
 
 use std::collections::BTreeMap;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::task::AbortOnDrop;
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -237,16 +238,14 @@ impl Attach {
                 Step::Continue => {}
                 Step::Send(frames) => {
                     for frame in frames {
-                        match tokio::time::timeout(WRITE_TIMEOUT, write.write_frame(frame)).await {
-                            Ok(Ok(())) => {}
-                            Ok(Err(e)) => return Ended::Lost(e.to_string()),
-                            Err(_) => return Ended::Lost("the link stopped taking data".into()),
+                        if let Err(why) = send(&mut write, frame).await {
+                            return Ended::Lost(why);
                         }
                     }
                 }
                 Step::SendThenDetach(frames) => {
                     for frame in frames {
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, write.write_frame(frame)).await;
+                        let _ = send(&mut write, frame).await;
                     }
                     return Ended::Done(Outcome::Detached);
                 }
@@ -369,6 +368,26 @@ enum Event {
     /// A pong or close reply the WebSocket protocol requires of us.
     Obligated(Frame<'static>),
     Closed(String),
+}
+
+/// Writes one frame, giving up after [`WRITE_TIMEOUT`] if the link stops taking data.
+///
+/// A write that finishes at once (nearly all: the socket's buffer has room) sets no timer. A
+/// timer set for every keystroke would wake the runtime's driver, a syscall or two each time.
+async fn send<W>(write: &mut WebSocketWrite<W>, frame: Frame<'_>) -> Result<(), String>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut writing = std::pin::pin!(write.write_frame(frame));
+    let first = std::future::poll_fn(|cx| Poll::Ready(writing.as_mut().poll(cx))).await;
+    let done = match first {
+        Poll::Ready(done) => done,
+        Poll::Pending => match tokio::time::timeout(WRITE_TIMEOUT, writing).await {
+            Ok(done) => done,
+            Err(_) => return Err("the link stopped taking data".into()),
+        },
+    };
+    done.map_err(|e| e.to_string())
 }
 
 fn binary(bytes: Bytes) -> Frame<'static> {

@@ -38,8 +38,7 @@ const PIPE_BYTES: usize = 256 * 1024;
 /// How much of a non-JSON error answer (a proxy's page, say) goes into the message.
 const ANSWER_SNIPPET_CHARS: usize = 200;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type UploadBody = BoxBody<Bytes, BoxError>;
+type UploadBody = BoxBody<Bytes, std::io::Error>;
 /// The connection to the runtime, plain or TLS.
 type Conn = TokioIo<crate::net::Stream>;
 
@@ -188,11 +187,9 @@ fn request(
 /// The archive as a chunked body. A failed zip must not end the body cleanly (the runtime
 /// would get a complete, if broken, archive): it ends with an error, which aborts the request.
 fn body(pipe: DuplexStream, zipped: oneshot::Receiver<bool>) -> UploadBody {
-    let data = ReaderStream::with_capacity(pipe, PIPE_BYTES)
-        .map_ok(Frame::data)
-        .map_err(BoxError::from);
+    let data = ReaderStream::with_capacity(pipe, PIPE_BYTES).map_ok(Frame::data);
     let end = futures_util::stream::once(zipped).filter_map(|ok| {
-        let failed = BoxError::from("the archive could not be written");
+        let failed = std::io::Error::other("the archive could not be written");
         std::future::ready((ok != Ok(true)).then_some(Err(failed)))
     });
     BodyExt::boxed(StreamBody::new(data.chain(end)))
