@@ -27,6 +27,10 @@ pub struct Master {
     fd: AsyncFd<OwnedFd>,
 }
 
+/// The most output a read of the master gets while a flood is on: what the kernel's line
+/// discipline buffers (4 KiB less one byte).
+const LDISC_BYTES: usize = 4095;
+
 /// Signals a parent may have ignored that must not stay ignored in the child: ignored
 /// dispositions survive exec, and an ignored SIGINT makes Ctrl-C do nothing.
 const RESET_SIGNALS: [Signal; 6] = [
@@ -104,13 +108,23 @@ fn libc_eio() -> i32 {
 impl Master {
     /// Reads output; `Ok(0)` at end of output.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let result = self
-            .fd
-            .async_io(Interest::READABLE, |fd| {
-                rustix::io::read(fd, &mut *buf).map_err(io::Error::from)
-            })
-            .await;
-        eof_on_eio(result)
+        loop {
+            let mut ready = self.fd.readable().await?;
+            match rustix::io::read(ready.get_inner(), &mut *buf) {
+                Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
+                Err(e) => return eof_on_eio(Err(e.into())),
+                Ok(n) => {
+                    // A read that did not fill the line discipline's buffer emptied the PTY
+                    // (a keystroke's echo, say): the next read waits for new output instead
+                    // of asking again. Output written after this read is a new edge, so
+                    // nothing is missed. A full buffer means a flood: read on at once.
+                    if n < LDISC_BYTES {
+                        ready.clear_ready();
+                    }
+                    return Ok(n);
+                }
+            }
+        }
     }
 
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {

@@ -1,14 +1,14 @@
 //! One `/connect` WebSocket: a reader that applies input and control messages, and a writer
 //! that sends control replies first and output from the connection's cursor otherwise.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::session::{Attached, ConnId, Next, Session};
+use super::session::{Attached, ConnId, FRAME_MAX_BYTES, Next, Session};
 use crate::protocol::{ClientMsg, ConnectParams, ParseError, ServerMsg, Signal};
 
 /// The server pings a connection that has been quiet this long.
@@ -32,20 +32,38 @@ where
     tracing::info!(conn, watch = params.watch, since = ?params.since, "client attached");
     let (read, write) = ws.split(tokio::io::split);
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_FRAMES);
+    let heard = Mutex::new(Instant::now());
     tokio::select! {
         result = write_loop(&session, write, control_rx, attached) => {
             if let Err(e) = result {
                 tracing::debug!(conn, "writer ended: {e}");
             }
         }
-        result = read_loop(&session, conn, read, control) => {
+        result = read_loop(&session, conn, read, control, &heard) => {
             if let Err(e) = result {
                 tracing::debug!(conn, "reader ended: {e}");
             }
         }
+        () = dead_link(&heard) => {
+            tracing::info!(conn, "no frame for {DEAD_LINK:?}; dropping the connection");
+        }
     }
     session.detach(conn);
     tracing::info!(conn, "client detached");
+}
+
+/// Returns once the client has sent nothing for [`DEAD_LINK`].
+///
+/// Timers here are long-lived and reset only when they fire: a timer set afresh for every
+/// frame would wake the runtime's driver (an extra syscall or two) on every keystroke.
+async fn dead_link(heard: &Mutex<Instant>) {
+    loop {
+        let deadline = *heard.lock().unwrap_or_else(PoisonError::into_inner) + DEAD_LINK;
+        if deadline <= Instant::now() {
+            return;
+        }
+        tokio::time::sleep_until(deadline.into()).await;
+    }
 }
 
 fn text(msg: &ServerMsg) -> Frame<'static> {
@@ -68,7 +86,10 @@ where
             .await?;
     }
     let mut changed = session.subscribe();
-    let mut chunk = Vec::with_capacity(super::session::FRAME_MAX_BYTES);
+    let mut chunk = Vec::with_capacity(FRAME_MAX_BYTES);
+    let mut sent = Instant::now();
+    let keepalive = tokio::time::sleep(PING_INTERVAL);
+    tokio::pin!(keepalive);
     loop {
         // Control replies go before any output.
         while let Ok(frame) = control.try_recv() {
@@ -81,9 +102,13 @@ where
                 ws.write_frame(Frame::binary(Payload::Borrowed(&chunk)))
                     .await?;
                 session.advance(conn, chunk.len());
-                // One thread runs the whole runtime: a frame at a time, so that input
-                // (a Ctrl-C) is not left waiting behind a flood of output.
-                tokio::task::yield_now().await;
+                sent = Instant::now();
+                // One thread runs the whole runtime: under a flood (a full frame, more
+                // waiting), let input (a Ctrl-C) in between frames. A smaller frame took
+                // all there was, so the loop waits next anyway.
+                if chunk.len() == FRAME_MAX_BYTES {
+                    tokio::task::yield_now().await;
+                }
             }
             Next::Exit(status) => {
                 ws.write_frame(text(&ServerMsg::Exit(status))).await?;
@@ -99,7 +124,13 @@ where
                     None => return Ok(()),
                 },
                 _ = changed.changed() => {}
-                () = tokio::time::sleep(PING_INTERVAL) => ws.write_frame(text(&ServerMsg::Ping)).await?,
+                () = &mut keepalive => {
+                    if sent.elapsed() >= PING_INTERVAL {
+                        ws.write_frame(text(&ServerMsg::Ping)).await?;
+                        sent = Instant::now();
+                    }
+                    keepalive.as_mut().reset((sent + PING_INTERVAL).into());
+                }
             },
         }
     }
@@ -110,6 +141,7 @@ async fn read_loop<R>(
     conn: ConnId,
     read: fastwebsockets::WebSocketRead<R>,
     control: Control,
+    heard: &Mutex<Instant>,
 ) -> Result<(), WebSocketError>
 where
     R: AsyncRead + Unpin,
@@ -127,13 +159,8 @@ where
         async move { control.send(owned).await }
     };
     loop {
-        let frame = match tokio::time::timeout(DEAD_LINK, reader.read_frame(&mut obligated)).await {
-            Ok(frame) => frame?,
-            Err(_) => {
-                tracing::info!(conn, "no frame for {DEAD_LINK:?}; dropping the connection");
-                return Ok(());
-            }
-        };
+        let frame = reader.read_frame(&mut obligated).await?;
+        *heard.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
         let reply = match frame.opcode {
             OpCode::Binary => session.input(conn, &frame.payload).await,
             OpCode::Text => control_message(session, conn, &frame.payload, &control).await,
