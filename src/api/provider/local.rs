@@ -130,9 +130,15 @@ impl Local {
         cmd.stdin(Stdio::null())
             .stdout(out)
             .stderr(log)
-            // Its own process group: the daemon's Ctrl-C or exit must not reach it.
-            .process_group(0)
             .kill_on_drop(false);
+        // A session of its own, as a machine's runtime (or sshd's per-connection process)
+        // has: the daemon's Ctrl-C or exit must not reach it, and the scheduler weighs it
+        // apart from whoever started the daemon (autogroups), as it does the sandboxed one.
+        // SAFETY: the child only calls setsid, which is async-signal-safe, before it execs.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+        }
         Ok(cmd)
     }
 
