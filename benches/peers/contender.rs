@@ -132,6 +132,12 @@ impl<'a> Shell<'a> {
         }
     }
 
+    /// CPU nanoseconds used so far by the server side and the client together.
+    pub fn cpu_ns(&self) -> u64 {
+        let server: u64 = self.server.iter().map(|p| proc::cpu_ns(*p)).sum();
+        server + proc::cpu_ns(self.client)
+    }
+
     /// CPU seconds used so far by the server side and by the client.
     pub fn cpu(&self) -> (f64, f64) {
         let server = self.server.iter().map(|p| proc::cpu_seconds(*p)).sum();

@@ -26,6 +26,19 @@ pub fn cpu_seconds(pid: i32) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// Nanoseconds on a CPU so far, all threads of `pid` together (`schedstat`, exact where
+/// [`cpu_seconds`] counts ticks).
+pub fn cpu_ns(pid: i32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 pub fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
