@@ -25,8 +25,8 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
     let mut trials = vec![Vec::new(); shells.len()];
     // Contenders take turns, one trial each.
     for _ in 0..TRIALS {
-        for (shell, trials) in shells.iter_mut().zip(&mut trials) {
-            trials.push(trial(shell.term()));
+        for ((shell, trials), contender) in shells.iter_mut().zip(&mut trials).zip(&contenders) {
+            trials.push(trial(shell.term(), contender.name()));
         }
     }
     let mut stats = [[None; 4]; 2];
@@ -61,7 +61,7 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
 }
 
 /// `yes`, Ctrl-C once it flows: milliseconds to the prompt, and KiB read in between.
-fn trial(term: &mut Term) -> (f64, f64) {
+fn trial(term: &mut Term, name: &str) -> (f64, f64) {
     term.write(b"yes\r");
     term.wait_bytes(FLOWING_BYTES, TIMEOUT);
     let received = term.received();
@@ -72,7 +72,10 @@ fn trial(term: &mut Term) -> (f64, f64) {
         if let Some(at) = term.try_wait_for(PROMPT.as_bytes(), RETRY_AFTER) {
             break at;
         }
-        println!("ctrl-c    no prompt {RETRY_AFTER:?} after Ctrl-C; pressing it again");
+        let kib = (term.received() - received) / 1024;
+        println!(
+            "ctrl-c    {name}: no prompt {RETRY_AFTER:?} after Ctrl-C ({kib} KiB since); pressing it again"
+        );
         assert!(
             pressed.elapsed() < TIMEOUT,
             "no prompt {TIMEOUT:?} after Ctrl-C"
