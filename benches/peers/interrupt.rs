@@ -15,6 +15,8 @@ const FLOWING_BYTES: usize = 256 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(60);
 /// Ctrl-C is pressed again if the prompt is not back by then.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Presses, in all, before the Ctrl-C counts as lost.
+const PRESSES: usize = 3;
 
 pub fn run(ctx: &Ctx) -> Vec<Row> {
     let contenders = ctx.contenders();
@@ -31,10 +33,11 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
     }
     let mut stats = [[None; 4]; 2];
     for (col, trials) in trials.iter().enumerate() {
-        let (times, drained): (Vec<f64>, Vec<f64>) = trials.iter().copied().unzip();
+        let lost = trials.iter().filter(|t| t.is_none()).count();
+        let (times, drained): (Vec<f64>, Vec<f64>) = trials.iter().flatten().copied().unzip();
         let (p50, p99) = (percentile(&times, 50.0), percentile(&times, 99.0));
         println!(
-            "ctrl-c    {:<20} p50 {p50:.1} ms  p90 {:.1} ms  p99 {p99:.1} ms  ({TRIALS} trials); output after Ctrl-C: median {:.0} KiB, max {:.0} KiB",
+            "ctrl-c    {:<20} p50 {p50:.1} ms  p90 {:.1} ms  p99 {p99:.1} ms  ({TRIALS} trials, {lost} lost); output after Ctrl-C: median {:.0} KiB, max {:.0} KiB",
             contenders[col].name(),
             percentile(&times, 90.0),
             median(&drained),
@@ -60,29 +63,35 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
     ]
 }
 
-/// `yes`, Ctrl-C once it flows: milliseconds to the prompt, and KiB read in between.
-fn trial(term: &mut Term, name: &str) -> (f64, f64) {
+/// `yes`, Ctrl-C once it flows: milliseconds to the prompt, and KiB read in between. `None`
+/// when the Ctrl-C is lost: `yes` goes on through every press (seen on the bare PTY alone,
+/// a few times in thousands of trials), and is killed so the run can go on.
+fn trial(term: &mut Term, name: &str) -> Option<(f64, f64)> {
     term.write(b"yes\r");
     term.wait_bytes(FLOWING_BYTES, TIMEOUT);
     let received = term.received();
     let pressed = term.write(b"\x03");
-    // A Ctrl-C that is lost (seen once in many runs, on the bare PTY: `yes` kept going) is
-    // pressed again; the trial keeps its time from the first press.
+    let mut presses = 1;
     let prompt = loop {
         if let Some(at) = term.try_wait_for(PROMPT.as_bytes(), RETRY_AFTER) {
-            break at;
+            break Some(at);
         }
         let kib = (term.received() - received) / 1024;
+        if presses == PRESSES {
+            println!(
+                "ctrl-c    {name}: Ctrl-C lost ({presses} presses, {kib} KiB since); killing `yes`"
+            );
+            term.kill_foreground();
+            term.wait_for(PROMPT.as_bytes(), TIMEOUT);
+            break None;
+        }
         println!(
             "ctrl-c    {name}: no prompt {RETRY_AFTER:?} after Ctrl-C ({kib} KiB since); pressing it again"
         );
-        assert!(
-            pressed.elapsed() < TIMEOUT,
-            "no prompt {TIMEOUT:?} after Ctrl-C"
-        );
         term.write(b"\x03");
+        presses += 1;
     };
     let kib = (term.received() - received) as f64 / 1024.0;
     std::thread::sleep(Duration::from_millis(20));
-    (ms(prompt.duration_since(pressed)), kib)
+    prompt.map(|at| (ms(at.duration_since(pressed)), kib))
 }

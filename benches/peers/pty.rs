@@ -85,6 +85,13 @@ impl Term {
         self.child.id() as i32
     }
 
+    /// Kills the terminal's foreground process group (the program the shell is running).
+    pub fn kill_foreground(&self) {
+        if let Ok(group) = rustix::termios::tcgetpgrp(&self.master) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+
     /// Bytes read from the master so far.
     pub fn received(&self) -> u64 {
         self.received
