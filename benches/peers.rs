@@ -37,6 +37,8 @@ mod upload;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{SigHandler, Signal};
+
 use contender::Contender;
 use daemon::Daemon;
 use report::Row;
@@ -135,6 +137,13 @@ pub fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
+    // Started in the background by a script (`cargo bench &`), the bench inherits SIGINT
+    // and SIGQUIT ignored, and so would the bare PTY's bash and its `yes`: every Ctrl-C there
+    // would be lost. (catty's runtime and sshd reset them for their programs.)
+    for sig in [Signal::SIGINT, Signal::SIGQUIT] {
+        // SAFETY: the default disposition installs no handler, and no other thread runs yet.
+        unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }.expect("sigaction");
+    }
     let wanted: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

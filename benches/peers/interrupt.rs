@@ -28,7 +28,12 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
     // Contenders take turns, one trial each.
     for _ in 0..TRIALS {
         for ((shell, trials), contender) in shells.iter_mut().zip(&mut trials).zip(&contenders) {
-            trials.push(trial(shell.term(), contender.name()));
+            let result = trial(shell.term(), contender.name());
+            if result.is_none() {
+                // A shell that lost one Ctrl-C has lost every later one: start afresh.
+                *shell = Shell::new(contender, &ctx.scratch);
+            }
+            trials.push(result);
         }
     }
     let mut stats = [[None; 4]; 2];
@@ -65,7 +70,8 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
 
 /// `yes`, Ctrl-C once it flows: milliseconds to the prompt, and KiB read in between. `None`
 /// when the Ctrl-C is lost: `yes` goes on through every press (seen on the bare PTY alone,
-/// a few times in thousands of trials), and is killed so the run can go on.
+/// when the bench had inherited SIGINT ignored; `main` now resets it), and is killed so the
+/// run can go on.
 fn trial(term: &mut Term, name: &str) -> Option<(f64, f64)> {
     term.write(b"yes\r");
     term.wait_bytes(FLOWING_BYTES, TIMEOUT);
