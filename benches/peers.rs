@@ -15,7 +15,7 @@ mod data;
 mod echo;
 #[path = "peers/interrupt.rs"]
 mod interrupt;
-#[path = "peers/listen.rs"]
+#[path = "../tests/common/listen.rs"]
 mod listen;
 #[path = "peers/memory.rs"]
 mod memory;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 #[path = "peers/data.rs"]
 mod data;
-#[path = "peers/listen.rs"]
+#[path = "../tests/common/listen.rs"]
 mod listen;
 
 use data::{FILES, WORKSPACE_BYTES, write_workspace};
@@ -77,7 +77,7 @@ impl Daemon {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let addr = listen::listening_addr(&mut child);
+        let addr = listen::listening_addr(&mut child).to_string();
         Daemon {
             child,
             addr,

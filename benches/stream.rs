@@ -13,7 +13,7 @@ use fastwebsockets::OpCode;
 #[allow(dead_code)]
 #[path = "peers/data.rs"]
 mod data;
-#[path = "peers/listen.rs"]
+#[path = "../tests/common/listen.rs"]
 mod listen;
 
 use data::{BULK_BYTES, write_bulk_file};
@@ -96,7 +96,7 @@ fn start_runtime(argv: &[&str], workspace: &std::path::Path) -> Runtime {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let addr = listen::listening_addr(&mut child);
+    let addr = listen::listening_addr(&mut child).to_string();
     Runtime(child, addr)
 }
 

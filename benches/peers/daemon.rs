@@ -41,7 +41,7 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("cannot start catty api");
-        let addr = crate::listen::listening_addr(&mut child);
+        let addr = crate::listen::listening_addr(&mut child).to_string();
         Daemon {
             child,
             addr,

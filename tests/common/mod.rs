@@ -2,9 +2,11 @@
 //! WebSocket client that tracks output offsets, and a TCP proxy whose links can be cut.
 #![allow(dead_code)]
 
+mod listen;
 pub mod tmux;
 
-use std::io::{BufRead, BufReader};
+pub use listen::listening_addr;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -26,20 +28,6 @@ pub struct Runtime {
     pub child: Child,
     pub addr: SocketAddr,
     pub workspace: tempfile::TempDir,
-}
-
-/// The address a catty server started with piped stdout announces on its first line,
-/// `listening on ADDR`.
-pub fn listening_addr(child: &mut Child) -> SocketAddr {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    line.trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("bad first line {line:?}"))
-        .parse()
-        .unwrap()
 }
 
 impl Runtime {

@@ -1,10 +1,11 @@
 //! The address a catty server started with piped stdout announces on its first line,
-//! `listening on ADDR`. `stream.rs` and `session.rs` include this file too (`#[path]`).
+//! `listening on ADDR`. The benches include this file too (`#[path]`).
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::process::Child;
 
-pub fn listening_addr(child: &mut Child) -> String {
+pub fn listening_addr(child: &mut Child) -> SocketAddr {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -12,5 +13,6 @@ pub fn listening_addr(child: &mut Child) -> String {
     line.trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("bad first line {line:?}"))
-        .to_string()
+        .parse()
+        .unwrap()
 }
