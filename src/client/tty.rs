@@ -107,33 +107,32 @@ async fn read_terminal(tty: AsyncFd<File>, tx: mpsc::Sender<Bytes>) {
         let Ok(mut ready) = tty.readable().await else {
             return;
         };
-        let read = ready.get_inner().read(&mut buf);
-        match read {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
-            Ok(0) | Err(_) => return,
-            Ok(mut n) => {
-                // Read on until the terminal is empty before sending. Besides gathering a
-                // burst into one frame, the read that finds nothing makes the kernel finish
-                // delivering first: its tty worker woke us part-way through, and
-                // `n_tty_read` waits for that work before saying "would block". Sent only
-                // then, our frame wakes its reader on this core, now free, rather than on
-                // an idle one, which a VM takes some 40 µs to wake (measured in
-                // BENCHMARKS.md: 77 % of keys woke the runtime across cores, now 4 %).
-                while n < buf.len() {
-                    match ready.get_inner().read(&mut buf[n..]) {
-                        Ok(m) if m > 0 => n += m,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            ready.clear_ready();
-                            break;
-                        }
-                        // The end or an error: the next turn's read meets it again.
-                        _ => break,
-                    }
-                }
-                if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                    return;
-                }
+        // Read on until the terminal is empty before sending. Besides gathering a burst into
+        // one frame, the read that finds nothing makes the kernel finish delivering first:
+        // its tty worker woke us part-way through, and `n_tty_read` waits for that work
+        // before saying "would block". Sent only then, our frame wakes its reader on this
+        // core, now free, rather than on an idle one, which a VM takes some 40 µs to wake
+        // (measured in BENCHMARKS.md: 77 % of keys woke the runtime across cores, now 4 %).
+        let mut n = 0;
+        let ended = loop {
+            if n == buf.len() {
+                break false;
             }
+            match ready.get_inner().read(&mut buf[n..]) {
+                Ok(0) => break true,
+                Ok(m) => n += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    ready.clear_ready();
+                    break false;
+                }
+                Err(_) => break true,
+            }
+        };
+        if n > 0 && tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+            return;
+        }
+        if ended {
+            return;
         }
     }
 }
