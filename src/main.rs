@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 use catty::cli::{ApiArgs, Catty, Command, ExecArgs};
-use catty::config::{ApiConfig, ClientConfig, ExecConfig, NewOptions, UsageError};
+use catty::config::{ApiConfig, ClientConfig, Env, ExecConfig, Logging, NewOptions, UsageError};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -33,37 +33,35 @@ fn main() -> ExitCode {
             return code;
         }
     };
+    let env = Env::process();
     let result = match command {
-        Command::Exec(args) => exec(args),
-        Command::Api(args) => api(args),
+        Command::Exec(args) => exec(args, &env),
+        Command::Api(args) => api(args, &env),
         Command::Version(_) => version(),
-        Command::New(args) => {
-            client(
-                |config| async move { catty::client::new(&config, NewOptions::new(args)?).await },
-            )
-        }
-        Command::Connect(args) => client(|config| async move {
+        Command::New(args) => client(&env, |config| async move {
+            catty::client::new(&config, NewOptions::new(args)?).await
+        }),
+        Command::Connect(args) => client(&env, |config| async move {
             catty::client::connect(&config, &args.session, args.watch).await
         }),
-        Command::List(args) => {
-            client(|config| async move { catty::client::list(&config, args.json).await })
-        }
-        Command::Stop(args) => {
-            client(|config| async move { catty::client::stop(&config, &args.session).await })
-        }
-        Command::StopAll(args) => {
-            client(
-                |config| async move { catty::client::stop_all(&config, args.yes_i_mean_it).await },
-            )
-        }
+        Command::List(args) => client(&env, |config| async move {
+            catty::client::list(&config, args.json).await
+        }),
+        Command::Stop(args) => client(&env, |config| async move {
+            catty::client::stop(&config, &args.session).await
+        }),
+        Command::StopAll(args) => client(&env, |config| async move {
+            catty::client::stop_all(&config, args.yes_i_mean_it).await
+        }),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if caused_by(&e, is_broken_pipe) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("catty: {e:#}");
-            ExitCode::from(if e.is::<UsageError>() { 2 } else { 1 })
+            let usage = caused_by(&e, |cause| cause.is::<UsageError>());
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
 }
@@ -75,19 +73,19 @@ fn version() -> anyhow::Result<i32> {
 
 /// Runs a client command on a single-threaded runtime. Client logs go to `CATTY_LOG_FILE`
 /// only: never into the user's terminal.
-fn client<F, Fut>(command: F) -> anyhow::Result<i32>
+fn client<F, Fut>(env: &Env, command: F) -> anyhow::Result<i32>
 where
     F: FnOnce(ClientConfig) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<i32>> + Send + 'static,
 {
-    let config = ClientConfig::new(|k| std::env::var(k).ok())?;
-    if let Ok(path) = std::env::var("CATTY_LOG_FILE") {
+    let config = ClientConfig::new(env)?;
+    if let Some(path) = &config.log.file {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&path)?;
+            .open(path)?;
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter()))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log.filter))
             .with_writer(std::sync::Mutex::new(file))
             .with_ansi(false)
             .init();
@@ -105,9 +103,9 @@ where
     })
 }
 
-fn exec(args: ExecArgs) -> anyhow::Result<i32> {
-    let config = ExecConfig::new(args, |k| std::env::var(k).ok())?.with_child_env(std::env::vars());
-    init_logging();
+fn exec(args: ExecArgs, env: &Env) -> anyhow::Result<i32> {
+    let config = ExecConfig::new(args, env)?;
+    init_logging(&config.log);
     // One thread: the hand-offs between worker threads cost half the runtime's CPU per byte
     // of output (BENCHMARKS.md). Blocking work (unpacking an upload) has its own threads.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -125,9 +123,9 @@ fn exec(args: ExecArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn api(args: ApiArgs) -> anyhow::Result<i32> {
-    let config = ApiConfig::new(args, |k| std::env::var(k).ok())?;
-    init_logging();
+fn api(args: ApiArgs, env: &Env) -> anyhow::Result<i32> {
+    let config = ApiConfig::new(args, env)?;
+    init_logging(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -162,23 +160,21 @@ async fn terminated() {
     }
 }
 
-/// Logs to stderr: info by default, `CATTY_DEBUG=1` for debug, `CATTY_LOG` for a filter.
-fn init_logging() {
+/// A server logs to stderr, filtered as [`Logging::filter`] says.
+fn init_logging(log: &Logging) {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter()))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&log.filter))
         .with_writer(std::io::stderr)
         .init();
 }
 
-fn log_filter() -> String {
-    match (std::env::var("CATTY_LOG"), std::env::var("CATTY_DEBUG")) {
-        (Ok(filter), _) => filter,
-        (_, Ok(debug)) if debug == "1" => "catty=debug,info".to_string(),
-        _ => "info".to_string(),
-    }
+/// Whether `e` or anything in its cause chain is what `test` looks for.
+fn caused_by(e: &anyhow::Error, test: impl Fn(&(dyn std::error::Error + 'static)) -> bool) -> bool {
+    e.chain().any(test)
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<std::io::Error>()
+fn is_broken_pipe(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause
+        .downcast_ref::<std::io::Error>()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

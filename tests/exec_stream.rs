@@ -352,7 +352,7 @@ async fn interrupt_is_not_queued_behind_output() {
             "byte" => c.send(b"\x03").await,
             _ => {
                 c.control(&ClientMsg::Signal {
-                    name: "SIGINT".into(),
+                    name: catty::protocol::Signal::Int,
                 })
                 .await
             }

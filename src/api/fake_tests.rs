@@ -98,7 +98,7 @@ fn api(fake: Fake) -> (Api<Fake>, tempfile::TempDir) {
 
 fn shell(ttl_sec: Option<u64>) -> CreateSession {
     CreateSession {
-        agent: "shell".into(),
+        agent: crate::protocol::Agent::Shell,
         ttl_sec,
         ..Default::default()
     }

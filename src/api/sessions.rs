@@ -23,7 +23,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_TTL_SEC: u64 = 2 * 3600;
 /// The longest time to live a request may ask for: a week.
 pub const MAX_TTL_SEC: u64 = 7 * 86400;
-const AGENTS: [&str; 4] = ["claude", "codex", "gemini", "shell"];
 
 /// The daemon's state, shared by every connection and the sweep.
 pub struct Api<P> {
@@ -138,7 +137,7 @@ impl<P: Provider> Api<P> {
                     id: id.clone(),
                     label,
                     state: SessionState::Starting,
-                    agent: req.agent.clone(),
+                    agent: req.agent,
                     provider: P::NAME.to_string(),
                     // The machine says where it runs.
                     region: None,
@@ -258,12 +257,6 @@ impl<P: Provider> Api<P> {
 
 /// The request's time to live, once the request is known to be sound.
 fn validate(req: &CreateSession) -> Result<u64, ApiError> {
-    if !AGENTS.contains(&req.agent.as_str()) {
-        return Err(ApiError::bad_request(format!(
-            "unknown agent {:?} (claude, codex, gemini or shell)",
-            req.agent
-        )));
-    }
     if req
         .cmd
         .as_ref()
@@ -285,41 +278,32 @@ fn validate(req: &CreateSession) -> Result<u64, ApiError> {
     Ok(ttl_sec)
 }
 
-pub fn state_name(state: SessionState) -> &'static str {
-    match state {
-        SessionState::Starting => "starting",
-        SessionState::Running => "running",
-        SessionState::Stopped => "stopped",
-        SessionState::Expired => "expired",
-        SessionState::Gone => "gone",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Agent;
 
-    fn req(agent: &str) -> CreateSession {
+    fn req(agent: Agent) -> CreateSession {
         CreateSession {
-            agent: agent.into(),
+            agent,
             ..Default::default()
         }
     }
 
     #[test]
     fn validation() {
-        assert_eq!(validate(&req("shell")).unwrap(), DEFAULT_TTL_SEC);
-        assert!(validate(&req("vim")).is_err());
+        // An unknown agent never gets this far: see protocol::api's `agents_by_name`.
+        assert_eq!(validate(&req(Agent::Shell)).unwrap(), DEFAULT_TTL_SEC);
         let ttl = |t| CreateSession {
             ttl_sec: Some(t),
-            ..req("claude")
+            ..req(Agent::Claude)
         };
         assert!(validate(&ttl(0)).is_err());
         assert!(validate(&ttl(MAX_TTL_SEC + 1)).is_err());
         assert_eq!(validate(&ttl(MAX_TTL_SEC)).unwrap(), MAX_TTL_SEC);
         let cmd = |c: &[&str]| CreateSession {
             cmd: Some(c.iter().map(|s| s.to_string()).collect()),
-            ..req("shell")
+            ..req(Agent::Shell)
         };
         assert!(validate(&cmd(&[])).is_err());
         assert!(validate(&cmd(&[""])).is_err());

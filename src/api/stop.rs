@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use super::provider::{Machine, Provider};
 use super::routes::ApiError;
-use super::sessions::{Api, state_name};
+use super::sessions::Api;
 use super::store::Record;
 use super::unix_now;
 use crate::protocol::api::{SessionInfo, SessionState, StopAll};
@@ -130,7 +130,7 @@ impl<P: Provider> Api<P> {
             return Err(ApiError::machine(format!(
                 "session {} is {} but destroying its machine {} failed (catty will retry): {e:#}",
                 record.label,
-                state_name(record.state),
+                record.state.as_str(),
                 machine.id
             )));
         }

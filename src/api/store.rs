@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::provider::Machine;
-use crate::protocol::api::{SessionInfo, SessionState};
+use crate::protocol::api::{Agent, SessionInfo, SessionState};
 
 /// Bumped only for changes an older daemon cannot read.
 const FORMAT_VERSION: u32 = 1;
@@ -22,7 +22,7 @@ pub struct Record {
     pub id: String,
     pub label: String,
     pub state: SessionState,
-    pub agent: String,
+    pub agent: Agent,
     pub provider: String,
     /// Where its machine runs, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,7 +53,7 @@ impl Record {
             session_id: self.id.clone(),
             label: self.label.clone(),
             state: self.state,
-            agent: self.agent.clone(),
+            agent: self.agent,
             provider: self.provider.clone(),
             region: self.region.clone(),
             machine_id: machine.map(|m| m.id.clone()).unwrap_or_default(),
@@ -188,7 +188,7 @@ mod tests {
             id: id.into(),
             label: label.into(),
             state,
-            agent: "shell".into(),
+            agent: Agent::Shell,
             provider: "local".into(),
             region: None,
             created_at: 1,

@@ -11,7 +11,7 @@ pub mod upload;
 
 use std::io::IsTerminal;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::config::{ClientConfig, NewOptions, UsageError};
 use crate::protocol::UPLOAD_LIMIT_BYTES;
@@ -20,7 +20,7 @@ use attach::{Outcome, Target};
 use daemon::{ApiError, Daemon};
 
 pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let cwd = options.dir;
     let workspace = match options.upload {
         true => Some(scan_workspace(&cwd).await?),
         false => None,
@@ -67,7 +67,7 @@ pub async fn connect(config: &ClientConfig, session: &str, watch: bool) -> anyho
         bail!(
             "session {} is {}; start a new one with: catty new",
             info.label,
-            state_name(&info)
+            info.state.as_str()
         );
     }
     let target = Target {
@@ -130,7 +130,7 @@ impl attach::Liveness for Live<'_> {
             .await
         {
             Ok(info) if info.state.is_live() => Ok(()),
-            Ok(info) => Err(format!("the session is {}", state_name(&info))),
+            Ok(info) => Err(format!("the session is {}", info.state.as_str())),
             Err(e)
                 if e.downcast_ref::<ApiError>()
                     .is_some_and(|e| e.status == 404) =>
@@ -155,13 +155,6 @@ async fn find(daemon: &Daemon, session: &str) -> anyhow::Result<SessionInfo> {
         })
 }
 
-fn state_name(info: &SessionInfo) -> String {
-    serde_json::to_value(info.state)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
-}
-
 pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
     let daemon = Daemon::ensure(config).await?;
     let list: SessionList = daemon.get("/v1/sessions").await?;
@@ -184,7 +177,7 @@ pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
         println!(
             "{:<28} {:<9} {:<8} {:>6}  {region}",
             s.label,
-            state_name(s),
+            s.state.as_str(),
             s.agent,
             age
         );

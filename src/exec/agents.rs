@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 
 use super::process::Command;
-use crate::config::Agent;
+use crate::protocol::Agent;
 
 /// An agent as it is installed: its program and its npm package.
 struct Package {

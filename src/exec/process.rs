@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::agents;
 use super::pty::{self, Master, Spawn};
 use super::session::{Process, Session, Upload};
-use crate::config::Agent;
+use crate::protocol::Agent;
 use crate::protocol::ExitStatus;
 use crate::task::AbortOnDrop;
 

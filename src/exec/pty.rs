@@ -159,7 +159,40 @@ impl Master {
     }
 }
 
+/// The signal a client named, as `nix` knows it.
+pub fn nix_signal(signal: crate::protocol::Signal) -> Signal {
+    use crate::protocol::Signal as Named;
+    match signal {
+        Named::Int => Signal::SIGINT,
+        Named::Term => Signal::SIGTERM,
+        Named::Kill => Signal::SIGKILL,
+        Named::Hup => Signal::SIGHUP,
+        Named::Quit => Signal::SIGQUIT,
+        Named::Tstp => Signal::SIGTSTP,
+        Named::Cont => Signal::SIGCONT,
+        Named::Winch => Signal::SIGWINCH,
+        Named::Usr1 => Signal::SIGUSR1,
+        Named::Usr2 => Signal::SIGUSR2,
+    }
+}
+
 /// Sends `sig` to the process group `pgid` (the child leads its own session and group).
 pub fn signal_group(pgid: i32, sig: Signal) -> io::Result<()> {
     signal::killpg(Pid::from_raw(pgid), sig).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_signals_map_to_the_same_nix_signal() {
+        for name in [
+            "SIGINT", "SIGTERM", "SIGKILL", "SIGHUP", "SIGQUIT", "SIGTSTP", "SIGCONT", "SIGWINCH",
+            "SIGUSR1", "SIGUSR2",
+        ] {
+            let named = crate::protocol::Signal::from_name(name).unwrap();
+            assert_eq!(nix_signal(named).as_str(), name);
+        }
+    }
 }

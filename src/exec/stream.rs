@@ -8,6 +8,7 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
+use super::pty;
 use super::session::{Attached, ConnId, FRAME_MAX_BYTES, Next, Session};
 use crate::protocol::{ClientMsg, ConnectParams, ParseError, ServerMsg, Signal};
 
@@ -187,7 +188,7 @@ async fn control_message(
             None
         }
         Ok(ClientMsg::Resize { .. }) => error("resize needs cols and rows above 0"),
-        Ok(ClientMsg::Signal { name }) => signal(session, conn, &name).await,
+        Ok(ClientMsg::Signal { name }) => signal(session, conn, name).await,
         Ok(ClientMsg::Ping) => {
             if let Some(ack) = session.input_ack(conn) {
                 let _ = control.try_send(text(&ack));
@@ -200,15 +201,11 @@ async fn control_message(
     }
 }
 
-async fn signal(session: &Session, conn: ConnId, name: &str) -> Option<ServerMsg> {
-    let Some(signal) = Signal::from_name(name) else {
-        return error(&format!("signal {name:?} is not allowed"));
-    };
+async fn signal(session: &Session, conn: ConnId, signal: Signal) -> Option<ServerMsg> {
     let pgid = session.signal_target(conn).await?;
-    let sig: nix::sys::signal::Signal = signal.name().parse().expect("allowed names are valid");
-    match super::pty::signal_group(pgid, sig) {
+    match pty::signal_group(pgid, pty::nix_signal(signal)) {
         Ok(()) => None,
-        Err(e) => error(&format!("cannot send {name}: {e}")),
+        Err(e) => error(&format!("cannot send {}: {e}", signal.name())),
     }
 }
 

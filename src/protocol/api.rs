@@ -16,11 +16,88 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The agents a session can run: the program started when no command is given, the
+/// configuration the runtime prepares for it (`src/exec/agents/`), and the API key variable
+/// it reads. On the wire, its lowercase name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum Agent {
+    #[default]
+    Claude,
+    Codex,
+    Gemini,
+    /// The login shell; nothing is prepared.
+    Shell,
+}
+
+impl Agent {
+    pub const ALL: [Agent; 4] = [Agent::Claude, Agent::Codex, Agent::Gemini, Agent::Shell];
+
+    /// Its name on the wire, in `CATTY_AGENT` and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Agent::Claude => "claude",
+            Agent::Codex => "codex",
+            Agent::Gemini => "gemini",
+            Agent::Shell => "shell",
+        }
+    }
+
+    /// The agent `name` names, if any.
+    pub fn parse(name: &str) -> Option<Agent> {
+        Agent::ALL.into_iter().find(|agent| agent.as_str() == name)
+    }
+
+    /// The environment variable holding the agent's API key, passed to its machine only.
+    pub fn key_var(self) -> Option<&'static str> {
+        match self {
+            Agent::Claude => Some("ANTHROPIC_API_KEY"),
+            Agent::Codex => Some("OPENAI_API_KEY"),
+            Agent::Gemini => Some("GEMINI_API_KEY"),
+            Agent::Shell => None,
+        }
+    }
+
+    /// For messages: `claude, codex, gemini or shell`.
+    pub const CHOICES: &'static str = "claude, codex, gemini or shell";
+}
+
+impl std::fmt::Display for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name outside the agent set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAgent(pub String);
+
+impl std::fmt::Display for UnknownAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown agent {:?} ({})", self.0, Agent::CHOICES)
+    }
+}
+
+impl std::error::Error for UnknownAgent {}
+
+impl TryFrom<String> for Agent {
+    type Error = UnknownAgent;
+
+    fn try_from(name: String) -> Result<Agent, UnknownAgent> {
+        Agent::parse(&name).ok_or(UnknownAgent(name))
+    }
+}
+
+impl From<Agent> for &'static str {
+    fn from(agent: Agent) -> &'static str {
+        agent.as_str()
+    }
+}
+
 /// `POST /v1/sessions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateSession {
-    /// `claude`, `codex` or `shell`.
-    pub agent: String,
+    pub agent: Agent,
     /// A command to run instead of the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
@@ -64,6 +141,17 @@ pub enum SessionState {
 }
 
 impl SessionState {
+    /// Its name on the wire and in `catty list`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Starting => "starting",
+            SessionState::Running => "running",
+            SessionState::Stopped => "stopped",
+            SessionState::Expired => "expired",
+            SessionState::Gone => "gone",
+        }
+    }
+
     /// Whether a client can still attach.
     pub fn is_live(self) -> bool {
         matches!(self, SessionState::Starting | SessionState::Running)
@@ -76,7 +164,7 @@ pub struct SessionInfo {
     pub session_id: String,
     pub label: String,
     pub state: SessionState,
-    pub agent: String,
+    pub agent: Agent,
     pub provider: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
@@ -137,6 +225,35 @@ pub struct UploadDone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agents_by_name() {
+        for agent in Agent::ALL {
+            let wire = format!("\"{agent}\"");
+            assert_eq!(serde_json::to_string(&agent).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<Agent>(&wire).unwrap(), agent);
+        }
+        let err = serde_json::from_str::<CreateSession>(r#"{"agent":"vim"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unknown agent \"vim\" (claude, codex, gemini or shell)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn session_state_names_match_the_wire() {
+        for state in [
+            SessionState::Starting,
+            SessionState::Running,
+            SessionState::Stopped,
+            SessionState::Expired,
+            SessionState::Gone,
+        ] {
+            let wire = serde_json::to_string(&state).unwrap();
+            assert_eq!(wire, format!("\"{}\"", state.as_str()));
+        }
+    }
 
     #[test]
     fn golden() {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ClientMsg {
     Resize { cols: u16, rows: u16 },
-    Signal { name: String },
+    Signal { name: Signal },
     Ping,
     Pong,
 }
@@ -107,8 +107,10 @@ impl ServerMsg {
     }
 }
 
-/// The signals a client may send by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The signals a client may send, by name on the wire (`"SIGINT"`). A name outside this
+/// set makes the message malformed: the runtime answers an `error` naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Signal {
     Int,
     Term,
@@ -150,6 +152,20 @@ impl Signal {
             .find(|(_, s)| *s == self)
             .map(|(n, _)| *n)
             .unwrap()
+    }
+}
+
+impl TryFrom<String> for Signal {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Signal, String> {
+        Signal::from_name(&name).ok_or_else(|| format!("signal {name:?} is not allowed"))
+    }
+}
+
+impl From<Signal> for &'static str {
+    fn from(signal: Signal) -> &'static str {
+        signal.name()
     }
 }
 
@@ -241,9 +257,7 @@ mod tests {
                 r#"{"type":"resize","cols":120,"rows":40}"#,
             ),
             (
-                ClientMsg::Signal {
-                    name: "SIGINT".into(),
-                },
+                ClientMsg::Signal { name: Signal::Int },
                 r#"{"type":"signal","name":"SIGINT"}"#,
             ),
             (ClientMsg::Ping, r#"{"type":"ping"}"#),
@@ -351,6 +365,12 @@ mod tests {
         }
         assert_eq!(Signal::from_name("SIGSEGV"), None);
         assert_eq!(Signal::from_name("sigint"), None);
+        let err = ClientMsg::parse(r#"{"type":"signal","name":"SIGSEGV"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("signal \"SIGSEGV\" is not allowed"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@
 //!
 //! Frames (WebSocket, no compression):
 //!
-//! - **Binary, server → client**: PTY output. Every byte the process writes is numbered from
-//!   0. After `ready{offset: N}`, binary frames carry consecutive bytes from `N` on, with no
+//! - **Binary, server → client**: PTY output, at most [`FRAME_MAX_BYTES`] (64 KiB) a frame.
+//!   Every byte the process writes is numbered from 0. After `ready{offset: N}`, binary frames carry consecutive bytes from `N` on, with no
 //!   gap and no repeat, except for one redraw frame (below).
 //! - **Binary, client → server**: input bytes for the PTY.
 //! - **Text**: JSON control messages, [`ClientMsg`] and [`ServerMsg`].
@@ -36,7 +36,8 @@
 //! Order on a new connection: the server sends `ready` first. If the client gave no `since`,
 //! `ready` has `"redraw":true` and the next binary frame is a rendering of the current screen,
 //! which is *not* part of the numbered stream; numbered output from `offset` follows it. If
-//! `since` is older than the oldest byte kept (at least the most recent 8 MiB are), `ready`
+//! `since` is older than the oldest byte kept (at least the most recent
+//! [`OUTPUT_BUFFER_BYTES`], 8 MiB, are), `ready`
 //! has `"truncated":true` and `offset` is the oldest byte kept. A `since` beyond the end of the
 //! stream is clamped to the end. When the process has exited and the client has received every
 //! byte, the server sends `exit`.
@@ -64,14 +65,17 @@
 //! ## Size, keepalive, versions
 //!
 //! The PTY size is the size of the interactive client that most recently attached, resized or
-//! typed. Each side sends `ping` every 25 s when idle; the client treats 60 s without any
-//! frame as a dead link and reconnects with `since`. `ready.protocol` is [`PROTOCOL_VERSION`];
+//! typed. Each side sends `ping` every [`PING_INTERVAL`] (25 s) when idle; each treats
+//! [`DEAD_LINK`] (60 s) without any frame as a dead link (the client reconnects with `since`). `ready.protocol` is [`PROTOCOL_VERSION`];
 //! fields are only ever added. **Unknown types:** the server answers an `error` naming the
 //! type and carries on; the client ignores them.
 
 pub mod api;
 pub mod control;
 
+use std::time::Duration;
+
+pub use api::Agent;
 pub use control::{ClientMsg, ConnectParams, ExitStatus, ParseError, ServerMsg, Signal};
 
 /// Version carried in `ready.protocol`; bumped only for changes an old peer cannot ignore.
@@ -80,6 +84,19 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// How far the slowest interactive client may lag before the runtime stops reading the PTY:
 /// large enough to keep a fast link busy, small enough that Ctrl-C shows quickly.
 pub const FLOW_WINDOW_BYTES: u64 = 1024 * 1024;
+
+/// Each side pings a connection that has been quiet this long.
+pub const PING_INTERVAL: Duration = Duration::from_secs(25);
+
+/// No frame for this long means the link is dead: more than two missed pings.
+pub const DEAD_LINK: Duration = Duration::from_secs(60);
+
+/// Largest binary frame the runtime sends: big enough for throughput, small enough that a
+/// control message never waits long behind one.
+pub const FRAME_MAX_BYTES: usize = 64 * 1024;
+
+/// Output bytes a session keeps at least, for clients that resume with `since`.
+pub const OUTPUT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 /// Largest upload body the runtime reads; beyond it the answer is 413.
 pub const UPLOAD_LIMIT_BYTES: u64 = 100 * 1024 * 1024;

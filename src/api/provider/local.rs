@@ -116,7 +116,7 @@ impl Local {
         };
         let mut cmd = self.sandbox.command(&self.exe, &args, &dirs);
         cmd.env("CONNECT_TOKEN", &spec.connect_token)
-            .env("CATTY_AGENT", &spec.agent)
+            .env("CATTY_AGENT", spec.agent.as_str())
             .env("CATTY_TTL_SEC", spec.ttl_sec.to_string())
             .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
             // The daemon's own settings are not the session's business.

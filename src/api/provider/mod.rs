@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::Agent;
+
 pub use fly::Fly;
 pub use local::{Local, LocalOptions};
 
@@ -23,8 +25,7 @@ pub struct MachineSpec {
     /// Written into the machine's metadata, so [`Provider::list`] can say whose it is.
     pub session_id: String,
     pub label: String,
-    /// `claude`, `codex` or `shell`.
-    pub agent: String,
+    pub agent: Agent,
     /// A command to run instead of the agent.
     pub cmd: Option<Vec<String>>,
     pub region: Option<String>,

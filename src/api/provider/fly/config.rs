@@ -26,16 +26,6 @@ const INTERNAL_PORT: u16 = 8080;
 const STOP_SIGNAL: &str = "SIGTERM";
 const STOP_TIMEOUT: &str = "30s";
 
-/// The API key each agent reads, passed to its machine only.
-fn agent_key(agent: &str) -> Option<&'static str> {
-    match agent {
-        "claude" => Some("ANTHROPIC_API_KEY"),
-        "codex" => Some("OPENAI_API_KEY"),
-        "gemini" => Some("GEMINI_API_KEY"),
-        _ => None,
-    }
-}
-
 /// The body of `POST /v1/apps/<app>/machines` for one session.
 pub fn create_body(
     spec: &MachineSpec,
@@ -81,14 +71,14 @@ pub fn create_body(
 fn env(spec: &MachineSpec, agent_env: &[(String, String)]) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("CONNECT_TOKEN".to_string(), spec.connect_token.clone()),
-        ("CATTY_AGENT".to_string(), spec.agent.clone()),
+        ("CATTY_AGENT".to_string(), spec.agent.to_string()),
         ("CATTY_TTL_SEC".to_string(), spec.ttl_sec.to_string()),
     ]);
     if let Some(argv) = &spec.cmd {
         let argv = serde_json::to_string(argv).expect("strings serialize");
         env.insert("CATTY_CMD".to_string(), argv);
     }
-    if let Some(key) = agent_key(&spec.agent)
+    if let Some(key) = spec.agent.key_var()
         && let Some((_, value)) = agent_env.iter().find(|(k, _)| k == key)
     {
         env.insert(key.to_string(), value.clone());
@@ -100,7 +90,7 @@ fn metadata(spec: &MachineSpec, expires_at: u64) -> BTreeMap<&'static str, Strin
     BTreeMap::from([
         (META_SESSION, spec.session_id.clone()),
         (META_LABEL, spec.label.clone()),
-        (META_AGENT, spec.agent.clone()),
+        (META_AGENT, spec.agent.to_string()),
         (META_EXPIRES_AT, time::format(expires_at)),
     ])
 }
@@ -143,12 +133,13 @@ fn image_ref(r: &ImageRef) -> Option<String> {
 mod tests {
     use super::*;
     use crate::api::provider::fly::guest;
+    use crate::protocol::Agent;
 
     fn spec(cmd: Option<&[&str]>, region: Option<&str>) -> MachineSpec {
         MachineSpec {
             session_id: "s-0123456789abcdef".into(),
             label: "brave-tiger-1234".into(),
-            agent: "claude".into(),
+            agent: Agent::Claude,
             cmd: cmd.map(|c| c.iter().map(|s| s.to_string()).collect()),
             region: region.map(str::to_string),
             cpus: None,

@@ -230,7 +230,7 @@ mod tests {
         let mut spec = MachineSpec {
             session_id: "s-1".into(),
             label: "l".into(),
-            agent: "shell".into(),
+            agent: crate::protocol::Agent::Shell,
             cmd: None,
             region: Some("syd".into()),
             cpus: None,

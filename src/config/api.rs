@@ -1,0 +1,131 @@
+//! `catty api`'s configuration: where to listen, the state directory, the provider (local,
+//! with or without the sandbox, or Fly.io) and the agents' API keys passed to sessions.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::parse::{api_addr, current_exe, state_dir};
+use super::{Env, FlyConfig, Logging, UsageError};
+use crate::cli::ApiArgs;
+use crate::protocol::Agent;
+
+/// Where machines run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    Local,
+    Fly,
+}
+
+/// Everything `catty api` needs.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub addr: SocketAddr,
+    /// Token file, session store, logs and local workspaces live here.
+    pub state_dir: PathBuf,
+    pub provider: ProviderKind,
+    /// Run local sessions under bubblewrap when it is installed.
+    pub sandbox: bool,
+    /// This binary, started as `catty exec` for local sessions.
+    pub exe: PathBuf,
+    /// Passed to every session: the agents' API keys.
+    pub agent_env: Vec<(String, String)>,
+    /// Set when the provider is Fly.io.
+    pub fly: Option<FlyConfig>,
+    pub log: Logging,
+}
+
+impl ApiConfig {
+    pub fn new(args: ApiArgs, env: &Env) -> Result<Self, UsageError> {
+        let provider = match args.provider.as_deref() {
+            Some("local") => ProviderKind::Local,
+            Some("fly") => ProviderKind::Fly,
+            Some(other) => {
+                return Err(UsageError(format!(
+                    "--provider {other:?} is unknown (local or fly)"
+                )));
+            }
+            None if env.get("FLY_API_TOKEN").is_some_and(|t| !t.is_empty()) => ProviderKind::Fly,
+            None => ProviderKind::Local,
+        };
+        Ok(ApiConfig {
+            addr: api_addr(args.addr, env)?,
+            state_dir: state_dir(env)?,
+            provider,
+            sandbox: !args.no_sandbox,
+            exe: current_exe()?,
+            agent_env: agent_env(env),
+            fly: match provider {
+                ProviderKind::Fly => Some(FlyConfig::new(env)?),
+                ProviderKind::Local => None,
+            },
+            log: Logging::new(env),
+        })
+    }
+}
+
+/// Every agent's API key that is set, by its variable's name.
+fn agent_env(env: &Env) -> Vec<(String, String)> {
+    Agent::ALL
+        .into_iter()
+        .filter_map(Agent::key_var)
+        .filter_map(|k| {
+            env.get(k)
+                .filter(|v| !v.is_empty())
+                .map(|v| (k.to_string(), v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_config(provider: Option<&str>, vars: &[(&str, &str)]) -> Result<ApiConfig, UsageError> {
+        let mut all = vec![("HOME", "/h")];
+        all.extend(vars.iter().filter(|(_, v)| !v.is_empty()));
+        let args = ApiArgs {
+            provider: provider.map(str::to_string),
+            addr: None,
+            no_sandbox: false,
+        };
+        ApiConfig::new(args, &Env::from_pairs(&all))
+    }
+
+    #[test]
+    fn local_without_a_fly_token() {
+        let c = api_config(None, &[]).unwrap();
+        assert_eq!((c.provider, c.fly.is_none()), (ProviderKind::Local, true));
+    }
+
+    #[test]
+    fn fly_is_chosen_by_its_token() {
+        let c = api_config(None, &[("FLY_API_TOKEN", "fm2_abc")]).unwrap();
+        assert_eq!(c.provider, ProviderKind::Fly);
+        assert_eq!(c.fly.unwrap().token, "fm2_abc");
+    }
+
+    #[test]
+    fn the_flag_beats_the_token() {
+        let c = api_config(Some("local"), &[("FLY_API_TOKEN", "t")]).unwrap();
+        assert_eq!(c.provider, ProviderKind::Local);
+        let err = api_config(Some("fly"), &[]).unwrap_err();
+        assert!(err.0.contains("FLY_API_TOKEN"), "{}", err.0);
+    }
+
+    #[test]
+    fn agent_keys_that_are_set_go_to_sessions() {
+        let vars = [
+            ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("GEMINI_API_KEY", "g"),
+            ("OTHER_KEY", "x"),
+        ];
+        let c = api_config(None, &vars).unwrap();
+        assert_eq!(
+            c.agent_env,
+            [
+                ("ANTHROPIC_API_KEY".into(), "sk-ant".into()),
+                ("GEMINI_API_KEY".into(), "g".into())
+            ]
+        );
+    }
+}

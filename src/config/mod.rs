@@ -1,0 +1,32 @@
+//! Flags plus `CATTY_*` environment into validated configuration: one file per mode (`exec`,
+//! `api` with its Fly.io part in `fly`, `client`), the logging settings every mode shares, and
+//! the shared parsers. The only place that reads the environment ([`Env`]); precedence is
+//! flag, then environment, then default.
+
+mod api;
+mod client;
+mod env;
+mod exec;
+mod fly;
+mod logging;
+mod parse;
+
+pub use api::{ApiConfig, ProviderKind};
+pub use client::{ClientConfig, NewOptions};
+pub use env::Env;
+pub use exec::{DEFAULT_GRACE, ExecConfig};
+pub use fly::{DEFAULT_EXEC_APP, DEFAULT_FLY_API_BASE, DEFAULT_FLY_START_TIMEOUT, FlyConfig};
+pub use logging::Logging;
+pub use parse::{DEFAULT_API_ADDR, parse_duration};
+
+/// A configuration problem: the user's input is wrong (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
