@@ -5,8 +5,11 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod exec;
 pub mod net;
+pub mod private_dir;
 pub mod protocol;
+pub mod random;
 pub mod task;

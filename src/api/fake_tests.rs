@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::bail;
 use hyper::StatusCode;
 
+use super::daemon::Daemon;
 use super::provider::{Liveness, Machine, MachineSpec, Provider};
-use super::sessions::Api;
 use super::store::Store;
-use super::unix_now;
+use crate::clock::unix_now;
 use crate::protocol::api::{CreateSession, SessionState};
 
 #[derive(Default)]
@@ -90,10 +90,10 @@ impl Provider for Fake {
     async fn shutdown(&self) {}
 }
 
-fn api(fake: Fake) -> (Api<Fake>, tempfile::TempDir) {
+fn start(fake: Fake) -> (Daemon<Fake>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    (Api::new(fake, store, "t".repeat(64)), dir)
+    (Daemon::new(fake, store, "t".repeat(64)), dir)
 }
 
 fn shell(ttl_sec: Option<u64>) -> CreateSession {
@@ -106,10 +106,10 @@ fn shell(ttl_sec: Option<u64>) -> CreateSession {
 
 #[tokio::test]
 async fn created_sessions_run_and_carry_their_machine() {
-    let (api, _dir) = api(Fake::default());
-    let created = api.create(shell(None)).await.unwrap();
+    let (daemon, _dir) = start(Fake::default());
+    let created = daemon.create(shell(None)).await.unwrap();
     assert_eq!(created.machine_id, "m-0");
-    let info = api.get(&created.label).await.unwrap();
+    let info = daemon.get(&created.label).await.unwrap();
     assert_eq!(info.state, SessionState::Running);
     assert_eq!(info.region.as_deref(), Some("ams"));
     assert_eq!(info.provider, "fake");
@@ -117,14 +117,14 @@ async fn created_sessions_run_and_carry_their_machine() {
 
 #[tokio::test]
 async fn a_failed_create_leaves_a_gone_record_and_says_why() {
-    let (api, _dir) = api(Fake {
+    let (daemon, _dir) = start(Fake {
         fail_create: true,
         ..Default::default()
     });
-    let err = api.create(shell(None)).await.unwrap_err();
+    let err = daemon.create(shell(None)).await.unwrap_err();
     assert_eq!(err.status, StatusCode::BAD_GATEWAY);
     assert!(err.message.contains("quota exceeded"), "{}", err.message);
-    let records = api.records().await;
+    let records = daemon.records().await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].state, SessionState::Gone);
     assert!(err.message.contains(&records[0].label), "{}", err.message);
@@ -132,83 +132,86 @@ async fn a_failed_create_leaves_a_gone_record_and_says_why() {
 
 #[tokio::test]
 async fn a_machine_that_never_answers_is_destroyed() {
-    let (api, _dir) = api(Fake {
+    let (daemon, _dir) = start(Fake {
         fail_ready: true,
         ..Default::default()
     });
-    let err = api.create(shell(None)).await.unwrap_err();
+    let err = daemon.create(shell(None)).await.unwrap_err();
     assert_eq!(err.status, StatusCode::BAD_GATEWAY);
     assert!(err.message.contains("runtime.log"), "{}", err.message);
-    assert_eq!(api.provider.destroyed(), ["m-0"]);
-    let records = api.records().await;
+    assert_eq!(daemon.provider.destroyed(), ["m-0"]);
+    let records = daemon.records().await;
     assert_eq!(records[0].state, SessionState::Gone);
     assert!(!records[0].destroy_pending);
 }
 
 #[tokio::test]
 async fn the_sweep_ends_dead_and_expired_sessions() {
-    let (api, _dir) = api(Fake::default());
-    let dead = api.create(shell(None)).await.unwrap();
-    let expiring = api.create(shell(Some(1))).await.unwrap();
-    let healthy = api.create(shell(None)).await.unwrap();
-    api.provider.kill(&dead.machine_id);
+    let (daemon, _dir) = start(Fake::default());
+    let dead = daemon.create(shell(None)).await.unwrap();
+    let expiring = daemon.create(shell(Some(1))).await.unwrap();
+    let healthy = daemon.create(shell(None)).await.unwrap();
+    daemon.provider.kill(&dead.machine_id);
     // Past the deadline and its slack.
-    api.modify(|records| {
-        let r = records.iter_mut().find(|r| r.id == expiring.session_id);
-        r.unwrap().expires_at = unix_now() - 60;
-    })
-    .await
-    .unwrap();
-    api.sweep().await;
+    daemon
+        .modify(|records| {
+            let r = records.iter_mut().find(|r| r.id == expiring.session_id);
+            r.unwrap().expires_at = unix_now() - 60;
+        })
+        .await
+        .unwrap();
+    daemon.sweep().await;
     // From the records, not `get` (which would check the machine itself).
-    let records = api.records().await;
+    let records = daemon.records().await;
     let state = |id: &str| records.iter().find(|r| r.id == id).unwrap().state;
     assert_eq!(state(&dead.session_id), SessionState::Gone);
     assert_eq!(state(&expiring.session_id), SessionState::Expired);
     assert_eq!(state(&healthy.session_id), SessionState::Running);
-    assert!(api.provider.destroyed().contains(&expiring.machine_id));
-    assert!(api.records().await.iter().all(|r| !r.destroy_pending));
+    assert!(daemon.provider.destroyed().contains(&expiring.machine_id));
+    assert!(daemon.records().await.iter().all(|r| !r.destroy_pending));
 }
 
 #[tokio::test]
 async fn orphans_of_a_dead_daemon_are_adopted_or_given_up() {
-    let (api, _dir) = api(Fake::default());
-    let with_machine = api.create(shell(None)).await.unwrap();
-    let without = api.create(shell(None)).await.unwrap();
+    let (daemon, _dir) = start(Fake::default());
+    let with_machine = daemon.create(shell(None)).await.unwrap();
+    let without = daemon.create(shell(None)).await.unwrap();
     // As if the daemon died after writing `starting` but before recording the machine.
-    api.modify(|records| {
-        for r in records.iter_mut() {
-            r.state = SessionState::Starting;
-            r.machine = None;
-        }
-    })
-    .await
-    .unwrap();
-    api.provider.kill(&without.machine_id);
-    api.sweep().await;
-    let adopted = api.get(&with_machine.session_id).await.unwrap();
+    daemon
+        .modify(|records| {
+            for r in records.iter_mut() {
+                r.state = SessionState::Starting;
+                r.machine = None;
+            }
+        })
+        .await
+        .unwrap();
+    daemon.provider.kill(&without.machine_id);
+    daemon.sweep().await;
+    let adopted = daemon.get(&with_machine.session_id).await.unwrap();
     assert_eq!(adopted.state, SessionState::Running);
     assert_eq!(adopted.machine_id, with_machine.machine_id);
-    let given_up = api.get(&without.session_id).await.unwrap();
+    let given_up = daemon.get(&without.session_id).await.unwrap();
     assert_eq!(given_up.state, SessionState::Gone);
 }
 
 #[tokio::test]
 async fn stop_all_marks_every_live_session_and_counts_machines() {
-    let (api, _dir) = api(Fake::default());
-    let a = api.create(shell(None)).await.unwrap();
-    api.create(shell(None)).await.unwrap();
-    let done = api.stop_all().await.unwrap();
+    let (daemon, _dir) = start(Fake::default());
+    let a = daemon.create(shell(None)).await.unwrap();
+    daemon.create(shell(None)).await.unwrap();
+    let done = daemon.stop_all().await.unwrap();
     assert_eq!(done.stopped, 2);
     assert!(
-        api.records()
+        daemon
+            .records()
             .await
             .iter()
             .all(|r| r.state == SessionState::Stopped)
     );
     assert_eq!(
-        api.stop(&a.label).await.unwrap().state,
+        daemon.stop(&a.label).await.unwrap().state,
         SessionState::Stopped
     );
-    assert_eq!(api.stop_all().await.unwrap().stopped, 0);
+    assert_eq!(daemon.stop_all().await.unwrap().stopped, 0);
 }

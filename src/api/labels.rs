@@ -1,5 +1,4 @@
-//! Names for sessions: `adjective-animal-NNNN` labels that people type, and the random ids
-//! and tokens behind them.
+//! Names for sessions: `adjective-animal-NNNN` labels that people type.
 
 const ADJECTIVES: &[&str] = &[
     "agile", "amber", "bold", "brave", "bright", "brisk", "calm", "clever", "cosmic", "crisp",
@@ -21,7 +20,7 @@ const ANIMALS: &[&str] = &[
 /// is rare; after many in a row the number grows a digit rather than loop forever.
 pub fn generate(taken: impl Fn(&str) -> bool) -> String {
     for attempt in 0.. {
-        let n = random_u64();
+        let n = crate::random::u64();
         let adjective = ADJECTIVES[(n % ADJECTIVES.len() as u64) as usize];
         let animal = ANIMALS[((n >> 16) % ANIMALS.len() as u64) as usize];
         let number = (n >> 32) % if attempt < 100 { 10_000 } else { 100_000 };
@@ -35,19 +34,6 @@ pub fn generate(taken: impl Fn(&str) -> bool) -> String {
         }
     }
     unreachable!("the loop above only ends by returning")
-}
-
-/// `n` random bytes as lowercase hex: session ids (`s-` + 8 bytes) and tokens (32 bytes).
-pub fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).expect("the OS has randomness");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the OS has randomness");
-    u64::from_le_bytes(bytes)
 }
 
 #[cfg(test)]
@@ -86,13 +72,5 @@ mod tests {
         let first = generate(|_| false);
         let other = generate(|l| l == first);
         assert_ne!(first, other);
-    }
-
-    #[test]
-    fn hex() {
-        let token = random_hex(32);
-        assert_eq!(token.len(), 64);
-        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(token, random_hex(32));
     }
 }

@@ -2,19 +2,21 @@
 //! keeps a durable session store, and serves the local HTTP API. `run` wires it up: the state
 //! directory and token, the store, the reconcile at start, the sweep loop and the server.
 
+mod create;
+mod daemon;
+mod error;
 #[cfg(test)]
 mod fake_tests;
 mod labels;
 pub mod provider;
 mod reconcile;
 mod routes;
-mod sessions;
 mod stop;
 mod store;
 
 use std::future::Future;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -23,8 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{ApiConfig, ProviderKind};
+use crate::{private_dir, random};
+use daemon::Daemon;
 use provider::{Fly, Local, LocalOptions, Provider};
-use sessions::Api;
 use store::Store;
 
 /// Serves the daemon on `listener` until `shutdown` resolves. Sessions keep running after it
@@ -34,16 +37,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    private_dir(&config.state_dir)?;
+    private_dir::create(&config.state_dir)?;
     // Held until we return: one daemon per state directory, whatever port it listens on.
     let _lock = lock_state_dir(&config.state_dir)?;
     let token = load_or_create_token(&config.state_dir)?;
     let store = Store::open(&config.state_dir)?;
-    tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), "catty api starting");
+    tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), "catty daemon starting");
     match (config.provider, config.fly) {
         (ProviderKind::Fly, Some(fly)) => {
             let fly = Fly::new(fly, config.agent_env)?;
-            serve(Api::new(fly, store, token), listener, shutdown).await
+            serve(Daemon::new(fly, store, token), listener, shutdown).await
         }
         (ProviderKind::Fly, None) => bail!("the fly provider has no configuration"),
         (ProviderKind::Local, _) => {
@@ -54,30 +57,30 @@ pub async fn run(
                 agent_env: config.agent_env.clone(),
             })
             .await?;
-            serve(Api::new(local, store, token), listener, shutdown).await
+            serve(Daemon::new(local, store, token), listener, shutdown).await
         }
     }
 }
 
 async fn serve<P: Provider>(
-    api: Api<P>,
+    daemon: Daemon<P>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let api = Arc::new(api);
+    let daemon = Arc::new(daemon);
     // Reconcile before the first request, so every answer reflects what really runs.
-    api.sweep().await;
+    daemon.sweep().await;
     let (stop, stopped) = watch::channel(false);
     let server = crate::net::serve(listener, until(stopped.clone()), |stream| {
-        routes::connection(api.clone(), stream)
+        routes::connection(daemon.clone(), stream)
     });
     let signal = async {
         shutdown.await;
         tracing::info!("shutting down; sessions keep running");
         let _ = stop.send(true);
     };
-    tokio::join!(signal, server, sweep_loop(&api, until(stopped)));
-    api.provider.shutdown().await;
+    tokio::join!(signal, server, sweep_loop(&daemon, until(stopped)));
+    daemon.provider.shutdown().await;
     Ok(())
 }
 
@@ -88,18 +91,18 @@ async fn until(mut stopped: watch::Receiver<bool>) {
 
 /// Sweeps every [`reconcile::SWEEP_INTERVAL`], or at the next deadline if sooner (looking
 /// again whenever a session is created).
-async fn sweep_loop<P: Provider>(api: &Api<P>, shutdown: impl Future<Output = ()>) {
+async fn sweep_loop<P: Provider>(daemon: &Daemon<P>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
-        let wait = api.next_sweep_in().await;
+        let wait = daemon.next_sweep_in().await;
         tokio::select! {
             () = &mut shutdown => return,
-            () = api.new_deadline.notified() => continue,
+            () = daemon.new_deadline.notified() => continue,
             () = tokio::time::sleep(wait) => {}
         }
         tokio::select! {
             () = &mut shutdown => return,
-            () = api.sweep() => {}
+            () = daemon.sweep() => {}
         }
     }
 }
@@ -121,10 +124,10 @@ fn load_or_create_token(state_dir: &Path) -> anyhow::Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-    let token = labels::random_hex(32);
+    let token = random::hex(32);
     let write = || -> std::io::Result<()> {
         let mut tmp = tempfile::Builder::new()
-            .prefix(".api.token.")
+            .prefix(".daemon.token.")
             .tempfile_in(state_dir)?;
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o600))?;
@@ -151,26 +154,9 @@ fn lock_state_dir(state_dir: &Path) -> anyhow::Result<std::fs::File> {
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
         Err(rustix::io::Errno::WOULDBLOCK) => bail!(
-            "another catty api already uses {} (see its api.log)",
+            "another catty daemon already uses {} (see its daemon.log)",
             state_dir.display()
         ),
         Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
-}
-
-/// Creates `dir` for this user only (0700), and narrows it if it already exists.
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot restrict {} to this user", dir.display()))
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

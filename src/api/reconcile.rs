@@ -9,10 +9,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tracing::Instrument;
 
+use super::daemon::Daemon;
 use super::provider::{Liveness, Machine, Provider};
-use super::sessions::Api;
 use super::store::Record;
-use super::unix_now;
+use crate::clock::unix_now;
 use crate::protocol::api::SessionState;
 
 /// How often the sweep runs when no deadline comes sooner.
@@ -42,7 +42,7 @@ enum Verdict {
     },
 }
 
-impl<P: Provider> Api<P> {
+impl<P: Provider> Daemon<P> {
     /// One pass over the records.
     pub async fn sweep(&self) {
         let now = unix_now();

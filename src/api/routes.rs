@@ -17,8 +17,9 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpStream;
 
+use super::daemon::Daemon;
+use super::error::ApiError;
 use super::provider::Provider;
-use super::sessions::Api;
 use crate::protocol::api::ErrorBody;
 
 pub type Body = Full<Bytes>;
@@ -26,55 +27,11 @@ pub type Body = Full<Bytes>;
 /// Request bodies are a few hundred bytes; anything past this is not a session request.
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
-/// An answer that is not a success.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
-    }
-
-    /// The provider or the machine failed.
-    pub fn machine(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_GATEWAY, "machine_failed", message)
-    }
-
-    /// The daemon itself failed (its store, usually).
-    pub fn internal(e: anyhow::Error) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("{e:#}"),
-        )
-    }
-}
-
 /// One TCP connection of HTTP/1 requests.
-pub async fn connection<P: Provider>(api: Arc<Api<P>>, stream: TcpStream) {
+pub async fn connection<P: Provider>(daemon: Arc<Daemon<P>>, stream: TcpStream) {
     let service = service_fn(move |req| {
-        let api = api.clone();
-        async move { Ok::<_, Infallible>(route(&api, req).await) }
+        let daemon = daemon.clone();
+        async move { Ok::<_, Infallible>(route(&daemon, req).await) }
     });
     let http =
         hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
@@ -83,23 +40,23 @@ pub async fn connection<P: Provider>(api: Arc<Api<P>>, stream: TcpStream) {
     }
 }
 
-pub async fn route<P: Provider>(api: &Api<P>, req: Request<Incoming>) -> Response<Body> {
+pub async fn route<P: Provider>(daemon: &Daemon<P>, req: Request<Incoming>) -> Response<Body> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let resp = answer(api, req).await;
+    let resp = answer(daemon, req).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     resp
 }
 
-async fn answer<P: Provider>(api: &Api<P>, req: Request<Incoming>) -> Response<Body> {
+async fn answer<P: Provider>(daemon: &Daemon<P>, req: Request<Incoming>) -> Response<Body> {
     let answer = match check_browser(&req) {
         Err(e) => Err(e),
         Ok(()) if req.uri().path() == "/healthz" => healthz(&req),
-        Ok(()) if !authorized(&api.token, &req) => Err(ApiError::new(
+        Ok(()) if !authorized(&daemon.token, &req) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or wrong bearer token (it is in the state directory's api.token)",
+            "missing or wrong bearer token (it is in the state directory's daemon.token)",
         )),
-        Ok(()) => dispatch(api, req).await,
+        Ok(()) => dispatch(daemon, req).await,
     };
     answer.unwrap_or_else(|e| {
         if e.status.is_server_error() {
@@ -138,17 +95,17 @@ fn healthz(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
 }
 
 async fn dispatch<P: Provider>(
-    api: &Api<P>,
+    daemon: &Daemon<P>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["v1", "sessions"]) => ok(api.list().await),
-        (&Method::POST, ["v1", "sessions"]) => ok(api.create(read_json(req).await?).await?),
-        (&Method::POST, ["v1", "sessions", "stop-all"]) => ok(api.stop_all().await?),
-        (&Method::GET, ["v1", "sessions", key]) => ok(api.get(key).await?),
-        (&Method::POST, ["v1", "sessions", key, "stop"]) => ok(api.stop(key).await?),
+        (&Method::GET, ["v1", "sessions"]) => ok(daemon.list().await),
+        (&Method::POST, ["v1", "sessions"]) => ok(daemon.create(read_json(req).await?).await?),
+        (&Method::POST, ["v1", "sessions", "stop-all"]) => ok(daemon.stop_all().await?),
+        (&Method::GET, ["v1", "sessions", key]) => ok(daemon.get(key).await?),
+        (&Method::POST, ["v1", "sessions", key, "stop"]) => ok(daemon.stop(key).await?),
         (_, ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop"]) => {
             Err(not_allowed(&req))
         }

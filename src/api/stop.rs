@@ -5,14 +5,14 @@
 use futures_util::future::join_all;
 use tracing::Instrument;
 
+use super::daemon::Daemon;
+use super::error::ApiError;
 use super::provider::{Machine, Provider};
-use super::routes::ApiError;
-use super::sessions::Api;
 use super::store::Record;
-use super::unix_now;
+use crate::clock::unix_now;
 use crate::protocol::api::{SessionInfo, SessionState, StopAll};
 
-impl<P: Provider> Api<P> {
+impl<P: Provider> Daemon<P> {
     /// `POST /v1/sessions/{key}/stop`.
     pub async fn stop(&self, key: &str) -> Result<SessionInfo, ApiError> {
         let record = self.find(key).await?;

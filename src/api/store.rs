@@ -98,8 +98,10 @@ impl Store {
             Ok(bytes) => match parse(&bytes) {
                 Ok(records) => records,
                 Err(e) => {
-                    let aside =
-                        state_dir.join(format!("sessions.json.corrupt-{}", super::unix_now()));
+                    let aside = state_dir.join(format!(
+                        "sessions.json.corrupt-{}",
+                        crate::clock::unix_now()
+                    ));
                     std::fs::rename(&path, &aside)
                         .with_context(|| format!("cannot move {} aside", path.display()))?;
                     tracing::error!(

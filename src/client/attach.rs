@@ -131,7 +131,7 @@ impl Attach {
     fn new(watch: bool, from_start: bool) -> std::io::Result<Attach> {
         Ok(Attach {
             watch,
-            client_id: super::random_hex(16),
+            client_id: crate::random::hex(16),
             next_offset: from_start.then_some(0),
             unacked: Unacked::default(),
             escapes: Escapes::default(),

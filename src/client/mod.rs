@@ -166,7 +166,7 @@ pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
         println!("no sessions; start one with: catty new");
         return Ok(0);
     }
-    let now = unix_now();
+    let now = crate::clock::unix_now();
     println!(
         "{:<28} {:<9} {:<8} {:>6}  REGION",
         "LABEL", "STATE", "AGENT", "AGE"
@@ -208,12 +208,6 @@ pub async fn stop_all(config: &ClientConfig, confirmed: bool) -> anyhow::Result<
     Ok(0)
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn human_age(secs: u64) -> String {
     match secs {
         0..60 => format!("{secs}s"),
@@ -221,11 +215,4 @@ fn human_age(secs: u64) -> String {
         3600..86400 => format!("{}h", secs / 3600),
         _ => format!("{}d", secs / 86400),
     }
-}
-
-/// `n` random bytes as hex: client ids and the like.
-pub fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).expect("the OS has randomness");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -23,6 +22,7 @@ use tokio::task::JoinSet;
 
 use super::sandbox::{Dirs, Sandbox};
 use super::{Liveness, Machine, MachineSpec, Provider, process, procfs};
+use crate::private_dir;
 
 /// How long a runtime may take to print its address: it binds a port, nothing more.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -68,7 +68,7 @@ struct Private {
 impl Local {
     pub async fn new(options: LocalOptions) -> anyhow::Result<Local> {
         let sessions_dir = options.state_dir.join("sessions");
-        private_dir(&sessions_dir)?;
+        private_dir::create(&sessions_dir)?;
         Ok(Local {
             sandbox: Sandbox::detect(options.sandbox, &options.exe).await,
             sessions_dir,
@@ -99,7 +99,7 @@ impl Local {
         let workspace = dir.join("workspace");
         let home = dir.join("home");
         for d in [&workspace, &home] {
-            private_dir(d)?;
+            private_dir::create(d)?;
         }
         let log = open(&dir.join(LOG_FILE), false)?;
         let out = open(&dir.join(OUT_FILE), true)?;
@@ -225,7 +225,7 @@ impl Provider for Local {
 
     async fn create(&self, spec: &MachineSpec) -> anyhow::Result<Machine> {
         let dir = self.session_dir(&spec.session_id)?;
-        private_dir(&dir)?;
+        private_dir::create(&dir)?;
         let mut cmd = self.command(spec, &dir)?;
         let program = cmd.as_std().get_program().to_string_lossy().into_owned();
         let mut child = cmd
@@ -378,15 +378,6 @@ async fn healthz(addr: SocketAddr) -> bool {
         tokio::time::timeout(PROBE_TIMEOUT, probe).await,
         Ok(Ok(true))
     )
-}
-
-/// Creates `dir` (and its parents) readable by this user only.
-fn private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
 }
 
 fn open(path: &Path, truncate: bool) -> anyhow::Result<std::fs::File> {

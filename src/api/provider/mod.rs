@@ -69,7 +69,7 @@ pub enum Liveness {
 }
 
 /// A place that runs machines. The daemon picks one implementation at start (generic
-/// `Api<P>`), so the futures are plain `async fn`s that must be `Send`.
+/// `Daemon<P>`), so the futures are plain `async fn`s that must be `Send`.
 pub trait Provider: Send + Sync + 'static {
     /// Stored in each session record and shown by `catty list`.
     const NAME: &'static str;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::client::FlyMachine;
 use super::config::{META_EXPIRES_AT, META_SESSION};
 use super::{Inner, is_gone, time};
-use crate::api::unix_now;
+use crate::clock::unix_now;
 
 /// The reaper's period. It is the last line: the runtime ends itself at its TTL and the
 /// daemon's sweep destroys the machines of the sessions it knows.

@@ -11,7 +11,7 @@ use hyper::StatusCode;
 use super::client::{Backoff, FlyError, FlyMachine};
 use super::{ENDED, FORCE_INSTANCE_HEADER, Inner, config, guest, private};
 use crate::api::provider::{Machine, MachineSpec};
-use crate::api::unix_now;
+use crate::clock::unix_now;
 
 /// One wait for `started`, under Fly's limit of 60 s: short enough that a machine that
 /// stopped or failed instead is noticed soon.

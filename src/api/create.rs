@@ -1,21 +1,19 @@
-//! The daemon's state (`Api`: the provider, the store, the token) and the creating side of
-//! sessions: lookups and `POST /v1/sessions`. The store is the single truth: a session is
-//! written `starting` before its machine exists, so a crash at any point leaves a record the
-//! sweep can finish. Ending sessions is in `stop.rs`.
+//! Creating a session (`POST /v1/sessions`): the record first, `starting`, then the machine,
+//! then its `/healthz`, then `running`. A crash at any point leaves a record the sweep can
+//! finish.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tracing::Instrument;
 
-use super::labels::{self, random_hex};
-use super::provider::{InFlight, Liveness, Machine, MachineSpec, Provider};
-use super::routes::ApiError;
-use super::store::{self, Record, Store};
-use super::unix_now;
-use crate::protocol::api::{CreateSession, SessionCreated, SessionInfo, SessionList, SessionState};
+use super::daemon::Daemon;
+use super::error::ApiError;
+use super::labels;
+use super::provider::{Machine, MachineSpec, Provider};
+use super::store::Record;
+use crate::clock::unix_now;
+use crate::protocol::api::{CreateSession, SessionCreated, SessionState};
+use crate::random;
 
 /// How long a new machine gets to answer `/healthz`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,111 +22,12 @@ pub const DEFAULT_TTL_SEC: u64 = 2 * 3600;
 /// The longest time to live a request may ask for: a week.
 pub const MAX_TTL_SEC: u64 = 7 * 86400;
 
-/// The daemon's state, shared by every connection and the sweep.
-pub struct Api<P> {
-    pub provider: P,
-    store: tokio::sync::Mutex<Store>,
-    /// Sessions this process is creating right now: the sweep leaves them alone.
-    creating: Mutex<HashSet<String>>,
-    /// The bearer token every request but `/healthz` must carry.
-    pub token: String,
-    /// Wakes the sweep loop: a new session brings a deadline that may come before its next
-    /// sweep.
-    pub new_deadline: Notify,
-}
-
-impl<P: Provider> Api<P> {
-    pub fn new(provider: P, store: Store, token: String) -> Api<P> {
-        Api {
-            provider,
-            store: tokio::sync::Mutex::new(store),
-            creating: Mutex::new(HashSet::new()),
-            token,
-            new_deadline: Notify::new(),
-        }
-    }
-
-    pub async fn records(&self) -> Vec<Record> {
-        self.store.lock().await.records.clone()
-    }
-
-    /// Applies `change` to the records and writes them to disk; on a failed write the
-    /// records stay as they were. The change lands in memory first, so a caller that is
-    /// cancelled halfway leaves memory ahead of the disk, never behind.
-    pub async fn modify<T>(&self, change: impl FnOnce(&mut Vec<Record>) -> T) -> anyhow::Result<T> {
-        let mut store = self.store.lock().await;
-        let before = store.records.clone();
-        let out = change(&mut store.records);
-        if store.records == before {
-            return Ok(out);
-        }
-        let (path, bytes) = (store.path().to_path_buf(), Store::encode(&store.records));
-        let written = tokio::task::spawn_blocking(move || store::write_atomic(&path, &bytes)).await;
-        match written.map_err(anyhow::Error::from).and_then(|w| w) {
-            Ok(()) => Ok(out),
-            Err(e) => {
-                store.records = before;
-                Err(e)
-            }
-        }
-    }
-
-    pub fn is_creating(&self, id: &str) -> bool {
-        self.creating.lock().expect("creating lock").contains(id)
-    }
-
-    pub async fn list(&self) -> SessionList {
-        let records = self.records().await;
-        SessionList {
-            sessions: records.iter().map(Record::info).collect(),
-        }
-    }
-
-    /// One session, its state checked against its machine first: this is what a client
-    /// asks before it reconnects, so it must not wait for the next sweep.
-    pub async fn get(&self, key: &str) -> Result<SessionInfo, ApiError> {
-        let record = self.find(key).await?;
-        Ok(self.refresh(record).await.info())
-    }
-
-    async fn refresh(&self, record: Record) -> Record {
-        let Some(machine) = record.machine.as_ref() else {
-            return record;
-        };
-        if !record.state.is_live() || record.provider != P::NAME || self.is_creating(&record.id) {
-            return record;
-        }
-        let Ok(Liveness::Dead) = self.provider.alive(machine).await else {
-            return record;
-        };
-        let state = match unix_now() >= record.expires_at {
-            true => SessionState::Expired,
-            false => SessionState::Gone,
-        };
-        let span = tracing::info_span!("session", session = %record.label);
-        let ended = self.end_and_destroy(&record.id, state, "its machine is gone");
-        match ended.instrument(span).await {
-            Ok(ended) => ended,
-            Err(e) => {
-                tracing::warn!("{}", e.message);
-                self.find(&record.id).await.unwrap_or(record)
-            }
-        }
-    }
-
-    pub(super) async fn find(&self, key: &str) -> Result<Record, ApiError> {
-        let store = self.store.lock().await;
-        store
-            .find(key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("no session {key:?}")))
-    }
-
+impl<P: Provider> Daemon<P> {
     /// `POST /v1/sessions`: the record first, then the machine, then its `/healthz`.
     pub async fn create(&self, req: CreateSession) -> Result<SessionCreated, ApiError> {
         let ttl_sec = validate(&req)?;
-        let id = format!("s-{}", random_hex(8));
-        let _creating = InFlight::new(&self.creating, &id);
+        let id = format!("s-{}", random::hex(8));
+        let _creating = self.mark_creating(&id);
         let now = unix_now();
         let record = self
             .modify(|records| {
@@ -143,7 +42,7 @@ impl<P: Provider> Api<P> {
                     region: None,
                     created_at: now,
                     expires_at: now + ttl_sec,
-                    connect_token: random_hex(32),
+                    connect_token: random::hex(32),
                     machine: None,
                     destroy_pending: false,
                     ended_at: None,
