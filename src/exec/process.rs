@@ -3,7 +3,6 @@
 //! last output byte, and its hangup when the session is ended from outside.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +12,9 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use super::agents;
+use super::command::Command;
 use super::pty::{self, Master, Spawn};
 use super::session::{Process, Session, Upload};
-use crate::config::Agent;
 use crate::protocol::ExitStatus;
 use crate::task::AbortOnDrop;
 
@@ -30,15 +29,6 @@ const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// How long a hung-up process may take before it is killed.
 pub const HANGUP_GRACE: Duration = Duration::from_secs(5);
-
-/// What the process task needs to start the program.
-pub struct Command {
-    /// Whose configuration to prepare before the program starts.
-    pub agent: Agent,
-    pub argv: Vec<String>,
-    pub cwd: PathBuf,
-    pub env: Vec<(String, String)>,
-}
 
 /// Runs the session's process from the first attach to its exit. Returns its status.
 pub async fn run(session: Arc<Session>, mut command: Command) -> io::Result<ExitStatus> {
