@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 
-use super::process::Command;
+use super::command::Command;
 use crate::protocol::Agent;
 
 /// An agent as it is installed: its program and its npm package.

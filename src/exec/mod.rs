@@ -4,6 +4,7 @@
 
 mod agents;
 mod buffer;
+mod command;
 mod process;
 mod pty;
 mod screen;
@@ -57,7 +58,7 @@ async fn lifecycle(
     config: &ExecConfig,
     terminate: impl Future<Output = ()>,
 ) {
-    let command = process::Command {
+    let command = command::Command {
         agent: config.agent,
         argv: config.command.clone(),
         cwd: config.workspace.clone(),

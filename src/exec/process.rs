@@ -3,7 +3,6 @@
 //! last output byte, and its hangup when the session is ended from outside.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +12,9 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use super::agents;
+use super::command::Command;
 use super::pty::{self, Master, Spawn};
-use super::session::{Process, Session, Upload};
-use crate::protocol::Agent;
+use super::session::Session;
 use crate::protocol::ExitStatus;
 use crate::task::AbortOnDrop;
 
@@ -31,18 +30,9 @@ const DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// How long a hung-up process may take before it is killed.
 pub const HANGUP_GRACE: Duration = Duration::from_secs(5);
 
-/// What the process task needs to start the program.
-pub struct Command {
-    /// Whose configuration to prepare before the program starts.
-    pub agent: Agent,
-    pub argv: Vec<String>,
-    pub cwd: PathBuf,
-    pub env: Vec<(String, String)>,
-}
-
 /// Runs the session's process from the first attach to its exit. Returns its status.
 pub async fn run(session: Arc<Session>, mut command: Command) -> io::Result<ExitStatus> {
-    let size = wait_for_start(&session).await;
+    let size = session.wait_for_start().await;
     if let Err(missing) = agents::find_program(&command) {
         return Err(refuse(&session, missing));
     }
@@ -50,10 +40,7 @@ pub async fn run(session: Arc<Session>, mut command: Command) -> io::Result<Exit
     // agent still starts, it just asks its first-run questions.
     if let Err(e) = agents::prepare(&mut command).await {
         tracing::warn!("{e:#}");
-        say(
-            &session,
-            &format!("catty: {e:#}; it may ask its first-run questions"),
-        );
+        session.say(&format!("catty: {e:#}; it may ask its first-run questions"));
     }
     let spawn = Spawn {
         argv: &command.argv,
@@ -67,11 +54,7 @@ pub async fn run(session: Arc<Session>, mut command: Command) -> io::Result<Exit
     };
     let master = Arc::new(master);
     let pgid = child.id().map_or(0, |pid| pid as i32);
-    session.lock().process = Process::Running {
-        master: master.clone(),
-        pgid,
-    };
-    session.notify_changed();
+    session.set_running(master.clone(), pgid);
     tracing::info!(pid = pgid, "process started");
 
     // Input gets a task of its own: polled alongside a pump that is busy with a flood, it
@@ -81,51 +64,19 @@ pub async fn run(session: Arc<Session>, mut command: Command) -> io::Result<Exit
     let status = pump_output(&session, &master, &mut child).await?;
     drop(writer);
     tracing::info!(code = status.code, signal = ?status.signal, "process exited");
-    finish(&session, status.clone());
+    session.set_exited(status.clone());
     Ok(status)
-}
-
-/// Waits for an interactive attach and for any upload in progress to finish.
-async fn wait_for_start(session: &Session) -> (u16, u16) {
-    let mut changed = session.subscribe();
-    loop {
-        changed.borrow_and_update();
-        {
-            let st = session.lock();
-            if let (Process::NotStarted(Some(size)), false) =
-                (&st.process, st.upload == Upload::Busy)
-            {
-                return *size;
-            }
-        }
-        // The sender lives in `session`, so this only fails if the session is gone.
-        let _ = changed.changed().await;
-    }
 }
 
 /// The program cannot start: `message` goes to the terminal, and the session ends with 127
 /// (the shell's "command not found").
 fn refuse(session: &Session, message: String) -> io::Error {
-    say(session, &format!("catty: {message}"));
-    finish(
-        session,
-        ExitStatus {
-            code: 127,
-            signal: None,
-        },
-    );
+    session.say(&format!("catty: {message}"));
+    session.set_exited(ExitStatus {
+        code: 127,
+        signal: None,
+    });
     io::Error::other(message)
-}
-
-/// Shows a line of catty's own in the terminal output, before the program's.
-fn say(session: &Session, line: &str) {
-    session.lock().buffer.push(format!("{line}\r\n").as_bytes());
-    session.notify_changed();
-}
-
-fn finish(session: &Session, status: ExitStatus) {
-    session.lock().process = Process::Exited(status);
-    session.notify_changed();
 }
 
 /// Moves PTY output into the buffer until the process has exited and its output is drained.
@@ -138,7 +89,7 @@ async fn pump_output(
     let mut exited = None;
     let mut read_since_yield = 0;
     loop {
-        wait_for_window(session).await;
+        session.wait_for_window().await;
         let n = match exited {
             // The process is gone: what is still in the PTY is its last output. The kernel
             // hands slave writes to the master a moment later, so wait briefly for them; a
@@ -162,25 +113,13 @@ async fn pump_output(
             };
             return Ok(exit_status(status));
         }
-        session.lock().buffer.push(&buf[..n]);
-        session.notify_changed();
+        session.push_output(&buf[..n]);
         // The runtime has one thread: a flood must not keep a Ctrl-C waiting behind it.
         read_since_yield += n;
         if read_since_yield >= YIELD_EVERY_BYTES {
             read_since_yield = 0;
             tokio::task::yield_now().await;
         }
-    }
-}
-
-/// Flow control: waits while the slowest interactive client is a window or more behind.
-async fn wait_for_window(session: &Session) {
-    loop {
-        let progress = session.progress.notified();
-        if session.lock().may_read() {
-            return;
-        }
-        progress.await;
     }
 }
 
@@ -210,9 +149,8 @@ fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
 /// Ends the process from outside: SIGHUP (and SIGCONT, in case it is stopped), then SIGKILL
 /// if it is still there after [`HANGUP_GRACE`]. `done` is the task running [`run`].
 pub async fn hang_up<F: std::future::Future + Unpin>(session: &Session, done: &mut F) {
-    let pgid = match &session.lock().process {
-        Process::Running { pgid, .. } => *pgid,
-        _ => return,
+    let Some(pgid) = session.running_pgid() else {
+        return;
     };
     tracing::info!(pgid, "hanging up the process");
     let _ = pty::signal_group(pgid, Signal::SIGHUP);

@@ -1,7 +1,11 @@
 //! The one session a runtime hosts: the output buffer and its offsets, the attached
-//! connections and their cursors, input accounting per client id, the terminal size, and the
-//! upload/start state. Everything here is synchronous under one short-held lock; the tasks
-//! that do I/O live in `process.rs` and `stream.rs`.
+//! connections and their cursors, input accounting per client id, the terminal size and flow
+//! control; the program's phase is in `phase.rs`, the upload slot in `upload_slot.rs`. Private
+//! state under one short-held lock (never across an await), changed only by `Session`'s
+//! methods, which notify waiters themselves; the I/O tasks are `process.rs` and `stream.rs`.
+
+mod phase;
+mod upload_slot;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,11 +14,12 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::buffer::{OutputBuffer, Position};
-use super::pty::Master;
 use super::screen::Screen;
 use crate::protocol::{
     ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, INPUT_ACK_BYTES, PROTOCOL_VERSION, ServerMsg,
 };
+use phase::Phase;
+use upload_slot::Upload;
 
 /// Size used until an interactive client tells us its own.
 pub const DEFAULT_SIZE: (u16, u16) = (80, 24);
@@ -33,13 +38,13 @@ pub struct Session {
     /// Bumped on every change a connection or the process task may wait for.
     changed: watch::Sender<()>,
     /// A client moved its cursor: the output pump may be allowed to read again.
-    pub(super) progress: Notify,
+    progress: Notify,
     input_tx: mpsc::Sender<Bytes>,
     input_rx: Mutex<Option<mpsc::Receiver<Bytes>>>,
 }
 
-pub(super) struct State {
-    pub buffer: OutputBuffer,
+struct State {
+    buffer: OutputBuffer,
     screen: Screen,
     conns: HashMap<ConnId, Conn>,
     next_conn: ConnId,
@@ -47,11 +52,11 @@ pub(super) struct State {
     inputs: HashMap<String, InputCount>,
     size: (u16, u16),
     size_owner: Option<ConnId>,
-    pub process: Process,
-    pub upload: Upload,
+    phase: Phase,
+    upload: Upload,
     /// Set when the session is being ended from outside (TTL, shutdown): the message every
     /// connection receives before it is closed.
-    pub ended: Option<String>,
+    ended: Option<String>,
 }
 
 struct Conn {
@@ -65,23 +70,6 @@ struct InputCount {
     applied: u64,
     acked: u64,
     conn: ConnId,
-}
-
-pub(super) enum Process {
-    /// Waiting for the first interactive attach; `Some(size)` once one asked to start.
-    NotStarted(Option<(u16, u16)>),
-    Running {
-        master: Arc<Master>,
-        pgid: i32,
-    },
-    Exited(ExitStatus),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Upload {
-    Open,
-    Busy,
-    Done,
 }
 
 /// What a new connection sends first.
@@ -113,7 +101,7 @@ impl Session {
                 inputs: HashMap::new(),
                 size: DEFAULT_SIZE,
                 size_owner: None,
-                process: Process::NotStarted(None),
+                phase: Phase::NotStarted(None),
                 upload: Upload::Open,
                 ended: None,
             }),
@@ -124,7 +112,7 @@ impl Session {
         })
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -134,7 +122,7 @@ impl Session {
         self.changed.subscribe()
     }
 
-    pub(super) fn notify_changed(&self) {
+    fn notify_changed(&self) {
         self.changed.send_replace(());
     }
 
@@ -143,6 +131,28 @@ impl Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
+    }
+
+    /// Appends the program's output and wakes the writers: one lock, one notify per read.
+    pub fn push_output(&self, data: &[u8]) {
+        self.lock().buffer.push(data);
+        self.notify_changed();
+    }
+
+    /// Shows a line of catty's own in the terminal output, before the program's.
+    pub fn say(&self, line: &str) {
+        self.push_output(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Flow control: waits while the slowest interactive client is a window or more behind.
+    pub async fn wait_for_window(&self) {
+        loop {
+            let progress = self.progress.notified();
+            if self.lock().may_read() {
+                return;
+            }
+            progress.await;
+        }
     }
 
     /// Registers a connection and says where its stream starts.
@@ -187,7 +197,7 @@ impl Session {
         );
         if !params.watch {
             let size = params.size.unwrap_or(st.size);
-            if let Process::NotStarted(request @ None) = &mut st.process {
+            if let Phase::NotStarted(request @ None) = &mut st.phase {
                 *request = Some(size);
             }
             st.claim_size(conn, self);
@@ -242,8 +252,8 @@ impl Session {
             Position::Evicted { .. } => {
                 Next::Close("fell behind the output buffer; reconnect with since".into())
             }
-            Position::End => match &st.process {
-                Process::Exited(status) => Next::Exit(status.clone()),
+            Position::End => match &st.phase {
+                Phase::Exited(status) => Next::Exit(status.clone()),
                 _ => Next::Idle,
             },
         }
@@ -268,7 +278,7 @@ impl Session {
         // under the lock and a connection cut in between cannot apply bytes twice.
         let permit = self.input_tx.reserve().await.ok()?;
         let mut st = self.lock();
-        if !st.is_interactive(conn) || matches!(st.process, Process::Exited(_)) {
+        if !st.is_interactive(conn) || matches!(st.phase, Phase::Exited(_)) {
             return None;
         }
         permit.send(Bytes::copy_from_slice(data));
@@ -292,74 +302,6 @@ impl Session {
             st.claim_size(conn, self);
         }
     }
-
-    /// The process group a signal from this connection goes to, if it may send one. A
-    /// signal sent right after the first attach waits for the process to be spawned.
-    pub async fn signal_target(&self, conn: ConnId) -> Option<i32> {
-        let mut changed = self.subscribe();
-        loop {
-            changed.borrow_and_update();
-            {
-                let st = self.lock();
-                if !st.is_interactive(conn) {
-                    return None;
-                }
-                match &st.process {
-                    Process::Running { master, pgid } => {
-                        return Some(master.foreground_group().unwrap_or(*pgid));
-                    }
-                    Process::Exited(_) => return None,
-                    Process::NotStarted(_) => {}
-                }
-            }
-            changed.changed().await.ok()?;
-        }
-    }
-}
-
-/// Holds the session's upload slot; dropped without [`UploadSlot::done`], it frees the slot
-/// again (a refused or interrupted upload leaves an empty workspace to upload into).
-pub struct UploadSlot<'a> {
-    session: &'a Session,
-    done: bool,
-}
-
-impl UploadSlot<'_> {
-    pub fn done(mut self) {
-        self.done = true;
-    }
-}
-
-impl Drop for UploadSlot<'_> {
-    fn drop(&mut self) {
-        self.session.lock().upload = if self.done {
-            Upload::Done
-        } else {
-            Upload::Open
-        };
-        self.session.notify_changed();
-    }
-}
-
-impl Session {
-    /// Takes the one upload slot, or says why an upload is refused now (409).
-    pub fn begin_upload(&self) -> Result<UploadSlot<'_>, &'static str> {
-        let mut st = self.lock();
-        if !matches!(st.process, Process::NotStarted(None)) {
-            return Err("the session has already started; upload before the first attach");
-        }
-        match st.upload {
-            Upload::Busy => Err("another upload is in progress"),
-            Upload::Done => Err("the workspace was already uploaded"),
-            Upload::Open => {
-                st.upload = Upload::Busy;
-                Ok(UploadSlot {
-                    session: self,
-                    done: false,
-                })
-            }
-        }
-    }
 }
 
 impl State {
@@ -380,14 +322,14 @@ impl State {
         }
     }
 
-    pub fn set_size(&mut self, size: (u16, u16), session: &Session) {
+    fn set_size(&mut self, size: (u16, u16), session: &Session) {
         if size == self.size {
             return;
         }
         self.size = size;
-        match &mut self.process {
-            Process::NotStarted(Some(request)) => *request = size,
-            Process::Running { master, .. } => {
+        match &mut self.phase {
+            Phase::NotStarted(Some(request)) => *request = size,
+            Phase::Running { master, .. } => {
                 if let Err(e) = master.resize(size) {
                     tracing::warn!("resize failed: {e}");
                 }
@@ -399,7 +341,7 @@ impl State {
     }
 
     /// Bytes the slowest interactive client still has to receive.
-    pub fn interactive_lag(&self) -> u64 {
+    fn interactive_lag(&self) -> u64 {
         let slowest = self
             .conns
             .values()
@@ -410,7 +352,7 @@ impl State {
     }
 
     /// Flow control: may the pump read more output now?
-    pub fn may_read(&self) -> bool {
+    fn may_read(&self) -> bool {
         self.ended.is_some() || self.interactive_lag() <= FLOW_WINDOW_BYTES
     }
 }
