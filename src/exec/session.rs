@@ -16,17 +16,14 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::buffer::{OutputBuffer, Position};
 use super::screen::Screen;
 use crate::protocol::{
-    ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, INPUT_ACK_BYTES, PROTOCOL_VERSION, ServerMsg,
+    ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FRAME_MAX_BYTES, INPUT_ACK_BYTES,
+    PROTOCOL_VERSION, ServerMsg,
 };
 use phase::Phase;
 use upload_slot::Upload;
 
 /// Size used until an interactive client tells us its own.
 pub const DEFAULT_SIZE: (u16, u16) = (80, 24);
-
-/// Largest binary frame sent to a client: big enough for throughput, small enough that a
-/// control message never waits long behind one.
-pub const FRAME_MAX_BYTES: usize = 64 * 1024;
 
 /// Input frames queued for the PTY before a client's reads are back-pressured.
 const INPUT_QUEUE_FRAMES: usize = 64;

@@ -2,21 +2,18 @@
 //! that sends control replies first and output from the connection's cursor otherwise.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::pty;
-use super::session::{Attached, ConnId, FRAME_MAX_BYTES, Next, Session};
-use crate::protocol::{ClientMsg, ConnectParams, ParseError, ServerMsg, Signal};
-
-/// The server pings a connection that has been quiet this long.
-pub const PING_INTERVAL: Duration = Duration::from_secs(25);
-
-/// A connection with no frame from the client for this long is dead (clients ping every 25 s).
-pub const DEAD_LINK: Duration = Duration::from_secs(60);
+use super::session::{Attached, ConnId, Next, Session};
+use crate::protocol::{
+    ClientMsg, ConnectParams, DEAD_LINK, FRAME_MAX_BYTES, PING_INTERVAL, ParseError, ServerMsg,
+    Signal,
+};
 
 /// Control frames waiting for the writer.
 const CONTROL_QUEUE_FRAMES: usize = 32;
