@@ -3,12 +3,15 @@
 //! the archive to the runtime's `/upload` while it is being written ([`upload`]).
 
 mod archive;
+mod archive_error;
 mod link;
 mod pack;
 mod size;
 mod walk;
 
-pub use archive::{ArchiveError, DEFLATE_LEVEL, write_zip};
+pub use archive::write_zip;
+pub use archive_error::ArchiveError;
+pub use pack::DEFLATE_LEVEL;
 pub use size::{SizeError, TooLarge, check_size};
 pub use walk::{Entry, Kind, ScanError, Workspace, always_skipped, scan};
 

@@ -4,6 +4,7 @@
 
 mod archive;
 mod cleanup;
+mod create;
 mod error;
 mod extract;
 mod positioned;

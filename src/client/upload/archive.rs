@@ -2,7 +2,6 @@
 //! symlinks as `S_IFLNK` entries holding their target.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -10,7 +9,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_zip::error::ZipError;
 use async_zip::tokio::write::ZipFileWriter;
 use async_zip::{
     Compression, DeflateOption, StringEncoding, ZipDateTime, ZipDateTimeBuilder, ZipEntryBuilder,
@@ -20,14 +18,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::task::JoinHandle;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
 
-use super::pack::{Packed, SMALL_FILE_BYTES, open_regular, spawn_pack};
+use super::archive_error::ArchiveError;
+use super::pack::{DEFLATE_LEVEL, Packed, SMALL_FILE_BYTES, open_regular, spawn_pack};
 use super::walk::{Entry, Kind, Workspace};
 
-/// Level 2 of 9 (zlib-rs): on real source code (the cargo registry's crates) 22.9% of the raw
-/// size at 215 MB/s a core, against 21.6% at 181 MB/s for level 3 and 29.2% at 416 MB/s for
-/// level 1, whose fast strategy gives up most of the ratio (`measure_deflate_levels` in
-/// tests/client_upload.rs). Every core deflates (see `pack.rs`).
-pub const DEFLATE_LEVEL: u32 = 2;
 /// Small entries read and deflated together in one blocking task.
 const BATCH_BYTES: u64 = 1024 * 1024;
 /// Batches in the works ahead of the writer: enough to keep a few cores deflating, few
@@ -44,35 +38,6 @@ const DOS_LAST_SEC: u64 = 4_354_819_198;
 const S_IFREG: u32 = 0o100_000;
 const S_IFDIR: u32 = 0o040_000;
 const S_IFLNK: u32 = 0o120_000;
-
-/// Why the archive could not be written.
-#[derive(Debug)]
-pub enum ArchiveError {
-    /// A file of the workspace could not be read.
-    Read { path: PathBuf, err: io::Error },
-    /// The output failed: the connection closed, or a size limit passed.
-    Write(io::Error),
-}
-
-impl fmt::Display for ArchiveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ArchiveError::Read { path, err } => write!(f, "cannot read {}: {err}", path.display()),
-            ArchiveError::Write(err) => write!(f, "writing the archive failed: {err}"),
-        }
-    }
-}
-
-impl std::error::Error for ArchiveError {}
-
-impl From<ZipError> for ArchiveError {
-    fn from(err: ZipError) -> Self {
-        match err {
-            ZipError::UpstreamReadError(err) => ArchiveError::Write(err),
-            other => ArchiveError::Write(io::Error::other(other)),
-        }
-    }
-}
 
 /// Zips `ws` (paths relative to `root`) into `out` as a stream: memory stays at a few
 /// megabytes of batches plus async_zip's list of central directory records.

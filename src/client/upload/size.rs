@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::archive::{ArchiveError, Counted, write_zip};
+use super::archive::{Counted, write_zip};
+use super::archive_error::ArchiveError;
 use super::walk::{Entry, Kind, Workspace};
 
 /// Headers per entry (local and central, zip64 fields) plus deflate's framing of a tiny file,

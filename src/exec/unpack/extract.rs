@@ -5,9 +5,9 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -16,6 +16,7 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::archive::Archive;
 use super::cleanup::Gate;
+use super::create::{set_meta, write_chunk};
 use super::error::{entry_error, io_at, read_error};
 use super::record::{Kind, Record, permissions};
 use super::validate::Planned;
@@ -208,41 +209,4 @@ fn check_inflated(
         return Err(UnpackError::bad(&r.name, reason));
     }
     Ok(())
-}
-
-/// Writes `chunk` to `out`, or to `path` created anew, and with `finish` sets its mode and time.
-pub(super) fn write_chunk(
-    out: Option<std::fs::File>,
-    path: &Path,
-    chunk: &[u8],
-    finish: Option<(u32, Option<SystemTime>)>,
-) -> io::Result<std::fs::File> {
-    let mut out = match out {
-        Some(out) => out,
-        None => create_file(path)?,
-    };
-    out.write_all(chunk)?;
-    if let Some((perm, mtime)) = finish {
-        set_meta(&out, perm, mtime)?;
-    }
-    Ok(out)
-}
-
-/// Creates a file that must not exist yet; its directory must.
-fn create_file(path: &Path) -> io::Result<std::fs::File> {
-    // create_new refuses anything already there; O_NOFOLLOW is belt and braces.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-}
-
-fn set_meta(file: &std::fs::File, perm: u32, mtime: Option<SystemTime>) -> io::Result<()> {
-    file.set_permissions(std::fs::Permissions::from_mode(perm))?;
-    match mtime {
-        Some(mtime) => file.set_modified(mtime),
-        None => Ok(()),
-    }
 }

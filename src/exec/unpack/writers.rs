@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use super::UnpackError;
 use super::cleanup::Gate;
+use super::create::write_chunk;
 use super::error::io_at;
-use super::extract::write_chunk;
 
 /// At most this many writer threads, whatever the number of cores.
 const MAX_WRITERS: usize = 4;

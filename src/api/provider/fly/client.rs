@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::error::api_error;
+use super::error::{api_error, one_line};
 use crate::net::TlsRoots;
 
 pub use super::error::FlyError;
@@ -29,8 +29,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(8);
 const ATTEMPTS: u32 = 8;
 /// A `Retry-After` longer than this is not honoured as is (the backoff cap applies).
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
-/// How much of an error body goes into a message.
-const MESSAGE_CHARS: usize = 200;
 /// Macaroon tokens take the `FlyV1` scheme (fly-go's `tokens.normalized`).
 const MACAROON_PREFIXES: [&str; 3] = ["fm1r_", "fm1a_", "fm2_"];
 
@@ -326,11 +324,6 @@ impl Backoff {
         self.next = (self.next * 2).min(BACKOFF_MAX);
         true
     }
-}
-
-pub(super) fn one_line(text: &str) -> String {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words.join(" ").chars().take(MESSAGE_CHARS).collect()
 }
 
 fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FlyError> {

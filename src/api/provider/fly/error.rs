@@ -4,7 +4,14 @@
 use hyper::StatusCode;
 use serde::Deserialize;
 
-use super::client::one_line;
+/// How much of an error body goes into a message.
+const MESSAGE_CHARS: usize = 200;
+
+/// `text` on one line (white space folded), cut to [`MESSAGE_CHARS`].
+pub(super) fn one_line(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words.join(" ").chars().take(MESSAGE_CHARS).collect()
+}
 
 /// Why a call failed.
 #[derive(Debug)]
