@@ -5,10 +5,10 @@
 mod archive;
 mod cleanup;
 mod create;
+mod entry;
 mod error;
 mod extract;
 mod positioned;
-mod record;
 mod validate;
 mod writers;
 
@@ -23,9 +23,9 @@ use std::path::Path;
 pub use error::UnpackError;
 
 use cleanup::{Gate, Guard};
+use entry::{CentralEntry, record};
 use error::io_at;
 use extract::Extractor;
-use record::{Record, record};
 use validate::validate;
 
 /// Copy buffer while inflating: big enough for throughput, small enough per upload.
@@ -102,9 +102,9 @@ fn unpack_here(
 async fn read_directory(
     zip: &Path,
     limits: &Limits,
-) -> Result<(archive::Archive, Vec<Record>), UnpackError> {
+) -> Result<(archive::Archive, Vec<CentralEntry>), UnpackError> {
     let mut archive = archive::open(zip).await?;
-    let mut records: Vec<Record> = archive.cdrs().iter().map(record).collect();
+    let mut records: Vec<CentralEntry> = archive.cdrs().iter().map(record).collect();
     // Validation stops at the first entry past the limit; the rest need not be read.
     records.truncate(
         usize::try_from(limits.max_entries)

@@ -11,9 +11,9 @@ use tokio::io::AsyncReadExt;
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 use super::UnpackError;
+use super::entry::{CentralEntry, Kind, kind_of};
 use super::error::{entry_error, io_at, is_data_error, read_error};
 use super::positioned::Positioned;
-use super::record::{Kind, Record, kind_of};
 
 pub(super) type Archive = ZipArchiveReader<Compat<Positioned>>;
 
@@ -47,7 +47,7 @@ pub(super) async fn open(zip: &Path) -> Result<Archive, UnpackError> {
 /// problem, so validation still reports the first bad entry in order.
 pub(super) async fn read_links(
     archive: &mut Archive,
-    records: &mut [Record],
+    records: &mut [CentralEntry],
 ) -> Result<(), UnpackError> {
     for (index, r) in records.iter_mut().enumerate() {
         if r.problem.is_some() || kind_of(&r.name, r.mode) != Ok(Kind::Symlink) {
@@ -69,7 +69,7 @@ pub(super) async fn read_links(
 async fn read_link(
     archive: &mut Archive,
     index: usize,
-    r: &Record,
+    r: &CentralEntry,
 ) -> Result<Vec<u8>, UnpackError> {
     let entry = archive
         .file(index)

@@ -17,8 +17,8 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 use super::archive::Archive;
 use super::cleanup::Gate;
 use super::create::{set_meta, write_chunk};
+use super::entry::{CentralEntry, Kind, permissions};
 use super::error::{entry_error, io_at, read_error};
-use super::record::{Kind, Record, permissions};
 use super::validate::Planned;
 use super::writers::{SmallFile, Writers, with_writers};
 use super::{CHUNK_BYTES, Limits, UnpackError, Unpacked};
@@ -63,7 +63,7 @@ impl<'a> Extractor<'a> {
     pub(super) fn run(
         mut self,
         runtime: &tokio::runtime::Handle,
-        records: &[Record],
+        records: &[CentralEntry],
         plan: &[Planned],
     ) -> Result<Unpacked, UnpackError> {
         with_writers(self.gate, |writers| {
@@ -75,7 +75,7 @@ impl<'a> Extractor<'a> {
 
     async fn write_entries(
         &mut self,
-        records: &[Record],
+        records: &[CentralEntry],
         plan: &[Planned],
         writers: &mut Writers<'_>,
     ) -> Result<(), UnpackError> {
@@ -107,7 +107,7 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
-    fn write_link(&mut self, r: &Record, dest: &Path) -> Result<(), UnpackError> {
+    fn write_link(&mut self, r: &CentralEntry, dest: &Path) -> Result<(), UnpackError> {
         self.make_parent(dest)?;
         let target = Path::new(OsStr::from_bytes(r.link.as_deref().unwrap_or_default()));
         let create = || std::os::unix::fs::symlink(target, dest);
@@ -119,7 +119,7 @@ impl<'a> Extractor<'a> {
     async fn write_file(
         &mut self,
         index: usize,
-        r: &Record,
+        r: &CentralEntry,
         dest: PathBuf,
         writers: &mut Writers<'_>,
     ) -> Result<(), UnpackError> {
@@ -193,7 +193,7 @@ async fn fill(data: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> io::Result
 
 /// Counts what actually inflates: a zip bomb's headers lie.
 fn check_inflated(
-    r: &Record,
+    r: &CentralEntry,
     written: u64,
     total: u64,
     limits: &Limits,

@@ -3,7 +3,7 @@
 
 use async_zip::{ZipDateTime, ZipDateTimeBuilder};
 
-use super::record::{S_IFDIR, S_IFLNK, S_IFREG};
+use super::entry::{S_IFDIR, S_IFLNK, S_IFREG};
 
 pub(super) const FILE: u32 = S_IFREG | 0o644;
 pub(super) const DIR: u32 = S_IFDIR | 0o755;

@@ -1,7 +1,7 @@
 //! End-to-end tests of `unpack` over real archives in a temporary directory: good archives
 //! round-trip, hostile ones are refused, and every way out but success leaves nothing behind.
 
-use super::record::{S_IFDIR, S_IFREG};
+use super::entry::{S_IFDIR, S_IFREG};
 use super::testing::{CHAR_DEVICE, DIR, FIFO, FILE, LINK, MTIME_SECS, SOCKET, test_mtime};
 use super::*;
 use async_zip::Compression as Method;

@@ -7,7 +7,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use super::record::{Kind, Record, kind_of};
+use super::entry::{CentralEntry, Kind, kind_of};
 use super::{Limits, UnpackError};
 
 /// Linux NAME_MAX: a longer component is the archive's fault, not an I/O failure.
@@ -56,7 +56,10 @@ fn components(name: &[u8]) -> Result<Vec<&[u8]>, &'static str> {
 ///
 /// Conflicts are judged against the whole archive, not only earlier entries, so `ln/x` before
 /// the symlink `ln` is still caught (and named, being first).
-pub(super) fn validate(records: &[Record], limits: &Limits) -> Result<Vec<Planned>, UnpackError> {
+pub(super) fn validate(
+    records: &[CentralEntry],
+    limits: &Limits,
+) -> Result<Vec<Planned>, UnpackError> {
     let keys: Vec<_> = records
         .iter()
         .map(|r| components(&r.name).map(|p| p.join(&b'/')))
@@ -91,7 +94,7 @@ pub(super) fn validate(records: &[Record], limits: &Limits) -> Result<Vec<Planne
 }
 
 fn check_entry<'k>(
-    r: &Record,
+    r: &CentralEntry,
     key: &'k Result<Vec<u8>, &str>,
     kinds: &HashMap<&[u8], Kind>,
     seen: &mut HashSet<&'k [u8]>,
@@ -155,9 +158,9 @@ mod tests {
     use super::*;
     use crate::exec::unpack::testing::{CHAR_DEVICE, DIR, FIFO, FILE, LINK};
 
-    fn rec(name: &str, mode: u32, link: Option<&str>) -> Record {
+    fn rec(name: &str, mode: u32, link: Option<&str>) -> CentralEntry {
         let link = link.map(|l| l.as_bytes().to_vec());
-        Record {
+        CentralEntry {
             name: name.into(),
             mode,
             size: 1,
@@ -167,15 +170,15 @@ mod tests {
         }
     }
 
-    fn file(name: &str) -> Record {
+    fn file(name: &str) -> CentralEntry {
         rec(name, FILE, None)
     }
 
-    fn link(name: &str, target: &str) -> Record {
+    fn link(name: &str, target: &str) -> CentralEntry {
         rec(name, LINK, Some(target))
     }
 
-    fn first_bad(records: &[Record], limits: &Limits) -> (String, String) {
+    fn first_bad(records: &[CentralEntry], limits: &Limits) -> (String, String) {
         match validate(records, limits) {
             Err(UnpackError::BadEntry { name, reason }) => (name, reason),
             other => panic!("expected a bad entry, got {other:?}"),
@@ -237,7 +240,7 @@ mod tests {
     #[test]
     fn the_first_bad_entry_is_named() {
         let ok = || file("ok.txt");
-        let cases: Vec<(Vec<Record>, &str, &str)> = vec![
+        let cases: Vec<(Vec<CentralEntry>, &str, &str)> = vec![
             (vec![ok(), file("/etc/evil")], "/etc/evil", "absolute path"),
             (
                 vec![ok(), file("../evil")],

@@ -23,7 +23,7 @@ pub(super) enum Kind {
 
 /// One central-directory entry, as far as validation and extraction care.
 #[derive(Debug, Clone)]
-pub(super) struct Record {
+pub(super) struct CentralEntry {
     pub(super) name: Vec<u8>,
     /// `st_mode` from Unix external attributes; 0 when the archive has none.
     pub(super) mode: u32,
@@ -79,7 +79,7 @@ fn dos_time(date: u16, time: u16) -> Option<SystemTime> {
     Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-pub(super) fn record(cdr: &CDR) -> Record {
+pub(super) fn record(cdr: &CDR) -> CentralEntry {
     let h = &cdr.cdrh;
     let mode = if h.v_made_by >> 8 == HOST_UNIX {
         h.exter_attr >> 16
@@ -106,7 +106,7 @@ pub(super) fn record(cdr: &CDR) -> Record {
     });
     let name = cdr.insecure_file_name.as_bytes().to_vec();
     let mtime = dos_time(h.mod_date, h.mod_time);
-    Record {
+    CentralEntry {
         name,
         mode,
         size,
