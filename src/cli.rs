@@ -1,4 +1,4 @@
-//! Command-line shapes (argh). Raw values only: `config.rs` validates them and adds the
+//! Command-line shapes (argh). Raw values only: `config/` validates them and adds the
 //! environment.
 
 use argh::FromArgs;
@@ -27,7 +27,7 @@ pub enum Command {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "new")]
 pub struct NewArgs {
-    /// the agent to run: claude (default), codex or shell
+    /// the agent to run: claude (default), codex, gemini or shell
     #[argh(option)]
     pub agent: Option<String>,
 

@@ -5,9 +5,9 @@
 //! concluded from one empty list, and a reaper destroys machines past their `expires_at`.
 
 mod client;
-mod config;
 mod error;
 mod guest;
+mod machine_config;
 mod reaper;
 mod start;
 mod time;
@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use super::{InFlight, Liveness, Machine, MachineSpec, Provider};
 use crate::config::FlyConfig;
 use client::{Api, FlyError, FlyMachine};
-use config::META_SESSION;
+use machine_config::META_SESSION;
 
 /// Makes Fly's edge route a request to one machine, with no fallback to another.
 pub const FORCE_INSTANCE_HEADER: &str = "fly-force-instance-id";
@@ -211,7 +211,7 @@ impl Inner {
             tokio::time::sleep(CONFIRM_PAUSE).await;
         }
         let app = &self.app;
-        config::discover_image(&machines).with_context(|| {
+        machine_config::discover_image(&machines).with_context(|| {
             format!(
                 "no image to run: set CATTY_IMAGE (e.g. registry.fly.io/{app}:<label> after \
                  `fly deploy --build-only --push --image-label <label>`); no machine of the app \

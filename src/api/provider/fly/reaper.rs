@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 
 use super::client::FlyMachine;
-use super::config::{META_EXPIRES_AT, META_SESSION};
+use super::machine_config::{META_EXPIRES_AT, META_SESSION};
 use super::{Inner, is_gone, time};
 use crate::clock::unix_now;
 

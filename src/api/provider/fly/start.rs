@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use hyper::StatusCode;
 
 use super::client::{Backoff, FlyError, FlyMachine};
-use super::{ENDED, FORCE_INSTANCE_HEADER, Inner, config, guest, private};
+use super::{ENDED, FORCE_INSTANCE_HEADER, Inner, guest, machine_config, private};
 use crate::api::provider::{Machine, MachineSpec};
 use crate::clock::unix_now;
 
@@ -33,7 +33,7 @@ impl Inner {
         let guest = guest::choose(spec.cpus, spec.memory_mb).map_err(|e| anyhow!(e))?;
         let image = self.image().await?;
         let expires_at = unix_now() + spec.ttl_sec;
-        let body = config::create_body(spec, &image, guest, &self.agent_env, expires_at);
+        let body = machine_config::create_body(spec, &image, guest, &self.agent_env, expires_at);
         let created = self.create_machine(spec, &body).await?;
         tracing::info!(machine = %created.id, region = %created.region, %image, "machine created");
         let deadline = Instant::now() + self.start_timeout;
