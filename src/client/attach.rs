@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use crate::task::AbortOnDrop;
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketWrite};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::escape::{self, Action, Escapes};
 use super::input::Unacked;
 use super::tty;
-use crate::net::{self, ClientSocket};
+use crate::net::{self, ClientSocket, RuntimeUrl};
 use crate::protocol::{ClientMsg, ConnectParams, ExitStatus, ServerMsg};
 
 /// Keepalive: a ping when idle this long.
@@ -36,7 +36,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Where to attach.
 pub struct Target {
     pub label: String,
-    /// `http://host:port` of the runtime.
+    /// The runtime's base URL (`http://host:port`, `https://…`).
     pub connect_url: String,
     pub token: String,
     pub headers: BTreeMap<String, String>,
@@ -64,12 +64,13 @@ pub async fn run(
     from_start: bool,
     live: &impl Liveness,
 ) -> anyhow::Result<Outcome> {
+    let runtime = RuntimeUrl::parse(&target.connect_url)?;
     let _raw = tty::RawGuard::enter()?;
     let mut attach = Attach::new(watch, from_start)?;
     let mut lost_since: Option<Instant> = None;
     let mut backoff = Duration::ZERO;
     loop {
-        let why = match attach.connect(target).await {
+        let why = match attach.connect(&runtime, target).await {
             Ok(socket) => {
                 lost_since = None;
                 let up = Instant::now();
@@ -145,18 +146,21 @@ impl Attach {
         })
     }
 
-    async fn connect(&self, target: &Target) -> Result<ClientSocket, net::DialError> {
+    async fn connect(
+        &self,
+        runtime: &RuntimeUrl,
+        target: &Target,
+    ) -> Result<ClientSocket, net::DialError> {
         let params = ConnectParams {
             since: self.next_offset,
             size: (!self.watch).then(tty::size),
             watch: self.watch,
             client: (!self.watch).then(|| self.client_id.clone()),
         };
-        let url = format!("{}/connect?{}", target.connect_url, params.to_query());
         let auth = format!("Bearer {}", target.token);
         let mut headers: Vec<(&str, &str)> = vec![("authorization", &auth)];
         headers.extend(target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let connecting = net::dial(&url, &headers);
+        let connecting = net::dial_runtime(runtime, &params, &headers);
         let timed_out = || {
             let after = format!("no answer within {} s", DEAD_LINK.as_secs());
             net::DialError::Connect(std::io::Error::new(std::io::ErrorKind::TimedOut, after))
@@ -410,21 +414,7 @@ where
     R: tokio::io::AsyncRead + Unpin,
 {
     let mut reader = fastwebsockets::FragmentCollectorRead::new(read);
-    let obligated_tx = events.clone();
-    let mut obligated = |frame: Frame<'_>| {
-        let owned = Frame::new(
-            true,
-            frame.opcode,
-            None,
-            Payload::Owned(frame.payload.to_vec()),
-        );
-        let tx = obligated_tx.clone();
-        async move {
-            tx.send(Event::Obligated(owned))
-                .await
-                .map_err(|_| WebSocketError::ConnectionClosed)
-        }
-    };
+    let mut obligated = |frame| net::forward_obligated(&events, frame, Event::Obligated);
     loop {
         let event = match reader.read_frame(&mut obligated).await {
             Ok(frame) => match frame.opcode {
