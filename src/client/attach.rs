@@ -1,28 +1,24 @@
 //! The attach loop: the user's terminal joined to a session's stream, kept alive across link
 //! failures by reconnecting with `since` (output) and resending unacknowledged input.
 
+mod frames;
+
 use std::collections::BTreeMap;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::task::AbortOnDrop;
 use bytes::Bytes;
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError, WebSocketWrite};
+use fastwebsockets::{Frame, Payload};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
+use self::frames::{Event, binary, control, read_frames, send};
 use super::escape::{self, Action, Escapes};
-use super::input::Unacked;
 use super::tty;
-use crate::net::{self, ClientSocket};
-use crate::protocol::{ClientMsg, ConnectParams, ExitStatus, ServerMsg};
+use super::unacked::Unacked;
+use crate::net::{self, ClientSocket, RuntimeUrl};
+use crate::protocol::{ClientMsg, ConnectParams, DEAD_LINK, ExitStatus, PING_INTERVAL, ServerMsg};
 
-/// Keepalive: a ping when idle this long.
-const PING_INTERVAL: Duration = Duration::from_secs(25);
-/// No frame for this long means the link is dead.
-const DEAD_LINK: Duration = Duration::from_secs(60);
-/// A write that takes this long means the link is dead.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Reconnecting stops after this long without a working link.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 /// A link that comes back within this long leaves no trace on the screen.
@@ -36,7 +32,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Where to attach.
 pub struct Target {
     pub label: String,
-    /// `http://host:port` of the runtime.
+    /// The runtime's base URL (`http://host:port`, `https://…`).
     pub connect_url: String,
     pub token: String,
     pub headers: BTreeMap<String, String>,
@@ -53,7 +49,7 @@ pub enum Outcome {
 }
 
 /// Asks whether the session can still be attached to; `Err` carries why not.
-pub trait Liveness {
+pub trait Attachable {
     fn check(&self) -> impl Future<Output = Result<(), String>>;
 }
 
@@ -62,14 +58,15 @@ pub async fn run(
     target: &Target,
     watch: bool,
     from_start: bool,
-    live: &impl Liveness,
+    live: &impl Attachable,
 ) -> anyhow::Result<Outcome> {
+    let runtime = RuntimeUrl::parse(&target.connect_url)?;
     let _raw = tty::RawGuard::enter()?;
     let mut attach = Attach::new(watch, from_start)?;
     let mut lost_since: Option<Instant> = None;
     let mut backoff = Duration::ZERO;
     loop {
-        let why = match attach.connect(target).await {
+        let why = match attach.connect(&runtime, target).await {
             Ok(socket) => {
                 lost_since = None;
                 let up = Instant::now();
@@ -145,18 +142,21 @@ impl Attach {
         })
     }
 
-    async fn connect(&self, target: &Target) -> Result<ClientSocket, net::DialError> {
+    async fn connect(
+        &self,
+        runtime: &RuntimeUrl,
+        target: &Target,
+    ) -> Result<ClientSocket, net::DialError> {
         let params = ConnectParams {
             since: self.next_offset,
             size: (!self.watch).then(tty::size),
             watch: self.watch,
             client: (!self.watch).then(|| self.client_id.clone()),
         };
-        let url = format!("{}/connect?{}", target.connect_url, params.to_query());
         let auth = format!("Bearer {}", target.token);
         let mut headers: Vec<(&str, &str)> = vec![("authorization", &auth)];
         headers.extend(target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let connecting = net::dial(&url, &headers);
+        let connecting = net::dial_runtime(runtime, &params, &headers);
         let timed_out = || {
             let after = format!("no answer within {} s", DEAD_LINK.as_secs());
             net::DialError::Connect(std::io::Error::new(std::io::ErrorKind::TimedOut, after))
@@ -362,89 +362,7 @@ enum Step {
     Lost(String),
 }
 
-enum Event {
-    Output(Bytes),
-    Message(ServerMsg),
-    /// A pong or close reply the WebSocket protocol requires of us.
-    Obligated(Frame<'static>),
-    Closed(String),
-}
-
-/// Writes one frame, giving up after [`WRITE_TIMEOUT`] if the link stops taking data.
-///
-/// A write that finishes at once (nearly all: the socket's buffer has room) sets no timer. A
-/// timer set for every keystroke would wake the runtime's driver, a syscall or two each time.
-async fn send<W>(write: &mut WebSocketWrite<W>, frame: Frame<'_>) -> Result<(), String>
-where
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let mut writing = std::pin::pin!(write.write_frame(frame));
-    let first = std::future::poll_fn(|cx| Poll::Ready(writing.as_mut().poll(cx))).await;
-    let done = match first {
-        Poll::Ready(done) => done,
-        Poll::Pending => match tokio::time::timeout(WRITE_TIMEOUT, writing).await {
-            Ok(done) => done,
-            Err(_) => return Err("the link stopped taking data".into()),
-        },
-    };
-    done.map_err(|e| e.to_string())
-}
-
-fn binary(bytes: Bytes) -> Frame<'static> {
-    Frame::binary(Payload::Owned(bytes.to_vec()))
-}
-
-fn control(msg: &ClientMsg) -> Frame<'static> {
-    Frame::text(Payload::Owned(msg.to_json().into_bytes()))
-}
-
 fn resize() -> ClientMsg {
     let (cols, rows) = tty::size();
     ClientMsg::Resize { cols, rows }
-}
-
-/// Reads frames into `events` until the connection ends. Runs as its own task because
-/// fastwebsockets' `read_frame` must never be cancelled halfway.
-async fn read_frames<R>(read: fastwebsockets::WebSocketRead<R>, events: mpsc::Sender<Event>)
-where
-    R: tokio::io::AsyncRead + Unpin,
-{
-    let mut reader = fastwebsockets::FragmentCollectorRead::new(read);
-    let obligated_tx = events.clone();
-    let mut obligated = |frame: Frame<'_>| {
-        let owned = Frame::new(
-            true,
-            frame.opcode,
-            None,
-            Payload::Owned(frame.payload.to_vec()),
-        );
-        let tx = obligated_tx.clone();
-        async move {
-            tx.send(Event::Obligated(owned))
-                .await
-                .map_err(|_| WebSocketError::ConnectionClosed)
-        }
-    };
-    loop {
-        let event = match reader.read_frame(&mut obligated).await {
-            Ok(frame) => match frame.opcode {
-                OpCode::Binary => Event::Output(Bytes::copy_from_slice(&frame.payload)),
-                OpCode::Text => match std::str::from_utf8(&frame.payload)
-                    .ok()
-                    .map(ServerMsg::parse)
-                {
-                    Some(Ok(msg)) => Event::Message(msg),
-                    // Unknown types are ignored, by the protocol's rule.
-                    _ => continue,
-                },
-                OpCode::Close => Event::Closed("the runtime closed the connection".into()),
-                _ => continue,
-            },
-            Err(e) => Event::Closed(e.to_string()),
-        };
-        let closed = matches!(event, Event::Closed(_));
-        if events.send(event).await.is_err() || closed {
-            return;
-        }
-    }
 }

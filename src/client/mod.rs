@@ -5,8 +5,8 @@
 mod attach;
 mod daemon;
 mod escape;
-mod input;
 mod tty;
+mod unacked;
 pub mod upload;
 
 use std::io::IsTerminal;
@@ -122,7 +122,7 @@ struct Live<'a> {
     session_id: &'a str,
 }
 
-impl attach::Liveness for Live<'_> {
+impl attach::Attachable for Live<'_> {
     async fn check(&self) -> Result<(), String> {
         match self
             .daemon

@@ -33,6 +33,7 @@ use tokio::io::DuplexStream;
 use tokio::sync::oneshot;
 use tokio_util::io::ReaderStream;
 
+use crate::net::RuntimeUrl;
 use crate::protocol::api::{ErrorBody, UploadDone};
 
 /// Archive bytes buffered between the zip writer and the socket: keeps the socket busy while
@@ -108,11 +109,11 @@ pub async fn upload(
     headers: &BTreeMap<String, String>,
     progress: bool,
 ) -> Result<UploadDone, UploadError> {
-    let target = Target::parse(connect_url)?;
+    let runtime = RuntimeUrl::parse(connect_url).map_err(|bad| UploadError::BadUrl(bad.0))?;
     let (pipe_out, pipe_in) = tokio::io::duplex(PIPE_BYTES);
     let (zipped_tx, zipped_rx) = oneshot::channel();
-    let req = request(&target, token, headers, body(pipe_out, zipped_rx))?;
-    let conn = open_connection(&target).await?;
+    let req = request(&runtime, token, headers, body(pipe_out, zipped_rx))?;
+    let conn = open_connection(&runtime).await?;
     let bar = progress_bar(ws.total_bytes(), progress);
     let zip = async {
         let zipped = write_zip(ws, root, pipe_in, |n| bar.inc(n)).await;
@@ -123,59 +124,30 @@ pub async fn upload(
     // answers early (401, 409, 413) the body is dropped and the writer stops on a closed pipe.
     let (answer, zipped) = tokio::join!(exchange(conn, req), zip);
     bar.finish_and_clear();
-    verdict(&target, answer, zipped)
-}
-
-/// Where the upload goes, from the runtime's base URL.
-struct Target {
-    /// The full upload URL, for messages.
-    url: String,
-    authority: String,
-    path: String,
-    tls: bool,
-}
-
-impl Target {
-    fn parse(connect_url: &str) -> Result<Target, UploadError> {
-        let bad = || UploadError::BadUrl(connect_url.to_string());
-        let (tls, rest) = crate::net::split_scheme(connect_url).ok_or_else(bad)?;
-        let (authority, base) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if authority.is_empty() {
-            return Err(bad());
-        }
-        let path = format!("{}/upload", base.trim_end_matches('/'));
-        let scheme = if tls { "https" } else { "http" };
-        let url = format!("{scheme}://{authority}{path}");
-        Ok(Target {
-            url,
-            authority: authority.to_string(),
-            path,
-            tls,
-        })
-    }
+    verdict(&runtime, answer, zipped)
 }
 
 /// Opens the connection to the runtime: the one place that knows the transport.
-async fn open_connection(target: &Target) -> Result<Conn, UploadError> {
+async fn open_connection(runtime: &RuntimeUrl) -> Result<Conn, UploadError> {
     // It sets TCP_NODELAY: the last chunk and the terminator must not wait for Nagle.
-    let stream = crate::net::connect(&target.authority, target.tls).await;
+    let stream = crate::net::connect(runtime.authority(), runtime.tls()).await;
     let stream = stream.map_err(|err| UploadError::Connect {
-        url: target.url.clone(),
+        url: runtime.upload_url(),
         err,
     })?;
     Ok(TokioIo::new(stream))
 }
 
 fn request(
-    target: &Target,
+    runtime: &RuntimeUrl,
     token: &str,
     headers: &BTreeMap<String, String>,
     body: UploadBody,
 ) -> Result<Request<UploadBody>, UploadError> {
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"));
     let bearer = bearer.map_err(|_| UploadError::BadHeader(AUTHORIZATION.to_string()))?;
-    let mut req = Request::post(&target.path)
-        .header(HOST, &target.authority)
+    let mut req = Request::post(runtime.upload_path())
+        .header(HOST, runtime.authority())
         .header(AUTHORIZATION, bearer)
         .header(CONTENT_TYPE, "application/zip");
     for (name, value) in headers {
@@ -184,7 +156,7 @@ fn request(
         req = req.header(name, HeaderValue::from_str(value).map_err(|_| bad())?);
     }
     req.body(body)
-        .map_err(|_| UploadError::BadUrl(target.url.clone()))
+        .map_err(|_| UploadError::BadUrl(runtime.upload_url()))
 }
 
 /// The archive as a chunked body. A failed zip must not end the body cleanly (the runtime
@@ -214,7 +186,7 @@ async fn exchange(
 }
 
 fn verdict(
-    target: &Target,
+    runtime: &RuntimeUrl,
     answer: Result<(StatusCode, Bytes), hyper::Error>,
     zipped: Result<u64, ArchiveError>,
 ) -> Result<UploadDone, UploadError> {
@@ -224,7 +196,7 @@ fn verdict(
         return Err(UploadError::Archive(err));
     }
     let (status, body) = answer.map_err(|err| UploadError::Http {
-        url: target.url.clone(),
+        url: runtime.upload_url(),
         err,
     })?;
     if !status.is_success() {
@@ -260,35 +232,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn upload_urls() {
-        let t = Target::parse("http://127.0.0.1:8080").unwrap();
-        assert_eq!(
-            (t.authority.as_str(), t.path.as_str()),
-            ("127.0.0.1:8080", "/upload")
-        );
-        let t = Target::parse("http://h:1/base/").unwrap();
-        assert_eq!(
-            (t.url.as_str(), t.path.as_str()),
-            ("http://h:1/base/upload", "/base/upload")
-        );
-        let t = Target::parse("https://catty-exec.fly.dev").unwrap();
-        assert_eq!(
-            (t.url.as_str(), t.authority.as_str(), t.tls),
-            (
-                "https://catty-exec.fly.dev/upload",
-                "catty-exec.fly.dev",
-                true
-            )
-        );
-        assert!(Target::parse("ftp://h").is_err());
-        assert!(Target::parse("http:///x").is_err());
-    }
-
-    #[test]
     fn refusals_read_clearly() {
         let answer = |status: u16, body: &str| {
             let status = StatusCode::from_u16(status).unwrap();
-            let t = Target::parse("http://h:1").unwrap();
+            let t = RuntimeUrl::parse("http://h:1").unwrap();
             verdict(&t, Ok((status, Bytes::from(body.to_string()))), Ok(0))
                 .unwrap_err()
                 .to_string()

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Env, UsageError, parse_duration};
+use crate::net::RuntimeUrl;
 
 /// The Machines API's address unless `FLY_MACHINES_API_BASE` says otherwise.
 pub const DEFAULT_FLY_API_BASE: &str = "https://api.machines.dev";
@@ -86,18 +87,11 @@ impl FlyConfig {
 /// `https://<CATTY_EXEC_HOST or <app>.fly.dev>`. Attaches upgrade it to a WebSocket.
 fn exec_url(url: Option<String>, host: Option<String>, app: &str) -> Result<String, UsageError> {
     if let Some(url) = url {
-        let base = url.trim_end_matches('/');
-        let scheme = match base.split_once("://") {
-            Some(("https" | "wss", rest)) if is_base(rest) => "https",
-            Some(("http" | "ws", rest)) if is_base(rest) => "http",
-            _ => {
-                return Err(UsageError(format!(
-                    "CATTY_EXEC_URL {url:?} is not a base URL like https://exec.example.com"
-                )));
-            }
-        };
-        let rest = base.split_once("://").map_or("", |(_, rest)| rest);
-        return Ok(format!("{scheme}://{rest}"));
+        return RuntimeUrl::normalize(&url).map_err(|_| {
+            UsageError(format!(
+                "CATTY_EXEC_URL {url:?} is not a base URL like https://exec.example.com"
+            ))
+        });
     }
     let host = host.unwrap_or_else(|| format!("{app}.fly.dev"));
     if host.contains(['/', '?', '#', '@']) || host.is_empty() {
@@ -106,11 +100,6 @@ fn exec_url(url: Option<String>, host: Option<String>, app: &str) -> Result<Stri
         )));
     }
     Ok(format!("https://{host}"))
-}
-
-/// What follows `scheme://` in a base URL: a host, maybe a path, no query.
-fn is_base(rest: &str) -> bool {
-    !rest.is_empty() && !rest.starts_with('/') && !rest.contains(['?', '#', '@'])
 }
 
 #[cfg(test)]

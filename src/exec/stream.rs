@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::pty;
 use super::session::{Attached, ConnId, Next, Session};
+use crate::net::forward_obligated;
 use crate::protocol::{
     ClientMsg, ConnectParams, DEAD_LINK, FRAME_MAX_BYTES, PING_INTERVAL, ParseError, ServerMsg,
     Signal,
@@ -146,16 +147,7 @@ where
 {
     let mut reader = fastwebsockets::FragmentCollectorRead::new(read);
     // Pongs and close replies required by the WebSocket protocol go through the writer.
-    let mut obligated = |frame: Frame<'_>| {
-        let owned = Frame::new(
-            true,
-            frame.opcode,
-            None,
-            Payload::Owned(frame.payload.to_vec()),
-        );
-        let control = control.clone();
-        async move { control.send(owned).await }
-    };
+    let mut obligated = |frame| forward_obligated(&control, frame, std::convert::identity);
     loop {
         let frame = reader.read_frame(&mut obligated).await?;
         *heard.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();

@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use super::sandbox::{Dirs, Sandbox};
 use super::{Liveness, Machine, MachineSpec, Provider, process, procfs};
+use crate::net::RuntimeUrl;
 use crate::private_dir;
 
 /// How long a runtime may take to print its address: it binds a port, nothing more.
@@ -187,7 +188,7 @@ impl Local {
             session_id,
             pid,
             start_time,
-            format!("http://{addr}"),
+            RuntimeUrl::from(addr).to_string(),
         ))
     }
 
@@ -294,7 +295,7 @@ impl Provider for Local {
             .map(|r| {
                 let out = self.sessions_dir.join(&r.session_id).join(OUT_FILE);
                 let url = match read_addr(&out) {
-                    Ok(Some(addr)) => format!("http://{addr}"),
+                    Ok(Some(addr)) => RuntimeUrl::from(addr).to_string(),
                     _ => String::new(),
                 };
                 machine(&r.session_id, r.pid, r.start_time, url)

@@ -428,7 +428,7 @@ mod tests {
         let listed = api.list(&[]).await.unwrap();
         assert_eq!(listed[0].meta("auth"), Some("FlyV1 fm2_t"));
         let headers = BTreeMap::from([("fly-force-instance-id".to_string(), "m1".to_string())]);
-        let url = format!("{base}/healthz");
+        let url = crate::net::RuntimeUrl::parse(&base).unwrap().healthz_url();
         let status = api.probe(&url, &headers, Duration::from_secs(5)).await;
         assert_eq!(status, Some(StatusCode::OK));
         // Mozilla's roots do not know the test CA: no answer, a network error.

@@ -12,6 +12,7 @@ use super::client::{Backoff, FlyError, FlyMachine};
 use super::{ENDED, FORCE_INSTANCE_HEADER, Inner, guest, machine_config, private};
 use crate::api::provider::{Machine, MachineSpec};
 use crate::clock::unix_now;
+use crate::net::RuntimeUrl;
 
 /// One wait for `started`, under Fly's limit of 60 s: short enough that a machine that
 /// stopped or failed instead is noticed soon.
@@ -184,7 +185,7 @@ impl Inner {
             true => &self.exec_url,
             false => &machine.connect_url,
         };
-        let url = format!("{base}/healthz");
+        let url = RuntimeUrl::parse(base)?.healthz_url();
         let mut headers = machine.headers.clone();
         headers.insert(FORCE_INSTANCE_HEADER.to_string(), machine.id.clone());
         loop {
