@@ -42,7 +42,7 @@ pub async fn run(
     let _lock = lock_state_dir(&config.state_dir)?;
     let token = load_or_create_token(&config.state_dir)?;
     let store = Store::open(&config.state_dir)?;
-    tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), "catty daemon starting");
+    tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), "catty api starting");
     match (config.provider, config.fly) {
         (ProviderKind::Fly, Some(fly)) => {
             let fly = Fly::new(fly, config.agent_env)?;
@@ -127,7 +127,7 @@ fn load_or_create_token(state_dir: &Path) -> anyhow::Result<String> {
     let token = random::hex(32);
     let write = || -> std::io::Result<()> {
         let mut tmp = tempfile::Builder::new()
-            .prefix(".daemon.token.")
+            .prefix(".api.token.")
             .tempfile_in(state_dir)?;
         tmp.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o600))?;
@@ -154,7 +154,7 @@ fn lock_state_dir(state_dir: &Path) -> anyhow::Result<std::fs::File> {
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
         Err(rustix::io::Errno::WOULDBLOCK) => bail!(
-            "another catty daemon already uses {} (see its daemon.log)",
+            "another catty api already uses {} (see its api.log)",
             state_dir.display()
         ),
         Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),

@@ -3,7 +3,7 @@
 //! returns the process's exit code; errors go up to `main`.
 
 mod attach;
-mod daemon;
+mod daemon_client;
 mod escape;
 mod tty;
 mod unacked;
@@ -17,7 +17,7 @@ use crate::config::{ClientConfig, NewOptions, UsageError};
 use crate::protocol::UPLOAD_LIMIT_BYTES;
 use crate::protocol::api::{SessionCreated, SessionInfo, SessionList, StopAll};
 use attach::{Outcome, Target};
-use daemon::{ApiError, Daemon};
+use daemon_client::{DaemonClient, DaemonError};
 
 pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
     let cwd = options.dir;
@@ -25,7 +25,7 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
         true => Some(scan_workspace(&cwd).await?),
         false => None,
     };
-    let daemon = Daemon::ensure(config).await?;
+    let daemon = DaemonClient::ensure(config).await?;
     let created: SessionCreated = daemon.post("/v1/sessions", &options.create).await?;
     let label = created.label.clone();
     eprintln!("catty: session {label} (reattach with: catty connect {label})");
@@ -61,7 +61,7 @@ async fn scan_workspace(cwd: &std::path::Path) -> anyhow::Result<upload::Workspa
 }
 
 pub async fn connect(config: &ClientConfig, session: &str, watch: bool) -> anyhow::Result<i32> {
-    let daemon = Daemon::ensure(config).await?;
+    let daemon = DaemonClient::ensure(config).await?;
     let info = find(&daemon, session).await?;
     if !info.state.is_live() {
         bail!(
@@ -80,7 +80,7 @@ pub async fn connect(config: &ClientConfig, session: &str, watch: bool) -> anyho
 }
 
 async fn attach_and_report(
-    daemon: &Daemon,
+    daemon: &DaemonClient,
     session_id: &str,
     target: &Target,
     watch: bool,
@@ -118,7 +118,7 @@ async fn attach_and_report(
 
 /// Tells the attach loop whether reconnecting still makes sense.
 struct Live<'a> {
-    daemon: &'a Daemon,
+    daemon: &'a DaemonClient,
     session_id: &'a str,
 }
 
@@ -132,7 +132,7 @@ impl attach::Attachable for Live<'_> {
             Ok(info) if info.state.is_live() => Ok(()),
             Ok(info) => Err(format!("the session is {}", info.state.as_str())),
             Err(e)
-                if e.downcast_ref::<ApiError>()
+                if e.downcast_ref::<DaemonError>()
                     .is_some_and(|e| e.status == 404) =>
             {
                 Err("the daemon no longer knows this session".into())
@@ -143,11 +143,11 @@ impl attach::Attachable for Live<'_> {
     }
 }
 
-async fn find(daemon: &Daemon, session: &str) -> anyhow::Result<SessionInfo> {
+async fn find(daemon: &DaemonClient, session: &str) -> anyhow::Result<SessionInfo> {
     daemon
         .get(&format!("/v1/sessions/{session}"))
         .await
-        .map_err(|e| match e.downcast_ref::<ApiError>() {
+        .map_err(|e| match e.downcast_ref::<DaemonError>() {
             Some(api) if api.status == 404 => {
                 anyhow::anyhow!("no session {session:?} (see: catty list)")
             }
@@ -156,7 +156,7 @@ async fn find(daemon: &Daemon, session: &str) -> anyhow::Result<SessionInfo> {
 }
 
 pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
-    let daemon = Daemon::ensure(config).await?;
+    let daemon = DaemonClient::ensure(config).await?;
     let list: SessionList = daemon.get("/v1/sessions").await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list.sessions)?);
@@ -186,7 +186,7 @@ pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
 }
 
 pub async fn stop(config: &ClientConfig, session: &str) -> anyhow::Result<i32> {
-    let daemon = Daemon::ensure(config).await?;
+    let daemon = DaemonClient::ensure(config).await?;
     let info = find(&daemon, session).await?;
     let stopped: SessionInfo = daemon
         .post(&format!("/v1/sessions/{}/stop", info.session_id), &())
@@ -202,7 +202,7 @@ pub async fn stop_all(config: &ClientConfig, confirmed: bool) -> anyhow::Result<
         )
         .into());
     }
-    let daemon = Daemon::ensure(config).await?;
+    let daemon = DaemonClient::ensure(config).await?;
     let done: StopAll = daemon.post("/v1/sessions/stop-all", &()).await?;
     println!("stopped {} machine(s)", done.stopped);
     Ok(0)

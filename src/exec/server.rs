@@ -6,18 +6,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{CONNECTION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response, StatusCode};
-use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::session::Session;
 use super::unpack;
-use crate::protocol::api::{ErrorBody, UploadDone};
+use crate::net::http::{self, Body, error};
+use crate::protocol::api::UploadDone;
 use crate::protocol::{ConnectParams, UPLOAD_LIMIT_BYTES};
-
-pub type Body = Full<Bytes>;
 
 /// What the endpoints share.
 pub struct App {
@@ -40,7 +38,7 @@ pub async fn route(
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => Response::new(Full::new(Bytes::from_static(b"ok"))),
+        (&Method::GET, "/healthz") => http::text("ok"),
         (_, "/upload" | "/connect") if !authorized(&app, &req) => error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -61,24 +59,11 @@ pub async fn route(
     }
 }
 
-/// One JSON error answer.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Body> {
-    let body = serde_json::to_vec(&ErrorBody::new(code, message)).expect("error bodies serialize");
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, "application/json".parse().unwrap());
-    resp
-}
-
+/// `/upload` and `/connect` need the token, unless the runtime runs without one.
 fn authorized<B>(app: &App, req: &Request<B>) -> bool {
-    let Some(token) = &app.token else { return true };
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    // Constant time over the token's bytes; only its length can leak.
-    given.is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
+    app.token
+        .as_ref()
+        .is_none_or(|token| http::bearer_matches(req, token))
 }
 
 async fn connect(req: &mut Request<Incoming>, upgrades: mpsc::Sender<Upgrade>) -> Response<Body> {
@@ -134,15 +119,7 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
             let (files, bytes) = (done.files, done.bytes);
             let unpacked = started.elapsed() - received;
             tracing::info!(files, bytes, ?received, ?unpacked, "workspace uploaded");
-            let body = serde_json::to_vec(&UploadDone {
-                files: done.files,
-                bytes: done.bytes,
-            })
-            .unwrap();
-            let mut resp = Response::new(Full::new(Bytes::from(body)));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, "application/json".parse().unwrap());
-            resp
+            http::json(StatusCode::OK, &UploadDone { files, bytes })
         }
         Err(e) if e.is_bad_input() => {
             tracing::warn!("upload refused: {e}");

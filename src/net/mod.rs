@@ -1,9 +1,11 @@
 //! Shared networking, one topic a file: `serve.rs` the accept loop with a graceful drain;
 //! `tls.rs` client connections over TCP or TLS (rustls with ring, HTTP/1.1 only); `url.rs`
 //! a runtime's base URL, parsed once, and its endpoints; `dial.rs` the WebSocket dial;
-//! `ws.rs` the pongs and close replies a split WebSocket reader must queue for its writer.
+//! `ws.rs` the pongs and close replies a split WebSocket reader must queue for its writer;
+//! `http.rs` what the HTTP servers share (answer bodies, JSON errors, the bearer check).
 
 mod dial;
+pub mod http;
 mod serve;
 mod tls;
 mod url;

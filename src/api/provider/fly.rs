@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::{InFlight, Liveness, Machine, MachineSpec, Provider};
 use crate::config::FlyConfig;
-use client::{Api, FlyError, FlyMachine};
+use client::{FlyError, FlyMachine, MachinesApi};
 use machine_config::META_SESSION;
 
 /// Makes Fly's edge route a request to one machine, with no fallback to another.
@@ -51,7 +51,7 @@ pub struct Fly {
 }
 
 struct Inner {
-    api: Api,
+    api: MachinesApi,
     app: String,
     exec_url: String,
     image: Option<String>,
@@ -71,7 +71,7 @@ struct Private {
 impl Fly {
     /// The provider, with its reaper running (until [`Provider::shutdown`]).
     pub fn new(config: FlyConfig, agent_env: Vec<(String, String)>) -> anyhow::Result<Fly> {
-        let api = Api::new(&config.api_base, &config.app, &config.token)?;
+        let api = MachinesApi::new(&config.api_base, &config.app, &config.token)?;
         tracing::info!(app = %config.app, api = %config.api_base, exec_url = %config.exec_url, "fly provider");
         let inner = Arc::new(Inner {
             api,

@@ -103,7 +103,7 @@ impl FlyMachine {
 }
 
 /// The Machines API of one app.
-pub struct Api {
+pub struct MachinesApi {
     http: Http,
     /// For probes through an edge, which routes a connection by its first request: never
     /// reuses one.
@@ -113,23 +113,23 @@ pub struct Api {
     auth: HeaderValue,
 }
 
-impl Api {
-    pub fn new(api_base: &str, app: &str, token: &str) -> anyhow::Result<Api> {
-        Api::with_roots(api_base, app, token, &TlsRoots::webpki())
+impl MachinesApi {
+    pub fn new(api_base: &str, app: &str, token: &str) -> anyhow::Result<MachinesApi> {
+        MachinesApi::with_roots(api_base, app, token, &TlsRoots::webpki())
     }
 
-    /// [`Api::new`], trusting `roots` over HTTPS.
+    /// [`MachinesApi::new`], trusting `roots` over HTTPS.
     pub fn with_roots(
         api_base: &str,
         app: &str,
         token: &str,
         roots: &TlsRoots,
-    ) -> anyhow::Result<Api> {
+    ) -> anyhow::Result<MachinesApi> {
         let mut auth = HeaderValue::from_str(&authorization(token)).map_err(|_| {
             anyhow::anyhow!("FLY_API_TOKEN holds characters that cannot be sent in a header")
         })?;
         auth.set_sensitive(true);
-        Ok(Api {
+        Ok(MachinesApi {
             http: http_client(roots, true),
             probe_http: http_client(roots, false),
             machines: format!("{api_base}/v1/apps/{}/machines", encode(app)),
@@ -424,7 +424,7 @@ mod tests {
             }
         });
         let base = format!("https://localhost:{port}");
-        let api = Api::with_roots(&base, "catty-exec", "FlyV1 fm2_t", &roots).unwrap();
+        let api = MachinesApi::with_roots(&base, "catty-exec", "FlyV1 fm2_t", &roots).unwrap();
         let listed = api.list(&[]).await.unwrap();
         assert_eq!(listed[0].meta("auth"), Some("FlyV1 fm2_t"));
         let headers = BTreeMap::from([("fly-force-instance-id".to_string(), "m1".to_string())]);
@@ -432,7 +432,7 @@ mod tests {
         let status = api.probe(&url, &headers, Duration::from_secs(5)).await;
         assert_eq!(status, Some(StatusCode::OK));
         // Mozilla's roots do not know the test CA: no answer, a network error.
-        let api = Api::new(&base, "catty-exec", "t").unwrap();
+        let api = MachinesApi::new(&base, "catty-exec", "t").unwrap();
         let err = api.create(&serde_json::json!({})).await.unwrap_err();
         assert!(err.to_string().contains("UnknownIssuer"), "{err}");
         serve.abort();
@@ -442,11 +442,11 @@ mod tests {
     fn paths_are_encoded() {
         assert_eq!(encode("s-0a1b"), "s-0a1b");
         assert_eq!(encode("a b/c&d"), "a%20b%2Fc%26d");
-        let api = Api::new("https://api.machines.dev", "catty-exec", "t").unwrap();
+        let api = MachinesApi::new("https://api.machines.dev", "catty-exec", "t").unwrap();
         assert_eq!(
             api.machines,
             "https://api.machines.dev/v1/apps/catty-exec/machines"
         );
-        assert!(Api::new("https://x", "a", "bad\ntoken\r\n").is_err());
+        assert!(MachinesApi::new("https://x", "a", "bad\ntoken\r\n").is_err());
     }
 }

@@ -21,7 +21,7 @@ use crate::protocol::api::ErrorBody;
 /// How long a freshly started daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-pub struct Daemon {
+pub struct DaemonClient {
     addr: SocketAddr,
     state_dir: PathBuf,
     token: String,
@@ -29,22 +29,22 @@ pub struct Daemon {
 
 /// An answer that was not a success.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct DaemonError {
     pub status: StatusCode,
     pub message: String,
 }
 
-impl std::fmt::Display for ApiError {
+impl std::fmt::Display for DaemonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for ApiError {}
+impl std::error::Error for DaemonError {}
 
-impl Daemon {
+impl DaemonClient {
     /// Connects to the daemon, starting it first if nothing answers.
-    pub async fn ensure(config: &ClientConfig) -> anyhow::Result<Daemon> {
+    pub async fn ensure(config: &ClientConfig) -> anyhow::Result<DaemonClient> {
         if !healthy(config.api_addr).await {
             start(config).await?;
         }
@@ -55,7 +55,7 @@ impl Daemon {
                 token_file.display()
             )
         })?;
-        Ok(Daemon {
+        Ok(DaemonClient {
             addr: config.api_addr,
             state_dir: config.state_dir.clone(),
             token: token.trim().to_string(),
@@ -102,7 +102,7 @@ impl Daemon {
             Ok(body) => body.error.message,
             Err(_) => format!("the daemon answered {status}"),
         };
-        Err(ApiError { status, message }.into())
+        Err(DaemonError { status, message }.into())
     }
 
     fn unreachable(&self) -> String {
