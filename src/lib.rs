@@ -12,4 +12,5 @@ pub mod net;
 pub mod private_dir;
 pub mod protocol;
 pub mod random;
+pub mod sync;
 pub mod task;

@@ -76,7 +76,7 @@ fn version() -> anyhow::Result<i32> {
 fn client<F, Fut>(env: &Env, command: F) -> anyhow::Result<i32>
 where
     F: FnOnce(ClientConfig) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<i32>> + Send + 'static,
+    Fut: Future<Output = anyhow::Result<i32>> + Send + 'static,
 {
     let config = ClientConfig::new(env)?;
     if let Some(path) = &config.log.file {

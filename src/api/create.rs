@@ -18,13 +18,13 @@ use crate::random;
 /// How long a new machine gets to answer `/healthz`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A session's time to live unless the request says otherwise: two hours, as the runtime.
-pub const DEFAULT_TTL_SEC: u64 = 2 * 3600;
+pub(super) const DEFAULT_TTL_SEC: u64 = 2 * 3600;
 /// The longest time to live a request may ask for: a week.
-pub const MAX_TTL_SEC: u64 = 7 * 86400;
+pub(super) const MAX_TTL_SEC: u64 = 7 * 86400;
 
 impl<P: Provider> Daemon<P> {
     /// `POST /v1/sessions`: the record first, then the machine, then its `/healthz`.
-    pub async fn create(&self, req: CreateSession) -> Result<SessionCreated, ApiError> {
+    pub(super) async fn create(&self, req: CreateSession) -> Result<SessionCreated, ApiError> {
         let ttl_sec = validate(&req)?;
         let id = format!("s-{}", random::hex(8));
         let _creating = self.mark_creating(&id);

@@ -13,9 +13,10 @@ use super::provider::{InFlight, Liveness, Provider};
 use super::store::{self, Record, Store};
 use crate::clock::unix_now;
 use crate::protocol::api::{SessionInfo, SessionList, SessionState};
+use crate::sync;
 
 /// The daemon's state, shared by every connection and the sweep.
-pub struct Daemon<P> {
+pub(super) struct Daemon<P> {
     pub provider: P,
     store: tokio::sync::Mutex<Store>,
     /// Sessions this process is creating right now: the sweep leaves them alone.
@@ -28,7 +29,7 @@ pub struct Daemon<P> {
 }
 
 impl<P: Provider> Daemon<P> {
-    pub fn new(provider: P, store: Store, token: String) -> Daemon<P> {
+    pub(super) fn new(provider: P, store: Store, token: String) -> Daemon<P> {
         Daemon {
             provider,
             store: tokio::sync::Mutex::new(store),
@@ -38,14 +39,14 @@ impl<P: Provider> Daemon<P> {
         }
     }
 
-    pub async fn records(&self) -> Vec<Record> {
+    pub(super) async fn records(&self) -> Vec<Record> {
         self.store.lock().await.records.clone()
     }
 
     /// Applies `change` to the records and writes them to disk; on a failed write the
     /// records stay as they were. The change lands in memory first, so a caller that is
     /// cancelled halfway leaves memory ahead of the disk, never behind.
-    pub async fn modify<T>(&self, change: impl FnOnce(&mut Vec<Record>) -> T) -> anyhow::Result<T> {
+    pub(super) async fn modify<T>(&self, change: impl FnOnce(&mut Vec<Record>) -> T) -> anyhow::Result<T> {
         let mut store = self.store.lock().await;
         let before = store.records.clone();
         let out = change(&mut store.records);
@@ -64,15 +65,15 @@ impl<P: Provider> Daemon<P> {
     }
 
     /// Marks session `id` as being created by this process until the guard is dropped.
-    pub fn mark_creating(&self, id: &str) -> InFlight<'_> {
+    pub(super) fn mark_creating(&self, id: &str) -> InFlight<'_> {
         InFlight::new(&self.creating, id)
     }
 
-    pub fn is_creating(&self, id: &str) -> bool {
-        self.creating.lock().expect("creating lock").contains(id)
+    pub(super) fn is_creating(&self, id: &str) -> bool {
+        sync::lock(&self.creating).contains(id)
     }
 
-    pub async fn list(&self) -> SessionList {
+    pub(super) async fn list(&self) -> SessionList {
         let records = self.records().await;
         SessionList {
             sessions: records.iter().map(Record::info).collect(),
@@ -81,7 +82,7 @@ impl<P: Provider> Daemon<P> {
 
     /// One session, its state checked against its machine first: this is what a client
     /// asks before it reconnects, so it must not wait for the next sweep.
-    pub async fn get(&self, key: &str) -> Result<SessionInfo, ApiError> {
+    pub(super) async fn get(&self, key: &str) -> Result<SessionInfo, ApiError> {
         let record = self.find(key).await?;
         Ok(self.refresh(record).await.info())
     }

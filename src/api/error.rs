@@ -5,14 +5,14 @@ use hyper::StatusCode;
 
 /// An answer that is not a success.
 #[derive(Debug)]
-pub struct ApiError {
+pub(super) struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -20,25 +20,25 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(super) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(super) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
-    pub fn conflict(message: impl Into<String>) -> Self {
+    pub(super) fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
     /// The provider or the machine failed.
-    pub fn machine(message: impl Into<String>) -> Self {
+    pub(super) fn machine(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, "machine_failed", message)
     }
 
     /// The daemon itself failed (its store, usually).
-    pub fn internal(e: anyhow::Error) -> Self {
+    pub(super) fn internal(e: anyhow::Error) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

@@ -18,7 +18,7 @@ const ANIMALS: &[&str] = &[
 
 /// A fresh label that `taken` does not reject. With about twenty million labels, a clash
 /// is rare; after many in a row the number grows a digit rather than loop forever.
-pub fn generate(taken: impl Fn(&str) -> bool) -> String {
+pub(super) fn generate(taken: impl Fn(&str) -> bool) -> String {
     for attempt in 0.. {
         let n = crate::random::u64();
         let adjective = ADJECTIVES[(n % ADJECTIVES.len() as u64) as usize];

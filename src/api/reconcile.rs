@@ -16,7 +16,7 @@ use crate::clock::unix_now;
 use crate::protocol::api::SessionState;
 
 /// How often the sweep runs when no deadline comes sooner.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
+pub(super) const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 /// The runtime ends its own session at the deadline and needs a few seconds to hang up its
 /// program; the backstop acts only after that head start.
 const EXPIRY_SLACK_SEC: u64 = 5;
@@ -44,7 +44,7 @@ enum Verdict {
 
 impl<P: Provider> Daemon<P> {
     /// One pass over the records.
-    pub async fn sweep(&self) {
+    pub(super) async fn sweep(&self) {
         let now = unix_now();
         let live: Vec<Record> = (self.records().await.into_iter())
             .filter(|r| r.state.is_live() && r.provider == P::NAME && !self.is_creating(&r.id))
@@ -202,7 +202,7 @@ impl<P: Provider> Daemon<P> {
 
     /// How long until the next sweep: [`SWEEP_INTERVAL`], or less when a deadline (plus its
     /// slack) comes sooner.
-    pub async fn next_sweep_in(&self) -> Duration {
+    pub(super) async fn next_sweep_in(&self) -> Duration {
         let now = unix_now();
         let soonest = (self.records().await.iter())
             .filter(|r| r.state.is_live())

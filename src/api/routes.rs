@@ -24,7 +24,7 @@ use crate::net::http::{self, Body};
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// One TCP connection of HTTP/1 requests.
-pub async fn connection<P: Provider>(daemon: Arc<Daemon<P>>, stream: TcpStream) {
+pub(super) async fn connection<P: Provider>(daemon: Arc<Daemon<P>>, stream: TcpStream) {
     let service = service_fn(move |req| {
         let daemon = daemon.clone();
         async move { Ok::<_, Infallible>(route(&daemon, req).await) }
@@ -36,7 +36,7 @@ pub async fn connection<P: Provider>(daemon: Arc<Daemon<P>>, stream: TcpStream) 
     }
 }
 
-pub async fn route<P: Provider>(daemon: &Daemon<P>, req: Request<Incoming>) -> Response<Body> {
+pub(super) async fn route<P: Provider>(daemon: &Daemon<P>, req: Request<Incoming>) -> Response<Body> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let resp = answer(daemon, req).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");

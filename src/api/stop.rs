@@ -14,7 +14,7 @@ use crate::protocol::api::{SessionInfo, SessionState, StopAll};
 
 impl<P: Provider> Daemon<P> {
     /// `POST /v1/sessions/{key}/stop`.
-    pub async fn stop(&self, key: &str) -> Result<SessionInfo, ApiError> {
+    pub(super) async fn stop(&self, key: &str) -> Result<SessionInfo, ApiError> {
         let record = self.find(key).await?;
         if !record.state.is_live() && !record.destroy_pending {
             return Ok(record.info());
@@ -56,7 +56,7 @@ impl<P: Provider> Daemon<P> {
     }
 
     /// `POST /v1/sessions/stop-all`: every machine the provider lists, recorded or not.
-    pub async fn stop_all(&self) -> Result<StopAll, ApiError> {
+    pub(super) async fn stop_all(&self) -> Result<StopAll, ApiError> {
         let listed = self
             .provider
             .list()
@@ -116,7 +116,7 @@ impl<P: Provider> Daemon<P> {
     }
 
     /// Ends a session (if live) with `state`, then destroys its machine.
-    pub async fn end_and_destroy(
+    pub(super) async fn end_and_destroy(
         &self,
         id: &str,
         state: SessionState,
@@ -162,7 +162,7 @@ impl<P: Provider> Daemon<P> {
     }
 
     /// Clears `destroy_pending` of the ended sessions whose machine is among `machines`.
-    pub async fn confirm_destroyed(&self, machines: &[&Machine]) -> anyhow::Result<()> {
+    pub(super) async fn confirm_destroyed(&self, machines: &[&Machine]) -> anyhow::Result<()> {
         self.modify(|records| {
             for r in records
                 .iter_mut()

@@ -18,7 +18,7 @@ const TEMP_PREFIX: &str = ".sessions.json.";
 
 /// One session as the daemon remembers it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub(super) struct Record {
     pub id: String,
     pub label: String,
     pub state: SessionState,
@@ -47,7 +47,7 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn info(&self) -> SessionInfo {
+    pub(super) fn info(&self) -> SessionInfo {
         let machine = self.machine.as_ref();
         SessionInfo {
             session_id: self.id.clone(),
@@ -66,7 +66,7 @@ impl Record {
     }
 
     /// Ends the session (if it is live) with `state`.
-    pub fn end(&mut self, state: SessionState, reason: &str, now: u64) {
+    pub(super) fn end(&mut self, state: SessionState, reason: &str, now: u64) {
         if self.state.is_live() {
             self.state = state;
             self.destroy_pending = self.machine.is_some();
@@ -83,7 +83,7 @@ struct File {
 }
 
 /// The records and where they live on disk.
-pub struct Store {
+pub(super) struct Store {
     path: PathBuf,
     pub records: Vec<Record>,
 }
@@ -91,7 +91,7 @@ pub struct Store {
 impl Store {
     /// Reads the store. A file that does not parse is moved aside (never overwritten) and the
     /// daemon starts empty, loudly.
-    pub fn open(state_dir: &Path) -> anyhow::Result<Store> {
+    pub(super) fn open(state_dir: &Path) -> anyhow::Result<Store> {
         remove_stale_temporaries(state_dir);
         let path = state_dir.join("sessions.json");
         let records = match std::fs::read(&path) {
@@ -119,7 +119,7 @@ impl Store {
     }
 
     /// By id, else by label (the live one first, then the newest).
-    pub fn find(&self, key: &str) -> Option<&Record> {
+    pub(super) fn find(&self, key: &str) -> Option<&Record> {
         self.records.iter().find(|r| r.id == key).or_else(|| {
             // `max_by_key` keeps the last of equals: records are oldest first.
             self.records
@@ -129,11 +129,11 @@ impl Store {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn encode(records: &[Record]) -> Vec<u8> {
+    pub(super) fn encode(records: &[Record]) -> Vec<u8> {
         let file = File {
             version: FORMAT_VERSION,
             sessions: records.to_vec(),
@@ -167,7 +167,7 @@ fn parse(bytes: &[u8]) -> anyhow::Result<Vec<Record>> {
 
 /// Replaces `path` with `bytes`: temporary file in the same directory, fsync, rename, fsync
 /// of the directory (so the rename itself survives a power cut).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("the store has no directory")?;
     let write = || -> std::io::Result<()> {
         let mut tmp = tempfile::Builder::new()

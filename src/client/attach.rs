@@ -30,7 +30,7 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Where to attach.
-pub struct Target {
+pub(super) struct Target {
     pub label: String,
     /// The runtime's base URL (`http://host:port`, `https://…`).
     pub connect_url: String,
@@ -39,7 +39,7 @@ pub struct Target {
 }
 
 /// How an attach ended.
-pub enum Outcome {
+pub(super) enum Outcome {
     Exited(ExitStatus),
     Detached,
     /// The session is over without an exit status for us (TTL, stopped, lost), and why.
@@ -49,12 +49,12 @@ pub enum Outcome {
 }
 
 /// Asks whether the session can still be attached to; `Err` carries why not.
-pub trait Attachable {
+pub(super) trait Attachable {
     fn check(&self) -> impl Future<Output = Result<(), String>>;
 }
 
 /// Attaches until the session exits, the user detaches, or the session is gone.
-pub async fn run(
+pub(super) async fn run(
     target: &Target,
     watch: bool,
     from_start: bool,

@@ -21,7 +21,7 @@ use crate::protocol::api::ErrorBody;
 /// How long a freshly started daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-pub struct DaemonClient {
+pub(super) struct DaemonClient {
     addr: SocketAddr,
     state_dir: PathBuf,
     token: String,
@@ -29,7 +29,7 @@ pub struct DaemonClient {
 
 /// An answer that was not a success.
 #[derive(Debug)]
-pub struct DaemonError {
+pub(super) struct DaemonError {
     pub status: StatusCode,
     pub message: String,
 }
@@ -44,7 +44,7 @@ impl std::error::Error for DaemonError {}
 
 impl DaemonClient {
     /// Connects to the daemon, starting it first if nothing answers.
-    pub async fn ensure(config: &ClientConfig) -> anyhow::Result<DaemonClient> {
+    pub(super) async fn ensure(config: &ClientConfig) -> anyhow::Result<DaemonClient> {
         if !healthy(config.api_addr).await {
             start(config).await?;
         }
@@ -62,11 +62,11 @@ impl DaemonClient {
         })
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(super) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(Method::GET, path, None::<&()>).await
     }
 
-    pub async fn post<T: DeserializeOwned>(
+    pub(super) async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         body: &impl Serialize,

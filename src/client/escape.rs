@@ -3,15 +3,15 @@
 
 /// What typed input amounts to.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Action {
+pub(super) enum Action {
     Send(Vec<u8>),
     Detach,
     Help,
 }
 
-pub const HELP: &str = "Supported escapes (after Enter):\n  ~.  detach (the session keeps running)\n  ~?  this list\n  ~~  send a single ~";
+pub(super) const HELP: &str = "Supported escapes (after Enter):\n  ~.  detach (the session keeps running)\n  ~?  this list\n  ~~  send a single ~";
 
-pub struct Escapes {
+pub(super) struct Escapes {
     at_line_start: bool,
     pending_tilde: bool,
 }
@@ -27,7 +27,7 @@ impl Default for Escapes {
 }
 
 impl Escapes {
-    pub fn feed(&mut self, input: &[u8]) -> Vec<Action> {
+    pub(super) fn feed(&mut self, input: &[u8]) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut send = Vec::with_capacity(input.len());
         for &byte in input {

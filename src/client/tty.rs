@@ -20,13 +20,13 @@ const FALLBACK_SIZE: (u16, u16) = (80, 24);
 
 /// Raw mode for as long as this lives. Dropping it (normally, on error, or while a panic
 /// unwinds) puts the terminal back as it was.
-pub struct RawGuard {
+pub(super) struct RawGuard {
     _raw: Option<RawTerminal<io::Stdout>>,
 }
 
 impl RawGuard {
     /// Enters raw mode when stdin and stdout are terminals; otherwise does nothing.
-    pub fn enter() -> io::Result<RawGuard> {
+    pub(super) fn enter() -> io::Result<RawGuard> {
         if !io::stdin().is_terminal() || !io::stdout().is_terminal() {
             return Ok(RawGuard { _raw: None });
         }
@@ -37,7 +37,7 @@ impl RawGuard {
 }
 
 /// The terminal's size as (cols, rows).
-pub fn size() -> (u16, u16) {
+pub(super) fn size() -> (u16, u16) {
     match termion::terminal_size() {
         Ok((cols, rows)) if cols > 0 && rows > 0 => (cols, rows),
         _ => FALLBACK_SIZE,
@@ -49,13 +49,13 @@ const READ_BYTES: usize = 4096;
 
 /// What the user types. A terminal is read by a task on the runtime, through a file
 /// description of our own; anything else by a thread.
-pub struct Stdin {
+pub(super) struct Stdin {
     rx: mpsc::Receiver<Bytes>,
     _task: Option<AbortOnDrop<()>>,
 }
 
 impl Stdin {
-    pub fn new() -> Stdin {
+    pub(super) fn new() -> Stdin {
         let (tx, rx) = mpsc::channel(64);
         let task = match own_terminal() {
             Some(tty) => Some(AbortOnDrop(tokio::spawn(read_terminal(tty, tx)))),
@@ -68,7 +68,7 @@ impl Stdin {
     }
 
     /// The next bytes typed; `None` once stdin is closed. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Bytes> {
+    pub(super) async fn recv(&mut self) -> Option<Bytes> {
         self.rx.recv().await
     }
 }
@@ -156,14 +156,14 @@ fn read_blocking(tx: mpsc::Sender<Bytes>) {
 }
 
 /// Writes session output to the terminal.
-pub fn write_output(bytes: &[u8]) -> io::Result<()> {
+pub(super) fn write_output(bytes: &[u8]) -> io::Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(bytes)?;
     out.flush()
 }
 
 /// A line of our own on stderr, correct in raw mode too (raw mode turns off `\n` → `\r\n`).
-pub fn note(message: &str) {
+pub(super) fn note(message: &str) {
     let mut err = io::stderr().lock();
     let _ = write!(err, "\r\x1b[K{}\r\n", message.replace('\n', "\r\n"));
     let _ = err.flush();
@@ -171,7 +171,7 @@ pub fn note(message: &str) {
 
 /// The one status line shown while reconnecting: on the bottom row, cut to the terminal's
 /// width, with the cursor put back where the session left it.
-pub fn status(message: &str) {
+pub(super) fn status(message: &str) {
     let (cols, rows) = size();
     let line: String = message
         .chars()
@@ -183,7 +183,7 @@ pub fn status(message: &str) {
 }
 
 /// Removes the status line.
-pub fn clear_status() {
+pub(super) fn clear_status() {
     let (_, rows) = size();
     let mut err = io::stderr().lock();
     let _ = write!(err, "\x1b7\x1b[{rows};1H\x1b[K\x1b8");

@@ -2,19 +2,19 @@
 //! so that after a reconnect exactly the unapplied bytes are sent again. Pure logic.
 
 #[derive(Default)]
-pub struct Unacked {
+pub(super) struct Unacked {
     /// Offset of `bytes[0]` in this client's input stream.
     base: u64,
     bytes: Vec<u8>,
 }
 
 impl Unacked {
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub(super) fn push(&mut self, bytes: &[u8]) {
         self.bytes.extend_from_slice(bytes);
     }
 
     /// The runtime has applied every byte before `applied`.
-    pub fn ack(&mut self, applied: u64) {
+    pub(super) fn ack(&mut self, applied: u64) {
         let drop = applied
             .saturating_sub(self.base)
             .min(self.bytes.len() as u64);
@@ -23,7 +23,7 @@ impl Unacked {
     }
 
     /// After a reconnect whose `ready` says `applied`: the bytes to send again.
-    pub fn resend_from(&mut self, applied: u64) -> Vec<u8> {
+    pub(super) fn resend_from(&mut self, applied: u64) -> Vec<u8> {
         self.ack(applied);
         self.bytes.clone()
     }

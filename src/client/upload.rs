@@ -42,7 +42,7 @@ const PIPE_BYTES: usize = 256 * 1024;
 /// How much of a non-JSON error answer (a proxy's page, say) goes into the message.
 const ANSWER_SNIPPET_CHARS: usize = 200;
 
-type UploadBody = BoxBody<Bytes, std::io::Error>;
+type UploadBody = BoxBody<Bytes, io::Error>;
 /// The connection to the runtime, plain or TLS.
 type Conn = TokioIo<crate::net::Stream>;
 
@@ -164,7 +164,7 @@ fn request(
 fn body(pipe: DuplexStream, zipped: oneshot::Receiver<bool>) -> UploadBody {
     let data = ReaderStream::with_capacity(pipe, PIPE_BYTES).map_ok(Frame::data);
     let end = futures_util::stream::once(zipped).filter_map(|ok| {
-        let failed = std::io::Error::other("the archive could not be written");
+        let failed = io::Error::other("the archive could not be written");
         std::future::ready((ok != Ok(true)).then_some(Err(failed)))
     });
     BodyExt::boxed(StreamBody::new(data.chain(end)))

@@ -62,7 +62,7 @@ impl<'a> Env<'a> {
 
 /// Fails, with the line for the terminal, when the program is not on the PATH. A program
 /// given as a path is left to the spawn to report.
-pub fn find_program(command: &Command) -> Result<(), String> {
+pub(super) fn find_program(command: &Command) -> Result<(), String> {
     let Some(program) = command.argv.first() else {
         return Err("there is no command to run".into());
     };
@@ -76,7 +76,7 @@ pub fn find_program(command: &Command) -> Result<(), String> {
 }
 
 /// The line for the terminal when the spawn itself failed.
-pub fn cannot_start(command: &Command, error: &io::Error) -> String {
+pub(super) fn cannot_start(command: &Command, error: &io::Error) -> String {
     let program = command.argv.first().map_or("", String::as_str);
     if error.kind() == io::ErrorKind::NotFound {
         match locate(command) {
@@ -138,7 +138,7 @@ fn interpreter(script: &Path) -> Option<String> {
 
 /// Writes the agent's configuration and adds its environment variables (never replacing a
 /// variable that is already set). Blocking file work runs off the async threads.
-pub async fn prepare(command: &mut Command) -> anyhow::Result<()> {
+pub(super) async fn prepare(command: &mut Command) -> anyhow::Result<()> {
     let Some(package) = package(command.agent) else {
         return Ok(());
     };

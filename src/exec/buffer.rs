@@ -2,7 +2,7 @@
 //! absolute offset. Pure arithmetic, no I/O.
 
 /// Keeps the last `capacity` bytes of a stream whose bytes are numbered from 0.
-pub struct OutputBuffer {
+pub(super) struct OutputBuffer {
     data: Box<[u8]>,
     /// Offset one past the newest byte: the total ever pushed.
     end: u64,
@@ -10,7 +10,7 @@ pub struct OutputBuffer {
 
 /// Where a reader's offset falls.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Position {
+pub(super) enum Position {
     /// The bytes at the offset are kept; the reader can copy from there.
     Kept,
     /// The offset fell out of the buffer; the oldest byte kept is at `start`.
@@ -21,7 +21,7 @@ pub enum Position {
 
 impl OutputBuffer {
     /// The allocation is zeroed lazily by the OS, so an idle session costs no memory.
-    pub fn new(capacity: usize) -> Self {
+    pub(super) fn new(capacity: usize) -> Self {
         assert!(capacity > 0);
         OutputBuffer {
             data: vec![0; capacity].into_boxed_slice(),
@@ -29,16 +29,16 @@ impl OutputBuffer {
         }
     }
 
-    pub fn end(&self) -> u64 {
+    pub(super) fn end(&self) -> u64 {
         self.end
     }
 
     /// Offset of the oldest byte kept.
-    pub fn start(&self) -> u64 {
+    pub(super) fn start(&self) -> u64 {
         self.end.saturating_sub(self.data.len() as u64)
     }
 
-    pub fn position(&self, offset: u64) -> Position {
+    pub(super) fn position(&self, offset: u64) -> Position {
         if offset >= self.end {
             Position::End
         } else if offset < self.start() {
@@ -50,7 +50,7 @@ impl OutputBuffer {
         }
     }
 
-    pub fn push(&mut self, mut bytes: &[u8]) {
+    pub(super) fn push(&mut self, mut bytes: &[u8]) {
         let cap = self.data.len();
         if bytes.len() > cap {
             self.end += (bytes.len() - cap) as u64;
@@ -65,7 +65,7 @@ impl OutputBuffer {
 
     /// Appends to `out` up to `max` bytes from `offset`, which must be [`Position::Kept`]
     /// or the end. Returns how many bytes were copied.
-    pub fn copy_from(&self, offset: u64, max: usize, out: &mut Vec<u8>) -> usize {
+    pub(super) fn copy_from(&self, offset: u64, max: usize, out: &mut Vec<u8>) -> usize {
         debug_assert!(offset >= self.start() && offset <= self.end);
         let cap = self.data.len();
         let len = ((self.end - offset) as usize).min(max);

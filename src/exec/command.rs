@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::protocol::Agent;
 
 /// What the process task needs to start the program.
-pub struct Command {
+pub(super) struct Command {
     /// Whose configuration to prepare before the program starts.
     pub agent: Agent,
     pub argv: Vec<String>,

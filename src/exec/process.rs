@@ -28,10 +28,10 @@ const YIELD_EVERY_BYTES: usize = 64 * 1024;
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// How long a hung-up process may take before it is killed.
-pub const HANGUP_GRACE: Duration = Duration::from_secs(5);
+pub(super) const HANGUP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the session's process from the first attach to its exit. Returns its status.
-pub async fn run(session: Arc<Session>, mut command: Command) -> io::Result<ExitStatus> {
+pub(super) async fn run(session: Arc<Session>, mut command: Command) -> io::Result<ExitStatus> {
     let size = session.wait_for_start().await;
     if let Err(missing) = agents::find_program(&command) {
         return Err(refuse(&session, missing));
@@ -148,7 +148,7 @@ fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
 
 /// Ends the process from outside: SIGHUP (and SIGCONT, in case it is stopped), then SIGKILL
 /// if it is still there after [`HANGUP_GRACE`]. `done` is the task running [`run`].
-pub async fn hang_up<F: std::future::Future + Unpin>(session: &Session, done: &mut F) {
+pub(super) async fn hang_up<F: Future + Unpin>(session: &Session, done: &mut F) {
     let Some(pgid) = session.running_pgid() else {
         return;
     };

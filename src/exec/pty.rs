@@ -14,7 +14,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::process::{Child, Command};
 
 /// What to run and where.
-pub struct Spawn<'a> {
+pub(super) struct Spawn<'a> {
     pub argv: &'a [String],
     pub cwd: &'a Path,
     pub env: &'a [(String, String)],
@@ -23,7 +23,7 @@ pub struct Spawn<'a> {
 
 /// The master side of the PTY. Reads and writes take `&self`, so one `Arc` serves the
 /// output pump, the input writer and resizes.
-pub struct Master {
+pub(super) struct Master {
     fd: AsyncFd<OwnedFd>,
 }
 
@@ -43,7 +43,7 @@ const RESET_SIGNALS: [Signal; 6] = [
 ];
 
 /// Starts `spawn.argv` on a new PTY of `spawn.size` (cols, rows).
-pub fn spawn(spawn: &Spawn) -> io::Result<(Master, Child)> {
+pub(super) fn spawn(spawn: &Spawn) -> io::Result<(Master, Child)> {
     let (program, args) = spawn
         .argv
         .split_first()
@@ -107,7 +107,7 @@ fn libc_eio() -> i32 {
 
 impl Master {
     /// Reads output; `Ok(0)` at end of output.
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(super) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut ready = self.fd.readable().await?;
             match rustix::io::read(ready.get_inner(), &mut *buf) {
@@ -127,7 +127,7 @@ impl Master {
         }
     }
 
-    pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+    pub(super) async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let n = self
                 .fd
@@ -141,7 +141,7 @@ impl Master {
     }
 
     /// Sets the terminal size; the kernel sends SIGWINCH to the foreground group.
-    pub fn resize(&self, (cols, rows): (u16, u16)) -> io::Result<()> {
+    pub(super) fn resize(&self, (cols, rows): (u16, u16)) -> io::Result<()> {
         let size = rustix::termios::Winsize {
             ws_row: rows,
             ws_col: cols,
@@ -152,7 +152,7 @@ impl Master {
     }
 
     /// The terminal's foreground process group: where a typed Ctrl-C would go.
-    pub fn foreground_group(&self) -> Option<i32> {
+    pub(super) fn foreground_group(&self) -> Option<i32> {
         rustix::termios::tcgetpgrp(self.fd.get_ref())
             .ok()
             .map(|pid| pid.as_raw_nonzero().get())
@@ -160,7 +160,7 @@ impl Master {
 }
 
 /// The signal a client named, as `nix` knows it.
-pub fn nix_signal(signal: crate::protocol::Signal) -> Signal {
+pub(super) fn nix_signal(signal: crate::protocol::Signal) -> Signal {
     use crate::protocol::Signal as Named;
     match signal {
         Named::Int => Signal::SIGINT,
@@ -177,7 +177,7 @@ pub fn nix_signal(signal: crate::protocol::Signal) -> Signal {
 }
 
 /// Sends `sig` to the process group `pgid` (the child leads its own session and group).
-pub fn signal_group(pgid: i32, sig: Signal) -> io::Result<()> {
+pub(super) fn signal_group(pgid: i32, sig: Signal) -> io::Result<()> {
     signal::killpg(Pid::from_raw(pgid), sig).map_err(io::Error::from)
 }
 

@@ -10,7 +10,7 @@ use super::buffer::OutputBuffer;
 /// Bytes parsed per step while catching up (keeps each copy out of the ring small).
 const CATCH_UP_CHUNK_BYTES: usize = 64 * 1024;
 
-pub struct Screen {
+pub(super) struct Screen {
     parser: vt100::Parser,
     /// Output offset up to which `parser` has seen the stream.
     parsed: u64,
@@ -21,7 +21,7 @@ pub struct Screen {
 }
 
 impl Screen {
-    pub fn new(size: (u16, u16)) -> Self {
+    pub(super) fn new(size: (u16, u16)) -> Self {
         Screen {
             parser: parser(size),
             parsed: 0,
@@ -31,12 +31,12 @@ impl Screen {
     }
 
     /// Records that the PTY became `size` when the output stream was at `offset`.
-    pub fn resize(&mut self, offset: u64, size: (u16, u16)) {
+    pub(super) fn resize(&mut self, offset: u64, size: (u16, u16)) {
         self.resizes.push_back((offset, size));
     }
 
     /// Escape codes that paint the current screen on a blank terminal of the same size.
-    pub fn render(&mut self, buffer: &OutputBuffer) -> Vec<u8> {
+    pub(super) fn render(&mut self, buffer: &OutputBuffer) -> Vec<u8> {
         self.catch_up(buffer);
         let screen = self.parser.screen();
         let mut out = String::from("\x1b[0m");

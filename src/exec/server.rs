@@ -18,7 +18,7 @@ use crate::protocol::api::UploadDone;
 use crate::protocol::{ConnectParams, UPLOAD_LIMIT_BYTES};
 
 /// What the endpoints share.
-pub struct App {
+pub(super) struct App {
     pub session: Arc<Session>,
     /// `None` only with `--insecure-no-token`.
     pub token: Option<String>,
@@ -26,12 +26,12 @@ pub struct App {
 }
 
 /// A `/connect` request that was answered with 101: the connection task takes it from here.
-pub struct Upgrade {
+pub(super) struct Upgrade {
     pub socket: fastwebsockets::upgrade::UpgradeFut,
     pub params: ConnectParams,
 }
 
-pub async fn route(
+pub(super) async fn route(
     app: Arc<App>,
     mut req: Request<Incoming>,
     upgrades: mpsc::Sender<Upgrade>,

@@ -19,18 +19,19 @@ use crate::protocol::{
     ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FRAME_MAX_BYTES, INPUT_ACK_BYTES,
     PROTOCOL_VERSION, ServerMsg,
 };
+use crate::sync;
 use phase::Phase;
 use upload_slot::Upload;
 
 /// Size used until an interactive client tells us its own.
-pub const DEFAULT_SIZE: (u16, u16) = (80, 24);
+pub(super) const DEFAULT_SIZE: (u16, u16) = (80, 24);
 
 /// Input frames queued for the PTY before a client's reads are back-pressured.
 const INPUT_QUEUE_FRAMES: usize = 64;
 
-pub type ConnId = u64;
+pub(super) type ConnId = u64;
 
-pub struct Session {
+pub(super) struct Session {
     state: Mutex<State>,
     /// Bumped on every change a connection or the process task may wait for.
     changed: watch::Sender<()>,
@@ -70,14 +71,14 @@ struct InputCount {
 }
 
 /// What a new connection sends first.
-pub struct Attached {
+pub(super) struct Attached {
     pub conn: ConnId,
     pub ready: ServerMsg,
     pub redraw: Option<Vec<u8>>,
 }
 
 /// What a connection should send next.
-pub enum Next {
+pub(super) enum Next {
     /// Bytes were appended to the caller's buffer, starting at its cursor.
     Output,
     Exit(ExitStatus),
@@ -87,7 +88,7 @@ pub enum Next {
 }
 
 impl Session {
-    pub fn new(buffer_bytes: usize) -> Arc<Self> {
+    pub(super) fn new(buffer_bytes: usize) -> Arc<Self> {
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE_FRAMES);
         Arc::new(Session {
             state: Mutex::new(State {
@@ -110,12 +111,10 @@ impl Session {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        sync::lock(&self.state)
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<()> {
+    pub(super) fn subscribe(&self) -> watch::Receiver<()> {
         self.changed.subscribe()
     }
 
@@ -124,25 +123,22 @@ impl Session {
     }
 
     pub(super) fn take_input(&self) -> Option<mpsc::Receiver<Bytes>> {
-        self.input_rx
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        sync::lock(&self.input_rx).take()
     }
 
     /// Appends the program's output and wakes the writers: one lock, one notify per read.
-    pub fn push_output(&self, data: &[u8]) {
+    pub(super) fn push_output(&self, data: &[u8]) {
         self.lock().buffer.push(data);
         self.notify_changed();
     }
 
     /// Shows a line of catty's own in the terminal output, before the program's.
-    pub fn say(&self, line: &str) {
+    pub(super) fn say(&self, line: &str) {
         self.push_output(format!("{line}\r\n").as_bytes());
     }
 
     /// Flow control: waits while the slowest interactive client is a window or more behind.
-    pub async fn wait_for_window(&self) {
+    pub(super) async fn wait_for_window(&self) {
         loop {
             let progress = self.progress.notified();
             if self.lock().may_read() {
@@ -153,7 +149,7 @@ impl Session {
     }
 
     /// Registers a connection and says where its stream starts.
-    pub fn attach(&self, params: &ConnectParams) -> Attached {
+    pub(super) fn attach(&self, params: &ConnectParams) -> Attached {
         let mut st = self.lock();
         let conn = st.next_conn;
         st.next_conn += 1;
@@ -216,13 +212,13 @@ impl Session {
 
     /// Ends the session from outside: every connection gets `message` and is closed, and
     /// flow control stops holding the program back.
-    pub fn end(&self, message: String) {
+    pub(super) fn end(&self, message: String) {
         self.lock().ended = Some(message);
         self.notify_changed();
         self.progress.notify_one();
     }
 
-    pub fn detach(&self, conn: ConnId) {
+    pub(super) fn detach(&self, conn: ConnId) {
         let mut st = self.lock();
         st.conns.remove(&conn);
         if st.size_owner == Some(conn) {
@@ -233,7 +229,7 @@ impl Session {
     }
 
     /// Copies the connection's next output into `out`, or says what else to do.
-    pub fn next_output(&self, conn: ConnId, out: &mut Vec<u8>) -> Next {
+    pub(super) fn next_output(&self, conn: ConnId, out: &mut Vec<u8>) -> Next {
         let st = self.lock();
         if let Some(message) = &st.ended {
             return Next::Close(message.clone());
@@ -257,7 +253,7 @@ impl Session {
     }
 
     /// Records that `n` bytes were sent to the connection.
-    pub fn advance(&self, conn: ConnId, n: usize) {
+    pub(super) fn advance(&self, conn: ConnId, n: usize) {
         if let Some(c) = self.lock().conns.get_mut(&conn) {
             c.cursor += n as u64;
             if !c.watch {
@@ -267,7 +263,7 @@ impl Session {
     }
 
     /// Applies input from a connection exactly once. Returns an `ack` when one is due.
-    pub async fn input(&self, conn: ConnId, data: &[u8]) -> Option<ServerMsg> {
+    pub(super) async fn input(&self, conn: ConnId, data: &[u8]) -> Option<ServerMsg> {
         if !self.lock().is_interactive(conn) {
             return None;
         }
@@ -288,11 +284,11 @@ impl Session {
     }
 
     /// The current input acknowledgement for a connection that has a client id.
-    pub fn input_ack(&self, conn: ConnId) -> Option<ServerMsg> {
+    pub(super) fn input_ack(&self, conn: ConnId) -> Option<ServerMsg> {
         self.lock().input_count(conn).map(InputCount::ack)
     }
 
-    pub fn resize(&self, conn: ConnId, size: (u16, u16)) {
+    pub(super) fn resize(&self, conn: ConnId, size: (u16, u16)) {
         let mut st = self.lock();
         if let Some(c) = st.conns.get_mut(&conn).filter(|c| !c.watch) {
             c.size = Some(size);

@@ -1,7 +1,7 @@
 //! One `/connect` WebSocket: a reader that applies input and control messages, and a writer
 //! that sends control replies first and output from the connection's cursor otherwise.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
@@ -15,6 +15,7 @@ use crate::protocol::{
     ClientMsg, ConnectParams, DEAD_LINK, FRAME_MAX_BYTES, PING_INTERVAL, ParseError, ServerMsg,
     Signal,
 };
+use crate::sync;
 
 /// Control frames waiting for the writer.
 const CONTROL_QUEUE_FRAMES: usize = 32;
@@ -22,7 +23,7 @@ const CONTROL_QUEUE_FRAMES: usize = 32;
 type Control = mpsc::Sender<Frame<'static>>;
 
 /// Serves one attached client until it leaves, the process exits or the session ends.
-pub async fn serve<S>(session: Arc<Session>, ws: WebSocket<S>, params: ConnectParams)
+pub(super) async fn serve<S>(session: Arc<Session>, ws: WebSocket<S>, params: ConnectParams)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -57,7 +58,7 @@ where
 /// frame would wake the runtime's driver (an extra syscall or two) on every keystroke.
 async fn dead_link(heard: &Mutex<Instant>) {
     loop {
-        let deadline = *heard.lock().unwrap_or_else(PoisonError::into_inner) + DEAD_LINK;
+        let deadline = *sync::lock(heard) + DEAD_LINK;
         if deadline <= Instant::now() {
             return;
         }
@@ -150,7 +151,7 @@ where
     let mut obligated = |frame| forward_obligated(&control, frame, std::convert::identity);
     loop {
         let frame = reader.read_frame(&mut obligated).await?;
-        *heard.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        *sync::lock(heard) = Instant::now();
         let reply = match frame.opcode {
             OpCode::Binary => session.input(conn, &frame.payload).await,
             OpCode::Text => control_message(session, conn, &frame.payload, &control).await,

@@ -24,11 +24,12 @@ use tokio::task::JoinHandle;
 
 use super::{InFlight, Liveness, Machine, MachineSpec, Provider};
 use crate::config::FlyConfig;
+use crate::sync;
 use client::{FlyError, FlyMachine, MachinesApi};
 use machine_config::META_SESSION;
 
 /// Makes Fly's edge route a request to one machine, with no fallback to another.
-pub const FORCE_INSTANCE_HEADER: &str = "fly-force-instance-id";
+pub(super) const FORCE_INSTANCE_HEADER: &str = "fly-force-instance-id";
 /// Lists (or lookups) in a row before "none" is believed: the API once answered empty lists
 /// for apps full of machines.
 const CONFIRM_TRIES: u32 = 3;
@@ -134,7 +135,7 @@ impl Provider for Fly {
 
     async fn shutdown(&self) {
         let _ = self.stop_reaper.send(true);
-        let reaper = self.reaper.lock().expect("reaper lock").take();
+        let reaper = sync::lock(&self.reaper).take();
         if let Some(reaper) = reaper {
             let _ = reaper.await;
         }

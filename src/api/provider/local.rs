@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use super::sandbox::{Dirs, Sandbox};
 use super::{Liveness, Machine, MachineSpec, Provider, process, procfs};
 use crate::net::RuntimeUrl;
-use crate::private_dir;
+use crate::{private_dir, sync};
 
 /// How long a runtime may take to print its address: it binds a port, nothing more.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -194,7 +194,7 @@ impl Local {
 
     /// Hands `child` to a waiter that reaps it when it exits.
     fn reap(&self, mut child: Child) {
-        let mut reapers = self.reapers.lock().expect("reapers lock");
+        let mut reapers = sync::lock(&self.reapers);
         while reapers.try_join_next().is_some() {}
         reapers.spawn(async move {
             match child.wait().await {
@@ -321,7 +321,7 @@ impl Provider for Local {
     }
 
     async fn shutdown(&self) {
-        let mut reapers = std::mem::take(&mut *self.reapers.lock().expect("reapers lock"));
+        let mut reapers = std::mem::take(&mut *sync::lock(&self.reapers));
         // The runtimes keep running; init adopts and reaps them.
         reapers.shutdown().await;
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::Agent;
+use crate::sync;
 
 pub use fly::Fly;
 pub use local::{Local, LocalOptions};
@@ -115,7 +116,7 @@ pub struct InFlight<'a> {
 
 impl<'a> InFlight<'a> {
     pub fn new(set: &'a std::sync::Mutex<std::collections::HashSet<String>>, id: &str) -> Self {
-        set.lock().expect("in-flight lock").insert(id.to_string());
+        sync::lock(set).insert(id.to_string());
         InFlight {
             set,
             id: id.to_string(),
@@ -125,6 +126,6 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.set.lock().expect("in-flight lock").remove(&self.id);
+        sync::lock(self.set).remove(&self.id);
     }
 }

@@ -24,7 +24,7 @@ struct Target {
 }
 
 /// SIGTERM (and SIGCONT, in case it was stopped), then SIGKILL after [`STOP_GRACE`].
-pub async fn stop(pid: i32, start_time: u64) -> anyhow::Result<()> {
+pub(super) async fn stop(pid: i32, start_time: u64) -> anyhow::Result<()> {
     let p = Target { pid, start_time };
     if !procfs::is_alive(p.pid, p.start_time)? {
         return Ok(());

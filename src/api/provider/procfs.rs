@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 
 /// The fields of `/proc/<pid>/stat` we need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
+pub(super) struct Stat {
     /// `R`, `S`, `T`, `Z`, …
     pub state: char,
     /// In clock ticks since boot: with the pid, it names one process for good.
     pub start_time: u64,
 }
 
-pub fn stat(pid: i32) -> io::Result<Stat> {
+pub(super) fn stat(pid: i32) -> io::Result<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_stat(&text).ok_or_else(|| {
         io::Error::new(
@@ -36,7 +36,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
 }
 
 /// Whether `pid` is still the process that started at `start_time` and has not exited.
-pub fn is_alive(pid: i32, start_time: u64) -> io::Result<bool> {
+pub(super) fn is_alive(pid: i32, start_time: u64) -> io::Result<bool> {
     match stat(pid) {
         Ok(stat) => Ok(stat.start_time == start_time && stat.state != 'Z' && stat.state != 'X'),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -44,7 +44,7 @@ pub fn is_alive(pid: i32, start_time: u64) -> io::Result<bool> {
     }
 }
 
-pub fn cmdline(pid: i32) -> io::Result<Vec<String>> {
+pub(super) fn cmdline(pid: i32) -> io::Result<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline"))?;
     Ok(raw
         .split(|b| *b == 0)
@@ -54,7 +54,7 @@ pub fn cmdline(pid: i32) -> io::Result<Vec<String>> {
 }
 
 /// Direct children of `pid` (all its threads').
-pub fn children(pid: i32) -> Vec<i32> {
+pub(super) fn children(pid: i32) -> Vec<i32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
@@ -71,7 +71,7 @@ pub fn children(pid: i32) -> Vec<i32> {
 
 /// A `catty exec` process serving a session of this daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Runtime {
+pub(super) struct Runtime {
     pub pid: i32,
     pub start_time: u64,
     pub session_id: String,
@@ -79,7 +79,7 @@ pub struct Runtime {
 
 /// Every live `catty exec … --workspace <sessions_dir>/<id>/workspace` process. The
 /// workspace path is what ties a runtime to this daemon, with or without a record.
-pub fn runtimes(sessions_dir: &Path) -> io::Result<Vec<Runtime>> {
+pub(super) fn runtimes(sessions_dir: &Path) -> io::Result<Vec<Runtime>> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let Some(pid) = entry

@@ -14,7 +14,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How local runtimes are started: bare, or inside bubblewrap.
 #[derive(Debug, Clone)]
-pub enum Sandbox {
+pub(super) enum Sandbox {
     Off,
     Bwrap {
         /// Where the private home is mounted inside (the user's home, hidden that way).
@@ -25,7 +25,7 @@ pub enum Sandbox {
 }
 
 /// The directories of one session that the sandbox makes writable.
-pub struct Dirs<'a> {
+pub(super) struct Dirs<'a> {
     pub workspace: &'a Path,
     pub home: &'a Path,
 }
@@ -33,7 +33,7 @@ pub struct Dirs<'a> {
 impl Sandbox {
     /// Checks once that bubblewrap is installed and works here, by running `exe version`
     /// inside it; without it, local sessions run unsandboxed (with one warning).
-    pub async fn detect(wanted: bool, exe: &Path) -> Sandbox {
+    pub(super) async fn detect(wanted: bool, exe: &Path) -> Sandbox {
         if !wanted {
             tracing::info!("sandbox disabled: local sessions run unsandboxed");
             return Sandbox::Off;
@@ -77,12 +77,12 @@ impl Sandbox {
         }
     }
 
-    pub fn is_on(&self) -> bool {
+    pub(super) fn is_on(&self) -> bool {
         matches!(self, Sandbox::Bwrap { .. })
     }
 
     /// The command that runs `exe args…`, inside the sandbox when it is on.
-    pub fn command(&self, exe: &Path, args: &[OsString], dirs: &Dirs) -> Command {
+    pub(super) fn command(&self, exe: &Path, args: &[OsString], dirs: &Dirs) -> Command {
         self.wrap(exe, args, Some(dirs))
     }
 

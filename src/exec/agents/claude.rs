@@ -10,7 +10,7 @@ use super::files::{self, Object};
 /// How many trailing characters of the key Claude Code remembers an approval by.
 const KEY_SUFFIX_CHARS: usize = 20;
 
-pub fn prepare(
+pub(super) fn prepare(
     env: &Env,
     workspace: &str,
     argv: &[String],
@@ -47,14 +47,14 @@ fn paths(env: &Env) -> anyhow::Result<(PathBuf, PathBuf)> {
 }
 
 /// What Claude Code compares approvals with: `key.trim().slice(-20)`.
-pub fn key_suffix(key: &str) -> Option<String> {
+pub(super) fn key_suffix(key: &str) -> Option<String> {
     let chars: Vec<char> = key.trim().chars().collect();
     let start = chars.len().saturating_sub(KEY_SUFFIX_CHARS);
     (!chars.is_empty()).then(|| chars[start..].iter().collect())
 }
 
 /// `~/.claude.json`: what the first-run wizard, the trust dialog and the key dialog record.
-pub fn edit_state(state: &mut Object, workspace: &str, suffix: Option<&str>) -> anyhow::Result<()> {
+pub(super) fn edit_state(state: &mut Object, workspace: &str, suffix: Option<&str>) -> anyhow::Result<()> {
     state.insert("hasCompletedOnboarding".into(), true.into());
     // Only hides the "auto mode is now the default" banner.
     files::default(state, "hasSeenAutoDefaultNotice", true);
@@ -79,7 +79,7 @@ pub fn edit_state(state: &mut Object, workspace: &str, suffix: Option<&str>) -> 
 
 /// `~/.claude/settings.json`: the auto-updater off (it would reinstall Claude Code globally by
 /// itself); project MCP servers and the bypass-mode warning pre-accepted unless the user chose.
-pub fn edit_settings(settings: &mut Object) -> anyhow::Result<()> {
+pub(super) fn edit_settings(settings: &mut Object) -> anyhow::Result<()> {
     files::object(settings, "env")?.insert("DISABLE_AUTOUPDATER".into(), "1".into());
     files::default(settings, "enableAllProjectMcpServers", true);
     files::default(settings, "skipDangerousModePermissionPrompt", true);

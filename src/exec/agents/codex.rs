@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::files::{self, Object};
 use super::{Env, toml};
 
-pub fn prepare(env: &Env, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
+pub(super) fn prepare(env: &Env, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
     let home = match env.get("CODEX_HOME") {
         Some(dir) => PathBuf::from(dir),
         None => env.home()?.join(".codex"),
@@ -29,7 +29,7 @@ pub fn prepare(env: &Env, workspace: &str) -> anyhow::Result<Vec<(String, String
 }
 
 /// What `codex login --with-api-key` records.
-pub fn log_in(auth: &mut Object, key: &str) {
+pub(super) fn log_in(auth: &mut Object, key: &str) {
     auth.insert("auth_mode".into(), "apikey".into());
     auth.insert("OPENAI_API_KEY".into(), key.into());
 }

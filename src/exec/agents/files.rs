@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Map, Value};
 
-pub type Object = Map<String, Value>;
+pub(super) type Object = Map<String, Value>;
 
 /// Applies `edit` to the JSON object in `path` (`{}` when the file is missing or empty) and
 /// writes it back if anything changed. A file that is not a JSON object is left alone.
-pub fn edit_json(
+pub(super) fn edit_json(
     path: &Path,
     edit: impl FnOnce(&mut Object) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
@@ -38,7 +38,7 @@ pub fn edit_json(
 }
 
 /// Applies `edit` to the text in `path` (empty when missing) and writes it back if it changed.
-pub fn edit_text(
+pub(super) fn edit_text(
     path: &Path,
     edit: impl FnOnce(&str) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
@@ -60,7 +60,7 @@ fn read(path: &Path) -> anyhow::Result<Option<String>> {
 
 /// Replaces the file at `path` (or the one it links to) with `contents` in one step, so a
 /// reader sees the old file or the new one, never a part.
-pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let target = follow_links(path);
     let dir = target
         .parent()
@@ -102,7 +102,7 @@ fn follow_links(path: &Path) -> PathBuf {
 }
 
 /// The object under `key`, created empty when missing.
-pub fn object<'a>(map: &'a mut Object, key: &str) -> anyhow::Result<&'a mut Object> {
+pub(super) fn object<'a>(map: &'a mut Object, key: &str) -> anyhow::Result<&'a mut Object> {
     match map
         .entry(key)
         .or_insert_with(|| Value::Object(Object::new()))
@@ -113,7 +113,7 @@ pub fn object<'a>(map: &'a mut Object, key: &str) -> anyhow::Result<&'a mut Obje
 }
 
 /// The array under `key`, created empty when missing.
-pub fn array<'a>(map: &'a mut Object, key: &str) -> anyhow::Result<&'a mut Vec<Value>> {
+pub(super) fn array<'a>(map: &'a mut Object, key: &str) -> anyhow::Result<&'a mut Vec<Value>> {
     match map.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
         Value::Array(array) => Ok(array),
         _ => bail!("{key:?} is not a JSON array"),
@@ -121,7 +121,7 @@ pub fn array<'a>(map: &'a mut Object, key: &str) -> anyhow::Result<&'a mut Vec<V
 }
 
 /// Sets `key` unless it is there already (a choice of the user's wins).
-pub fn default(map: &mut Object, key: &str, value: impl Into<Value>) {
+pub(super) fn default(map: &mut Object, key: &str, value: impl Into<Value>) {
     map.entry(key).or_insert_with(|| value.into());
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::Env;
 use super::files::{self, Object};
 
-pub fn prepare(env: &Env, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
+pub(super) fn prepare(env: &Env, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
     // Gemini CLI's own overrides: GEMINI_CLI_HOME for the home, and the trust file's path.
     let dir = match env.get("GEMINI_CLI_HOME") {
         Some(home) => PathBuf::from(home),

@@ -19,7 +19,7 @@ enum Line {
 
 /// Marks `project` trusted (`[projects."<project>"] trust_level = "trusted"`) and, unless the
 /// user set it, turns off the update check at startup.
-pub fn trust_project(text: &str, project: &str) -> anyhow::Result<String> {
+pub(super) fn trust_project(text: &str, project: &str) -> anyhow::Result<String> {
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     let kinds = classify(&lines);
     let table = ["projects".to_string(), project.to_string()];

@@ -22,7 +22,7 @@ pub(super) enum Phase {
 impl Session {
     /// Waits for an interactive attach and for any upload in progress to finish. Returns the
     /// size the program starts at.
-    pub async fn wait_for_start(&self) -> (u16, u16) {
+    pub(crate) async fn wait_for_start(&self) -> (u16, u16) {
         let mut changed = self.subscribe();
         loop {
             changed.borrow_and_update();
@@ -40,20 +40,20 @@ impl Session {
     }
 
     /// The program was spawned: resizes and signals go to it from now on.
-    pub fn set_running(&self, master: Arc<Master>, pgid: i32) {
+    pub(crate) fn set_running(&self, master: Arc<Master>, pgid: i32) {
         self.lock().phase = Phase::Running { master, pgid };
         self.notify_changed();
     }
 
     /// The program has exited, or could not start; its output is all in the buffer. Each
     /// connection sends `exit` once it has every byte.
-    pub fn set_exited(&self, status: ExitStatus) {
+    pub(crate) fn set_exited(&self, status: ExitStatus) {
         self.lock().phase = Phase::Exited(status);
         self.notify_changed();
     }
 
     /// The running program's process group, to hang it up from outside.
-    pub fn running_pgid(&self) -> Option<i32> {
+    pub(crate) fn running_pgid(&self) -> Option<i32> {
         match &self.lock().phase {
             Phase::Running { pgid, .. } => Some(*pgid),
             _ => None,
@@ -62,7 +62,7 @@ impl Session {
 
     /// The process group a signal from this connection goes to, if it may send one. A
     /// signal sent right after the first attach waits for the process to be spawned.
-    pub async fn signal_target(&self, conn: ConnId) -> Option<i32> {
+    pub(crate) async fn signal_target(&self, conn: ConnId) -> Option<i32> {
         let mut changed = self.subscribe();
         loop {
             changed.borrow_and_update();

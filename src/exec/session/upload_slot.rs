@@ -13,13 +13,13 @@ pub(super) enum Upload {
 
 /// Holds the session's upload slot; dropped without [`UploadSlot::done`], it frees the slot
 /// again (a refused or interrupted upload leaves an empty workspace to upload into).
-pub struct UploadSlot<'a> {
+pub(crate) struct UploadSlot<'a> {
     session: &'a Session,
     done: bool,
 }
 
 impl UploadSlot<'_> {
-    pub fn done(mut self) {
+    pub(crate) fn done(mut self) {
         self.done = true;
     }
 }
@@ -37,7 +37,7 @@ impl Drop for UploadSlot<'_> {
 
 impl Session {
     /// Takes the one upload slot, or says why an upload is refused now (409).
-    pub fn begin_upload(&self) -> Result<UploadSlot<'_>, &'static str> {
+    pub(crate) fn begin_upload(&self) -> Result<UploadSlot<'_>, &'static str> {
         let mut st = self.lock();
         if !matches!(st.phase, Phase::NotStarted(None)) {
             return Err("the session has already started; upload before the first attach");

@@ -13,6 +13,7 @@ use super::UnpackError;
 use super::cleanup::Gate;
 use super::create::write_chunk;
 use super::error::io_at;
+use crate::sync::lock;
 
 /// At most this many writer threads, whatever the number of cores.
 const MAX_WRITERS: usize = 4;
@@ -134,10 +135,6 @@ impl SmallFile {
         let finish = Some((self.perm, self.mtime));
         write_chunk(None, &self.path, &self.data, finish).map(drop)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use super::error::{api_error, one_line};
 use crate::net::TlsRoots;
 
-pub use super::error::FlyError;
+pub(super) use super::error::FlyError;
 
 /// One request's limit on top of a wait's own timeout: the API answers in well under a second.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,11 +32,11 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
 /// Macaroon tokens take the `FlyV1` scheme (fly-go's `tokens.normalized`).
 const MACAROON_PREFIXES: [&str; 3] = ["fm1r_", "fm1a_", "fm2_"];
 
-pub type Http = HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(super) type Http = HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The `Authorization` value for a token as the user pasted it: any `Bearer`/`FlyV1` scheme
 /// stripped, then `FlyV1` for macaroons and `Bearer` for anything else.
-pub fn authorization(token: &str) -> String {
+pub(super) fn authorization(token: &str) -> String {
     let token = strip_scheme(token);
     match MACAROON_PREFIXES.iter().any(|p| token.starts_with(p)) {
         true => format!("FlyV1 {token}"),
@@ -58,7 +58,7 @@ fn strip_scheme(token: &str) -> &str {
 
 /// A machine as the API describes it (only what catty reads).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct FlyMachine {
+pub(super) struct FlyMachine {
     pub id: String,
     #[serde(default)]
     pub state: String,
@@ -77,14 +77,14 @@ pub struct FlyMachine {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct EchoedConfig {
+pub(super) struct EchoedConfig {
     /// Values are strings; anything else is ignored rather than failing the whole list.
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct ImageRef {
+pub(super) struct ImageRef {
     #[serde(default)]
     pub registry: String,
     #[serde(default)]
@@ -96,14 +96,14 @@ pub struct ImageRef {
 }
 
 impl FlyMachine {
-    pub fn meta(&self, key: &str) -> Option<&str> {
+    pub(super) fn meta(&self, key: &str) -> Option<&str> {
         let metadata = self.config.as_ref()?.metadata.as_ref()?;
         metadata.get(key)?.as_str()
     }
 }
 
 /// The Machines API of one app.
-pub struct MachinesApi {
+pub(super) struct MachinesApi {
     http: Http,
     /// For probes through an edge, which routes a connection by its first request: never
     /// reuses one.
@@ -114,12 +114,12 @@ pub struct MachinesApi {
 }
 
 impl MachinesApi {
-    pub fn new(api_base: &str, app: &str, token: &str) -> anyhow::Result<MachinesApi> {
+    pub(super) fn new(api_base: &str, app: &str, token: &str) -> anyhow::Result<MachinesApi> {
         MachinesApi::with_roots(api_base, app, token, &TlsRoots::webpki())
     }
 
     /// [`MachinesApi::new`], trusting `roots` over HTTPS.
-    pub fn with_roots(
+    pub(super) fn with_roots(
         api_base: &str,
         app: &str,
         token: &str,
@@ -138,13 +138,13 @@ impl MachinesApi {
     }
 
     /// `POST /machines`, once: the caller decides whether an error is worth a retry.
-    pub async fn create(&self, body: &serde_json::Value) -> Result<FlyMachine, FlyError> {
+    pub(super) async fn create(&self, body: &serde_json::Value) -> Result<FlyMachine, FlyError> {
         let answer = self.once(Method::POST, "", Some(body), REQUEST_TIMEOUT);
         decode(&answer.await.map_err(|(err, _)| err)?)
     }
 
     /// `GET /machines` with `metadata.<key>=<value>` filters (all must match).
-    pub async fn list(&self, filters: &[(&str, &str)]) -> Result<Vec<FlyMachine>, FlyError> {
+    pub(super) async fn list(&self, filters: &[(&str, &str)]) -> Result<Vec<FlyMachine>, FlyError> {
         let query: Vec<String> = (filters.iter())
             .map(|(k, v)| format!("metadata.{}={}", encode(k), encode(v)))
             .collect();
@@ -155,14 +155,14 @@ impl MachinesApi {
         decode(&self.call(Method::GET, &path, None, REQUEST_TIMEOUT).await?)
     }
 
-    pub async fn get(&self, id: &str) -> Result<FlyMachine, FlyError> {
+    pub(super) async fn get(&self, id: &str) -> Result<FlyMachine, FlyError> {
         let path = format!("/{}", encode(id));
         decode(&self.call(Method::GET, &path, None, REQUEST_TIMEOUT).await?)
     }
 
     /// `GET /machines/<id>/wait` for one of `states`, at most `timeout_sec` (1–60) on Fly's
     /// side; a 408 means "not yet".
-    pub async fn wait(
+    pub(super) async fn wait(
         &self,
         id: &str,
         states: &[&str],
@@ -181,14 +181,14 @@ impl MachinesApi {
         self.call(Method::GET, &path, None, limit).await.map(drop)
     }
 
-    pub async fn stop(&self, id: &str, body: &serde_json::Value) -> Result<(), FlyError> {
+    pub(super) async fn stop(&self, id: &str, body: &serde_json::Value) -> Result<(), FlyError> {
         let path = format!("/{}/stop", encode(id));
         let answer = self.call(Method::POST, &path, Some(body), REQUEST_TIMEOUT);
         answer.await.map(drop)
     }
 
     /// `DELETE /machines/<id>?force=true`: a running machine is killed.
-    pub async fn delete(&self, id: &str) -> Result<(), FlyError> {
+    pub(super) async fn delete(&self, id: &str) -> Result<(), FlyError> {
         let path = format!("/{}?force=true", encode(id));
         let answer = self.call(Method::DELETE, &path, None, REQUEST_TIMEOUT);
         answer.await.map(drop)
@@ -196,7 +196,7 @@ impl MachinesApi {
 
     /// `GET <url>` (outside the API, e.g. a runtime's `/healthz` through the edge) with
     /// `headers`: its status, if anything answered within `limit`.
-    pub async fn probe(
+    pub(super) async fn probe(
         &self,
         url: &str,
         headers: &BTreeMap<String, String>,
@@ -301,20 +301,20 @@ fn http_client(roots: &TlsRoots, pooled: bool) -> Http {
 
 /// Waits between tries: doubling from [`BACKOFF_FIRST`] to [`BACKOFF_MAX`], or what the
 /// server asked for; false once the tries are spent.
-pub struct Backoff {
+pub(super) struct Backoff {
     next: Duration,
     left: u32,
 }
 
 impl Backoff {
-    pub fn new() -> Backoff {
+    pub(super) fn new() -> Backoff {
         Backoff {
             next: BACKOFF_FIRST,
             left: ATTEMPTS - 1,
         }
     }
 
-    pub async fn wait(&mut self, retry_after: Option<Duration>) -> bool {
+    pub(super) async fn wait(&mut self, retry_after: Option<Duration>) -> bool {
         if self.left == 0 {
             return false;
         }

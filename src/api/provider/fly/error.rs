@@ -15,7 +15,7 @@ pub(super) fn one_line(text: &str) -> String {
 
 /// Why a call failed.
 #[derive(Debug)]
-pub enum FlyError {
+pub(super) enum FlyError {
     /// Fly answered with an error status.
     Status {
         status: StatusCode,
@@ -30,23 +30,23 @@ pub enum FlyError {
 }
 
 impl FlyError {
-    pub fn status(&self) -> Option<u16> {
+    pub(super) fn status(&self) -> Option<u16> {
         match self {
             FlyError::Status { status, .. } => Some(status.as_u16()),
             _ => None,
         }
     }
 
-    pub fn is_not_found(&self) -> bool {
+    pub(super) fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
 
-    pub fn is_capacity(&self) -> bool {
+    pub(super) fn is_capacity(&self) -> bool {
         matches!(self, FlyError::Status { capacity: true, .. })
     }
 
     /// Worth another try after a pause, for a request that is safe to repeat.
-    pub fn is_transient(&self) -> bool {
+    pub(super) fn is_transient(&self) -> bool {
         match self.status() {
             Some(status) => status == 429 || status >= 500,
             None => matches!(self, FlyError::Network(_)),

@@ -35,7 +35,7 @@ const PERFORMANCE: Kind = Kind {
 
 /// `config.guest` of a machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Guest {
+pub(super) struct Guest {
     pub cpu_kind: &'static str,
     pub cpus: u32,
     pub memory_mb: u32,
@@ -63,7 +63,7 @@ impl Kind {
 
 /// The size for `cpus` and `memory_mb` (defaults filled in): shared CPUs when they fit,
 /// performance CPUs when only they do (more than 8 CPUs, or more than 2 GB per CPU).
-pub fn choose(cpus: Option<u32>, memory_mb: Option<u32>) -> Result<Guest, String> {
+pub(super) fn choose(cpus: Option<u32>, memory_mb: Option<u32>) -> Result<Guest, String> {
     let cpus = cpus.unwrap_or(DEFAULT_CPUS);
     let memory_mb = memory_mb.unwrap_or_else(|| match SHARED.cpus.contains(&cpus) {
         true => DEFAULT_SHARED_MB_PER_CPU * cpus,

@@ -13,11 +13,11 @@ use crate::api::provider::MachineSpec;
 
 /// Metadata keys. Never Fly's own `fly_*` keys: a machine carrying `fly_platform_version` and
 /// a process group would be adopted (and replaced) by `fly deploy`.
-pub const META_SESSION: &str = "catty_session";
-pub const META_LABEL: &str = "label";
-pub const META_AGENT: &str = "agent";
+pub(super) const META_SESSION: &str = "catty_session";
+pub(super) const META_LABEL: &str = "label";
+pub(super) const META_AGENT: &str = "agent";
 /// RFC 3339, UTC: when the daemon's backstop destroys the machine if it still runs.
-pub const META_EXPIRES_AT: &str = "expires_at";
+pub(super) const META_EXPIRES_AT: &str = "expires_at";
 
 /// The runtime's port inside the machine (`catty exec`'s default `0.0.0.0:8080`).
 const INTERNAL_PORT: u16 = 8080;
@@ -27,7 +27,7 @@ const STOP_SIGNAL: &str = "SIGTERM";
 const STOP_TIMEOUT: &str = "30s";
 
 /// The body of `POST /v1/apps/<app>/machines` for one session.
-pub fn create_body(
+pub(super) fn create_body(
     spec: &MachineSpec,
     image: &str,
     guest: Guest,
@@ -98,7 +98,7 @@ fn metadata(spec: &MachineSpec, expires_at: u64) -> BTreeMap<&'static str, Strin
 /// A digest-pinned reference to run from the app's machines: the newest one that is not a
 /// session's (what `fly deploy` left), else the newest session's. `None` when none has a
 /// digest.
-pub fn discover_image(machines: &[FlyMachine]) -> Option<String> {
+pub(super) fn discover_image(machines: &[FlyMachine]) -> Option<String> {
     let mut candidates: Vec<&FlyMachine> = machines.iter().collect();
     candidates.sort_by(|a, b| {
         let (a_ours, b_ours) = (

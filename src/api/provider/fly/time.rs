@@ -5,7 +5,7 @@
 const DAY_SEC: i64 = 86_400;
 
 /// `2026-11-22T15:04:05Z`.
-pub fn format(unix: u64) -> String {
+pub(super) fn format(unix: u64) -> String {
     let unix = unix as i64;
     let (y, m, d) = civil_from_days(unix.div_euclid(DAY_SEC));
     let secs = unix.rem_euclid(DAY_SEC);
@@ -18,7 +18,7 @@ pub fn format(unix: u64) -> String {
 }
 
 /// Unix seconds of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, or of plain unix seconds.
-pub fn parse(text: &str) -> Option<u64> {
+pub(super) fn parse(text: &str) -> Option<u64> {
     let text = text.trim();
     if let Ok(unix) = text.parse::<u64>() {
         return Some(unix);
