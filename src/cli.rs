@@ -7,12 +7,12 @@ use argh::FromArgs;
 #[derive(FromArgs, Debug)]
 pub struct Catty {
     #[argh(subcommand)]
-    pub command: Command,
+    pub command: Subcommand,
 }
 
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
-pub enum Command {
+pub enum Subcommand {
     New(NewArgs),
     Connect(ConnectArgs),
     List(ListArgs),

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use catty::cli::{ApiArgs, Catty, Command, ExecArgs};
+use catty::cli::{ApiArgs, Catty, ExecArgs, Subcommand};
 use catty::config::{ApiConfig, ClientConfig, Env, ExecConfig, Logging, NewOptions, UsageError};
 
 fn main() -> ExitCode {
@@ -18,8 +18,8 @@ fn main() -> ExitCode {
         .to_string();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     let parsed = match invoked.as_str() {
-        "catty-exec-runtime" => ExecArgs::from_args(&[&invoked], &rest).map(Command::Exec),
-        "catty-api" => ApiArgs::from_args(&[&invoked], &rest).map(Command::Api),
+        "catty-exec-runtime" => ExecArgs::from_args(&[&invoked], &rest).map(Subcommand::Exec),
+        "catty-api" => ApiArgs::from_args(&[&invoked], &rest).map(Subcommand::Api),
         _ => Catty::from_args(&[&invoked], &rest).map(|catty| catty.command),
     };
     let command = match parsed {
@@ -35,22 +35,22 @@ fn main() -> ExitCode {
     };
     let env = Env::process();
     let result = match command {
-        Command::Exec(args) => exec(args, &env),
-        Command::Api(args) => api(args, &env),
-        Command::Version(_) => version(),
-        Command::New(args) => client(&env, |config| async move {
+        Subcommand::Exec(args) => exec(args, &env),
+        Subcommand::Api(args) => api(args, &env),
+        Subcommand::Version(_) => version(),
+        Subcommand::New(args) => client(&env, |config| async move {
             catty::client::new(&config, NewOptions::new(args)?).await
         }),
-        Command::Connect(args) => client(&env, |config| async move {
+        Subcommand::Connect(args) => client(&env, |config| async move {
             catty::client::connect(&config, &args.session, args.watch).await
         }),
-        Command::List(args) => client(&env, |config| async move {
+        Subcommand::List(args) => client(&env, |config| async move {
             catty::client::list(&config, args.json).await
         }),
-        Command::Stop(args) => client(&env, |config| async move {
+        Subcommand::Stop(args) => client(&env, |config| async move {
             catty::client::stop(&config, &args.session).await
         }),
-        Command::StopAll(args) => client(&env, |config| async move {
+        Subcommand::StopAll(args) => client(&env, |config| async move {
             catty::client::stop_all(&config, args.yes_i_mean_it).await
         }),
     };

@@ -104,7 +104,9 @@ fn violations(src: &Path) -> Vec<String> {
             for (line, root) in crate_roots(&text) {
                 if root != mode && MODES.contains(&root.as_str()) {
                     let at = file.strip_prefix(src).unwrap().display();
-                    found.push(format!("src/{at}:{line}: the {mode} mode names crate::{root}"));
+                    found.push(format!(
+                        "src/{at}:{line}: the {mode} mode names crate::{root}"
+                    ));
                 }
             }
         }
@@ -130,7 +132,11 @@ fn violations(src: &Path) -> Vec<String> {
 fn modes_never_name_each_other_and_protocol_does_no_io() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let found = violations(&src);
-    assert!(found.is_empty(), "the house's walls are broken:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "the house's walls are broken:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -142,11 +148,26 @@ fn the_check_finds_every_form_of_a_forbidden_path() {
         std::fs::write(path, text).unwrap();
     };
     write("client/a.rs", "use crate::exec::run;\n");
-    write("client/b.rs", "use crate::{\n    net::dial,\n    api,\n};\n");
-    write("exec/c.rs", "fn f() { crate::client::new(); }\n// crate::api in a comment\n");
-    write("api/d.rs", "use crate::net::serve;\nuse crate::protocol::api::SessionInfo;\n");
-    write("protocol/e.rs", "use tokio::sync::mpsc;\nfn f() -> hyper::StatusCode {}\n");
-    write("protocol/f.rs", "use std::time::Duration; // tokio:: in a comment\n");
+    write(
+        "client/b.rs",
+        "use crate::{\n    net::dial,\n    api,\n};\n",
+    );
+    write(
+        "exec/c.rs",
+        "fn f() { crate::client::new(); }\n// crate::api in a comment\n",
+    );
+    write(
+        "api/d.rs",
+        "use crate::net::serve;\nuse crate::protocol::api::SessionInfo;\n",
+    );
+    write(
+        "protocol/e.rs",
+        "use tokio::sync::mpsc;\nfn f() -> hyper::StatusCode {}\n",
+    );
+    write(
+        "protocol/f.rs",
+        "use std::time::Duration; // tokio:: in a comment\n",
+    );
     let mut found = violations(root.path());
     found.sort();
     assert_eq!(

@@ -46,7 +46,10 @@ impl<P: Provider> Daemon<P> {
     /// Applies `change` to the records and writes them to disk; on a failed write the
     /// records stay as they were. The change lands in memory first, so a caller that is
     /// cancelled halfway leaves memory ahead of the disk, never behind.
-    pub(super) async fn modify<T>(&self, change: impl FnOnce(&mut Vec<Record>) -> T) -> anyhow::Result<T> {
+    pub(super) async fn modify<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<Record>) -> T,
+    ) -> anyhow::Result<T> {
         let mut store = self.store.lock().await;
         let before = store.records.clone();
         let out = change(&mut store.records);

@@ -36,7 +36,10 @@ pub(super) async fn connection<P: Provider>(daemon: Arc<Daemon<P>>, stream: TcpS
     }
 }
 
-pub(super) async fn route<P: Provider>(daemon: &Daemon<P>, req: Request<Incoming>) -> Response<Body> {
+pub(super) async fn route<P: Provider>(
+    daemon: &Daemon<P>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let resp = answer(daemon, req).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");

@@ -44,7 +44,7 @@ const ANSWER_SNIPPET_CHARS: usize = 200;
 
 type UploadBody = BoxBody<Bytes, io::Error>;
 /// The connection to the runtime, plain or TLS.
-type Conn = TokioIo<crate::net::Stream>;
+type RuntimeIo = TokioIo<crate::net::Stream>;
 
 /// Why an upload failed.
 #[derive(Debug)]
@@ -128,7 +128,7 @@ pub async fn upload(
 }
 
 /// Opens the connection to the runtime: the one place that knows the transport.
-async fn open_connection(runtime: &RuntimeUrl) -> Result<Conn, UploadError> {
+async fn open_connection(runtime: &RuntimeUrl) -> Result<RuntimeIo, UploadError> {
     // It sets TCP_NODELAY: the last chunk and the terminator must not wait for Nagle.
     let stream = crate::net::connect(runtime.authority(), runtime.tls()).await;
     let stream = stream.map_err(|err| UploadError::Connect {
@@ -172,7 +172,7 @@ fn body(pipe: DuplexStream, zipped: oneshot::Receiver<bool>) -> UploadBody {
 
 /// Sends `req` and reads the whole (small) answer.
 async fn exchange(
-    conn: Conn,
+    conn: RuntimeIo,
     req: Request<UploadBody>,
 ) -> Result<(StatusCode, Bytes), hyper::Error> {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(conn).await?;

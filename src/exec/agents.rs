@@ -41,9 +41,9 @@ fn package(agent: Agent) -> Option<Package> {
 
 /// The program's environment as the profiles read it: the last value of a name wins, and an
 /// empty value counts as unset.
-struct Env<'a>(&'a [(String, String)]);
+struct ChildEnv<'a>(&'a [(String, String)]);
 
-impl<'a> Env<'a> {
+impl<'a> ChildEnv<'a> {
     fn get(&self, name: &str) -> Option<&'a str> {
         self.0
             .iter()
@@ -66,7 +66,7 @@ pub(super) fn find_program(command: &Command) -> Result<(), String> {
     let Some(program) = command.argv.first() else {
         return Err("there is no command to run".into());
     };
-    if program.contains('/') || Env(&command.env).get("PATH").is_none() {
+    if program.contains('/') || ChildEnv(&command.env).get("PATH").is_none() {
         return Ok(());
     }
     match locate(command) {
@@ -114,7 +114,7 @@ fn locate(command: &Command) -> Option<PathBuf> {
     let candidates: Vec<PathBuf> = if program.contains('/') {
         vec![command.cwd.join(program)]
     } else {
-        let path = Env(&command.env).get("PATH")?;
+        let path = ChildEnv(&command.env).get("PATH")?;
         std::env::split_paths(path)
             .map(|dir| command.cwd.join(dir).join(program))
             .collect()
@@ -154,7 +154,7 @@ pub(super) async fn prepare(command: &mut Command) -> anyhow::Result<()> {
         .and_then(|written| written)
         .with_context(|| format!("cannot prepare {}'s configuration", package.title))?;
     for (name, value) in added {
-        if Env(&command.env).get(&name).is_none() {
+        if ChildEnv(&command.env).get(&name).is_none() {
             command.env.push((name, value));
         }
     }
@@ -169,7 +169,7 @@ fn write_profile(
     cwd: &Path,
     env: &[(String, String)],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let env = Env(env);
+    let env = ChildEnv(env);
     let workspace = workspace_key(cwd)?;
     match agent {
         Agent::Claude => claude::prepare(&env, &workspace, argv),

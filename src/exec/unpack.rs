@@ -4,10 +4,10 @@
 
 mod archive;
 mod cleanup;
-mod create;
 mod entry;
 mod error;
 mod extract;
+mod new_file;
 mod positioned;
 mod validate;
 mod writers;

@@ -4,10 +4,10 @@
 //! the machine is looked up by its `catty_session` metadata first), no "none exist" is
 //! concluded from one empty list, and a reaper destroys machines past their `expires_at`.
 
-mod client;
 mod error;
 mod guest;
 mod machine_config;
+mod machines_api;
 mod reaper;
 mod start;
 mod time;
@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 use super::{InFlight, Liveness, Machine, MachineSpec, Provider};
 use crate::config::FlyConfig;
 use crate::sync;
-use client::{FlyError, FlyMachine, MachinesApi};
 use machine_config::META_SESSION;
+use machines_api::{FlyError, FlyMachine, MachinesApi};
 
 /// Makes Fly's edge route a request to one machine, with no fallback to another.
 pub(super) const FORCE_INSTANCE_HEADER: &str = "fly-force-instance-id";
@@ -64,7 +64,7 @@ struct Inner {
 
 /// What the store keeps about a Fly machine.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Private {
+struct FlyPrivate {
     #[serde(default)]
     instance_id: String,
 }
@@ -223,7 +223,7 @@ impl Inner {
 
     /// The daemon's view of a machine.
     fn machine(&self, m: &FlyMachine) -> Machine {
-        let private = Private {
+        let private = FlyPrivate {
             instance_id: m.instance_id.clone(),
         };
         Machine {
@@ -259,7 +259,7 @@ fn is_gone(state: &str) -> bool {
     matches!(state, "destroying" | "destroyed")
 }
 
-fn private(machine: &Machine) -> Private {
+fn private(machine: &Machine) -> FlyPrivate {
     serde_json::from_value(machine.private.clone()).unwrap_or_default()
 }
 

@@ -21,7 +21,7 @@ use tokio::process::Child;
 use tokio::task::JoinSet;
 
 use super::sandbox::{Dirs, Sandbox};
-use super::{Liveness, Machine, MachineSpec, Provider, process, procfs};
+use super::{Liveness, Machine, MachineSpec, Provider, procfs, runtime_process};
 use crate::net::RuntimeUrl;
 use crate::{private_dir, sync};
 
@@ -61,7 +61,7 @@ pub struct Local {
 
 /// What the store keeps about a local machine.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Private {
+struct LocalPrivate {
     pid: i32,
     start_time: u64,
 }
@@ -277,7 +277,7 @@ impl Provider for Local {
 
     async fn destroy(&self, machine: &Machine) -> anyhow::Result<()> {
         let p = private(machine)?;
-        process::stop(p.pid, p.start_time)
+        runtime_process::stop(p.pid, p.start_time)
             .await
             .with_context(|| format!("cannot stop runtime {}", machine.id))?;
         let dir = self.session_dir(&machine.session_id)?;
@@ -334,11 +334,11 @@ fn machine(session_id: &str, pid: i32, start_time: u64, connect_url: String) -> 
         connect_url,
         headers: Default::default(),
         region: None,
-        private: serde_json::to_value(Private { pid, start_time }).expect("plain numbers"),
+        private: serde_json::to_value(LocalPrivate { pid, start_time }).expect("plain numbers"),
     }
 }
 
-fn private(machine: &Machine) -> anyhow::Result<Private> {
+fn private(machine: &Machine) -> anyhow::Result<LocalPrivate> {
     serde_json::from_value(machine.private.clone())
         .with_context(|| format!("machine {} has no local process data", machine.id))
 }

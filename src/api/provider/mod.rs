@@ -4,8 +4,8 @@
 
 mod fly;
 mod local;
-mod process;
 mod procfs;
+mod runtime_process;
 mod sandbox;
 
 use std::collections::BTreeMap;

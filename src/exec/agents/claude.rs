@@ -4,14 +4,14 @@
 
 use std::path::PathBuf;
 
-use super::Env;
+use super::ChildEnv;
 use super::files::{self, Object};
 
 /// How many trailing characters of the key Claude Code remembers an approval by.
 const KEY_SUFFIX_CHARS: usize = 20;
 
 pub(super) fn prepare(
-    env: &Env,
+    env: &ChildEnv,
     workspace: &str,
     argv: &[String],
 ) -> anyhow::Result<Vec<(String, String)>> {
@@ -30,7 +30,7 @@ pub(super) fn prepare(
 }
 
 /// The global state file and the user settings: under `CLAUDE_CONFIG_DIR` when it is set.
-fn paths(env: &Env) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn paths(env: &ChildEnv) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok(match env.get("CLAUDE_CONFIG_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
@@ -54,7 +54,11 @@ pub(super) fn key_suffix(key: &str) -> Option<String> {
 }
 
 /// `~/.claude.json`: what the first-run wizard, the trust dialog and the key dialog record.
-pub(super) fn edit_state(state: &mut Object, workspace: &str, suffix: Option<&str>) -> anyhow::Result<()> {
+pub(super) fn edit_state(
+    state: &mut Object,
+    workspace: &str,
+    suffix: Option<&str>,
+) -> anyhow::Result<()> {
     state.insert("hasCompletedOnboarding".into(), true.into());
     // Only hides the "auto mode is now the default" banner.
     files::default(state, "hasSeenAutoDefaultNotice", true);
@@ -133,7 +137,7 @@ mod tests {
             ("HOME".to_string(), home.path().display().to_string()),
             ("ANTHROPIC_API_KEY".to_string(), format!("{KEY}\n")),
         ];
-        let vars = prepare(&Env(&env), "/workspace", &["claude".into()]).unwrap();
+        let vars = prepare(&ChildEnv(&env), "/workspace", &["claude".into()]).unwrap();
         assert_eq!(vars, [("DISABLE_AUTOUPDATER".into(), "1".into())]);
         let read = |p: &str| -> Value {
             serde_json::from_str(&std::fs::read_to_string(home.path().join(p)).unwrap()).unwrap()
@@ -234,11 +238,11 @@ mod tests {
             "CLAUDE_CONFIG_DIR".to_string(),
             dir.path().display().to_string(),
         )];
-        prepare(&Env(&env), "/w", &[]).unwrap();
+        prepare(&ChildEnv(&env), "/w", &[]).unwrap();
         assert!(dir.path().join(".claude.json").is_file());
         assert!(dir.path().join("settings.json").is_file());
         assert!(
-            prepare(&Env(&[]), "/w", &[]).is_err(),
+            prepare(&ChildEnv(&[]), "/w", &[]).is_err(),
             "no HOME, no config dir"
         );
     }

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use super::files::{self, Object};
-use super::{Env, toml};
+use super::{ChildEnv, toml};
 
-pub(super) fn prepare(env: &Env, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
+pub(super) fn prepare(env: &ChildEnv, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
     let home = match env.get("CODEX_HOME") {
         Some(dir) => PathBuf::from(dir),
         None => env.home()?.join(".codex"),
@@ -47,7 +47,7 @@ mod tests {
             ("HOME".to_string(), home.path().display().to_string()),
             ("OPENAI_API_KEY".to_string(), " sk-proj-abc \n".to_string()),
         ];
-        prepare(&Env(&env), "/workspace").unwrap();
+        prepare(&ChildEnv(&env), "/workspace").unwrap();
         let auth_path = home.path().join(".codex/auth.json");
         let auth: Value =
             serde_json::from_str(&std::fs::read_to_string(&auth_path).unwrap()).unwrap();
@@ -68,7 +68,7 @@ mod tests {
     fn without_a_key_only_trust_is_written_under_codex_home() {
         let dir = tempfile::tempdir().unwrap();
         let env = [("CODEX_HOME".to_string(), dir.path().display().to_string())];
-        prepare(&Env(&env), "/w").unwrap();
+        prepare(&ChildEnv(&env), "/w").unwrap();
         assert!(!dir.path().join("auth.json").exists());
         assert!(dir.path().join("config.toml").is_file());
     }

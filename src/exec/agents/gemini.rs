@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use super::Env;
+use super::ChildEnv;
 use super::files::{self, Object};
 
-pub(super) fn prepare(env: &Env, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
+pub(super) fn prepare(env: &ChildEnv, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
     // Gemini CLI's own overrides: GEMINI_CLI_HOME for the home, and the trust file's path.
     let dir = match env.get("GEMINI_CLI_HOME") {
         Some(home) => PathBuf::from(home),
@@ -57,7 +57,7 @@ mod tests {
             ("HOME".to_string(), home.path().display().to_string()),
             ("GEMINI_API_KEY".to_string(), "AIza-fake".to_string()),
         ];
-        let vars = prepare(&Env(&env), "/workspace").unwrap();
+        let vars = prepare(&ChildEnv(&env), "/workspace").unwrap();
         assert_eq!(vars, [("COLORTERM".into(), "truecolor".into())]);
         assert_eq!(
             read(dir.join("settings.json")),
@@ -79,7 +79,7 @@ mod tests {
             "GEMINI_CLI_HOME".to_string(),
             home.path().display().to_string(),
         )];
-        prepare(&Env(&env), "/w").unwrap();
+        prepare(&ChildEnv(&env), "/w").unwrap();
         assert!(!home.path().join(".gemini/settings.json").exists());
         assert_eq!(
             read(home.path().join(".gemini/trustedFolders.json")),

@@ -16,9 +16,9 @@ use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 use super::archive::Archive;
 use super::cleanup::Gate;
-use super::create::{set_meta, write_chunk};
 use super::entry::{CentralEntry, Kind, permissions};
 use super::error::{entry_error, io_at, read_error};
+use super::new_file::{set_meta, write_chunk};
 use super::validate::Planned;
 use super::writers::{SmallFile, Writers, with_writers};
 use super::{CHUNK_BYTES, Limits, UnpackError, Unpacked};

@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use super::UnpackError;
 use super::cleanup::Gate;
-use super::create::write_chunk;
 use super::error::io_at;
+use super::new_file::write_chunk;
 use crate::sync::lock;
 
 /// At most this many writer threads, whatever the number of cores.

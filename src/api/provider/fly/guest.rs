@@ -9,7 +9,7 @@ const DEFAULT_CPUS: u32 = 1;
 const DEFAULT_SHARED_MB_PER_CPU: u32 = 1024;
 
 /// One CPU kind's rules.
-struct Kind {
+struct CpuKind {
     name: &'static str,
     cpus: &'static [u32],
     step_mb: u32,
@@ -17,7 +17,7 @@ struct Kind {
     max_mb_per_cpu: u32,
 }
 
-const SHARED: Kind = Kind {
+const SHARED: CpuKind = CpuKind {
     name: "shared",
     cpus: &[1, 2, 4, 6, 8],
     step_mb: 256,
@@ -25,7 +25,7 @@ const SHARED: Kind = Kind {
     max_mb_per_cpu: 2048,
 };
 
-const PERFORMANCE: Kind = Kind {
+const PERFORMANCE: CpuKind = CpuKind {
     name: "performance",
     cpus: &[1, 2, 4, 6, 8, 10, 12, 14, 16, 32, 64, 128],
     step_mb: 1024,
@@ -41,7 +41,7 @@ pub(super) struct Guest {
     pub memory_mb: u32,
 }
 
-impl Kind {
+impl CpuKind {
     fn fits(&self, cpus: u32, memory_mb: u32) -> bool {
         self.cpus.contains(&cpus)
             && memory_mb.is_multiple_of(self.step_mb)

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::client::{FlyMachine, ImageRef};
 use super::guest::Guest;
+use super::machines_api::{FlyMachine, ImageRef};
 use super::time;
 use crate::api::provider::MachineSpec;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tokio::sync::watch;
 
-use super::client::FlyMachine;
 use super::machine_config::{META_EXPIRES_AT, META_SESSION};
+use super::machines_api::FlyMachine;
 use super::{Inner, is_gone, time};
 use crate::clock::unix_now;
 use crate::sync;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use hyper::StatusCode;
 
-use super::client::{Backoff, FlyError, FlyMachine};
+use super::machines_api::{Backoff, FlyError, FlyMachine};
 use super::{ENDED, FORCE_INSTANCE_HEADER, Inner, guest, machine_config, private};
 use crate::api::provider::{Machine, MachineSpec};
 use crate::clock::unix_now;

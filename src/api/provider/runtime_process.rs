@@ -18,14 +18,14 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// One process, for good: a pid and its start time.
 #[derive(Debug, Clone, Copy)]
-struct Target {
+struct Pinned {
     pid: i32,
     start_time: u64,
 }
 
 /// SIGTERM (and SIGCONT, in case it was stopped), then SIGKILL after [`STOP_GRACE`].
 pub(super) async fn stop(pid: i32, start_time: u64) -> anyhow::Result<()> {
-    let p = Target { pid, start_time };
+    let p = Pinned { pid, start_time };
     if !procfs::is_alive(p.pid, p.start_time)? {
         return Ok(());
     }
@@ -64,7 +64,7 @@ fn send(pid: Pid, sig: Signal) -> anyhow::Result<bool> {
     }
 }
 
-async fn gone_within(p: Target, within: Duration) -> anyhow::Result<bool> {
+async fn gone_within(p: Pinned, within: Duration) -> anyhow::Result<bool> {
     let deadline = Instant::now() + within;
     while procfs::is_alive(p.pid, p.start_time)? {
         if Instant::now() > deadline {
