@@ -2,6 +2,7 @@
 //! runs it, and turns the outcome into an exit code. Only this file prints errors.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -112,12 +113,7 @@ fn exec(args: ExecArgs, env: &Env) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
-        // The local provider reads the bound port from this line.
-        println!("listening on {}", listener.local_addr()?);
-        std::io::stdout().flush()?;
+        let listener = listen(config.addr, "").await?;
         catty::exec::run(config, listener, terminated()).await
     })?;
     Ok(0)
@@ -130,19 +126,21 @@ fn api(args: ApiArgs, env: &Env) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen on {} (is another catty api running?): {e}",
-                    config.addr
-                )
-            })?;
-        println!("listening on {}", listener.local_addr()?);
-        std::io::stdout().flush()?;
+        let listener = listen(config.addr, " (is another catty api running?)").await?;
         catty::api::run(config, listener, terminated()).await
     })?;
     Ok(0)
+}
+
+/// Binds a server's address and prints `listening on ADDR` on stdout: whoever started it
+/// (the local provider, the tests) reads the port it got from that line.
+async fn listen(addr: SocketAddr, hint: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}{hint}: {e}"))?;
+    println!("listening on {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    Ok(listener)
 }
 
 /// Resolves at SIGTERM (how a machine is stopped) or SIGINT (Ctrl-C when run by hand).
