@@ -1,15 +1,13 @@
 //! The daemon dies and comes back: `kill -9` in the middle of creates loses no record, and
 //! local sessions keep running across a restart and can be attached again.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::common::Client;
+use crate::common::api::Daemon;
+use crate::common::api::proc::{alive, runtimes, signal, wait_until};
 use catty::protocol::api::{SessionInfo, SessionState};
-use common::Client;
-use common::api::Daemon;
-use common::api::proc::{alive, runtimes, signal, wait_until};
 use tokio::task::JoinSet;
 
 fn bash() -> serde_json::Value {

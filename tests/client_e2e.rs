@@ -1,13 +1,12 @@
 //! `catty` as a user meets it: the real binary in a tmux terminal, its daemon started on
 //! demand, local sessions, in temporary git repositories and state directories.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::tmux::Tmux;
+use crate::common::launch::healthz;
+use crate::common::tmux::Tmux;
 
 /// Lists the live sessions as JSON values.
 fn sessions(t: &Tmux) -> Vec<serde_json::Value> {
@@ -435,12 +434,27 @@ fn oversized_workspace_is_refused_before_any_session() {
     assert!(sessions(&t).is_empty(), "a session was left behind");
 }
 
+/// With nothing answering on its address, the client starts the daemon itself, and the
+/// command goes on with it.
+#[test]
+fn the_client_starts_the_daemon_when_none_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start_without_daemon(dir.path(), 100, 30);
+    assert!(sessions(&t).is_empty());
+    assert!(
+        healthz(t.dirs.api_addr),
+        "the daemon the client started runs on"
+    );
+    assert!(t.state_dir().join("api.log").is_file());
+}
+
 #[test]
 fn daemon_that_cannot_start_names_its_log() {
     let dir = tempfile::tempdir().unwrap();
-    let t = Tmux::start(dir.path(), 100, 30);
-    // Something that is not a catty daemon holds the daemon's port.
-    let _squatter = std::net::TcpListener::bind(&t.dirs.api_addr).unwrap();
+    // Something that is not a catty daemon holds the daemon's address.
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (state, addr) = (tempfile::tempdir().unwrap(), squatter.local_addr().unwrap());
+    let t = Tmux::start_with(dir.path(), 100, 30, state, addr);
     let out = t.catty(&["list"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();

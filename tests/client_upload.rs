@@ -2,8 +2,6 @@
 //! through the runtime's own unpacker, uploads go to a real `catty exec`, plus the size check
 //! and the memory bound of streaming.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::io::Write;
@@ -13,17 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::common::{DEADLINE, HEAVY, Runtime, TOKEN, run_alone};
 use catty::client::upload::{self, ArchiveError, Kind, SizeError, UploadError, Workspace};
 use catty::exec::unpack;
 use catty::protocol::UPLOAD_LIMIT_BYTES;
-use common::{DEADLINE, Runtime, TOKEN};
 use tokio::io::AsyncReadExt;
 
 const MIB: u64 = 1024 * 1024;
-
-/// Tests that write or compress hundreds of MiB take turns, so RSS measurements and the disk
-/// stay quiet.
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new("git")
@@ -204,17 +198,13 @@ fn the_global_excludes_file_applies() {
     for path in ["a.secret", "b.txt", "sub/c.secret"] {
         write(repo.path(), path, b"x");
     }
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "global_excludes_child", "--ignored", "--quiet"])
-        .env("HOME", home.path())
-        .env("CATTY_TEST_REPO", repo.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("GIT_CONFIG_GLOBAL")
-        .output()
-        .unwrap();
-    let output = String::from_utf8_lossy(&child.stdout);
-    assert!(child.status.success(), "{output}");
-    assert!(output.contains("1 passed"), "the child ran: {output}");
+    run_alone("client_upload::global_excludes_child", |child| {
+        child
+            .env("HOME", home.path())
+            .env("CATTY_TEST_REPO", repo.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("GIT_CONFIG_GLOBAL");
+    });
 }
 
 #[test]
@@ -608,9 +598,17 @@ fn rss_bytes() -> u64 {
         * 1024
 }
 
+/// The RSS measured is the whole process's: other tests of this crate would move it, so the
+/// measurement runs alone in a process of its own.
+#[test]
+fn reading_files_streams_in_constant_memory() {
+    let _turn = HEAVY.blocking_lock();
+    run_alone("client_upload::constant_memory_child", |_| {});
+}
+
 #[tokio::test]
-async fn reading_files_streams_in_constant_memory() {
-    let _turn = HEAVY.lock().await;
+#[ignore = "run alone by reading_files_streams_in_constant_memory"]
+async fn constant_memory_child() {
     let dir = tempfile::tempdir().unwrap();
     // Sparse: 300 MiB of zeros without touching the disk; reading it whole would show in RSS.
     let big = std::fs::File::create(dir.path().join("big.bin")).unwrap();
@@ -738,7 +736,7 @@ fn mb_per_s(bytes: u64, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64()
 }
 
-/// `cargo test --release --test client_upload -- --ignored measure --nocapture`
+/// `cargo test --release --test tests -- --ignored client_upload::measure --nocapture`
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement; prints numbers, asserts nothing about speed"]
 async fn measure_scan_and_upload() {

@@ -2,8 +2,6 @@
 //! hostile archives, clients hanging up) and the JSON error shape. The archives come from
 //! tests/support/hostile_zips.py, cached under target/tmp.
 
-mod common;
-
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
@@ -13,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::common::{
+    self, Client, DEADLINE, HttpReply, Runtime, TOKEN, http_send, parse_http_reply, sized,
+};
 use bytes::Bytes;
 use catty::protocol::UPLOAD_LIMIT_BYTES;
 use catty::protocol::api::UploadDone;
-use common::{Client, DEADLINE, HttpReply, Runtime, TOKEN, http_send, parse_http_reply, sized};
 use http_body_util::Full;
 use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};

@@ -1,12 +1,10 @@
 //! The output stream and input across failures: resume by offset through cut links, input
 //! applied exactly once, several clients, flow control, truncation, redraw.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{self, Client, DEADLINE, Proxy, Runtime, client_id, sized};
 use catty::protocol::{ClientMsg, ConnectParams, ServerMsg};
-use common::{Client, DEADLINE, Proxy, Runtime, client_id, sized};
 
 fn seq(from: u64, to: u64) -> String {
     (from..=to).map(|i| format!("{i}\r\n")).collect()

@@ -2,8 +2,6 @@
 //! rejects what the reference says Fly rejects (`reference/fly-machines.md` §8), its faults
 //! fire, its machines are real runtimes, and its edge routes by `fly-force-instance-id`.
 
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,8 +9,8 @@ use fastwebsockets::{Frame, OpCode, Payload};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use common::fly::{Endpoint, FakeFly, FakeFlyOptions};
-use common::{DEADLINE, HttpReply, http_send, sized};
+use crate::common::fly::{Endpoint, FakeFly, FakeFlyOptions};
+use crate::common::{DEADLINE, HttpReply, http_send, sized};
 
 /// The runtime's `CONNECT_TOKEN` in every machine these tests create.
 const CONNECT_TOKEN: &str = "connect-token-0123456789";

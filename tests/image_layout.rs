@@ -3,16 +3,14 @@
 //! through the `catty-exec-runtime` name with the Dockerfile's environment. A session on it
 //! works end to end: an upload lands in the image's workspace, a client attaches and types.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::common::{self, Client, Runtime, TOKEN, http_send, sized};
 use bytes::Bytes;
 use catty::client::upload;
 use catty::protocol::api::UploadDone;
-use common::{Client, Runtime, TOKEN, http_send, sized};
 use http_body_util::Full;
 use hyper::{Request, StatusCode};
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use catty::protocol::ExitStatus;
 use tokio::sync::mpsc;
 
+use super::screens::{Classify, Verdict};
 use crate::common::{self, Client, Runtime, TOKEN, sized};
-use crate::screens::{Classify, Verdict};
 
 const SCREEN: (u16, u16) = (120, 40);
 /// Claude Code took ~18 s to its prompt offline in the reference; allow plenty more.
