@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::DEADLINE;
 use crate::common::api::fly::FlyDaemon;
-use crate::common::fly::Endpoint;
+use crate::common::fly::{Endpoint, FakeFly, MachineView};
 use crate::common::tmux::Tmux;
+use catty::protocol::api::SessionCreated;
 use hyper::StatusCode;
 use serde_json::json;
 use support::{
@@ -20,23 +21,28 @@ use support::{
     requests,
 };
 
-#[tokio::test]
-async fn a_session_end_to_end() {
-    let fake = fake();
-    let d = FlyDaemon::start(
-        &fake,
-        &[
-            ("ANTHROPIC_API_KEY", "sk-ant-test"),
-            ("OPENAI_API_KEY", "sk-oai-test"),
-        ],
-    );
+/// A daemon with two vendors' keys in its environment and a Claude session made with it, in
+/// `ams` with 2 CPUs and 2 GiB for 15 minutes: what the create tests look at.
+async fn claude_session(fake: &FakeFly) -> (FlyDaemon, SessionCreated, MachineView) {
+    let keys = [
+        ("ANTHROPIC_API_KEY", "sk-ant-test"),
+        ("OPENAI_API_KEY", "sk-oai-test"),
+    ];
+    let d = FlyDaemon::start(fake, &keys);
     let created = d
         .create(
             json!({"agent": "claude", "cmd": ["bash", "--norc", "-i"], "region": "ams",
             "cpus": 2, "memory_mb": 2048, "ttl_sec": 900}),
         )
         .await;
-    let [machine] = made(&fake).try_into().unwrap();
+    let [machine] = made(fake).try_into().unwrap();
+    (d, created, machine)
+}
+
+#[tokio::test]
+async fn create_answers_with_the_started_machine_and_its_edge_route() {
+    let fake = fake();
+    let (_d, created, machine) = claude_session(&fake).await;
     assert_eq!(
         (machine.state.as_str(), machine.region.as_str()),
         ("started", "ams")
@@ -44,8 +50,13 @@ async fn a_session_end_to_end() {
     assert_eq!(created.machine_id, machine.id);
     assert_eq!(created.connect_url, fake.edge_url());
     assert_eq!(created.headers["fly-force-instance-id"], machine.id);
+}
 
-    // The create body, field by field (reference sections 2.1, 4 and 5).
+/// The create body, field by field (reference sections 2.1, 4 and 5).
+#[tokio::test]
+async fn create_sends_the_machine_config_fly_expects() {
+    let fake = fake();
+    let (_d, created, machine) = claude_session(&fake).await;
     let [create] = creates(&fake).try_into().unwrap();
     assert_eq!(
         create.header("authorization"),
@@ -101,8 +112,13 @@ async fn a_session_end_to_end() {
     assert_eq!(metadata["catty_session"], created.session_id);
     assert_eq!(metadata["label"], created.label);
     assert!(!machine.adoptable_by_deploy(), "no fly_* keys");
+}
 
-    // It waited for `started` with the machine's version, within Fly's 60 s limit.
+/// It waited for `started` with the machine's version, within Fly's 60 s limit.
+#[tokio::test]
+async fn create_waits_for_started_within_fly_s_limit() {
+    let fake = fake();
+    let (_d, _, machine) = claude_session(&fake).await;
     let waits = requests(&fake, "GET", &format!("{}/wait", machine.id));
     let wait = waits.first().expect("a wait");
     assert_eq!(wait.query("state"), Some("started"));
@@ -112,8 +128,13 @@ async fn a_session_end_to_end() {
     );
     let timeout: u64 = wait.query("timeout").unwrap().parse().unwrap();
     assert!((1..=60).contains(&timeout), "{timeout}");
+}
 
-    // Upload through the edge, routed by fly-force-instance-id.
+/// Upload through the edge, routed by fly-force-instance-id; the session sees the file.
+#[tokio::test]
+async fn upload_reaches_the_machine_through_the_edge() {
+    let fake = fake();
+    let (_d, created, machine) = claude_session(&fake).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hello.txt"), "uploaded through the edge\n").unwrap();
     let ws = catty::client::upload::scan(dir.path()).unwrap();
@@ -132,11 +153,16 @@ async fn a_session_end_to_end() {
         .expect("an upload");
     assert_eq!(upload.forced.as_deref(), Some(machine.id.as_str()));
     assert_eq!(upload.routed_to.as_deref(), Some(machine.id.as_str()));
+    let mut term = Terminal::attach(&created).await;
+    term.run("cat hello.txt", "uploaded through the edge").await;
+}
 
-    // The session is usable.
+#[tokio::test]
+async fn attach_reaches_the_machine_through_the_edge() {
+    let fake = fake();
+    let (_d, created, machine) = claude_session(&fake).await;
     let mut term = Terminal::attach(&created).await;
     term.run("echo fly-$((6 * 7))", "fly-42").await;
-    term.run("cat hello.txt", "uploaded through the edge").await;
     let connect = fake
         .edge_requests()
         .into_iter()
@@ -145,9 +171,13 @@ async fn a_session_end_to_end() {
         connect.unwrap().routed_to.as_deref(),
         Some(machine.id.as_str())
     );
-    drop(term);
+}
 
-    // Stop: stopped, then deleted by force; the machine is gone.
+/// Stop: stopped, then deleted by force; the machine is gone.
+#[tokio::test]
+async fn stop_stops_the_machine_then_deletes_it_by_force() {
+    let fake = fake();
+    let (d, created, machine) = claude_session(&fake).await;
     let info = d.stop(&created.label).await;
     assert_eq!(serde_json::to_value(info.state).unwrap(), "stopped");
     assert!(fake.wait_for_state(&machine.id, "destroyed", DEADLINE));
