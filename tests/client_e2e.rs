@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::repo::{git, git_oracle, write_file};
 use crate::common::tmux::Tmux;
 
 /// Lists the live sessions as JSON values.
@@ -51,37 +52,18 @@ fn new_session(t: &Tmux, args: &str) -> String {
     label.to_string()
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn write(root: &Path, path: &str, content: &str) {
-    let path = root.join(path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
 /// A repository that exercises git's ignore rules.
 fn tricky_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     git(root, &["init", "-q"]);
-    write(
+    write_file(
         root,
         ".gitignore",
         "*.tmp\n/root_only.txt\nbuild/\n!keep.tmp\nsecret/\n!secret/allowed.txt\n",
     );
-    write(root, "sub/.gitignore", "*.md\n!README.md\n/anchored.txt\n");
-    write(root, ".git/info/exclude", "excluded_by_info/\n");
+    write_file(root, "sub/.gitignore", "*.md\n!README.md\n/anchored.txt\n");
+    write_file(root, ".git/info/exclude", "excluded_by_info/\n");
     for f in [
         "main.rs",
         "a.tmp",
@@ -107,36 +89,9 @@ fn tricky_repo() -> tempfile::TempDir {
         ".editorconfig",
         "docs/guide.txt",
     ] {
-        write(root, f, &format!("content of {f}\n"));
+        write_file(root, f, format!("content of {f}\n"));
     }
     dir
-}
-
-/// What git would upload, minus catty's always-skipped entries.
-fn git_oracle(root: &Path) -> BTreeSet<String> {
-    let out = Command::new("git")
-        .args(["ls-files", "--cached", "--others", "--exclude-standard"])
-        .current_dir(root)
-        .output()
-        .unwrap();
-    let skipped = |p: &str| {
-        let parts: Vec<&str> = p.split('/').collect();
-        let name = parts.last().unwrap();
-        parts.iter().any(|c| {
-            matches!(
-                *c,
-                "node_modules" | "__pycache__" | ".venv" | "venv" | ".git"
-            )
-        }) || matches!(*name, ".env" | ".DS_Store")
-            || name.ends_with(".pyc")
-            || name.ends_with(".log")
-    };
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|p| !skipped(p))
-        .map(String::from)
-        .collect()
 }
 
 fn files_under(root: &Path) -> BTreeSet<String> {

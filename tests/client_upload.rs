@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::common::repo::{git, git_oracle, write_file};
 use crate::common::{DEADLINE, HEAVY, Runtime, TOKEN, run_alone};
 use catty::client::upload::{self, ArchiveError, Kind, SizeError, UploadError, Workspace};
 use catty::exec::unpack;
@@ -18,56 +19,6 @@ use catty::protocol::UPLOAD_LIMIT_BYTES;
 use tokio::io::AsyncReadExt;
 
 const MIB: u64 = 1024 * 1024;
-
-fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn write(root: &Path, rel: impl AsRef<Path>, data: &[u8]) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-}
-
-/// The test's own reading of SPEC section 6's defaults, for a path from `git ls-files`.
-fn default_skipped(path: &str) -> bool {
-    let parts: Vec<&str> = path.split('/').collect();
-    let (name, dirs) = parts.split_last().unwrap();
-    let any_kind = |n: &str| {
-        [".git", ".env", ".DS_Store"].contains(&n) || n.ends_with(".pyc") || n.ends_with(".log")
-    };
-    let dir_only = |n: &str| ["node_modules", "__pycache__", ".venv", "venv"].contains(&n);
-    any_kind(name) || dirs.iter().any(|d| any_kind(d) || dir_only(d))
-}
-
-/// What git keeps in `dir` (tracked, plus untracked and not ignored), minus the defaults.
-fn git_oracle(dir: &Path) -> BTreeSet<String> {
-    let out = git(
-        dir,
-        &[
-            "ls-files",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-            "-z",
-        ],
-    );
-    out.split(|&b| b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| String::from_utf8(p.to_vec()).unwrap())
-        .filter(|p| !default_skipped(p))
-        .collect()
-}
 
 /// Scanned files and symlinks (git lists no directories).
 fn non_dirs(ws: &Workspace) -> BTreeSet<String> {
@@ -91,10 +42,10 @@ fn git_fixture() -> tempfile::TempDir {
     git(root, &["config", "user.name", "test"]);
     let rules = "*.tmp\n!keep.tmp\n/root_only.txt\nbuild/\n**/gen/**\nsecret/\n!secret/allowed.txt\n\
                  ignored_dir/\ntracked_ignored.txt\ndocs/*.draft\n";
-    write(root, ".gitignore", rules.as_bytes());
-    write(root, ".git/info/exclude", b"info_excluded.txt\n");
-    write(root, "sub/.gitignore", b"*.dat\n!important.dat\n");
-    write(root, "ignored_dir/.gitignore", b"!*\n");
+    write_file(root, ".gitignore", rules.as_bytes());
+    write_file(root, ".git/info/exclude", b"info_excluded.txt\n");
+    write_file(root, "sub/.gitignore", b"*.dat\n!important.dat\n");
+    write_file(root, "ignored_dir/.gitignore", b"!*\n");
     let paths = "README.md src/main.rs src/build build/out.o build/tracked.txt a.tmp keep.tmp \
                  deep/x/b.tmp deep/x/keep.tmp root_only.txt sub/root_only.txt x/gen/y/z.txt gen.txt \
                  secret/allowed.txt secret/s.txt ignored_dir/inner/o.txt tracked_ignored.txt \
@@ -103,9 +54,9 @@ fn git_fixture() -> tempfile::TempDir {
                  venv/lib.py sub/venv/x.py .env a/.env a/.env.example __pycache__/m.pyc x.pyc \
                  debug.log logs.log/inner.txt .DS_Store sub/.DS_Store .editorconfig";
     for path in paths.split_whitespace() {
-        write(root, path, format!("content of {path}\n").as_bytes());
+        write_file(root, path, format!("content of {path}\n").as_bytes());
     }
-    write(root, "exec.sh", b"#!/bin/sh\necho hi\n");
+    write_file(root, "exec.sh", b"#!/bin/sh\necho hi\n");
     std::fs::set_permissions(root.join("exec.sh"), PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::create_dir(root.join("empty")).unwrap();
     symlink("src/main.rs", root.join("link_in")).unwrap();
@@ -196,7 +147,7 @@ fn the_global_excludes_file_applies() {
     std::fs::write(home.path().join(".gitconfig"), config).unwrap();
     git(repo.path(), &["init", "-q"]);
     for path in ["a.secret", "b.txt", "sub/c.secret"] {
-        write(repo.path(), path, b"x");
+        write_file(repo.path(), path, b"x");
     }
     run_alone("client_upload::global_excludes_child", |child| {
         child
@@ -237,8 +188,8 @@ fn outside_a_repository_gitignore_files_still_apply() {
         !root.ancestors().any(|d| d.join(".git").exists()),
         "the temp dir is in no repo"
     );
-    write(root, ".gitignore", b"*.tmp\nbuild/\n/top.txt\n");
-    write(root, "sub/.gitignore", b"!b.tmp\n");
+    write_file(root, ".gitignore", b"*.tmp\nbuild/\n/top.txt\n");
+    write_file(root, "sub/.gitignore", b"!b.tmp\n");
     for path in [
         "a.tmp",
         "keep.txt",
@@ -253,7 +204,7 @@ fn outside_a_repository_gitignore_files_still_apply() {
         ".hidden",
         "q/__pycache__/c.pyc",
     ] {
-        write(root, path, b"x");
+        write_file(root, path, b"x");
     }
     let ws = upload::scan(root).unwrap();
     let expected = set(&[
@@ -285,16 +236,16 @@ fn set_mtime(path: &Path, mtime: SystemTime) {
 fn round_trip_fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(root, "exec.sh", b"#!/bin/sh\necho hi\n");
-    write(root, "private.txt", b"secret\n");
-    write(
+    write_file(root, "exec.sh", b"#!/bin/sh\necho hi\n");
+    write_file(root, "private.txt", b"secret\n");
+    write_file(
         root,
         "src/lib.rs",
         b"pub fn f() {}\n".repeat(1000).as_slice(),
     );
-    write(root, "empty.txt", b"");
-    write(root, "ünï cödé.txt", b"utf-8\n");
-    write(root, OsStr::from_bytes(b"raw\xffname.txt"), b"not utf-8\n");
+    write_file(root, "empty.txt", b"");
+    write_file(root, "ünï cödé.txt", b"utf-8\n");
+    write_file(root, OsStr::from_bytes(b"raw\xffname.txt"), b"not utf-8\n");
     random_file(&root.join("big.bin"), 3 * MIB + 12_345, 7);
     std::fs::create_dir_all(root.join("empty_dir")).unwrap();
     std::fs::create_dir_all(root.join("private_dir")).unwrap();
@@ -423,12 +374,12 @@ async fn zip_round_trips_through_the_runtime_unpacker() {
 async fn a_file_that_grew_after_the_scan_is_archived_whole() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    write(root, "grows.txt", b"small at scan time\n");
-    write(root, "stays.txt", b"unchanged\n");
+    write_file(root, "grows.txt", b"small at scan time\n");
+    write_file(root, "stays.txt", b"unchanged\n");
     let ws = upload::scan(root).unwrap();
     // Past the size read in batches: it must be streamed, not cut or refused.
     let grown = b"now much larger\n".repeat(20_000);
-    write(root, "grows.txt", &grown);
+    write_file(root, "grows.txt", &grown);
     let zip = tempfile::NamedTempFile::new().unwrap();
     let out = tokio::fs::File::create(zip.path()).await.unwrap();
     upload::write_zip(&ws, root, out, |_| {}).await.unwrap();
@@ -484,7 +435,7 @@ async fn upload_to_a_real_runtime() {
 async fn an_unreadable_file_aborts_the_body_instead_of_ending_it() {
     let dir = tempfile::tempdir().unwrap();
     random_file(&dir.path().join("a.txt"), 2 * MIB, 5);
-    write(dir.path(), "b.txt", b"gone before the upload");
+    write_file(dir.path(), "b.txt", b"gone before the upload");
     let ws = upload::scan(dir.path()).unwrap();
     std::fs::remove_file(dir.path().join("b.txt")).unwrap();
     // A bare socket shows exactly what the client sent, including how the body ended.
@@ -540,7 +491,7 @@ async fn check_size_names_the_largest_files_and_directories() {
         std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
         random_file(&root.join(path), mib * MIB, seed);
     }
-    write(root, "small.txt", b"small");
+    write_file(root, "small.txt", b"small");
     let ws = upload::scan(root).unwrap();
     let err = upload::check_size(&ws, root, UPLOAD_LIMIT_BYTES)
         .await
@@ -724,7 +675,7 @@ fn source_tree(root: &Path, files: u64, bytes: u64) {
             text.push_str(&format!("{word} name_{id}"));
             text.push(if next() % 8 == 0 { '\n' } else { ' ' });
         }
-        write(
+        write_file(
             root,
             format!("dir_{:03}/file_{i}.rs", i / 100),
             text.as_bytes(),

@@ -48,11 +48,7 @@ fn start(root: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Runtim
         .env("PS1", "$ ")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(if std::env::var_os("CATTY_TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
+        .stderr(common::runtime_log());
     let mut child = cmd.spawn().unwrap();
     let addr = common::listening_addr(&mut child);
     Runtime {

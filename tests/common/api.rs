@@ -4,54 +4,50 @@
 
 use std::ops::Deref;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use catty::net::DialError;
 use catty::protocol::ConnectParams;
 
-use super::launch::{api_command, start_api};
+use super::launch::api_command;
 use super::{Client, DEADLINE, sized};
 
 mod client;
 pub mod fly;
 pub mod proc;
+mod process;
 
 pub use client::{Answer, ApiClient};
 use proc::{runtimes, signal};
+use process::ApiProcess;
 
-/// A `catty api` child process and the directories it lives in. It derefs to the client for
-/// its current address and token.
+/// A `catty api --provider local` child process and the directories it lives in. It derefs to
+/// the client for its current address and token.
 pub struct Daemon {
-    child: Option<Child>,
-    api: ApiClient,
-    /// Holds `state/` (XDG_STATE_HOME), `home/` (HOME) and `api.log` (the daemon's stderr).
-    pub root: tempfile::TempDir,
+    process: ApiProcess,
     pub sandbox: bool,
 }
 
 impl Daemon {
     /// Starts a daemon; `sandbox` false passes `--no-sandbox`.
     pub fn start(sandbox: bool) -> Daemon {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join("home")).unwrap();
-        let api = ApiClient {
-            addr: ([127, 0, 0, 1], 0).into(),
-            token: String::new(),
-        };
         let mut daemon = Daemon {
-            child: None,
-            api,
-            root,
+            process: ApiProcess::new(),
             sandbox,
         };
         daemon.spawn();
         daemon
     }
 
+    /// Holds `state/` (XDG_STATE_HOME), `home/` (HOME) and `api.log` (the daemon's stderr).
+    pub fn root(&self) -> &Path {
+        self.process.root.path()
+    }
+
     pub fn state_dir(&self) -> PathBuf {
-        self.root.path().join("state/catty")
+        self.root().join("state/catty")
     }
 
     pub fn workspace(&self, session_id: &str) -> PathBuf {
@@ -61,60 +57,43 @@ impl Daemon {
             .join("workspace")
     }
 
-    /// Starts the binary (again, after a stop: same state) and waits until it answers. A
-    /// restart listens on a new port, never on one given up before: the sessions and the
-    /// token live in the state directory, and nothing the tests check depends on the port.
+    /// Starts the binary (again, after a stop: same state) and waits until it answers.
     pub fn spawn(&mut self) {
-        assert!(self.child.is_none(), "the daemon already runs");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.path().join("api.log"))
-            .unwrap();
         let mut cmd = api_command(&["--provider", "local"]);
         if !self.sandbox {
             cmd.arg("--no-sandbox");
         }
-        cmd.env("XDG_STATE_HOME", self.root.path().join("state"))
-            .env("HOME", self.root.path().join("home"))
+        let state_home = self.root().join("state");
+        cmd.env("XDG_STATE_HOME", &state_home)
+            .env("HOME", self.process.home())
             .env("PS1", "$ ")
             .env("CATTY_LOG", "catty=debug,info")
-            .env_remove("CATTY_API_ADDR")
             .env_remove("FLY_API_TOKEN")
             .env_remove("CATTY_CMD")
-            .stderr(log)
             // Its own process group, as in a terminal, so a test can Ctrl-C the group.
             .process_group(0);
-        let (child, addr) = start_api(cmd);
-        self.child = Some(child);
-        self.api.addr = addr;
-        self.api.token = std::fs::read_to_string(self.state_dir().join("api.token"))
-            .unwrap()
-            .trim()
-            .to_string();
+        self.process.spawn(cmd, &state_home);
     }
 
     /// `kill -9` the daemon.
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().expect("the daemon runs");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        self.process.kill9();
     }
 
     /// SIGTERM the daemon and wait for it to exit; returns its exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let pid = self.child.as_ref().expect("the daemon runs").id() as i32;
+        let pid = self.process.pid();
         self.signal_and_wait(&pid.to_string(), "TERM")
     }
 
     /// Ctrl-C as a terminal sends it: SIGINT to the daemon's whole process group.
     pub fn interrupt_group(&mut self) -> Option<i32> {
-        let pid = self.child.as_ref().expect("the daemon runs").id() as i32;
+        let pid = self.process.pid();
         self.signal_and_wait(&format!("-{pid}"), "INT")
     }
 
     fn signal_and_wait(&mut self, target: &str, sig: &str) -> Option<i32> {
-        let mut child = self.child.take().expect("the daemon runs");
+        let mut child = self.process.take();
         let sent = Command::new("kill")
             .args([format!("-{sig}").as_str(), "--", target])
             .status()
@@ -131,12 +110,12 @@ impl Daemon {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("api.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// An HTTP client for this daemon that a spawned task can own.
     pub fn client(&self) -> ApiClient {
-        self.api.clone()
+        self.process.api.clone()
     }
 
     /// The pid of the runtime serving `session_id`, from `/proc`.
@@ -152,21 +131,15 @@ impl Deref for Daemon {
     type Target = ApiClient;
 
     fn deref(&self) -> &ApiClient {
-        &self.api
+        &self.process.api
     }
 }
 
+/// The runtimes run in process groups of their own, so they outlive the daemon: end them too.
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
         for (pid, _) in runtimes(&self.state_dir()) {
             signal(pid, "KILL");
-        }
-        if std::thread::panicking() {
-            eprintln!("--- catty api log ---\n{}", self.log());
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod fly;
 mod http;
 pub mod launch;
 mod listen;
+pub mod repo;
 pub mod tmux;
 
 pub use http::{HttpReply, http_send, parse_http_reply};
@@ -49,6 +50,14 @@ pub fn run_alone(name: &str, setup: impl FnOnce(&mut Command)) {
     assert!(output.contains("1 passed"), "{name} did not run: {output}");
 }
 
+/// Where a runtime's log goes: nowhere, or the tests' stderr with `CATTY_TEST_LOG` set.
+pub fn runtime_log() -> Stdio {
+    match std::env::var_os("CATTY_TEST_LOG") {
+        Some(_) => Stdio::inherit(),
+        None => Stdio::null(),
+    }
+}
+
 /// A `catty exec` child process serving one session.
 pub struct Runtime {
     pub child: Child,
@@ -71,11 +80,7 @@ impl Runtime {
             .env("CATTY_LOG", "catty=debug")
             .env("PS1", "$ ")
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("CATTY_TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
+            .stderr(runtime_log());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -319,6 +324,13 @@ pub fn client_id() -> String {
     let mut bytes = [0u8; 12];
     getrandom::fill(&mut bytes).unwrap();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random number below `n`.
+pub fn random_below(n: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    u64::from_le_bytes(bytes) % n
 }
 
 /// Interactive connection parameters of a given size.

@@ -3,18 +3,16 @@
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 
 use super::ApiClient;
+use super::process::ApiProcess;
 use crate::common::fly::FakeFly;
-use crate::common::launch::{api_command, start_api};
+use crate::common::launch::api_command;
 
 pub struct FlyDaemon {
-    child: Option<Child>,
-    root: tempfile::TempDir,
+    process: ApiProcess,
     state_home: PathBuf,
     env: Vec<(String, String)>,
-    api: ApiClient,
 }
 
 impl FlyDaemon {
@@ -29,52 +27,35 @@ impl FlyDaemon {
         state_home: Option<&Path>,
         extra: &[(&str, &str)],
     ) -> FlyDaemon {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join("home")).unwrap();
-        let state_home = state_home.map_or_else(|| root.path().join("state"), Path::to_path_buf);
+        let process = ApiProcess::new();
+        let state_home =
+            state_home.map_or_else(|| process.root.path().join("state"), Path::to_path_buf);
         // Pasted with the wrong scheme: the provider must send `FlyV1` for a macaroon.
         let mut env = vec![
             ("FLY_API_TOKEN".into(), format!("Bearer {}", fake.token())),
             ("FLY_MACHINES_API_BASE".into(), fake.api_base()),
             ("CATTY_EXEC_URL".into(), fake.edge_url()),
             ("XDG_STATE_HOME".into(), state_home.display().to_string()),
-            (
-                "HOME".into(),
-                root.path().join("home").display().to_string(),
-            ),
+            ("HOME".into(), process.home().display().to_string()),
             ("CATTY_LOG".into(), "catty=debug,info".into()),
         ];
         for (k, v) in extra {
             env.retain(|(name, _)| name != k);
             env.push((k.to_string(), v.to_string()));
         }
-        let api = ApiClient {
-            addr: ([127, 0, 0, 1], 0).into(),
-            token: String::new(),
-        };
         let mut daemon = FlyDaemon {
-            child: None,
-            root,
+            process,
             state_home,
             env,
-            api,
         };
         daemon.spawn();
         daemon
     }
 
-    /// Starts the binary (again, after a kill: same state) and waits until it answers. A
-    /// restart listens on a new port, never on one given up before; nothing here depends on it.
+    /// Starts the binary (again, after a kill: same state) and waits until it answers.
     pub fn spawn(&mut self) {
-        assert!(self.child.is_none(), "the daemon already runs");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.path().join("api.log"))
-            .unwrap();
         let mut cmd = api_command(&["--provider", "fly"]);
         for name in [
-            "CATTY_API_ADDR",
             "CATTY_EXEC_APP",
             "CATTY_EXEC_HOST",
             "CATTY_IMAGE",
@@ -82,22 +63,16 @@ impl FlyDaemon {
         ] {
             cmd.env_remove(name);
         }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v))).stderr(log);
-        let (child, addr) = start_api(cmd);
-        self.child = Some(child);
-        self.api.addr = addr;
-        let token = self.state_home.join("catty/api.token");
-        self.api.token = std::fs::read_to_string(token).unwrap().trim().to_string();
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        self.process.spawn(cmd, &self.state_home);
     }
 
     pub fn kill9(&mut self) {
-        let mut child = self.child.take().expect("the daemon runs");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        self.process.kill9();
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("api.log")).unwrap_or_default()
+        self.process.log()
     }
 }
 
@@ -105,18 +80,6 @@ impl Deref for FlyDaemon {
     type Target = ApiClient;
 
     fn deref(&self) -> &ApiClient {
-        &self.api
-    }
-}
-
-impl Drop for FlyDaemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- catty api log ---\n{}", self.log());
-        }
+        &self.process.api
     }
 }
