@@ -60,31 +60,25 @@ impl Drop for Dirs {
 }
 
 impl Dirs {
-    fn new(api_addr: SocketAddr, daemon: Daemon) -> Dirs {
-        Dirs {
-            state: tempfile::tempdir().unwrap(),
-            home: tempfile::tempdir().unwrap(),
-            api_addr,
-            daemon,
-        }
-    }
-
-    /// The environment of the terminals' shells (and of the daemon started here).
+    /// The environment of the terminals' shells.
     fn env(&self) -> Vec<(String, String)> {
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_catty")).parent().unwrap();
-        let path = std::env::var("PATH").unwrap_or_default();
-        vec![
-            ("PATH".into(), format!("{}:{path}", bin_dir.display())),
-            ("HOME".into(), self.home.path().display().to_string()),
-            (
-                "XDG_STATE_HOME".into(),
-                self.state.path().display().to_string(),
-            ),
-            ("CATTY_API_ADDR".into(), self.api_addr.to_string()),
-            ("PS1".into(), "$ ".into()),
-            ("TERM".into(), "xterm-256color".into()),
-        ]
+        pane_env(self.state.path(), self.home.path(), Some(self.api_addr))
     }
+}
+
+/// The environment of a shell in a pane, and of the daemon started before it (no address yet).
+fn pane_env(state: &Path, home: &Path, api_addr: Option<SocketAddr>) -> Vec<(String, String)> {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_catty")).parent().unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), format!("{}:{path}", bin_dir.display())),
+        ("HOME".into(), home.display().to_string()),
+        ("XDG_STATE_HOME".into(), state.display().to_string()),
+        ("PS1".into(), "$ ".into()),
+        ("TERM".into(), "xterm-256color".into()),
+    ];
+    env.extend(api_addr.map(|addr| ("CATTY_API_ADDR".into(), addr.to_string())));
+    env
 }
 
 impl Tmux {
@@ -92,16 +86,23 @@ impl Tmux {
     /// directory and home, and a daemon started as the client would start it (`catty api`,
     /// logging to the state directory, in its own process group).
     pub fn start(cwd: &Path, cols: u16, rows: u16) -> Tmux {
-        let placeholder = Daemon::Test;
-        let mut dirs = Dirs::new(([127, 0, 0, 1], 0).into(), placeholder);
-        let state_dir = dirs.state.path().join("catty");
+        let (state, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let state_dir = state.path().join("catty");
         std::fs::create_dir_all(&state_dir).unwrap();
         let log = std::fs::File::create(state_dir.join("api.log")).unwrap();
         let mut cmd = api_command(&[]);
-        cmd.envs(dirs.env()).env_remove("CATTY_API_ADDR");
-        cmd.stderr(log).process_group(0);
-        let (child, addr) = start_api(cmd);
-        (dirs.api_addr, dirs.daemon) = (addr, Daemon::Here(child));
+        cmd.env_remove("CATTY_API_ADDR")
+            .envs(pane_env(state.path(), home.path(), None))
+            .stderr(log)
+            .process_group(0);
+        let (child, api_addr) = start_api(cmd);
+        let daemon = Daemon::Here(child);
+        let dirs = Dirs {
+            state,
+            home,
+            api_addr,
+            daemon,
+        };
         Self::start_sharing(cwd, cols, rows, Rc::new(dirs))
     }
 
@@ -110,13 +111,13 @@ impl Tmux {
         let held = tokio::net::TcpSocket::new_v4().unwrap();
         held.set_reuseaddr(true).unwrap();
         held.bind(([127, 0, 0, 1], 0).into()).unwrap();
-        let addr = held.local_addr().unwrap();
-        Self::start_sharing(
-            cwd,
-            cols,
-            rows,
-            Rc::new(Dirs::new(addr, Daemon::Client { _held: held })),
-        )
+        let dirs = Dirs {
+            state: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().unwrap(),
+            api_addr: held.local_addr().unwrap(),
+            daemon: Daemon::Client { _held: held },
+        };
+        Self::start_sharing(cwd, cols, rows, Rc::new(dirs))
     }
 
     /// A pane whose client talks to the daemon on `api_addr`, which the test started (with
@@ -128,8 +129,12 @@ impl Tmux {
         state: tempfile::TempDir,
         api_addr: SocketAddr,
     ) -> Tmux {
-        let mut dirs = Dirs::new(api_addr, Daemon::Test);
-        dirs.state = state;
+        let dirs = Dirs {
+            state,
+            home: tempfile::tempdir().unwrap(),
+            api_addr,
+            daemon: Daemon::Test,
+        };
         Self::start_sharing(cwd, cols, rows, Rc::new(dirs))
     }
 
