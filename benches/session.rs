@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 #[path = "peers/data.rs"]
 mod data;
+#[path = "../tests/common/launch.rs"]
+mod launch;
 #[path = "../tests/common/listen.rs"]
 mod listen;
 
@@ -64,23 +66,18 @@ struct Daemon {
 
 impl Daemon {
     fn start(state: &Path, sandbox: bool) -> Daemon {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_catty"));
-        cmd.args(["api", "--provider", "local", "--addr", "127.0.0.1:0"]);
+        let mut cmd = launch::api_command(&["--provider", "local"]);
         if !sandbox {
             cmd.arg("--no-sandbox");
         }
-        let mut child = cmd
-            .env("XDG_STATE_HOME", state)
+        cmd.env("XDG_STATE_HOME", state)
             .env("CATTY_LOG", "warn")
             // Sessions inherit the daemon's environment: this is the prompt to wait for.
-            .env("PS1", PROMPT)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let addr = listen::listening_addr(&mut child).to_string();
+            .env("PS1", PROMPT);
+        let (child, addr) = launch::start_api(cmd);
         Daemon {
             child,
-            addr,
+            addr: addr.to_string(),
             state: state.to_path_buf(),
         }
     }

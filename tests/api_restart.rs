@@ -1,15 +1,13 @@
 //! The daemon dies and comes back: `kill -9` in the middle of creates loses no record, and
 //! local sessions keep running across a restart and can be attached again.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::common::api::Daemon;
+use crate::common::api::proc::{alive, runtimes, signal, wait_until};
+use crate::common::{Client, random_below};
 use catty::protocol::api::{SessionInfo, SessionState};
-use common::Client;
-use common::api::Daemon;
-use common::api::proc::{alive, runtimes, signal, wait_until};
 use tokio::task::JoinSet;
 
 fn bash() -> serde_json::Value {
@@ -104,12 +102,6 @@ async fn check_after_restart(d: &Daemon, returned: &[String]) -> Vec<SessionInfo
     list
 }
 
-fn random_below(n: u64) -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).unwrap();
-    u64::from_le_bytes(bytes) % n
-}
-
 #[tokio::test]
 async fn sessions_survive_a_daemon_restart() {
     let mut d = Daemon::start(false);
@@ -160,8 +152,8 @@ async fn a_second_daemon_on_the_same_state_refuses() {
             "--addr",
             "127.0.0.1:0",
         ])
-        .env("XDG_STATE_HOME", d.root.path().join("state"))
-        .env("HOME", d.root.path().join("home"))
+        .env("XDG_STATE_HOME", d.root().join("state"))
+        .env("HOME", d.root().join("home"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

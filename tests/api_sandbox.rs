@@ -2,15 +2,13 @@
 //! and /tmp is writable (not even as root, not even by remounting), and `ps` sees only the
 //! session's own processes. Skipped, loudly, where bwrap is not installed.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::Client;
+use crate::common::api::Daemon;
+use crate::common::api::proc::{alive, wait_until};
 use catty::protocol::api::SessionState;
-use common::Client;
-use common::api::Daemon;
-use common::api::proc::{alive, wait_until};
 
 const ESCAPE: &str = "/etc/catty-sandbox-escape";
 

@@ -1,14 +1,12 @@
 //! Sessions through the daemon with the local provider: create, attach, list, get by label
 //! and id, stop; the TTL backstop; stop-all, including a runtime the daemon has no record of.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
+use crate::common::api::Daemon;
+use crate::common::api::proc::{alive, signal, wait_until};
+use crate::common::{Client, DEADLINE, sized};
 use catty::protocol::api::SessionState;
-use common::api::proc::{alive, signal, wait_until};
-use common::api::{Daemon, wait_for_state};
-use common::{Client, DEADLINE, sized};
 use hyper::StatusCode;
 
 fn is_label(label: &str) -> bool {
@@ -115,7 +113,7 @@ async fn ttl_backstop_destroys_a_stuck_runtime() {
         .runtime_pid(&created.session_id)
         .expect("the runtime runs");
     signal(pid, "STOP");
-    let info = wait_for_state(&d, &created.label, "expired").await;
+    let info = d.wait_for_state(&created.label, "expired").await;
     assert_eq!(info.expires_at, info.created_at + 2);
     wait_until("the expired runtime to be gone", || !alive(pid));
     wait_until("the workspace to be removed", || {
@@ -183,7 +181,10 @@ async fn a_dead_runtime_is_gone() {
     let asked = d.create(sleeper.clone()).await;
     let swept = d.create(sleeper).await;
     for s in [&asked, &swept] {
-        signal(d.runtime_pid(&s.session_id).unwrap(), "KILL");
+        let pid = d.runtime_pid(&s.session_id).unwrap();
+        signal(pid, "KILL");
+        // `kill` returns once the signal is sent, not once the process is dead.
+        wait_until("the killed runtime to die", || !alive(pid));
     }
     assert_eq!(d.session(&asked.label).await.state, SessionState::Gone);
     assert!(!d.workspace(&asked.session_id).exists());

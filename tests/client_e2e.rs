@@ -1,13 +1,15 @@
-//! `catty` as a user meets it: the real binary in a tmux terminal, its daemon started on
-//! demand, local sessions, in temporary git repositories and state directories.
+//! `catty` as a user meets it: the real binary in a tmux terminal, its daemon started as the
+//! client would start it (`commands.rs` lets the client start it once), local sessions, in
+//! temporary git repositories and state directories.
 
-mod common;
+mod commands;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::tmux::Tmux;
+use crate::common::repo::{git, git_oracle, write_file};
+use crate::common::tmux::Tmux;
 
 /// Lists the live sessions as JSON values.
 fn sessions(t: &Tmux) -> Vec<serde_json::Value> {
@@ -50,37 +52,18 @@ fn new_session(t: &Tmux, args: &str) -> String {
     label.to_string()
 }
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn write(root: &Path, path: &str, content: &str) {
-    let path = root.join(path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
 /// A repository that exercises git's ignore rules.
 fn tricky_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     git(root, &["init", "-q"]);
-    write(
+    write_file(
         root,
         ".gitignore",
         "*.tmp\n/root_only.txt\nbuild/\n!keep.tmp\nsecret/\n!secret/allowed.txt\n",
     );
-    write(root, "sub/.gitignore", "*.md\n!README.md\n/anchored.txt\n");
-    write(root, ".git/info/exclude", "excluded_by_info/\n");
+    write_file(root, "sub/.gitignore", "*.md\n!README.md\n/anchored.txt\n");
+    write_file(root, ".git/info/exclude", "excluded_by_info/\n");
     for f in [
         "main.rs",
         "a.tmp",
@@ -106,36 +89,9 @@ fn tricky_repo() -> tempfile::TempDir {
         ".editorconfig",
         "docs/guide.txt",
     ] {
-        write(root, f, &format!("content of {f}\n"));
+        write_file(root, f, format!("content of {f}\n"));
     }
     dir
-}
-
-/// What git would upload, minus catty's always-skipped entries.
-fn git_oracle(root: &Path) -> BTreeSet<String> {
-    let out = Command::new("git")
-        .args(["ls-files", "--cached", "--others", "--exclude-standard"])
-        .current_dir(root)
-        .output()
-        .unwrap();
-    let skipped = |p: &str| {
-        let parts: Vec<&str> = p.split('/').collect();
-        let name = parts.last().unwrap();
-        parts.iter().any(|c| {
-            matches!(
-                *c,
-                "node_modules" | "__pycache__" | ".venv" | "venv" | ".git"
-            )
-        }) || matches!(*name, ".env" | ".DS_Store")
-            || name.ends_with(".pyc")
-            || name.ends_with(".log")
-    };
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|p| !skipped(p))
-        .map(String::from)
-        .collect()
 }
 
 fn files_under(root: &Path) -> BTreeSet<String> {
@@ -369,81 +325,4 @@ fn cut_link_reconnects_by_itself() {
         log.matches("client attached").count() >= 2,
         "no reconnect happened:\n{log}"
     );
-}
-
-#[test]
-fn list_stop_version_and_refusals() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = Tmux::start(dir.path(), 100, 30);
-    let version = t.catty(&["version"]);
-    assert_eq!(
-        String::from_utf8_lossy(&version.stdout).trim(),
-        format!("catty {}", env!("CARGO_PKG_VERSION"))
-    );
-
-    let label = new_session(&t, "--no-upload -- bash --norc --noprofile");
-    t.keys(&["Enter"]);
-    t.type_text("~.");
-    t.wait_for_text("detached");
-    let table = String::from_utf8(t.catty(&["list"]).stdout).unwrap();
-    let row = table
-        .lines()
-        .find(|l| l.starts_with(&label))
-        .unwrap_or_else(|| panic!("{table}"));
-    assert!(row.contains("running") && row.contains("shell"), "{row}");
-
-    let refused = t.catty(&["stop-all-sessions-dangerously"]);
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes-i-mean-it"));
-    assert_eq!(only_session(&t)["state"], "running");
-
-    let stopped = t.catty(&["stop", &label]);
-    assert!(
-        stopped.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stopped.stderr)
-    );
-    assert_eq!(only_session(&t)["state"], "stopped");
-
-    let unknown = t.catty(&["connect", "no-such-session-0000"]);
-    assert_eq!(unknown.status.code(), Some(1));
-    let stderr = String::from_utf8(unknown.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("no-such-session-0000"));
-}
-
-#[test]
-fn oversized_workspace_is_refused_before_any_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut noise = vec![0u8; 40 * 1024 * 1024];
-    for (i, name) in ["data/a.bin", "data/b.bin", "c.bin"].iter().enumerate() {
-        getrandom::fill(&mut noise).unwrap();
-        noise[0] = i as u8;
-        std::fs::create_dir_all(dir.path().join(name).parent().unwrap()).unwrap();
-        std::fs::write(dir.path().join(name), &noise).unwrap();
-    }
-    let t = Tmux::start(dir.path(), 100, 30);
-    t.run("catty new -- bash; echo rc=$?");
-    let screen = t.wait_for("the exit status", |s| {
-        s.lines().any(|l| l.starts_with("rc="))
-    });
-    assert!(screen.contains("rc=1"), "{screen}");
-    assert!(
-        screen.contains("data/") && screen.contains("--no-upload"),
-        "{screen}"
-    );
-    assert!(sessions(&t).is_empty(), "a session was left behind");
-}
-
-#[test]
-fn daemon_that_cannot_start_names_its_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let t = Tmux::start(dir.path(), 100, 30);
-    // Something that is not a catty daemon holds the daemon's port.
-    let _squatter = std::net::TcpListener::bind(&t.dirs.api_addr).unwrap();
-    let out = t.catty(&["list"]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("api.log"), "{stderr}");
 }

@@ -1,79 +1,23 @@
-//! The workspace upload: git itself is the oracle for which paths are kept, archives go
-//! through the runtime's own unpacker, uploads go to a real `catty exec`, plus the size check
-//! and the memory bound of streaming.
+//! The workspace upload: git itself is the oracle for which paths are kept (here), archives go
+//! through the runtime's own unpacker and uploads to a real `catty exec` (`archive.rs`), plus
+//! the size check and the memory bound of streaming (`size.rs`) and measurements
+//! (`measure.rs`).
 
-mod common;
+mod archive;
+mod measure;
+mod size;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
+use std::collections::BTreeSet;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
 
-use catty::client::upload::{self, ArchiveError, Kind, SizeError, UploadError, Workspace};
-use catty::exec::unpack;
-use catty::protocol::UPLOAD_LIMIT_BYTES;
-use common::{DEADLINE, Runtime, TOKEN};
-use tokio::io::AsyncReadExt;
+use crate::common::repo::{git, git_oracle, write_file};
+use crate::common::run_alone;
+use catty::client::upload::{self, Kind, Workspace};
 
 const MIB: u64 = 1024 * 1024;
-
-/// Tests that write or compress hundreds of MiB take turns, so RSS measurements and the disk
-/// stay quiet.
-static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn git(dir: &Path, args: &[&str]) -> Vec<u8> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn write(root: &Path, rel: impl AsRef<Path>, data: &[u8]) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-}
-
-/// The test's own reading of SPEC section 6's defaults, for a path from `git ls-files`.
-fn default_skipped(path: &str) -> bool {
-    let parts: Vec<&str> = path.split('/').collect();
-    let (name, dirs) = parts.split_last().unwrap();
-    let any_kind = |n: &str| {
-        [".git", ".env", ".DS_Store"].contains(&n) || n.ends_with(".pyc") || n.ends_with(".log")
-    };
-    let dir_only = |n: &str| ["node_modules", "__pycache__", ".venv", "venv"].contains(&n);
-    any_kind(name) || dirs.iter().any(|d| any_kind(d) || dir_only(d))
-}
-
-/// What git keeps in `dir` (tracked, plus untracked and not ignored), minus the defaults.
-fn git_oracle(dir: &Path) -> BTreeSet<String> {
-    let out = git(
-        dir,
-        &[
-            "ls-files",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-            "-z",
-        ],
-    );
-    out.split(|&b| b == 0)
-        .filter(|p| !p.is_empty())
-        .map(|p| String::from_utf8(p.to_vec()).unwrap())
-        .filter(|p| !default_skipped(p))
-        .collect()
-}
 
 /// Scanned files and symlinks (git lists no directories).
 fn non_dirs(ws: &Workspace) -> BTreeSet<String> {
@@ -97,10 +41,10 @@ fn git_fixture() -> tempfile::TempDir {
     git(root, &["config", "user.name", "test"]);
     let rules = "*.tmp\n!keep.tmp\n/root_only.txt\nbuild/\n**/gen/**\nsecret/\n!secret/allowed.txt\n\
                  ignored_dir/\ntracked_ignored.txt\ndocs/*.draft\n";
-    write(root, ".gitignore", rules.as_bytes());
-    write(root, ".git/info/exclude", b"info_excluded.txt\n");
-    write(root, "sub/.gitignore", b"*.dat\n!important.dat\n");
-    write(root, "ignored_dir/.gitignore", b"!*\n");
+    write_file(root, ".gitignore", rules.as_bytes());
+    write_file(root, ".git/info/exclude", b"info_excluded.txt\n");
+    write_file(root, "sub/.gitignore", b"*.dat\n!important.dat\n");
+    write_file(root, "ignored_dir/.gitignore", b"!*\n");
     let paths = "README.md src/main.rs src/build build/out.o build/tracked.txt a.tmp keep.tmp \
                  deep/x/b.tmp deep/x/keep.tmp root_only.txt sub/root_only.txt x/gen/y/z.txt gen.txt \
                  secret/allowed.txt secret/s.txt ignored_dir/inner/o.txt tracked_ignored.txt \
@@ -109,9 +53,9 @@ fn git_fixture() -> tempfile::TempDir {
                  venv/lib.py sub/venv/x.py .env a/.env a/.env.example __pycache__/m.pyc x.pyc \
                  debug.log logs.log/inner.txt .DS_Store sub/.DS_Store .editorconfig";
     for path in paths.split_whitespace() {
-        write(root, path, format!("content of {path}\n").as_bytes());
+        write_file(root, path, format!("content of {path}\n").as_bytes());
     }
-    write(root, "exec.sh", b"#!/bin/sh\necho hi\n");
+    write_file(root, "exec.sh", b"#!/bin/sh\necho hi\n");
     std::fs::set_permissions(root.join("exec.sh"), PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::create_dir(root.join("empty")).unwrap();
     symlink("src/main.rs", root.join("link_in")).unwrap();
@@ -202,19 +146,15 @@ fn the_global_excludes_file_applies() {
     std::fs::write(home.path().join(".gitconfig"), config).unwrap();
     git(repo.path(), &["init", "-q"]);
     for path in ["a.secret", "b.txt", "sub/c.secret"] {
-        write(repo.path(), path, b"x");
+        write_file(repo.path(), path, b"x");
     }
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "global_excludes_child", "--ignored", "--quiet"])
-        .env("HOME", home.path())
-        .env("CATTY_TEST_REPO", repo.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("GIT_CONFIG_GLOBAL")
-        .output()
-        .unwrap();
-    let output = String::from_utf8_lossy(&child.stdout);
-    assert!(child.status.success(), "{output}");
-    assert!(output.contains("1 passed"), "the child ran: {output}");
+    run_alone("client_upload::global_excludes_child", |child| {
+        child
+            .env("HOME", home.path())
+            .env("CATTY_TEST_REPO", repo.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("GIT_CONFIG_GLOBAL");
+    });
 }
 
 #[test]
@@ -247,8 +187,8 @@ fn outside_a_repository_gitignore_files_still_apply() {
         !root.ancestors().any(|d| d.join(".git").exists()),
         "the temp dir is in no repo"
     );
-    write(root, ".gitignore", b"*.tmp\nbuild/\n/top.txt\n");
-    write(root, "sub/.gitignore", b"!b.tmp\n");
+    write_file(root, ".gitignore", b"*.tmp\nbuild/\n/top.txt\n");
+    write_file(root, "sub/.gitignore", b"!b.tmp\n");
     for path in [
         "a.tmp",
         "keep.txt",
@@ -263,7 +203,7 @@ fn outside_a_repository_gitignore_files_still_apply() {
         ".hidden",
         "q/__pycache__/c.pyc",
     ] {
-        write(root, path, b"x");
+        write_file(root, path, b"x");
     }
     let ws = upload::scan(root).unwrap();
     let expected = set(&[
@@ -277,74 +217,6 @@ fn outside_a_repository_gitignore_files_still_apply() {
     ]);
     assert_eq!(non_dirs(&ws), expected);
     assert!(ws.warnings.is_empty(), "{:?}", ws.warnings);
-}
-
-/// 2001-02-03 04:05:07 UTC: an odd second, which DOS time cannot hold.
-fn fixed_mtime() -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(981_173_107)
-}
-
-fn set_mtime(path: &Path, mtime: SystemTime) {
-    std::fs::File::open(path)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-}
-
-/// Files of every mode and size class, odd names, links, empty and private directories.
-fn round_trip_fixture() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    write(root, "exec.sh", b"#!/bin/sh\necho hi\n");
-    write(root, "private.txt", b"secret\n");
-    write(
-        root,
-        "src/lib.rs",
-        b"pub fn f() {}\n".repeat(1000).as_slice(),
-    );
-    write(root, "empty.txt", b"");
-    write(root, "ünï cödé.txt", b"utf-8\n");
-    write(root, OsStr::from_bytes(b"raw\xffname.txt"), b"not utf-8\n");
-    random_file(&root.join("big.bin"), 3 * MIB + 12_345, 7);
-    std::fs::create_dir_all(root.join("empty_dir")).unwrap();
-    std::fs::create_dir_all(root.join("private_dir")).unwrap();
-    symlink("src/lib.rs", root.join("link")).unwrap();
-    symlink("src", root.join("dirlink")).unwrap();
-    // Lexically src/lib.rs, and so on disk too, but through another link: rewritten, since the
-    // runtime refuses links that pass through links.
-    std::fs::create_dir(root.join("sib_real")).unwrap();
-    symlink("sib_real", root.join("sib_link")).unwrap();
-    symlink("sib_link/../src/lib.rs", root.join("via")).unwrap();
-    let mode = |p: &str, m: u32| {
-        std::fs::set_permissions(root.join(p), PermissionsExt::from_mode(m)).unwrap();
-    };
-    mode("exec.sh", 0o755);
-    mode("private.txt", 0o600);
-    mode("private_dir", 0o700);
-    for entry in walk_tree(root).keys().rev() {
-        if !root.join(entry).is_symlink() {
-            set_mtime(&root.join(entry), fixed_mtime());
-        }
-    }
-    dir
-}
-
-/// Every path under `root` (not following links), deepest last.
-fn walk_tree(root: &Path) -> BTreeMap<PathBuf, std::fs::Metadata> {
-    let mut found = BTreeMap::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for entry in std::fs::read_dir(root.join(&rel)).unwrap() {
-            let entry = entry.unwrap();
-            let path = rel.join(entry.file_name());
-            let meta = std::fs::symlink_metadata(root.join(&path)).unwrap();
-            if meta.is_dir() {
-                stack.push(path.clone());
-            }
-            found.insert(path, meta);
-        }
-    }
-    found
 }
 
 fn random_file(path: &Path, bytes: u64, seed: u64) {
@@ -362,503 +234,4 @@ fn random_file(path: &Path, bytes: u64, seed: u64) {
         left -= n as u64;
     }
     out.flush().unwrap();
-}
-
-/// Asserts that `copy` holds exactly the scanned entries of `original`, with their contents,
-/// modes, link targets and mtimes (to DOS time's 2 seconds).
-fn assert_same_tree(ws: &Workspace, original: &Path, copy: &Path) {
-    let tree = walk_tree(copy);
-    let paths: BTreeSet<&PathBuf> = ws.entries.iter().map(|e| &e.path).collect();
-    assert_eq!(tree.keys().collect::<BTreeSet<_>>(), paths);
-    for entry in &ws.entries {
-        let meta = &tree[&entry.path];
-        let (from, to) = (original.join(&entry.path), copy.join(&entry.path));
-        match entry.kind {
-            Kind::Symlink => {
-                assert!(meta.is_symlink(), "{}", entry.path.display());
-                let target = std::fs::read_link(&to).unwrap();
-                assert_eq!(Some(target), entry.target, "{}", entry.path.display());
-                continue;
-            }
-            Kind::Dir => assert!(meta.is_dir()),
-            Kind::File => assert!(std::fs::read(&to).unwrap() == std::fs::read(&from).unwrap()),
-        }
-        assert_eq!(meta.mode() & 0o7777, entry.mode, "{}", entry.path.display());
-        let lag = entry
-            .mtime
-            .duration_since(meta.modified().unwrap())
-            .unwrap();
-        assert!(
-            lag < Duration::from_secs(2),
-            "{}: {lag:?}",
-            entry.path.display()
-        );
-    }
-}
-
-#[tokio::test]
-async fn zip_round_trips_through_the_runtime_unpacker() {
-    let dir = round_trip_fixture();
-    let root = dir.path();
-    let ws = upload::scan(root).unwrap();
-    assert!(ws.warnings.is_empty(), "{:?}", ws.warnings);
-    let zip = tempfile::NamedTempFile::new().unwrap();
-    let out = tokio::fs::File::create(zip.path()).await.unwrap();
-    let mut progressed = 0;
-    let written = upload::write_zip(&ws, root, out, |n| progressed += n)
-        .await
-        .unwrap();
-    assert_eq!(written, std::fs::metadata(zip.path()).unwrap().len());
-    assert_eq!(progressed, ws.total_bytes());
-
-    let unpacked = tempfile::tempdir().unwrap();
-    let done = unpack::unpack(zip.path(), unpacked.path(), &unpack::Limits::DEFAULT)
-        .await
-        .unwrap();
-    let files = ws.entries.iter().filter(|e| e.kind == Kind::File);
-    assert_eq!(done.files, files.clone().count() as u64);
-    assert_eq!(done.bytes, files.map(|e| e.size).sum::<u64>());
-    assert_same_tree(&ws, root, unpacked.path());
-    let via = ws
-        .entries
-        .iter()
-        .find(|e| e.path == Path::new("via"))
-        .unwrap();
-    assert_eq!(via.target.as_deref(), Some(Path::new("src/lib.rs")));
-    let exec = std::fs::metadata(unpacked.path().join("exec.sh")).unwrap();
-    assert_eq!(exec.mode() & 0o777, 0o755, "still executable");
-}
-
-#[tokio::test]
-async fn a_file_that_grew_after_the_scan_is_archived_whole() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    write(root, "grows.txt", b"small at scan time\n");
-    write(root, "stays.txt", b"unchanged\n");
-    let ws = upload::scan(root).unwrap();
-    // Past the size read in batches: it must be streamed, not cut or refused.
-    let grown = b"now much larger\n".repeat(20_000);
-    write(root, "grows.txt", &grown);
-    let zip = tempfile::NamedTempFile::new().unwrap();
-    let out = tokio::fs::File::create(zip.path()).await.unwrap();
-    upload::write_zip(&ws, root, out, |_| {}).await.unwrap();
-    let into = tempfile::tempdir().unwrap();
-    unpack::unpack(zip.path(), into.path(), &unpack::Limits::DEFAULT)
-        .await
-        .unwrap();
-    assert!(std::fs::read(into.path().join("grows.txt")).unwrap() == grown);
-    assert_eq!(
-        std::fs::read(into.path().join("stays.txt")).unwrap(),
-        b"unchanged\n"
-    );
-}
-
-#[tokio::test]
-async fn upload_to_a_real_runtime() {
-    let dir = git_fixture();
-    let root = dir.path();
-    let ws = upload::scan(root).unwrap();
-    let runtime = Runtime::start(&["true"], &[]);
-    let url = runtime.http();
-    let headers = BTreeMap::from([("fly-force-instance-id".to_string(), "abc".to_string())]);
-    let upload = |token: &'static str| upload::upload(&ws, root, &url, token, &headers, false);
-
-    let refused = upload("wrong-token").await.unwrap_err();
-    assert!(
-        matches!(refused, UploadError::Refused { status, .. } if status == 401),
-        "{refused:?}"
-    );
-    assert_eq!(refused.to_string(), "the runtime refused the token");
-
-    // With a progress bar: drawn only on a terminal, but every code path runs.
-    let done = upload::upload(&ws, root, &url, TOKEN, &headers, true)
-        .await
-        .unwrap();
-    let files = ws.entries.iter().filter(|e| e.kind == Kind::File);
-    assert_eq!(done.files, files.clone().count() as u64);
-    assert_eq!(done.bytes, files.map(|e| e.size).sum::<u64>());
-    assert_same_tree(&ws, root, runtime.workspace.path());
-
-    let again = upload(TOKEN).await.unwrap_err();
-    assert!(
-        matches!(again, UploadError::Refused { status, .. } if status == 409),
-        "{again:?}"
-    );
-    assert_eq!(
-        again.to_string(),
-        "the runtime refused the upload: the workspace was already uploaded"
-    );
-}
-
-#[tokio::test]
-async fn an_unreadable_file_aborts_the_body_instead_of_ending_it() {
-    let dir = tempfile::tempdir().unwrap();
-    random_file(&dir.path().join("a.txt"), 2 * MIB, 5);
-    write(dir.path(), "b.txt", b"gone before the upload");
-    let ws = upload::scan(dir.path()).unwrap();
-    std::fs::remove_file(dir.path().join("b.txt")).unwrap();
-    // A bare socket shows exactly what the client sent, including how the body ended.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = async {
-        let (mut socket, _) = listener.accept().await.unwrap();
-        let mut got = Vec::new();
-        let read = tokio::time::timeout(DEADLINE, socket.read_to_end(&mut got)).await;
-        read.expect("the client closes the connection").unwrap();
-        got
-    };
-    let headers = BTreeMap::from([("x-extra".to_string(), "1".to_string())]);
-    let upload = upload::upload(&ws, dir.path(), &url, "tok", &headers, false);
-    let (result, got) = tokio::join!(upload, server);
-    match result {
-        Err(UploadError::Archive(ArchiveError::Read { path, .. })) => {
-            assert!(path.ends_with("b.txt"))
-        }
-        other => panic!("expected a read error for b.txt, got {other:?}"),
-    }
-    let head =
-        String::from_utf8_lossy(&got[..got.windows(4).position(|w| w == b"\r\n\r\n").unwrap()]);
-    let head = head.to_lowercase();
-    assert!(head.starts_with("post /upload http/1.1\r\n"), "{head}");
-    for line in [
-        "authorization: bearer tok",
-        "content-type: application/zip",
-        "transfer-encoding: chunked",
-        "x-extra: 1",
-    ] {
-        assert!(head.contains(line), "{line} in {head}");
-    }
-    // a.txt was on its way before b.txt failed: the body streams while zipping.
-    assert!(got.len() as u64 > MIB, "{} bytes arrived", got.len());
-    assert!(
-        !got.ends_with(b"0\r\n\r\n"),
-        "the chunked body must not end cleanly"
-    );
-}
-
-#[tokio::test]
-async fn check_size_names_the_largest_files_and_directories() {
-    let _turn = HEAVY.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    for (path, mib, seed) in [
-        ("data/a.bin", 48, 1),
-        ("data/b.bin", 40, 2),
-        ("other/c.bin", 20, 3),
-        ("d.bin", 12, 4),
-    ] {
-        std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
-        random_file(&root.join(path), mib * MIB, seed);
-    }
-    write(root, "small.txt", b"small");
-    let ws = upload::scan(root).unwrap();
-    let err = upload::check_size(&ws, root, UPLOAD_LIMIT_BYTES)
-        .await
-        .unwrap_err();
-    let SizeError::TooLarge(too_large) = &err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(
-        too_large.largest_files[0],
-        (PathBuf::from("data/a.bin"), 48 * MIB)
-    );
-    assert_eq!(too_large.largest_dirs[0], (PathBuf::from("data"), 88 * MIB));
-    let message = err.to_string();
-    println!("{message}");
-    for part in [
-        "100.0 MiB",
-        "48.0 MiB  data/a.bin",
-        "88.0 MiB  data/",
-        "  /data/",
-        "  /d.bin",
-        "--no-upload",
-        ".gitignore",
-    ] {
-        assert!(message.contains(part), "{part:?} in:\n{message}");
-    }
-}
-
-#[tokio::test]
-async fn check_size_lets_compressible_data_through() {
-    let _turn = HEAVY.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["a.bin", "b.bin", "c/d.bin"] {
-        std::fs::create_dir_all(dir.path().join(name).parent().unwrap()).unwrap();
-        // Sparse files: 50 MiB of zeros each without touching the disk.
-        std::fs::File::create(dir.path().join(name))
-            .unwrap()
-            .set_len(50 * MIB)
-            .unwrap();
-    }
-    let ws = upload::scan(dir.path()).unwrap();
-    assert_eq!(ws.total_bytes(), 150 * MIB);
-    upload::check_size(&ws, dir.path(), UPLOAD_LIMIT_BYTES)
-        .await
-        .unwrap();
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
-#[tokio::test]
-async fn reading_files_streams_in_constant_memory() {
-    let _turn = HEAVY.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    // Sparse: 300 MiB of zeros without touching the disk; reading it whole would show in RSS.
-    let big = std::fs::File::create(dir.path().join("big.bin")).unwrap();
-    big.set_len(300 * MIB).unwrap();
-    let ws = upload::scan(dir.path()).unwrap();
-    let before = rss_bytes();
-    let written = upload::write_zip(&ws, dir.path(), tokio::io::sink(), |_| {})
-        .await
-        .unwrap();
-    let growth = rss_bytes().saturating_sub(before);
-    assert!(written < MIB, "zeros compress");
-    assert!(growth < 50 * MIB, "RSS grew by {} MiB", growth / MIB);
-}
-
-/// A sink that checks, at every write, that the archive is not being held back: what was read
-/// from disk and is not yet written stays below `max_lag`.
-struct LagCheck<'a> {
-    read: &'a std::cell::Cell<u64>,
-    written: u64,
-    writes: u64,
-    max_lag: u64,
-}
-
-impl tokio::io::AsyncWrite for LagCheck<'_> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.written += buf.len() as u64;
-        self.writes += 1;
-        let lag = self.read.get().saturating_sub(self.written);
-        assert!(lag < self.max_lag, "{lag} bytes read but not written");
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
-#[tokio::test]
-async fn the_archive_leaves_as_it_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    // Incompressible, so the archive is as large as the data: holding it back would show.
-    random_file(&dir.path().join("a.bin"), 16 * MIB, 11);
-    random_file(&dir.path().join("b.bin"), 8 * MIB, 12);
-    let ws = upload::scan(dir.path()).unwrap();
-    let read = std::cell::Cell::new(0);
-    let mut sink = LagCheck {
-        read: &read,
-        written: 0,
-        writes: 0,
-        max_lag: MIB,
-    };
-    let progress = |n| read.set(read.get() + n);
-    let written = upload::write_zip(&ws, dir.path(), &mut sink, progress)
-        .await
-        .unwrap();
-    assert_eq!((sink.written, read.get()), (written, 24 * MIB));
-    assert!(sink.writes > 100, "{} writes", sink.writes);
-}
-
-#[tokio::test]
-async fn an_archive_past_the_limit_gets_the_runtime_refusal() {
-    let _turn = HEAVY.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    random_file(&dir.path().join("big.bin"), UPLOAD_LIMIT_BYTES + MIB, 13);
-    let ws = upload::scan(dir.path()).unwrap();
-    let runtime = Runtime::start(&["true"], &[]);
-    let headers = BTreeMap::new();
-    let err = upload::upload(&ws, dir.path(), &runtime.http(), TOKEN, &headers, false).await;
-    let err = err.unwrap_err();
-    println!("{err:?}\n{err}");
-    assert!(
-        matches!(err, UploadError::Refused { status, .. } if status == 413),
-        "{err:?}"
-    );
-}
-
-/// Writes `files` source-like files (lines of identifiers, which deflate like code) totalling
-/// about `bytes`, 100 to a directory.
-fn source_tree(root: &Path, files: u64, bytes: u64) {
-    const WORDS: &[&str] = &[
-        "let", "fn", "self", "match", "Some", "None", "return", "impl", "struct", "pub", "use",
-        "mut", "if", "else", "for", "in", "while", "loop", "async", "await", "Result", "Option",
-        "String", "Vec", "u64", "usize", "path", "entry", "buf", "error", "value", "config",
-        "session", "client", "server", "=", "(", ")", "{", "}", ";", "->", "::", "&", ".",
-    ];
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    for i in 0..files {
-        let mut text = String::new();
-        let size = bytes / files / 2 + next() % (bytes / files);
-        while (text.len() as u64) < size {
-            let word = WORDS[(next() % WORDS.len() as u64) as usize];
-            let id = next() % 500;
-            text.push_str(&format!("{word} name_{id}"));
-            text.push(if next() % 8 == 0 { '\n' } else { ' ' });
-        }
-        write(
-            root,
-            format!("dir_{:03}/file_{i}.rs", i / 100),
-            text.as_bytes(),
-        );
-    }
-}
-
-fn mb_per_s(bytes: u64, time: Duration) -> f64 {
-    bytes as f64 / 1e6 / time.as_secs_f64()
-}
-
-/// `cargo test --release --test client_upload -- --ignored measure --nocapture`
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "a measurement; prints numbers, asserts nothing about speed"]
-async fn measure_scan_and_upload() {
-    let dir = tempfile::tempdir().unwrap();
-    source_tree(dir.path(), 40_000, 80 * MIB);
-    let start = Instant::now();
-    let ws = upload::scan(dir.path()).unwrap();
-    let scan = start.elapsed();
-    let raw = ws.total_bytes();
-    let start = Instant::now();
-    let zipped = upload::write_zip(&ws, dir.path(), tokio::io::sink(), |_| {})
-        .await
-        .unwrap();
-    let zip = start.elapsed();
-    let file = tempfile::NamedTempFile::new().unwrap();
-    let out = tokio::fs::File::create(file.path()).await.unwrap();
-    upload::write_zip(&ws, dir.path(), out, |_| {})
-        .await
-        .unwrap();
-    let (start, into) = (Instant::now(), tempfile::tempdir().unwrap());
-    unpack::unpack(file.path(), into.path(), &unpack::Limits::DEFAULT)
-        .await
-        .unwrap();
-    let unpack = start.elapsed();
-    let runtime = Runtime::start(&["true"], &[]);
-    let start = Instant::now();
-    let url = runtime.http();
-    let done = upload::upload(&ws, dir.path(), &url, TOKEN, &BTreeMap::new(), false).await;
-    let upload = start.elapsed();
-    assert_eq!(done.unwrap().files, 40_000);
-    println!(
-        "{} entries, {:.1} MB raw, {:.1} MB zipped (level {})",
-        ws.entries.len(),
-        raw as f64 / 1e6,
-        zipped as f64 / 1e6,
-        upload::DEFLATE_LEVEL
-    );
-    println!(
-        "scan {scan:.2?}; zip to a sink {zip:.2?} ({:.0} MB/s raw)",
-        mb_per_s(raw, zip)
-    );
-    println!("unpack alone (as the runtime does after receiving): {unpack:.2?}");
-    println!(
-        "upload to a local runtime (zip + send + unpack) {upload:.2?} ({:.0} MB/s raw); \
-        scan + upload {:.2?}",
-        mb_per_s(raw, upload),
-        scan + upload
-    );
-}
-
-/// Compression alone, per level, on a corpus of real source code when one is at hand (the
-/// cargo registry's unpacked crates), otherwise on the generated tree.
-#[tokio::test]
-#[ignore = "a measurement; prints numbers, asserts nothing about speed"]
-async fn measure_deflate_levels() {
-    let generated = tempfile::tempdir().unwrap();
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    let corpus = home
-        .map(|h| h.join("registry/src"))
-        .filter(|p| p.is_dir())
-        .unwrap_or_else(|| {
-            source_tree(generated.path(), 40_000, 80 * MIB);
-            generated.path().to_owned()
-        });
-    let ws = upload::scan(&corpus).unwrap();
-    let files: Vec<_> = ws
-        .entries
-        .iter()
-        .filter(|e| e.kind == Kind::File)
-        .map(|e| std::fs::read(corpus.join(&e.path)).unwrap())
-        .collect();
-    let raw: u64 = files.iter().map(|f| f.len() as u64).sum();
-    println!(
-        "corpus {} ({} files, {:.1} MB)",
-        corpus.display(),
-        files.len(),
-        raw as f64 / 1e6
-    );
-    for level in [1, 2, 3, 6, 9] {
-        let start = Instant::now();
-        let mut archive = Vec::new();
-        let mut zip = async_zip::tokio::write::ZipFileWriter::with_tokio(&mut archive);
-        for (i, data) in files.iter().enumerate() {
-            let name = format!("{i}").into();
-            let entry = async_zip::ZipEntryBuilder::new(name, async_zip::Compression::Deflate)
-                .deflate_option(async_zip::DeflateOption::Other(level));
-            zip.write_entry_whole(entry, data).await.unwrap();
-        }
-        zip.close().await.unwrap();
-        let (time, zipped) = (start.elapsed(), archive.len());
-        println!(
-            "level {level}: {time:.2?} ({:.0} MB/s), {:.1} MB compressed ({:.1}%)",
-            mb_per_s(raw, time),
-            zipped as f64 / 1e6,
-            100.0 * zipped as f64 / raw as f64
-        );
-    }
-}
-
-/// The runtime answers 401 and 409 without reading the body: the answer must still come
-/// through while most of a large body is unsent.
-#[tokio::test]
-async fn early_refusals_arrive_while_a_large_body_is_unsent() {
-    let dir = tempfile::tempdir().unwrap();
-    random_file(&dir.path().join("big.bin"), 16 * MIB, 21);
-    let ws = upload::scan(dir.path()).unwrap();
-    let runtime = Runtime::start(&["true"], &[]);
-    let (url, headers) = (runtime.http(), BTreeMap::new());
-    let upload = |token| upload::upload(&ws, dir.path(), &url, token, &headers, false);
-    let refused = upload("wrong-token").await.unwrap_err();
-    assert!(
-        matches!(refused, UploadError::Refused { status, .. } if status == 401),
-        "{refused:?}"
-    );
-    upload(TOKEN).await.unwrap();
-    let again = upload(TOKEN).await.unwrap_err();
-    assert!(
-        matches!(again, UploadError::Refused { status, .. } if status == 409),
-        "{again:?}"
-    );
 }

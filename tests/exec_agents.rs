@@ -13,10 +13,7 @@ macro_rules! report {
     }};
 }
 
-mod common;
-#[path = "exec_agents/screens.rs"]
 mod screens;
-#[path = "exec_agents/session.rs"]
 mod session;
 
 use std::path::{Path, PathBuf};

@@ -1,21 +1,13 @@
 //! The output stream and input across failures: resume by offset through cut links, input
 //! applied exactly once, several clients, flow control, truncation, redraw.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{self, Client, DEADLINE, Proxy, Runtime, client_id, random_below, sized};
 use catty::protocol::{ClientMsg, ConnectParams, ServerMsg};
-use common::{Client, DEADLINE, Proxy, Runtime, client_id, sized};
 
 fn seq(from: u64, to: u64) -> String {
     (from..=to).map(|i| format!("{i}\r\n")).collect()
-}
-
-fn random_below(n: u64) -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).unwrap();
-    u64::from_le_bytes(bytes) % n
 }
 
 /// Cuts the TCP link at random points during `seq 1 300000` and resumes with `since`: the

@@ -1,9 +1,7 @@
 //! The runtime's terminal over a real socket: sizes, TERM, vim, signals, exit codes.
 
-mod common;
-
+use crate::common::{self, Client, Runtime, sized};
 use catty::protocol::{ClientMsg, ConnectParams, ExitStatus};
-use common::{Client, Runtime, sized};
 
 #[tokio::test]
 async fn stty_size_follows_the_client_and_resizes() {

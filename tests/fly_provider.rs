@@ -4,360 +4,45 @@
 //! Fly's bad days (ambiguous 408, 429 bursts, 5xx, stuck machines, empty lists, 401,
 //! capacity), the TTL backstop included.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use catty::protocol::api::{SessionCreated, SessionInfo};
-use common::api::proc::wait_until;
-use common::api::{Answer, ApiClient};
-use common::fly::{Endpoint, FakeFly, FakeFlyOptions, MachineView, RecordedRequest};
-use common::tmux::Tmux;
-use common::{DEADLINE, sized};
-use fastwebsockets::{Frame, OpCode, Payload};
+use crate::common::DEADLINE;
+use crate::common::api::fly::FlyDaemon;
+use crate::common::fly::{Endpoint, FakeFly, MachineView};
+use crate::common::tmux::Tmux;
+use catty::protocol::api::SessionCreated;
 use hyper::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
+use support::{
+    SEED_IMAGE, Terminal, creates, fake, foreign_machine, made, one_line_error, reaper_listed,
+    requests,
+};
 
-/// What `fly deploy` pushed: the app's one (stopped) machine runs it, and catty finds it there.
-const SEED_IMAGE: &str = "registry.fly.io/catty-exec:deployment-01JTESTSEED";
-
-fn fake() -> FakeFly {
-    FakeFly::start(FakeFlyOptions {
-        seed_image: Some(SEED_IMAGE.into()),
-        image_env: vec![("PS1".into(), "$ ".into())],
-        ..Default::default()
-    })
-}
-
-/// `catty api --provider fly` against `fake`, with its own state directory, home and port.
-struct FlyDaemon {
-    child: Option<Child>,
-    root: tempfile::TempDir,
-    state_home: PathBuf,
-    env: Vec<(String, String)>,
-    api: ApiClient,
-}
-
-impl FlyDaemon {
-    fn start(fake: &FakeFly, extra: &[(&str, &str)]) -> FlyDaemon {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = port.local_addr().unwrap();
-        drop(port);
-        FlyDaemon::start_at(fake, None, addr, extra)
-    }
-
-    /// The daemon a client finds at `addr` with the state under `state_home` (a terminal's).
-    fn start_at(
-        fake: &FakeFly,
-        state_home: Option<PathBuf>,
-        addr: SocketAddr,
-        extra: &[(&str, &str)],
-    ) -> FlyDaemon {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join("home")).unwrap();
-        let state_home = state_home.unwrap_or_else(|| root.path().join("state"));
-        // Pasted with the wrong scheme: the provider must send `FlyV1` for a macaroon.
-        let mut env = vec![
-            ("FLY_API_TOKEN".into(), format!("Bearer {}", fake.token())),
-            ("FLY_MACHINES_API_BASE".into(), fake.api_base()),
-            ("CATTY_EXEC_URL".into(), fake.edge_url()),
-            ("CATTY_API_ADDR".into(), addr.to_string()),
-            ("XDG_STATE_HOME".into(), state_home.display().to_string()),
-            (
-                "HOME".into(),
-                root.path().join("home").display().to_string(),
-            ),
-            ("CATTY_LOG".into(), "catty=debug,info".into()),
-        ];
-        for (k, v) in extra {
-            env.retain(|(name, _)| name != k);
-            env.push((k.to_string(), v.to_string()));
-        }
-        let api = ApiClient {
-            addr,
-            token: String::new(),
-        };
-        let mut daemon = FlyDaemon {
-            child: None,
-            root,
-            state_home,
-            env,
-            api,
-        };
-        daemon.spawn();
-        daemon
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.path().join("api.log"))
-            .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_catty"));
-        cmd.args(["api", "--provider", "fly", "--addr"])
-            .arg(self.api.addr.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        for name in [
-            "CATTY_EXEC_APP",
-            "CATTY_EXEC_HOST",
-            "CATTY_IMAGE",
-            "CATTY_CMD",
-        ] {
-            cmd.env_remove(name);
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        let mut child = cmd.spawn().expect("start catty api");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        self.child = Some(child);
-        assert!(line.starts_with("listening on"), "{line:?}\n{}", self.log());
-        wait_until("the daemon's /healthz", || healthz(self.api.addr));
-        let token = self.state_home.join("catty/api.token");
-        self.api.token = std::fs::read_to_string(token).unwrap().trim().to_string();
-    }
-
-    fn kill9(&mut self) {
-        let mut child = self.child.take().expect("the daemon runs");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.root.path().join("api.log")).unwrap_or_default()
-    }
-
-    async fn call(&self, method: &str, path: &str, body: &str) -> Answer {
-        let answer = self.api.call(method, path, body).await;
-        answer.unwrap_or_else(|e| panic!("{e}; log:\n{}", self.log()))
-    }
-
-    /// `POST /v1/sessions`: the session, or the error answer.
-    async fn create(&self, body: Value) -> Result<SessionCreated, Answer> {
-        let answer = self.call("POST", "/v1/sessions", &body.to_string()).await;
-        match answer.status {
-            StatusCode::OK => Ok(serde_json::from_str(&answer.body).unwrap()),
-            _ => Err(answer),
-        }
-    }
-
-    async fn create_ok(&self, body: Value) -> SessionCreated {
-        let created = self.create(body).await;
-        created.unwrap_or_else(|a| panic!("create: {} {}\n{}", a.status, a.body, self.log()))
-    }
-
-    async fn session(&self, key: &str) -> SessionInfo {
-        let answer = self.call("GET", &format!("/v1/sessions/{key}"), "").await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-        serde_json::from_str(&answer.body).unwrap()
-    }
-
-    async fn stop(&self, key: &str) -> SessionInfo {
-        let answer = self
-            .call("POST", &format!("/v1/sessions/{key}/stop"), "")
-            .await;
-        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-        serde_json::from_str(&answer.body).unwrap()
-    }
-
-    async fn stop_all(&self) -> u64 {
-        let answer = self.call("POST", "/v1/sessions/stop-all", "").await;
-        assert_eq!(
-            answer.status,
-            StatusCode::OK,
-            "{}\n{}",
-            answer.body,
-            self.log()
-        );
-        answer.json()["stopped"].as_u64().unwrap()
-    }
-
-    /// Waits until the session is in `state` (the daemon checks its machine on every GET).
-    async fn wait_for_state(&self, key: &str, state: &str) -> SessionInfo {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let info = self.session(key).await;
-            if serde_json::to_value(info.state).unwrap() == state {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{key} is {:?}\n{}",
-                info.state,
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for FlyDaemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- catty api log ---\n{}", self.log());
-        }
-    }
-}
-
-fn healthz(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let mut reply = String::new();
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_to_string(&mut reply).is_ok()
-        && reply.starts_with("HTTP/1.1 200")
-}
-
-/// The machines catty made (the seeded `fly deploy` machine left out).
-fn made(fake: &FakeFly) -> Vec<MachineView> {
-    fake.machines().into_iter().filter(|m| !m.seeded).collect()
-}
-
-fn requests(fake: &FakeFly, method: &str, path_end: &str) -> Vec<RecordedRequest> {
-    let requests = fake.requests().into_iter();
-    requests
-        .filter(|r| r.method == method && r.path.ends_with(path_end))
-        .collect()
-}
-
-/// Waits for the reaper's first pass (a list at the daemon's start), so that faults set
-/// afterwards hit the calls a test means.
-fn reaper_listed(fake: &FakeFly) {
-    let path = format!("/apps/{}/machines", fake.app());
-    wait_until("the reaper's first list", || {
-        let mut requests = fake.requests().into_iter();
-        requests.any(|r| r.method == "GET" && r.path.ends_with(&path) && r.query.is_empty())
-    });
-}
-
-fn creates(fake: &FakeFly) -> Vec<RecordedRequest> {
-    requests(fake, "POST", &format!("/apps/{}/machines", fake.app()))
-}
-
-/// A machine created straight on the fake, as another daemon (or a lost record) left it.
-async fn foreign_machine(fake: &FakeFly, session: &str, expires_at: &str) -> String {
-    let body = json!({"config": {
-        "image": SEED_IMAGE,
-        "env": {"CONNECT_TOKEN": "foreign", "CATTY_CMD": "[\"sleep\",\"600\"]"},
-        "restart": {"policy": "no"},
-        "auto_destroy": true,
-        "services": [{"protocol": "tcp", "internal_port": 8080, "autostart": false,
-            "ports": [{"port": 443, "handlers": ["tls", "http"]}]}],
-        "metadata": {"catty_session": session, "label": "lost-otter-0001", "agent": "shell",
-            "expires_at": expires_at},
-    }});
-    let raw = ApiClient {
-        addr: fake.api_addr(),
-        token: String::new(),
-    };
-    let (host, auth) = (fake.api_addr().to_string(), fake.auth_header());
-    let headers = [("host", host.as_str()), ("authorization", auth.as_str())];
-    let path = format!("/v1/apps/{}/machines", fake.app());
-    let answer = raw
-        .raw("POST", &path, &headers, &body.to_string())
-        .await
-        .unwrap();
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    let id = answer.json()["id"].as_str().unwrap().to_string();
-    assert!(fake.wait_for_state(&id, "started", DEADLINE));
-    id
-}
-
-/// A WebSocket to the session through the edge, with the headers the daemon gave.
-struct Terminal {
-    ws: catty::net::ClientSocket,
-    output: Vec<u8>,
-}
-
-impl Terminal {
-    async fn attach(created: &SessionCreated) -> Terminal {
-        let url = format!(
-            "{}/connect?{}",
-            created.connect_url,
-            sized(80, 24).to_query()
-        );
-        let auth = format!("Bearer {}", created.connect_token);
-        let mut headers = vec![("authorization", auth.as_str())];
-        headers.extend(
-            created
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        let mut ws = catty::net::dial(&url, &headers).await.unwrap();
-        ws.set_auto_pong(true);
-        Terminal {
-            ws,
-            output: Vec::new(),
-        }
-    }
-
-    async fn run(&mut self, command: &str, expect: &str) {
-        let input = Payload::Owned(format!("{command}\n").into_bytes());
-        self.ws.write_frame(Frame::binary(input)).await.unwrap();
-        let read = tokio::time::timeout(DEADLINE, async {
-            while !String::from_utf8_lossy(&self.output).contains(expect) {
-                let frame = self.ws.read_frame().await.unwrap();
-                match frame.opcode {
-                    OpCode::Binary => self.output.extend_from_slice(&frame.payload),
-                    OpCode::Close => panic!("closed while waiting for {expect:?}"),
-                    _ => {}
-                }
-            }
-        });
-        if read.await.is_err() {
-            panic!(
-                "no {expect:?} in {:?}",
-                String::from_utf8_lossy(&self.output)
-            );
-        }
-    }
-}
-
-fn one_line_error(answer: &Answer) -> String {
-    let message = answer.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        !message.contains('\n') && !message.contains('{'),
-        "{message}"
-    );
-    message
-}
-
-#[tokio::test]
-async fn a_session_end_to_end() {
-    let fake = fake();
-    let d = FlyDaemon::start(
-        &fake,
-        &[
-            ("ANTHROPIC_API_KEY", "sk-ant-test"),
-            ("OPENAI_API_KEY", "sk-oai-test"),
-        ],
-    );
+/// A daemon with two vendors' keys in its environment and a Claude session made with it, in
+/// `ams` with 2 CPUs and 2 GiB for 15 minutes: what the create tests look at.
+async fn claude_session(fake: &FakeFly) -> (FlyDaemon, SessionCreated, MachineView) {
+    let keys = [
+        ("ANTHROPIC_API_KEY", "sk-ant-test"),
+        ("OPENAI_API_KEY", "sk-oai-test"),
+    ];
+    let d = FlyDaemon::start(fake, &keys);
     let created = d
-        .create_ok(
+        .create(
             json!({"agent": "claude", "cmd": ["bash", "--norc", "-i"], "region": "ams",
             "cpus": 2, "memory_mb": 2048, "ttl_sec": 900}),
         )
         .await;
-    let [machine] = made(&fake).try_into().unwrap();
+    let [machine] = made(fake).try_into().unwrap();
+    (d, created, machine)
+}
+
+#[tokio::test]
+async fn create_answers_with_the_started_machine_and_its_edge_route() {
+    let fake = fake();
+    let (_d, created, machine) = claude_session(&fake).await;
     assert_eq!(
         (machine.state.as_str(), machine.region.as_str()),
         ("started", "ams")
@@ -365,8 +50,13 @@ async fn a_session_end_to_end() {
     assert_eq!(created.machine_id, machine.id);
     assert_eq!(created.connect_url, fake.edge_url());
     assert_eq!(created.headers["fly-force-instance-id"], machine.id);
+}
 
-    // The create body, field by field (reference sections 2.1, 4 and 5).
+/// The create body, field by field (reference sections 2.1, 4 and 5).
+#[tokio::test]
+async fn create_sends_the_machine_config_fly_expects() {
+    let fake = fake();
+    let (_d, created, machine) = claude_session(&fake).await;
     let [create] = creates(&fake).try_into().unwrap();
     assert_eq!(
         create.header("authorization"),
@@ -422,8 +112,13 @@ async fn a_session_end_to_end() {
     assert_eq!(metadata["catty_session"], created.session_id);
     assert_eq!(metadata["label"], created.label);
     assert!(!machine.adoptable_by_deploy(), "no fly_* keys");
+}
 
-    // It waited for `started` with the machine's version, within Fly's 60 s limit.
+/// It waited for `started` with the machine's version, within Fly's 60 s limit.
+#[tokio::test]
+async fn create_waits_for_started_within_fly_s_limit() {
+    let fake = fake();
+    let (_d, _, machine) = claude_session(&fake).await;
     let waits = requests(&fake, "GET", &format!("{}/wait", machine.id));
     let wait = waits.first().expect("a wait");
     assert_eq!(wait.query("state"), Some("started"));
@@ -433,8 +128,13 @@ async fn a_session_end_to_end() {
     );
     let timeout: u64 = wait.query("timeout").unwrap().parse().unwrap();
     assert!((1..=60).contains(&timeout), "{timeout}");
+}
 
-    // Upload through the edge, routed by fly-force-instance-id.
+/// Upload through the edge, routed by fly-force-instance-id; the session sees the file.
+#[tokio::test]
+async fn upload_reaches_the_machine_through_the_edge() {
+    let fake = fake();
+    let (_d, created, machine) = claude_session(&fake).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hello.txt"), "uploaded through the edge\n").unwrap();
     let ws = catty::client::upload::scan(dir.path()).unwrap();
@@ -453,11 +153,16 @@ async fn a_session_end_to_end() {
         .expect("an upload");
     assert_eq!(upload.forced.as_deref(), Some(machine.id.as_str()));
     assert_eq!(upload.routed_to.as_deref(), Some(machine.id.as_str()));
+    let mut term = Terminal::attach(&created).await;
+    term.run("cat hello.txt", "uploaded through the edge").await;
+}
 
-    // The session is usable.
+#[tokio::test]
+async fn attach_reaches_the_machine_through_the_edge() {
+    let fake = fake();
+    let (_d, created, machine) = claude_session(&fake).await;
     let mut term = Terminal::attach(&created).await;
     term.run("echo fly-$((6 * 7))", "fly-42").await;
-    term.run("cat hello.txt", "uploaded through the edge").await;
     let connect = fake
         .edge_requests()
         .into_iter()
@@ -466,9 +171,13 @@ async fn a_session_end_to_end() {
         connect.unwrap().routed_to.as_deref(),
         Some(machine.id.as_str())
     );
-    drop(term);
+}
 
-    // Stop: stopped, then deleted by force; the machine is gone.
+/// Stop: stopped, then deleted by force; the machine is gone.
+#[tokio::test]
+async fn stop_stops_the_machine_then_deletes_it_by_force() {
+    let fake = fake();
+    let (d, created, machine) = claude_session(&fake).await;
     let info = d.stop(&created.label).await;
     assert_eq!(serde_json::to_value(info.state).unwrap(), "stopped");
     assert!(fake.wait_for_state(&machine.id, "destroyed", DEADLINE));
@@ -487,7 +196,7 @@ async fn a_session_end_to_end() {
 async fn stop_all_destroys_machines_without_a_record() {
     let fake = fake();
     let d = FlyDaemon::start(&fake, &[]);
-    let ours = d.create_ok(json!({"agent": "shell"})).await;
+    let ours = d.create(json!({"agent": "shell"})).await;
     let foreign = foreign_machine(&fake, "s-00000000000000ff", "2099-01-01T00:00:00Z").await;
     assert_eq!(d.stop_all().await, 2);
     for id in [&ours.machine_id, &foreign] {
@@ -512,7 +221,7 @@ async fn an_ambiguous_408_on_create_makes_one_machine() {
     // The create goes through but answers 408; the first look for it finds nothing.
     fake.faults().timeout_after_create(1);
     fake.faults().empty_lists(1);
-    let created = d.create_ok(json!({"agent": "shell"})).await;
+    let created = d.create(json!({"agent": "shell"})).await;
     let machines = made(&fake);
     assert_eq!(machines.len(), 1, "{machines:?}");
     assert_eq!(machines[0].id, created.machine_id);
@@ -538,7 +247,7 @@ async fn rate_limits_and_server_errors_are_retried() {
     faults.throttle(Endpoint::Create, 3, None);
     faults.throttle(Endpoint::Wait, 2, Some(1));
     faults.server_error(Endpoint::List, 2, 503);
-    let first = d.create_ok(json!({"agent": "shell"})).await;
+    let first = d.create(json!({"agent": "shell"})).await;
     let statuses: Vec<u16> = creates(&fake).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [429, 429, 429, 200]);
     let path = format!("/apps/{}/machines", fake.app());
@@ -552,7 +261,7 @@ async fn rate_limits_and_server_errors_are_retried() {
     assert_eq!(waits[..3], [429, 429, 200]);
     // A 502 on create may hide a machine: it is looked for before the next try.
     faults.server_error(Endpoint::Create, 1, 502);
-    let second = d.create_ok(json!({"agent": "shell"})).await;
+    let second = d.create(json!({"agent": "shell"})).await;
     let statuses: Vec<u16> = creates(&fake).iter().map(|r| r.status).collect();
     assert_eq!(statuses, [429, 429, 429, 200, 502, 200]);
     let ids: BTreeSet<String> = made(&fake).into_iter().map(|m| m.id).collect();
@@ -566,7 +275,7 @@ async fn a_machine_stuck_in_created_is_destroyed_at_the_deadline() {
     reaper_listed(&fake);
     fake.faults().stuck_in_created(1);
     let started = Instant::now();
-    let answer = d.create(json!({"agent": "shell"})).await.unwrap_err();
+    let answer = d.create_refused(json!({"agent": "shell"})).await;
     assert!(started.elapsed() >= Duration::from_secs(3));
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     let message = one_line_error(&answer);
@@ -586,7 +295,7 @@ async fn a_machine_stuck_in_created_is_destroyed_at_the_deadline() {
 async fn a_transient_empty_list_marks_nothing_dead() {
     let fake = fake();
     let mut d = FlyDaemon::start(&fake, &[]);
-    let created = d.create_ok(json!({"agent": "shell"})).await;
+    let created = d.create(json!({"agent": "shell"})).await;
     // A restarted daemon reconciles (and its reaper lists) while lists come back empty.
     fake.faults().empty_lists(2);
     d.kill9();
@@ -608,7 +317,7 @@ async fn a_refused_token_is_one_line_naming_fly_api_token() {
     let fake = fake();
     let d = FlyDaemon::start(&fake, &[]);
     fake.faults().revoke_token(true);
-    let answer = d.create(json!({"agent": "shell"})).await.unwrap_err();
+    let answer = d.create_refused(json!({"agent": "shell"})).await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
     let message = one_line_error(&answer);
     assert!(
@@ -618,7 +327,7 @@ async fn a_refused_token_is_one_line_naming_fly_api_token() {
     // A wrong token from the start reads the same.
     let other = self::fake();
     let d = FlyDaemon::start(&other, &[("FLY_API_TOKEN", "fm2_not-the-token")]);
-    let answer = d.create(json!({"agent": "shell"})).await.unwrap_err();
+    let answer = d.create_refused(json!({"agent": "shell"})).await;
     assert!(one_line_error(&answer).contains("check FLY_API_TOKEN"));
 }
 
@@ -628,9 +337,8 @@ async fn no_capacity_names_the_region() {
     let d = FlyDaemon::start(&fake, &[]);
     fake.faults().no_capacity("syd", true);
     let answer = d
-        .create(json!({"agent": "shell", "region": "syd"}))
-        .await
-        .unwrap_err();
+        .create_refused(json!({"agent": "shell", "region": "syd"}))
+        .await;
     let message = one_line_error(&answer);
     assert!(
         message.contains("no capacity for this machine in region syd"),
@@ -654,7 +362,7 @@ async fn the_ttl_backstop_destroys_expired_machines() {
     );
     assert_eq!(fake.machine(&current).unwrap().state, "started");
     // A session of this daemon whose time runs out ends `expired`, its machine destroyed.
-    let created = d.create_ok(json!({"agent": "shell", "ttl_sec": 2})).await;
+    let created = d.create(json!({"agent": "shell", "ttl_sec": 2})).await;
     d.wait_for_state(&created.label, "expired").await;
     assert!(fake.wait_for_state(&created.machine_id, "destroyed", DEADLINE));
 }
@@ -666,10 +374,9 @@ async fn catty_new_in_a_terminal() {
     let fake = fake();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "from the laptop\n").unwrap();
-    let t = Tmux::start(dir.path(), 100, 30);
-    let state_home = t.dirs.state.path().to_path_buf();
-    let addr = t.dirs.api_addr.parse().unwrap();
-    let d = FlyDaemon::start_at(&fake, Some(state_home), addr, &[]);
+    let state = tempfile::tempdir().unwrap();
+    let d = FlyDaemon::start_in(&fake, Some(state.path()), &[]);
+    let t = Tmux::start_with(dir.path(), 100, 30, state, d.addr);
     t.run("clear; catty new --agent shell -- bash --norc -i");
     let screen = t.wait_for("the session's prompt", |s| {
         s.contains("catty connect") && s.trim_end().ends_with('$')

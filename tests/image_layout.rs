@@ -3,16 +3,14 @@
 //! through the `catty-exec-runtime` name with the Dockerfile's environment. A session on it
 //! works end to end: an upload lands in the image's workspace, a client attaches and types.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::common::{self, Client, Runtime, TOKEN, http_send, sized};
 use bytes::Bytes;
 use catty::client::upload;
 use catty::protocol::api::UploadDone;
-use common::{Client, Runtime, TOKEN, http_send, sized};
 use http_body_util::Full;
 use hyper::{Request, StatusCode};
 
@@ -50,11 +48,7 @@ fn start(root: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Runtim
         .env("PS1", "$ ")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(if std::env::var_os("CATTY_TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
+        .stderr(common::runtime_log());
     let mut child = cmd.spawn().unwrap();
     let addr = common::listening_addr(&mut child);
     Runtime {

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::PROMPT;
+use crate::launch::{api_command, start_api};
 use crate::proc;
 use crate::pty::Term;
 
@@ -22,29 +23,24 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `catty api --provider local` on a free loopback port with `state` as
-    /// `XDG_STATE_HOME`. Sessions inherit its environment, so the prompt is set here.
+    /// Starts `catty api --provider local` on a loopback port of the kernel's choosing with
+    /// `state` as `XDG_STATE_HOME`. Sessions inherit its environment, so the prompt is set here.
     pub fn start(state: &Path, sandbox: bool) -> Daemon {
         std::fs::create_dir_all(state).unwrap();
-        let mut cmd = Command::new(CATTY);
-        cmd.args(["api", "--provider", "local", "--addr", "127.0.0.1:0"]);
+        let mut cmd = api_command(&["--provider", "local"]);
         if !sandbox {
             cmd.arg("--no-sandbox");
         }
         // Info level: the runtime logs each client attaching, which resume reports.
         let log = std::fs::File::create(state.join("api.log")).unwrap();
-        let mut child = cmd
-            .env("XDG_STATE_HOME", state)
+        cmd.env("XDG_STATE_HOME", state)
             .env("CATTY_LOG", "info")
             .env("PS1", PROMPT)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start catty api");
-        let addr = crate::listen::listening_addr(&mut child).to_string();
+            .stderr(log);
+        let (child, addr) = start_api(cmd);
         Daemon {
             child,
-            addr,
+            addr: addr.to_string(),
             state: state.to_str().unwrap().to_string(),
             sandbox,
         }

@@ -1,14 +1,21 @@
 //! Test support: a real `catty exec` process on a loopback port (killed on drop), a
-//! WebSocket client that tracks output offsets, and a TCP proxy whose links can be cut.
-#![allow(dead_code)]
+//! WebSocket client that tracks output offsets, and a TCP proxy whose links can be cut; the
+//! daemon's harness (`api`), the Fly.io fake (`fly`) and a real terminal (`tmux`) beside.
 
+/// The daemon's harness (`api_*` tests and `fly_provider`).
+pub mod api;
+pub mod fly;
+mod http;
+pub mod launch;
 mod listen;
+pub mod repo;
 pub mod tmux;
 
+pub use http::{HttpReply, http_send, parse_http_reply};
 pub use listen::listening_addr;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +29,34 @@ use tokio::task::JoinSet;
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Tests that write or compress hundreds of MiB take turns, so memory measurements and the
+/// disk stay quiet; they would crowd each other past their deadlines on a small machine.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs the ignored test `name` (its path in this crate, `module::test`) alone in a new
+/// process of this test binary, set up by `setup` (its environment); panics unless it passed.
+/// For what is per process: a measurement of the process itself, `git`'s global config.
+pub fn run_alone(name: &str, setup: impl FnOnce(&mut Command)) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--ignored", "--quiet", "--test-threads=1"]);
+    setup(&mut cmd);
+    let Output { status, stdout, .. } = cmd.output().unwrap();
+    let output = String::from_utf8_lossy(&stdout);
+    assert!(
+        status.success(),
+        "{name} failed in its own process:\n{output}"
+    );
+    assert!(output.contains("1 passed"), "{name} did not run: {output}");
+}
+
+/// Where a runtime's log goes: nowhere, or the tests' stderr with `CATTY_TEST_LOG` set.
+pub fn runtime_log() -> Stdio {
+    match std::env::var_os("CATTY_TEST_LOG") {
+        Some(_) => Stdio::inherit(),
+        None => Stdio::null(),
+    }
+}
 
 /// A `catty exec` child process serving one session.
 pub struct Runtime {
@@ -45,11 +80,7 @@ impl Runtime {
             .env("CATTY_LOG", "catty=debug")
             .env("PS1", "$ ")
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("CATTY_TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
+            .stderr(runtime_log());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -65,10 +96,6 @@ impl Runtime {
     /// Starts the runtime running `argv` with extra environment `env`.
     pub fn start(argv: &[&str], env: &[(&str, &str)]) -> Runtime {
         Self::start_in(tempfile::tempdir().unwrap(), argv, env)
-    }
-
-    pub fn url(&self, params: &ConnectParams) -> String {
-        format!("ws://{}/connect?{}", self.addr, params.to_query())
     }
 
     pub fn http(&self) -> String {
@@ -148,11 +175,6 @@ impl Client {
             acks: Vec::new(),
             expect_redraw: redraw,
         })
-    }
-
-    /// Offset of the next output byte this client expects.
-    pub fn next_offset(&self) -> u64 {
-        self.first_offset + self.output.len() as u64
     }
 
     /// Reads one frame. `Ok(false)` when the connection is closed.
@@ -304,6 +326,13 @@ pub fn client_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A random number below `n`.
+pub fn random_below(n: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).unwrap();
+    u64::from_le_bytes(bytes) % n
+}
+
 /// Interactive connection parameters of a given size.
 pub fn sized(cols: u16, rows: u16) -> ConnectParams {
     ConnectParams {
@@ -323,101 +352,3 @@ pub fn peak_rss_bytes(pid: i32) -> u64 {
         .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
     kib * 1024
 }
-
-/// A whole HTTP answer, from [`http_send`] or parsed from raw bytes by [`parse_http_reply`].
-pub struct HttpReply {
-    pub status: hyper::StatusCode,
-    pub headers: hyper::HeaderMap,
-    pub body: bytes::Bytes,
-}
-
-impl HttpReply {
-    /// The JSON body of an answer with `status`.
-    #[track_caller]
-    pub fn json<T: serde::de::DeserializeOwned>(&self, status: hyper::StatusCode) -> T {
-        let text = String::from_utf8_lossy(&self.body);
-        assert_eq!(self.status, status, "answer {text}");
-        assert_eq!(self.header("content-type"), Some("application/json"));
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {text}"))
-    }
-
-    /// The error of a JSON error answer (`{"error":{"code":…,"message":…}}`) with `status`.
-    #[track_caller]
-    pub fn error(&self, status: hyper::StatusCode) -> catty::protocol::api::ErrorDetail {
-        let body: catty::protocol::api::ErrorBody = self.json(status);
-        let text = String::from_utf8_lossy(&self.body);
-        assert!(!body.error.code.is_empty(), "{text}");
-        assert!(!body.error.message.is_empty(), "{text}");
-        body.error
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-/// Sends `req` on a fresh connection with hyper's client and reads the whole answer.
-pub async fn http_send(
-    addr: SocketAddr,
-    mut req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
-) -> HttpReply {
-    use http_body_util::BodyExt;
-    let host = hyper::header::HeaderValue::from_str(&addr.to_string()).unwrap();
-    req.headers_mut().insert("host", host);
-    let exchange = async {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let io = hyper_util::rt::TokioIo::new(stream);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-        let answer = async move {
-            let (parts, body) = sender.send_request(req).await?.into_parts();
-            let body = body.collect().await?.to_bytes();
-            let (status, headers) = (parts.status, parts.headers);
-            Ok::<_, hyper::Error>(HttpReply {
-                status,
-                headers,
-                body,
-            })
-        };
-        tokio::pin!(conn, answer);
-        // The connection must be driven for the request to progress; it may finish first
-        // when the server closes right after answering.
-        let reply = tokio::select! {
-            reply = &mut answer => reply,
-            _ = &mut conn => answer.await,
-        };
-        reply.unwrap()
-    };
-    tokio::time::timeout(DEADLINE, exchange)
-        .await
-        .expect("an answer in time")
-}
-
-/// Parses a raw HTTP/1.1 answer with a `content-length` (or ended by the close); `None`
-/// until it is complete.
-pub fn parse_http_reply(raw: &[u8]) -> Option<HttpReply> {
-    use hyper::header::{HeaderName, HeaderValue};
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..end]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse::<u16>().ok()?;
-    let mut headers = hyper::HeaderMap::new();
-    for line in lines {
-        let (name, value) = line.split_once(':').unwrap();
-        let name = HeaderName::from_bytes(name.trim().as_bytes()).unwrap();
-        headers.append(name, HeaderValue::from_str(value.trim()).unwrap());
-    }
-    let rest = &raw[end + 4..];
-    let len = match headers.get("content-length") {
-        Some(len) => len.to_str().unwrap().parse().unwrap(),
-        None => rest.len(),
-    };
-    Some(HttpReply {
-        status: hyper::StatusCode::from_u16(status).unwrap(),
-        headers,
-        body: bytes::Bytes::copy_from_slice(rest.get(..len)?),
-    })
-}
-
-/// The daemon's harness (`tests/api_*.rs`).
-pub mod api;
-pub mod fly;

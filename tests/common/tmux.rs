@@ -1,32 +1,57 @@
 //! A real terminal for client tests: a private tmux server whose pane runs a shell with the
 //! test's environment; keys go in with `send-keys`, the screen comes out with `capture-pane`.
 
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::DEADLINE;
+use super::launch::{api_command, start_api};
 
 pub struct Tmux {
     socket: String,
     pub dirs: Rc<Dirs>,
 }
 
-/// What several terminals of one test share: the state directory, home and daemon port. The
-/// last one dropped stops the daemon and the sessions it started.
+/// What several terminals of one test share: the state directory, home and daemon address. The
+/// last one dropped stops the daemon (if the test did not start it elsewhere) and the sessions.
 pub struct Dirs {
     pub state: tempfile::TempDir,
     pub home: tempfile::TempDir,
-    pub api_addr: String,
+    pub api_addr: SocketAddr,
+    daemon: Daemon,
+}
+
+/// Who starts the daemon the terminals' client talks to.
+enum Daemon {
+    /// This module, before any client, as the client would (`Tmux::start`).
+    Here(Child),
+    /// The test, by its own means (a Fly.io daemon, a squatter); not ours to stop.
+    Test,
+    /// The first client. Its address is held by a socket bound with `SO_REUSEADDR` and never
+    /// listening: the kernel hands the port to no one else (no `bind` to port 0, no outgoing
+    /// connection), while the daemon, which binds with `SO_REUSEADDR` too, may listen on it.
+    Client { _held: tokio::net::TcpSocket },
 }
 
 impl Drop for Dirs {
     fn drop(&mut self) {
-        let _ = Command::new("pkill")
-            // `--`: the pattern starts with dashes, which pkill would take for an option.
-            .args(["-f", "--", &format!("--addr {}", self.api_addr)])
-            .output();
+        match &mut self.daemon {
+            Daemon::Here(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Daemon::Client { .. } => {
+                // The client started it as `catty api --addr ADDR`; `$`: not ADDR's prefix.
+                let pattern = format!("api --addr {}$", self.api_addr);
+                // `--`: the pattern may start with dashes, which pkill would take for options.
+                let _ = Command::new("pkill").args(["-f", "--", &pattern]).output();
+            }
+            Daemon::Test => {}
+        }
         let sessions = self.state.path().join("catty/sessions");
         let _ = Command::new("pkill")
             .args(["-f", &sessions.display().to_string()])
@@ -34,14 +59,81 @@ impl Drop for Dirs {
     }
 }
 
+impl Dirs {
+    /// The environment of the terminals' shells.
+    fn env(&self) -> Vec<(String, String)> {
+        pane_env(self.state.path(), self.home.path(), Some(self.api_addr))
+    }
+}
+
+/// The environment of a shell in a pane, and of the daemon started before it (no address yet).
+fn pane_env(state: &Path, home: &Path, api_addr: Option<SocketAddr>) -> Vec<(String, String)> {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_catty")).parent().unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), format!("{}:{path}", bin_dir.display())),
+        ("HOME".into(), home.display().to_string()),
+        ("XDG_STATE_HOME".into(), state.display().to_string()),
+        ("PS1".into(), "$ ".into()),
+        ("TERM".into(), "xterm-256color".into()),
+    ];
+    env.extend(api_addr.map(|addr| ("CATTY_API_ADDR".into(), addr.to_string())));
+    env
+}
+
 impl Tmux {
     /// A pane of `cols`x`rows` running bash in `cwd`, with catty on PATH, its own state
-    /// directory, home and daemon port.
+    /// directory and home, and a daemon started as the client would start it (`catty api`,
+    /// logging to the state directory, in its own process group).
     pub fn start(cwd: &Path, cols: u16, rows: u16) -> Tmux {
+        let (state, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let state_dir = state.path().join("catty");
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let log = std::fs::File::create(state_dir.join("api.log")).unwrap();
+        let mut cmd = api_command(&[]);
+        cmd.env_remove("CATTY_API_ADDR")
+            .envs(pane_env(state.path(), home.path(), None))
+            .stderr(log)
+            .process_group(0);
+        let (child, api_addr) = start_api(cmd);
+        let daemon = Daemon::Here(child);
+        let dirs = Dirs {
+            state,
+            home,
+            api_addr,
+            daemon,
+        };
+        Self::start_sharing(cwd, cols, rows, Rc::new(dirs))
+    }
+
+    /// Like [`Tmux::start`], but no daemon runs: the first `catty` command starts its own.
+    pub fn start_without_daemon(cwd: &Path, cols: u16, rows: u16) -> Tmux {
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.set_reuseaddr(true).unwrap();
+        held.bind(([127, 0, 0, 1], 0).into()).unwrap();
         let dirs = Dirs {
             state: tempfile::tempdir().unwrap(),
             home: tempfile::tempdir().unwrap(),
-            api_addr: format!("127.0.0.1:{}", free_port()),
+            api_addr: held.local_addr().unwrap(),
+            daemon: Daemon::Client { _held: held },
+        };
+        Self::start_sharing(cwd, cols, rows, Rc::new(dirs))
+    }
+
+    /// A pane whose client talks to the daemon on `api_addr`, which the test started (with
+    /// `state` as its `XDG_STATE_HOME`) or holds by other means.
+    pub fn start_with(
+        cwd: &Path,
+        cols: u16,
+        rows: u16,
+        state: tempfile::TempDir,
+        api_addr: SocketAddr,
+    ) -> Tmux {
+        let dirs = Dirs {
+            state,
+            home: tempfile::tempdir().unwrap(),
+            api_addr,
+            daemon: Daemon::Test,
         };
         Self::start_sharing(cwd, cols, rows, Rc::new(dirs))
     }
@@ -56,15 +148,6 @@ impl Tmux {
         let tmux = Tmux { socket, dirs };
         let conf = tmux.dirs.home.path().join(".tmux-test.conf");
         std::fs::write(&conf, "set -g history-limit 400000\n").unwrap();
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_catty"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let path = format!(
-            "{}:{}",
-            bin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
         let mut cmd = tmux.command();
         cmd.arg("-f").arg(&conf).args([
             "new-session",
@@ -77,27 +160,13 @@ impl Tmux {
         cmd.arg("-c").arg(cwd);
         // tmux resets PATH in new panes from its own: run the shell through `env`.
         cmd.arg("env");
-        for (k, v) in tmux.env(&path) {
+        for (k, v) in tmux.dirs.env() {
             cmd.arg(format!("{k}={v}"));
         }
         cmd.args(["bash", "--norc", "--noprofile"]);
         check(cmd.output().unwrap());
         tmux.wait_for("the shell prompt", |screen| screen.contains("$ "));
         tmux
-    }
-
-    fn env(&self, path: &str) -> Vec<(String, String)> {
-        vec![
-            ("PATH".into(), path.into()),
-            ("HOME".into(), self.dirs.home.path().display().to_string()),
-            (
-                "XDG_STATE_HOME".into(),
-                self.dirs.state.path().display().to_string(),
-            ),
-            ("CATTY_API_ADDR".into(), self.dirs.api_addr.clone()),
-            ("PS1".into(), "$ ".into()),
-            ("TERM".into(), "xterm-256color".into()),
-        ]
     }
 
     fn command(&self) -> Command {
@@ -108,12 +177,10 @@ impl Tmux {
 
     /// Runs `catty ARGS` outside the pane, with the pane's environment.
     pub fn catty(&self, args: &[&str]) -> Output {
-        let bin = env!("CARGO_BIN_EXE_catty");
-        let path = std::env::var("PATH").unwrap_or_default();
-        Command::new(bin)
+        Command::new(env!("CARGO_BIN_EXE_catty"))
             .args(args)
             .env_clear()
-            .envs(self.env(&path))
+            .envs(self.dirs.env())
             .output()
             .unwrap()
     }
@@ -236,13 +303,4 @@ fn check(out: Output) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

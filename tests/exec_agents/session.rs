@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use catty::protocol::ExitStatus;
 use tokio::sync::mpsc;
 
+use super::screens::{Classify, Verdict};
+use crate::common::repo::git;
 use crate::common::{self, Client, Runtime, TOKEN, sized};
-use crate::screens::{Classify, Verdict};
 
 const SCREEN: (u16, u16) = (120, 40);
 /// Claude Code took ~18 s to its prompt offline in the reference; allow plenty more.
@@ -61,11 +62,7 @@ impl AgentSession {
             .env("CATTY_LOG", "catty=debug")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("CATTY_TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
+            .stderr(common::runtime_log());
         let mut child = cmd.spawn().expect("start catty exec");
         let addr = common::listening_addr(&mut child);
         let runtime = Runtime {
@@ -193,13 +190,4 @@ fn kill_processes_using(home: &Path) {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
 }

@@ -11,6 +11,10 @@ use super::machines::Machine;
 use super::wire;
 
 /// One request the API received, as sent.
+#[allow(
+    dead_code,
+    reason = "a record: some fields only show in failure messages ({:?})"
+)]
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     pub method: String,
@@ -40,6 +44,10 @@ impl RecordedRequest {
 }
 
 /// One request the edge received.
+#[allow(
+    dead_code,
+    reason = "a record: some fields only show in failure messages ({:?})"
+)]
 #[derive(Debug, Clone)]
 pub struct EdgeRequest {
     pub method: String,
@@ -54,6 +62,10 @@ pub struct EdgeRequest {
 }
 
 /// A machine as a test sees it.
+#[allow(
+    dead_code,
+    reason = "a record: some fields only show in failure messages ({:?})"
+)]
 #[derive(Debug, Clone)]
 pub struct MachineView {
     pub id: String,

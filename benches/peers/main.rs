@@ -3,35 +3,23 @@
 //! owns like a user's terminal, in one run. `cargo bench --bench peers` (or `just bench`);
 //! `cargo bench --bench peers -- echo bulk` runs only those figures. Prints one table.
 
-#[path = "peers/bulk.rs"]
 mod bulk;
-#[path = "peers/contender.rs"]
 mod contender;
-#[path = "peers/daemon.rs"]
 mod daemon;
-#[path = "peers/data.rs"]
 mod data;
-#[path = "peers/echo.rs"]
 mod echo;
-#[path = "peers/interrupt.rs"]
 mod interrupt;
-#[path = "../tests/common/listen.rs"]
+#[path = "../../tests/common/launch.rs"]
+mod launch;
+#[path = "../../tests/common/listen.rs"]
 mod listen;
-#[path = "peers/memory.rs"]
 mod memory;
-#[path = "peers/proc.rs"]
 mod proc;
-#[path = "peers/pty.rs"]
 mod pty;
-#[path = "peers/report.rs"]
 mod report;
-#[path = "peers/resume.rs"]
 mod resume;
-#[path = "peers/sshd.rs"]
 mod sshd;
-#[path = "peers/startup.rs"]
 mod startup;
-#[path = "peers/upload.rs"]
 mod upload;
 
 use std::path::PathBuf;

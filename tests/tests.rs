@@ -1,0 +1,21 @@
+//! The integration tests: one crate, so the helpers in `common/` compile once, with a module
+//! per area. They drive the real binary (`CARGO_BIN_EXE_catty`) and real terminals.
+
+// A test crate has no public API: `pub` here only shares helpers between its own modules.
+#![allow(unreachable_pub)]
+
+mod common;
+
+mod api_http;
+mod api_restart;
+mod api_sandbox;
+mod api_sessions;
+mod client_e2e;
+mod client_upload;
+mod exec_agents;
+mod exec_http;
+mod exec_stream;
+mod exec_terminal;
+mod fly_fake;
+mod fly_provider;
+mod image_layout;
