@@ -3,6 +3,9 @@
 //! and without uploading a generated 80 MiB / 40,000-file workspace. `cargo bench --bench
 //! session` (or `just bench`).
 
+// A bench has no public API: `pub` here only shares items between its own modules.
+#![allow(unreachable_pub)]
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

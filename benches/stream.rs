@@ -2,6 +2,9 @@
 //! read from a bare PTY, and the runtime's idle memory. Run with `cargo bench --bench stream`
 //! (or `just bench`); it builds nothing itself, so the release binary comes from cargo.
 
+// A bench has no public API: `pub` here only shares items between its own modules.
+#![allow(unreachable_pub)]
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -10,6 +10,7 @@ mod api_http;
 mod api_restart;
 mod api_sandbox;
 mod api_sessions;
+mod boundary;
 mod client_e2e;
 mod client_upload;
 mod exec_agents;

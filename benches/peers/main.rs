@@ -3,6 +3,9 @@
 //! owns like a user's terminal, in one run. `cargo bench --bench peers` (or `just bench`);
 //! `cargo bench --bench peers -- echo bulk` runs only those figures. Prints one table.
 
+// A bench has no public API: `pub` here only shares items between its own modules.
+#![allow(unreachable_pub)]
+
 mod bulk;
 mod contender;
 mod daemon;
@@ -130,6 +133,7 @@ fn main() {
     // would be lost. (catty's runtime and sshd reset them for their programs.)
     for sig in [Signal::SIGINT, Signal::SIGQUIT] {
         // SAFETY: the default disposition installs no handler, and no other thread runs yet.
+        #[allow(unsafe_code)]
         unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }.expect("sigaction");
     }
     let wanted: Vec<String> = std::env::args()

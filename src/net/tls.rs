@@ -137,7 +137,7 @@ pub(crate) mod testing {
 
     /// A throwaway CA, and a server configuration for `localhost` signed by it that offers h2
     /// before http/1.1 (as Fly's edge may).
-    pub fn test_pki() -> (TlsRoots, Arc<rustls::ServerConfig>) {
+    pub(crate) fn test_pki() -> (TlsRoots, Arc<rustls::ServerConfig>) {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
