@@ -1,139 +1,168 @@
 //! Creating machines: what the fake refuses as Fly does, what it answers, where images come
 //! from.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::fly::{FakeFly, FakeFlyOptions};
 
 use super::{call, create, edit, error, expect, fake, list, machines_path, session_body, wait};
 
-#[tokio::test]
-async fn create_rejects_what_fly_rejects() {
+/// Posts `ok` with each edit (a JSON pointer and its new value, `None` to remove it) and
+/// checks that the fake refuses each with a 400 naming `reason`, and creates nothing.
+async fn assert_refused(edits: &[(&str, Option<Value>, &str)]) {
     let fake = fake();
     let path = machines_path(&fake);
-    let ok = session_body("s");
-    // Each bad body with a word its refusal must name, so each fails for its own reason.
-    let bad = [
-        (json!([ok.clone()]), "cannot unmarshal array"),
-        (edit(ok.clone(), "/config", None), "config is required"),
-        (edit(ok.clone(), "/config/image", None), "image is required"),
-        (
-            edit(ok.clone(), "/config/image", Some(json!(""))),
-            "image is required",
-        ),
-        (
-            edit(ok.clone(), "/config/env/CATTY_TTL_SEC", Some(json!(600))),
-            "config.env",
-        ),
-        (
-            edit(
-                ok.clone(),
-                "/config/metadata/catty_session",
-                Some(json!(true)),
-            ),
-            "config.metadata",
-        ),
-        (
-            edit(ok.clone(), "/config/restart/policy", Some(json!("on-fail"))),
-            "restart policy",
-        ),
-        (
-            edit(
-                ok.clone(),
-                "/config/restart/policy",
-                Some(json!("sometimes")),
-            ),
-            "restart policy",
-        ),
-        (
-            edit(ok.clone(), "/config/guest/cpus", Some(json!(3))),
-            "number of CPUs",
-        ),
-        (
-            edit(ok.clone(), "/config/guest/memory_mb", Some(json!(300))),
-            "256 MiB increments",
-        ),
-        (
-            edit(ok.clone(), "/config/guest/memory_mb", Some(json!(4096))),
-            "maximum is 2048 MB",
-        ),
-        (
-            edit(ok.clone(), "/config/guest/cpu_kind", Some(json!("turbo"))),
-            "cpu_kind",
-        ),
-        (
-            edit(
-                ok.clone(),
-                "/config/guest",
-                Some(json!({"cpu_kind": "performance", "cpus": 1, "memory_mb": 1024})),
-            ),
-            "minimum is 2048 MB",
-        ),
-        (
-            edit(
-                ok.clone(),
-                "/config/services/0/autostart",
-                Some(json!("true")),
-            ),
-            "autostart",
-        ),
-        (
-            edit(
-                ok.clone(),
-                "/config/services/0/autostop",
-                Some(json!("maybe")),
-            ),
-            "autostop",
-        ),
-        (
-            edit(
-                ok.clone(),
-                "/config/services/0/protocol",
-                Some(json!("http")),
-            ),
-            "protocol",
-        ),
-        (
-            edit(ok.clone(), "/config/services/0/internal_port", None),
-            "internal_port",
-        ),
-        (
-            edit(ok.clone(), "/config/stop_config/timeout", Some(json!("30"))),
-            "duration",
-        ),
-        (
-            edit(
-                ok.clone(),
-                "/config/stop_config/signal",
-                Some(json!("SIGWHAT")),
-            ),
-            "signal",
-        ),
-        (
-            edit(ok.clone(), "/config/auto_destroy", Some(json!("yes"))),
-            "auto_destroy",
-        ),
-        (edit(ok.clone(), "/region", Some(json!("mars"))), "region"),
-    ];
-    for (body, reason) in bad {
+    for (at, value, reason) in edits {
+        let body = edit(session_body("s"), at, value.clone());
         let reply = call(&fake, "POST", &path, Some(body.clone())).await;
         let message = error(&reply, 400);
         assert!(message.contains(reason), "{message:?} for {body}");
     }
     assert!(fake.machines().is_empty(), "nothing was created");
+}
 
-    // The shapes the table allows pass.
+#[tokio::test]
+async fn a_body_that_is_not_an_object_is_refused() {
+    let fake = fake();
+    let body = json!([session_body("s")]);
+    let reply = call(&fake, "POST", &machines_path(&fake), Some(body)).await;
+    assert!(error(&reply, 400).contains("cannot unmarshal array"));
+    assert!(fake.machines().is_empty());
+}
+
+#[tokio::test]
+async fn a_config_with_an_image_is_required() {
+    assert_refused(&[
+        ("/config", None, "config is required"),
+        ("/config/image", None, "image is required"),
+        ("/config/image", Some(json!("")), "image is required"),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn env_and_metadata_values_must_be_strings() {
+    assert_refused(&[
+        ("/config/env/CATTY_TTL_SEC", Some(json!(600)), "config.env"),
+        (
+            "/config/metadata/catty_session",
+            Some(json!(true)),
+            "config.metadata",
+        ),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn restart_policy_must_be_one_fly_knows() {
+    assert_refused(&[
+        (
+            "/config/restart/policy",
+            Some(json!("on-fail")),
+            "restart policy",
+        ),
+        (
+            "/config/restart/policy",
+            Some(json!("sometimes")),
+            "restart policy",
+        ),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn guest_sizes_outside_flys_table_are_refused() {
+    let small_performance = json!({"cpu_kind": "performance", "cpus": 1, "memory_mb": 1024});
+    assert_refused(&[
+        ("/config/guest/cpus", Some(json!(3)), "number of CPUs"),
+        (
+            "/config/guest/memory_mb",
+            Some(json!(300)),
+            "256 MiB increments",
+        ),
+        (
+            "/config/guest/memory_mb",
+            Some(json!(4096)),
+            "maximum is 2048 MB",
+        ),
+        ("/config/guest/cpu_kind", Some(json!("turbo")), "cpu_kind"),
+        (
+            "/config/guest",
+            Some(small_performance),
+            "minimum is 2048 MB",
+        ),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn service_fields_must_have_flys_types_and_values() {
+    assert_refused(&[
+        (
+            "/config/services/0/autostart",
+            Some(json!("true")),
+            "autostart",
+        ),
+        (
+            "/config/services/0/autostop",
+            Some(json!("maybe")),
+            "autostop",
+        ),
+        (
+            "/config/services/0/protocol",
+            Some(json!("http")),
+            "protocol",
+        ),
+        ("/config/services/0/internal_port", None, "internal_port"),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn stop_config_and_auto_destroy_are_checked() {
+    assert_refused(&[
+        ("/config/stop_config/timeout", Some(json!("30")), "duration"),
+        (
+            "/config/stop_config/signal",
+            Some(json!("SIGWHAT")),
+            "signal",
+        ),
+        ("/config/auto_destroy", Some(json!("yes")), "auto_destroy"),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn an_unknown_region_is_refused() {
+    assert_refused(&[("/region", Some(json!("mars")), "region")]).await;
+}
+
+#[tokio::test]
+async fn guest_sizes_in_flys_table_pass() {
+    let fake = fake();
     let perf = json!({"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096});
-    create(&fake, edit(ok.clone(), "/config/guest", Some(perf))).await;
+    create(&fake, edit(session_body("s"), "/config/guest", Some(perf))).await;
     let shared = json!({"cpu_kind": "shared", "cpus": 2, "memory_mb": 4096});
-    create(&fake, edit(ok.clone(), "/config/guest", Some(shared))).await;
+    create(
+        &fake,
+        edit(session_body("t"), "/config/guest", Some(shared)),
+    )
+    .await;
+    assert_eq!(fake.machines().len(), 2);
+}
 
-    // Not strict: the UNVERIFIED rules (§8 *) are off.
+#[tokio::test]
+async fn a_lenient_fake_lets_the_unverified_rules_through() {
+    // Not strict: the UNVERIFIED rules (reference §8 *) are off.
     let lenient = FakeFly::start(FakeFlyOptions {
         strict: false,
         ..FakeFlyOptions::default()
     });
-    let body = edit(ok.clone(), "/config/restart/policy", Some(json!("on-fail")));
+    let body = edit(
+        session_body("s"),
+        "/config/restart/policy",
+        Some(json!("on-fail")),
+    );
     let created = create(&lenient, edit(body, "/config/guest/cpus", Some(json!(3)))).await;
     assert_eq!(created["config"]["restart"]["policy"], "on-failure");
 }
