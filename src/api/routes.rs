@@ -19,6 +19,7 @@ use super::daemon::Daemon;
 use super::error::ApiError;
 use super::provider::Provider;
 use crate::net::http::{self, Body};
+use crate::protocol::HEALTHZ_PATH;
 
 /// Request bodies are a few hundred bytes; anything past this is not a session request.
 const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -49,7 +50,7 @@ pub(super) async fn route<P: Provider>(
 async fn answer<P: Provider>(daemon: &Daemon<P>, req: Request<Incoming>) -> Response<Body> {
     let answer = match check_browser(&req) {
         Err(e) => Err(e),
-        Ok(()) if req.uri().path() == "/healthz" => healthz(&req),
+        Ok(()) if req.uri().path() == HEALTHZ_PATH => healthz(&req),
         Ok(()) if !http::bearer_matches(&req, &daemon.token) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
 use crate::config::ClientConfig;
+use crate::protocol::HEALTHZ_PATH;
 use crate::protocol::api::ErrorBody;
 
 /// How long a freshly started daemon may take to answer.
@@ -134,7 +135,7 @@ async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> anyhow::Result<(St
 }
 
 async fn healthy(addr: SocketAddr) -> bool {
-    let req = Request::get("/healthz")
+    let req = Request::get(HEALTHZ_PATH)
         .header("host", addr.to_string())
         .body(Full::new(Bytes::new()))
         .unwrap();

@@ -15,7 +15,7 @@ use super::session::Session;
 use super::unpack;
 use crate::net::http::{self, Body, error};
 use crate::protocol::api::UploadDone;
-use crate::protocol::{ConnectParams, UPLOAD_LIMIT_BYTES};
+use crate::protocol::{CONNECT_PATH, ConnectParams, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH};
 
 /// What the endpoints share.
 pub(super) struct App {
@@ -38,15 +38,15 @@ pub(super) async fn route(
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => http::text("ok"),
-        (_, "/upload" | "/connect") if !authorized(&app, &req) => error(
+        (&Method::GET, HEALTHZ_PATH) => http::text("ok"),
+        (_, UPLOAD_PATH | CONNECT_PATH) if !authorized(&app, &req) => error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong bearer token",
         ),
-        (&Method::POST, "/upload") => upload(&app, req).await,
-        (&Method::GET, "/connect") => connect(&mut req, upgrades).await,
-        (_, "/healthz" | "/upload" | "/connect") => error(
+        (&Method::POST, UPLOAD_PATH) => upload(&app, req).await,
+        (&Method::GET, CONNECT_PATH) => connect(&mut req, upgrades).await,
+        (_, HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} is not allowed on {path}", req.method()),

@@ -5,12 +5,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::protocol::ConnectParams;
-
-/// The runtime's endpoints, relative to its base URL.
-const UPLOAD_PATH: &str = "/upload";
-const CONNECT_PATH: &str = "/connect";
-const HEALTHZ_PATH: &str = "/healthz";
+use crate::protocol::{CONNECT_PATH, ConnectParams, HEALTHZ_PATH, UPLOAD_PATH};
 
 /// Where a runtime answers: TLS or not, `host[:port]`, and a base path (empty, or starting
 /// with `/` and not ending with one). The scheme is only a choice of TLS: `ws` and `http` are

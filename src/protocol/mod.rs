@@ -78,6 +78,11 @@ use std::time::Duration;
 pub use api::Agent;
 pub use control::{ClientMsg, ConnectParams, ExitStatus, ParseError, ServerMsg, Signal};
 
+/// The runtime's endpoints, relative to its base URL (the daemon has a `/healthz` too).
+pub const HEALTHZ_PATH: &str = "/healthz";
+pub const UPLOAD_PATH: &str = "/upload";
+pub const CONNECT_PATH: &str = "/connect";
+
 /// Version carried in `ready.protocol`; bumped only for changes an old peer cannot ignore.
 pub const PROTOCOL_VERSION: u32 = 1;
 

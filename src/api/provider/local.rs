@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use super::sandbox::{Dirs, Sandbox};
 use super::{Liveness, Machine, MachineSpec, Provider, procfs, runtime_process};
 use crate::net::RuntimeUrl;
+use crate::protocol::HEALTHZ_PATH;
 use crate::{private_dir, sync};
 
 /// How long a runtime may take to print its address: it binds a port, nothing more.
@@ -366,7 +367,7 @@ async fn healthz(addr: SocketAddr) -> bool {
         let stream = TcpStream::connect(addr).await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        let req = hyper::Request::get("/healthz")
+        let req = hyper::Request::get(HEALTHZ_PATH)
             .header("host", addr.to_string())
             .body(Empty::<Bytes>::new())?;
         let answer = tokio::select! {
