@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use super::parse::{api_addr, current_exe, state_dir};
 use super::{Env, Logging, UsageError, parse_duration};
 use crate::cli::NewArgs;
@@ -41,7 +43,9 @@ pub struct NewOptions {
 }
 
 impl NewOptions {
-    pub fn new(args: NewArgs) -> Result<Self, UsageError> {
+    /// The request from the flags, and the directory the session starts from. A directory
+    /// that cannot be read is a failure (exit 1), not a usage error.
+    pub fn new(args: NewArgs) -> anyhow::Result<Self> {
         let agent = match args.agent {
             Some(name) => Agent::parse(&name).ok_or_else(|| {
                 UsageError(format!("--agent {name:?} is unknown ({})", Agent::CHOICES))
@@ -67,8 +71,7 @@ impl NewOptions {
             memory_mb: args.memory_mb,
             ttl_sec,
         };
-        let dir = std::env::current_dir()
-            .map_err(|e| UsageError(format!("cannot read the current directory: {e}")))?;
+        let dir = std::env::current_dir().context("cannot read the current directory")?;
         Ok(NewOptions {
             create,
             upload: !args.no_upload,
