@@ -62,9 +62,10 @@ impl Agent {
     pub const CHOICES: &'static str = "claude, codex, gemini or shell";
 }
 
+// `pad`, not `write_str`: `catty list` lines agents up with `{:<8}`.
 impl std::fmt::Display for Agent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -239,6 +240,11 @@ mod tests {
                 .contains("unknown agent \"vim\" (claude, codex, gemini or shell)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn agents_line_up_in_columns() {
+        assert_eq!(format!("{:<8}|", Agent::Shell), "shell   |");
     }
 
     #[test]
