@@ -8,12 +8,37 @@
 //! | `GET /healthz` | none | `200 ok` |
 //! | `POST /upload` | bearer | body `application/zip`, at most 100 MiB; unpacks into the workspace |
 //! | `GET /connect` | bearer | WebSocket upgrade; the terminal stream below |
+//! | `GET /sync/manifest[?after=G]` | bearer | the workspace as [`sync::Manifest`] (below) |
+//! | `GET /sync/file?path=P` | bearer | one file's bytes (`application/octet-stream`) |
+//! | `GET /sync/bundle[?base=SHA]` | bearer | the session's commits as a git bundle |
 //!
 //! Auth is `Authorization: Bearer <CONNECT_TOKEN>`, compared in constant time; a missing or
 //! wrong token is `401`. Errors are JSON: `{"error":{"code":"…","message":"…"}}`
 //! ([`api::ErrorBody`]). `/upload` answers `200` with [`api::UploadDone`], `400` naming the
 //! first bad entry (and leaves the workspace empty), `409` once a workspace was uploaded or
 //! the process has started, `413` past the size limit (the read stops there).
+//!
+//! # Sync-back (`/sync/…`)
+//!
+//! The agent's work comes back on requests of their own, never on the terminal stream, so
+//! file traffic cannot delay a keystroke. Each request is independent (a client that
+//! reconnects simply asks again), and the runtime does the work off its async thread.
+//!
+//! - `GET /sync/manifest` answers [`sync::Manifest`]: every file and symlink that git would
+//!   track in the session's tree (the workspace's ignore files, tracked files, and the
+//!   defaults of [`workspace`]; never `.git/`), with modes, sizes and SHA-256s, at a
+//!   `generation` that grows each time the workspace changes. With `after=G` the answer
+//!   waits until the generation passes `G`, at most [`sync::MANIFEST_WAIT_SEC`]; then it
+//!   answers the current manifest anyway. This is how a client follows changes live.
+//! - `GET /sync/file?path=P` (`P` percent-encoded, as in the manifest) answers the file's
+//!   bytes, at most [`sync::SYNC_FILE_MAX_BYTES`], with `x-catty-sha256`; `404` for a path
+//!   that is not a file of the manifest (the client asks for the manifest again).
+//! - `GET /sync/bundle?base=SHA` answers a git bundle of the workspace's `HEAD` with
+//!   `SHA` (what was uploaded) as its prerequisite when given, `204` when the workspace has
+//!   no commits, at most [`sync::BUNDLE_MAX_BYTES`].
+//!
+//! A client treats all of it as hostile input (SPEC section 9): it checks every path and
+//! size before it writes, and writes nothing outside its directory or into `.git/`.
 //!
 //! # The terminal stream (`GET /connect`)
 //!
@@ -72,6 +97,8 @@
 
 pub mod api;
 pub mod control;
+pub mod sync;
+pub mod workspace;
 
 use std::time::Duration;
 

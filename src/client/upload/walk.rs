@@ -15,12 +15,7 @@ use std::time::SystemTime;
 use ignore::{WalkBuilder, WalkState};
 
 use super::link::link_target;
-
-/// Directories skipped at any depth with all their contents, whatever the ignore files say.
-const SKIPPED_DIRS: &[&str] = &["node_modules", "__pycache__", ".venv", "venv"];
-/// Names skipped at any depth, whatever their kind (as a `.gitignore` line without `/`).
-const SKIPPED_NAMES: &[&str] = &[".git", ".env", ".DS_Store"];
-const SKIPPED_SUFFIXES: &[&str] = &[".pyc", ".log"];
+use crate::protocol::workspace;
 
 /// The paths to upload, sorted so that every directory comes before its contents.
 #[derive(Debug, Clone, Default)]
@@ -182,16 +177,9 @@ fn walker(root: &Path, in_repo: bool) -> WalkBuilder {
     builder
 }
 
-/// SPEC section 6's defaults, with `.gitignore` semantics: `node_modules/` is a directory
-/// only (not a symlink to one), `*.log` matches any kind.
+/// SPEC section 6's defaults ([`workspace::always_skipped`]) for a file name.
 pub fn always_skipped(name: &OsStr, is_dir: bool) -> bool {
-    let name = name.as_bytes();
-    let is = |list: &[&str]| list.iter().any(|n| name == n.as_bytes());
-    (is_dir && is(SKIPPED_DIRS))
-        || is(SKIPPED_NAMES)
-        || SKIPPED_SUFFIXES
-            .iter()
-            .any(|s| name.ends_with(s.as_bytes()))
+    workspace::always_skipped(name.as_bytes(), is_dir)
 }
 
 /// Whether the defaults skip a (non-directory) path: by its name or any directory above it.

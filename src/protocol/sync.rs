@@ -1,0 +1,145 @@
+//! The sync-back channel (SPEC section 9): what the runtime says about its workspace and how
+//! a client reads it. Types and limits only; the prose is in `protocol/mod.rs`.
+
+use serde::{Deserialize, Serialize};
+
+/// The longest a `GET /sync/manifest?after=G` waits for a change before it answers with the
+/// same generation: under the proxies' idle timeouts, like the stream's pings.
+pub const MANIFEST_WAIT_SEC: u64 = 25;
+
+/// The largest file the sync channel carries; a bigger one is listed but never fetched (the
+/// client reports it). Same budget as a whole upload.
+pub const SYNC_FILE_MAX_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The most entries a manifest may list; a client refuses a longer one.
+pub const MANIFEST_MAX_ENTRIES: usize = 200_000;
+
+/// The largest git bundle `GET /sync/bundle` sends; a client stops reading past it.
+pub const BUNDLE_MAX_BYTES: u64 = 200 * 1024 * 1024;
+
+/// `GET /sync/manifest`: every path of the workspace that git would track in the session's
+/// tree (its ignore files and the defaults of [`super::workspace`] applied), at `generation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Bumped each time the runtime sees the workspace change. Only ever grows.
+    pub generation: u64,
+    /// Sorted by path; directories are implied by their files (an empty one is not listed).
+    pub entries: Vec<ManifestEntry>,
+    /// The workspace repository's `HEAD` commit, when it is a git repository with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+}
+
+/// One file or symlink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// Relative, `/`-separated, UTF-8, no `.` or `..` component. A name that is not UTF-8 is
+    /// left out of the manifest.
+    pub path: String,
+    #[serde(flatten)]
+    pub kind: EntryKind,
+}
+
+/// What a path holds, with its content's SHA-256 in lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EntryKind {
+    File {
+        /// Whether any execute bit is set (files are written 0755 or 0644, nothing else).
+        executable: bool,
+        size: u64,
+        sha256: String,
+    },
+    Symlink {
+        /// The link's target as stored, not followed.
+        target: String,
+    },
+}
+
+/// The query of `GET /sync/file` for `path`: `path=` and the path percent-encoded (all but
+/// `A-Z a-z 0-9 - . _ ~ /`).
+pub fn file_query(path: &str) -> String {
+    let mut query = String::from("path=");
+    for byte in path.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                query.push(byte as char)
+            }
+            _ => query.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    query
+}
+
+/// The path a `GET /sync/file` query names; `None` unless it is exactly `path=…`, well
+/// encoded, UTF-8.
+pub fn parse_file_query(query: &str) -> Option<String> {
+    let encoded = query.strip_prefix("path=")?;
+    let mut bytes = Vec::with_capacity(encoded.len());
+    let mut rest = encoded.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        match byte {
+            b'%' => {
+                let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &tail[2..];
+            }
+            b'&' | b'=' | b'+' => return None,
+            _ => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_queries_round_trip() {
+        for path in ["src/main.rs", "a b/ü%&=+.txt", "x"] {
+            assert_eq!(parse_file_query(&file_query(path)).as_deref(), Some(path));
+        }
+        assert_eq!(file_query("a b"), "path=a%20b");
+        for bad in [
+            "",
+            "file=x",
+            "path=%zz",
+            "path=%4",
+            "path=a&b=c",
+            "path=%FF",
+        ] {
+            assert_eq!(parse_file_query(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn manifest_golden() {
+        let manifest = Manifest {
+            generation: 3,
+            entries: vec![
+                ManifestEntry {
+                    path: "bin/run".into(),
+                    kind: EntryKind::File {
+                        executable: true,
+                        size: 2,
+                        sha256: "ab".into(),
+                    },
+                },
+                ManifestEntry {
+                    path: "latest".into(),
+                    kind: EntryKind::Symlink {
+                        target: "bin/run".into(),
+                    },
+                },
+            ],
+            head: None,
+        };
+        let wire = r#"{"generation":3,"entries":[{"path":"bin/run","kind":"file","executable":true,"size":2,"sha256":"ab"},{"path":"latest","kind":"symlink","target":"bin/run"}]}"#;
+        assert_eq!(serde_json::to_string(&manifest).unwrap(), wire);
+        assert_eq!(serde_json::from_str::<Manifest>(wire).unwrap(), manifest);
+    }
+}
