@@ -19,4 +19,5 @@ mod exec_stream;
 mod exec_terminal;
 mod fly_fake;
 mod fly_provider;
+mod git_upload;
 mod image_layout;

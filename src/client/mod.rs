@@ -25,14 +25,28 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
         true => Some(scan_workspace(&cwd).await?),
         false => None,
     };
+    // The git history is found and bundled while the session is being created.
+    let history = workspace.as_ref().map(|_| upload::History::start(&cwd));
     let daemon = DaemonClient::ensure(config).await?;
     let created: SessionCreated = daemon.post("/v1/sessions", &options.create).await?;
     let label = created.label.clone();
     eprintln!("catty: session {label} (reattach with: catty connect {label})");
-    if let Some(workspace) = workspace {
+    if let (Some(workspace), Some(history)) = (workspace, history) {
         let progress = std::io::stderr().is_terminal();
         let (url, token) = (&created.connect_url, &created.connect_token);
-        let sent = upload::upload(&workspace, &cwd, url, token, &created.headers, progress).await;
+        let sent = upload::upload_with_history(
+            &workspace,
+            history,
+            &cwd,
+            url,
+            token,
+            &created.headers,
+            progress,
+        )
+        .await;
+        if let Some(note) = sent.as_ref().ok().and_then(|sent| sent.history.note()) {
+            eprintln!("catty: {note}");
+        }
         if let Err(e) = sent {
             // Leave nothing behind for an upload that failed.
             let stop = format!("/v1/sessions/{}/stop", created.session_id);

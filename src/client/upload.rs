@@ -1,9 +1,13 @@
 //! `catty new`'s workspace upload: list the directory as git would ([`scan`]), zip it as a
-//! stream ([`write_zip`]), check the size before a session exists ([`check_size`]), and POST
-//! the archive to the runtime's `/upload` while it is being written ([`upload`]).
+//! stream ([`write_zip`]), check the size before a session exists ([`check_size`]), POST the
+//! archive to the runtime's `/upload` while it is being written ([`upload`]), then the git
+//! history to `/git` ([`History`], [`upload_with_history`]).
 
 mod archive;
 mod archive_error;
+mod bundle;
+mod git;
+mod history;
 mod link;
 mod pack;
 mod size;
@@ -11,6 +15,7 @@ mod walk;
 
 pub use archive::write_zip;
 pub use archive_error::ArchiveError;
+pub use history::{History, HistoryOutcome};
 pub use pack::DEFLATE_LEVEL;
 pub use size::{SizeError, TooLarge, check_size};
 pub use walk::{Entry, Kind, ScanError, Workspace, always_skipped, scan};
@@ -34,6 +39,7 @@ use tokio::sync::oneshot;
 use tokio_util::io::ReaderStream;
 
 use crate::net::RuntimeUrl;
+use crate::protocol::UPLOAD_LIMIT_BYTES;
 use crate::protocol::api::{ErrorBody, UploadDone};
 
 /// Archive bytes buffered between the zip writer and the socket: keeps the socket busy while
@@ -97,6 +103,39 @@ impl fmt::Display for UploadError {
 // No source(): each message already includes its cause.
 impl std::error::Error for UploadError {}
 
+/// What [`upload_with_history`] did.
+#[derive(Debug)]
+pub struct Uploaded {
+    pub done: UploadDone,
+    /// The zip's size: what it took of the upload budget.
+    pub archive_bytes: u64,
+    pub history: HistoryOutcome,
+}
+
+/// Uploads `ws` ([`upload`]), then the git history `history` prepared (in what the zip left
+/// of the upload budget). Only the workspace's upload can fail: a history that cannot be
+/// sent is a [`HistoryOutcome::Failed`] for the caller to report.
+pub async fn upload_with_history(
+    ws: &Workspace,
+    history: History,
+    root: &Path,
+    connect_url: &str,
+    token: &str,
+    headers: &BTreeMap<String, String>,
+    progress: bool,
+) -> Result<Uploaded, UploadError> {
+    let (done, archive_bytes) = send_zip(ws, root, connect_url, token, headers, progress).await?;
+    let budget = UPLOAD_LIMIT_BYTES.saturating_sub(archive_bytes);
+    let history = history
+        .send(connect_url, token, headers, budget, progress)
+        .await;
+    Ok(Uploaded {
+        done,
+        archive_bytes,
+        history,
+    })
+}
+
 /// Uploads `ws` (paths relative to `root`) to the runtime at `connect_url` (`http://host:port`,
 /// or `https://…` over TLS) as one chunked `POST /upload`, zipping while sending. With
 /// `progress` (stderr is a terminal), a progress bar on stderr counts the bytes read; it is
@@ -109,12 +148,27 @@ pub async fn upload(
     headers: &BTreeMap<String, String>,
     progress: bool,
 ) -> Result<UploadDone, UploadError> {
+    let sent = send_zip(ws, root, connect_url, token, headers, progress).await;
+    sent.map(|(done, _)| done)
+}
+
+/// [`upload`], which also says how long the archive was.
+async fn send_zip(
+    ws: &Workspace,
+    root: &Path,
+    connect_url: &str,
+    token: &str,
+    headers: &BTreeMap<String, String>,
+    progress: bool,
+) -> Result<(UploadDone, u64), UploadError> {
     let runtime = RuntimeUrl::parse(connect_url).map_err(|bad| UploadError::BadUrl(bad.0))?;
     let (pipe_out, pipe_in) = tokio::io::duplex(PIPE_BYTES);
     let (zipped_tx, zipped_rx) = oneshot::channel();
-    let req = request(&runtime, token, headers, body(pipe_out, zipped_rx))?;
+    let target = runtime.upload_path();
+    let body = body(pipe_out, zipped_rx);
+    let req = request(&runtime, target, "application/zip", token, headers, body)?;
     let conn = open_connection(&runtime).await?;
-    let bar = progress_bar(ws.total_bytes(), progress);
+    let bar = progress_bar("uploading", ws.total_bytes(), progress);
     let zip = async {
         let zipped = write_zip(ws, root, pipe_in, |n| bar.inc(n)).await;
         let _ = zipped_tx.send(zipped.is_ok());
@@ -138,18 +192,22 @@ async fn open_connection(runtime: &RuntimeUrl) -> Result<RuntimeIo, UploadError>
     Ok(TokioIo::new(stream))
 }
 
+/// A `POST` of `body` to `target` (a request target of `runtime`) with the token and the
+/// daemon's headers.
 fn request(
     runtime: &RuntimeUrl,
+    target: String,
+    content_type: &str,
     token: &str,
     headers: &BTreeMap<String, String>,
     body: UploadBody,
 ) -> Result<Request<UploadBody>, UploadError> {
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"));
     let bearer = bearer.map_err(|_| UploadError::BadHeader(AUTHORIZATION.to_string()))?;
-    let mut req = Request::post(runtime.upload_path())
+    let mut req = Request::post(target)
         .header(HOST, runtime.authority())
         .header(AUTHORIZATION, bearer)
-        .header(CONTENT_TYPE, "application/zip");
+        .header(CONTENT_TYPE, content_type);
     for (name, value) in headers {
         let bad = || UploadError::BadHeader(name.clone());
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
@@ -189,14 +247,24 @@ fn verdict(
     runtime: &RuntimeUrl,
     answer: Result<(StatusCode, Bytes), hyper::Error>,
     zipped: Result<u64, ArchiveError>,
-) -> Result<UploadDone, UploadError> {
+) -> Result<(UploadDone, u64), UploadError> {
     // A file we could not read is the cause, whatever became of the aborted request. A write
     // error only echoes the connection's fate, which the answer tells better.
     if let Err(err @ ArchiveError::Read { .. }) = zipped {
         return Err(UploadError::Archive(err));
     }
+    let body = answer_body(&runtime.upload_url(), answer)?;
+    let archive_bytes = zipped.map_err(UploadError::Archive)?;
+    Ok((parse_answer(&body)?, archive_bytes))
+}
+
+/// The body of a successful answer from `url`, or why there is none.
+fn answer_body(
+    url: &str,
+    answer: Result<(StatusCode, Bytes), hyper::Error>,
+) -> Result<Bytes, UploadError> {
     let (status, body) = answer.map_err(|err| UploadError::Http {
-        url: runtime.upload_url(),
+        url: url.to_string(),
         err,
     })?;
     if !status.is_success() {
@@ -206,9 +274,13 @@ fn verdict(
         };
         return Err(UploadError::Refused { status, message });
     }
-    zipped.map_err(UploadError::Archive)?;
-    serde_json::from_slice(&body)
-        .map_err(|_| UploadError::BadAnswer(snippet(&body).unwrap_or_default()))
+    Ok(body)
+}
+
+/// A 200's JSON body.
+fn parse_answer<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, UploadError> {
+    serde_json::from_slice(body)
+        .map_err(|_| UploadError::BadAnswer(snippet(body).unwrap_or_default()))
 }
 
 fn snippet(body: &[u8]) -> Option<String> {
@@ -217,12 +289,15 @@ fn snippet(body: &[u8]) -> Option<String> {
     (!text.is_empty()).then(|| text.chars().take(ANSWER_SNIPPET_CHARS).collect())
 }
 
-fn progress_bar(total_bytes: u64, show: bool) -> ProgressBar {
+/// A bar on stderr counting bytes, headed `label`; hidden unless `show`.
+fn progress_bar(label: &str, total_bytes: u64, show: bool) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }
-    let template = "uploading [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec}, eta {eta}";
-    let style = ProgressStyle::with_template(template).expect("a valid template");
+    let template = format!(
+        "{label} [{{bar:30}}] {{binary_bytes}}/{{binary_total_bytes}} {{binary_bytes_per_sec}}, eta {{eta}}"
+    );
+    let style = ProgressStyle::with_template(&template).expect("a valid template");
     ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr())
         .with_style(style.progress_chars("=> "))
 }

@@ -5,11 +5,13 @@
 mod agents;
 mod buffer;
 mod command;
+mod git;
 mod process;
 mod pty;
 mod screen;
 mod server;
 mod session;
+mod spool;
 mod stream;
 pub mod unpack;
 
@@ -39,6 +41,7 @@ pub async fn run(
         session: session.clone(),
         token: config.token.clone(),
         workspace: config.workspace.clone(),
+        child_env: config.child_env.clone(),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let server = crate::net::serve(listener, async { stopped.await.unwrap_or(()) }, |stream| {

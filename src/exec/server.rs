@@ -1,21 +1,24 @@
-//! The runtime's HTTP endpoints: `/healthz`, `/upload` and the `/connect` upgrade.
+//! The runtime's HTTP endpoints: `/healthz`, `/upload` and the `/connect` upgrade (`/git` is
+//! `git.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::session::Session;
-use super::unpack;
+use super::spool::spool;
+use super::{git, unpack};
 use crate::net::http::{self, Body, error};
 use crate::protocol::api::UploadDone;
-use crate::protocol::{CONNECT_PATH, ConnectParams, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH};
+use crate::protocol::{
+    CONNECT_PATH, ConnectParams, GIT_PATH, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH,
+};
 
 /// What the endpoints share.
 pub(super) struct App {
@@ -23,6 +26,8 @@ pub(super) struct App {
     /// `None` only with `--insecure-no-token`.
     pub token: Option<String>,
     pub workspace: PathBuf,
+    /// The program's environment: `/git` runs git in it (its `GIT_*` variables aside).
+    pub child_env: Vec<(String, String)>,
 }
 
 /// A `/connect` request that was answered with 101: the connection task takes it from here.
@@ -46,6 +51,7 @@ pub(super) async fn route(
         ),
         (&Method::POST, UPLOAD_PATH) => upload(&app, req).await,
         (&Method::GET, CONNECT_PATH) => connect(&mut req, upgrades).await,
+        (_, GIT_PATH) => git::receive(&app, req).await,
         (_, HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -59,8 +65,8 @@ pub(super) async fn route(
     }
 }
 
-/// `/upload` and `/connect` need the token, unless the runtime runs without one.
-fn authorized<B>(app: &App, req: &Request<B>) -> bool {
+/// `/upload`, `/git` and `/connect` need the token, unless the runtime runs without one.
+pub(super) fn authorized<B>(app: &App, req: &Request<B>) -> bool {
     app.token
         .as_ref()
         .is_none_or(|token| http::bearer_matches(req, token))
@@ -101,7 +107,7 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
         Err(why) => return error(StatusCode::CONFLICT, "conflict", why),
     };
     let started = std::time::Instant::now();
-    let spool = match spool(req.into_body()).await {
+    let spool = match spool(req.into_body(), UPLOAD_LIMIT_BYTES, "upload", ".zip").await {
         Ok(Some(spool)) => spool,
         Ok(None) => return too_large(),
         Err(e) => {
@@ -113,9 +119,9 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
     };
     let received = started.elapsed();
-    match unpack::unpack(spool.path(), &app.workspace, &unpack::Limits::DEFAULT).await {
+    match unpack::unpack(spool.file.path(), &app.workspace, &unpack::Limits::DEFAULT).await {
         Ok(done) => {
-            slot.done();
+            slot.done(spool.bytes);
             let (files, bytes) = (done.files, done.bytes);
             let unpacked = started.elapsed() - received;
             tracing::info!(files, bytes, ?received, ?unpacked, "workspace uploaded");
@@ -146,28 +152,4 @@ fn too_large() -> Response<Body> {
     resp.headers_mut()
         .insert(CONNECTION, "close".parse().unwrap());
     resp
-}
-
-/// Streams the body to a temporary file. `Ok(None)` once it passes the limit: the read stops
-/// there.
-async fn spool(mut body: Incoming) -> std::io::Result<Option<tempfile::NamedTempFile>> {
-    let spool = tempfile::Builder::new()
-        .prefix("catty-upload-")
-        .suffix(".zip")
-        .tempfile()?;
-    let mut file = tokio::fs::File::from_std(spool.reopen()?);
-    let mut total = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(std::io::Error::other)?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        total += data.len() as u64;
-        if total > UPLOAD_LIMIT_BYTES {
-            return Ok(None);
-        }
-        file.write_all(&data).await?;
-    }
-    file.flush().await?;
-    Ok(Some(spool))
 }

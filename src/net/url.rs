@@ -1,11 +1,11 @@
 //! A runtime's base URL, parsed once ([`RuntimeUrl`]): the one place that splits
 //! `http(s)://` or `ws(s)://host[:port][/base]` and builds the runtime's endpoints from it
-//! (`/upload`, `/connect?…`, `/healthz`).
+//! (`/upload`, `/git`, `/connect?…`, `/healthz`).
 
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::protocol::{CONNECT_PATH, ConnectParams, HEALTHZ_PATH, UPLOAD_PATH};
+use crate::protocol::{CONNECT_PATH, ConnectParams, GIT_PATH, HEALTHZ_PATH, UPLOAD_PATH};
 
 /// Where a runtime answers: TLS or not, `host[:port]`, and a base path (empty, or starting
 /// with `/` and not ending with one). The scheme is only a choice of TLS: `ws` and `http` are
@@ -79,6 +79,16 @@ impl RuntimeUrl {
     /// The full `/upload` URL, for messages.
     pub fn upload_url(&self) -> String {
         format!("{self}{UPLOAD_PATH}")
+    }
+
+    /// The request target of `POST /git` with `query` (a [`crate::protocol::git::GitParams`]).
+    pub fn git_path(&self, query: &str) -> String {
+        format!("{}{GIT_PATH}?{query}", self.base)
+    }
+
+    /// The full `/git` URL, for messages.
+    pub fn git_url(&self) -> String {
+        format!("{self}{GIT_PATH}")
     }
 
     /// The request target of the `GET /connect` upgrade with `params` as its query.

@@ -8,6 +8,7 @@
 //! | `GET /healthz` | none | `200 ok` |
 //! | `POST /upload` | bearer | body `application/zip`, at most 100 MiB; unpacks into the workspace |
 //! | `GET /connect` | bearer | WebSocket upgrade; the terminal stream below |
+//! | `POST /git[?branch=…]` | bearer | body a git bundle of `HEAD`; makes the workspace a git repository (below) |
 //! | `GET /sync/manifest[?after=G]` | bearer | the workspace as [`sync::Manifest`] (below) |
 //! | `GET /sync/file?path=P` | bearer | one file's bytes (`application/octet-stream`) |
 //! | `GET /sync/bundle[?base=SHA]` | bearer | the session's commits as a git bundle |
@@ -17,6 +18,21 @@
 //! ([`api::ErrorBody`]). `/upload` answers `200` with [`api::UploadDone`], `400` naming the
 //! first bad entry (and leaves the workspace empty), `409` once a workspace was uploaded or
 //! the process has started, `413` past the size limit (the read stops there).
+//!
+//! # The history (`POST /git`)
+//!
+//! After `/upload`, a client whose directory is the top of a git work tree sends `git bundle
+//! create - HEAD` ([`git::GIT_BUNDLE_TYPE`]; empty for a repository without commits), with
+//! [`git::GitParams`] as the query: the branch (none for a detached `HEAD`), the shallow
+//! boundary commits when the history is cut, and the client's `user.name`/`user.email`. The
+//! runtime makes the workspace a repository whose `HEAD` is that commit on that branch and
+//! whose index is `HEAD` (so the uploaded files show as the user's uncommitted changes), and
+//! sets the identity repository-locally only where `git commit` would otherwise fail. The zip
+//! and the bundle share one budget: the body may be at most [`UPLOAD_LIMIT_BYTES`] minus the
+//! zip's size (`413` past it). Answers: `200` [`git::GitDone`]; `400` for a bad query or
+//! bundle; `409` before `/upload`, after a first `/git`, once the process has started, or
+//! when the upload holds a `.git`; `500` if git fails. On any error no `.git` is left. The
+//! program does not start while `/git` runs.
 //!
 //! # Sync-back (`/sync/…`)
 //!
@@ -97,6 +113,7 @@
 
 pub mod api;
 pub mod control;
+pub mod git;
 pub mod sync;
 pub mod workspace;
 
@@ -109,6 +126,7 @@ pub use control::{ClientMsg, ConnectParams, ExitStatus, ParseError, ServerMsg, S
 pub const HEALTHZ_PATH: &str = "/healthz";
 pub const UPLOAD_PATH: &str = "/upload";
 pub const CONNECT_PATH: &str = "/connect";
+pub const GIT_PATH: &str = "/git";
 
 /// Version carried in `ready.protocol`; bumped only for changes an old peer cannot ignore.
 pub const PROTOCOL_VERSION: u32 = 1;

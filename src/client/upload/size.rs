@@ -151,7 +151,7 @@ impl fmt::Display for TooLarge {
 impl std::error::Error for TooLarge {}
 
 /// `48.0 MiB`, `512 B`.
-fn human(bytes: u64) -> String {
+pub(super) fn human(bytes: u64) -> String {
     match bytes {
         b if b >= 1024 * MIB => format!("{:.1} GiB", b as f64 / (1024 * MIB) as f64),
         b if b >= MIB => format!("{:.1} MiB", b as f64 / MIB as f64),

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use super::upload_slot::Upload;
 use super::{ConnId, Session};
 use crate::exec::pty::Master;
 use crate::protocol::ExitStatus;
@@ -20,16 +19,15 @@ pub(super) enum Phase {
 }
 
 impl Session {
-    /// Waits for an interactive attach and for any upload in progress to finish. Returns the
-    /// size the program starts at.
+    /// Waits for an interactive attach and for any upload (or `/git`) in progress to finish.
+    /// Returns the size the program starts at.
     pub(crate) async fn wait_for_start(&self) -> (u16, u16) {
         let mut changed = self.subscribe();
         loop {
             changed.borrow_and_update();
             {
                 let st = self.lock();
-                if let (Phase::NotStarted(Some(size)), false) =
-                    (&st.phase, st.upload == Upload::Busy)
+                if let (Phase::NotStarted(Some(size)), false) = (&st.phase, st.upload.holds_start())
                 {
                     return *size;
                 }
