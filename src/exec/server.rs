@@ -122,9 +122,16 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
     match unpack::unpack(spool.file.path(), &app.workspace, &unpack::Limits::DEFAULT).await {
         Ok(done) => {
             slot.done(spool.bytes);
-            let (files, bytes) = (done.files, done.bytes);
+            let (files, bytes, archive_bytes) = (done.files, done.bytes, spool.bytes);
             let unpacked = started.elapsed() - received;
-            tracing::info!(files, bytes, ?received, ?unpacked, "workspace uploaded");
+            tracing::info!(
+                files,
+                bytes,
+                archive_bytes,
+                ?received,
+                ?unpacked,
+                "workspace uploaded"
+            );
             http::json(StatusCode::OK, &UploadDone { files, bytes })
         }
         Err(e) if e.is_bad_input() => {

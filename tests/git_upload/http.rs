@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use catty::client::upload;
 use catty::protocol::ConnectParams;
+use catty::protocol::git::GitParams;
 use http_body_util::Full;
 use hyper::{Request, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::repo::write_file;
+use super::fixture;
+use crate::common::repo::{git, write_file};
 use crate::common::{Client, DEADLINE, HttpReply, Runtime, TOKEN, http_send, parse_http_reply};
 
 fn git_request(auth: bool, body: &'static [u8]) -> Request<Full<Bytes>> {
@@ -135,5 +137,63 @@ async fn a_history_past_what_the_zip_left_is_413() {
         err.message.contains("left of its budget"),
         "{}",
         err.message
+    );
+}
+
+/// While `/git` runs (its body half sent), an attach does not start the program: it starts
+/// once the repository is in place, and sees it.
+#[tokio::test]
+async fn the_program_waits_for_the_history() {
+    let repo = fixture();
+    let argv = ["sh", "-c", "git symbolic-ref --short HEAD 2>&1; sleep 100"];
+    let rt = Runtime::start(&argv, &[]);
+    let ws = upload::scan(repo.path()).unwrap();
+    let (url, headers) = (rt.http(), BTreeMap::new());
+    upload::upload(&ws, repo.path(), &url, TOKEN, &headers, false)
+        .await
+        .unwrap();
+    let bundle = git(repo.path(), &["bundle", "create", "-q", "-", "HEAD"]);
+    let query = GitParams {
+        branch: Some("topic/naïve".into()),
+        ..GitParams::default()
+    }
+    .to_query();
+    let mut socket = tokio::net::TcpStream::connect(rt.addr).await.unwrap();
+    let head = format!(
+        "POST /git?{query} HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-length: {}\r\n\r\n",
+        rt.addr,
+        bundle.len()
+    );
+    let (first, rest) = bundle.split_at(bundle.len() / 2);
+    socket.write_all(head.as_bytes()).await.unwrap();
+    socket.write_all(first).await.unwrap();
+    // Once a second /git says the first is in progress, the slot is held.
+    let busy = post_git(&rt, true, b"").await.error(StatusCode::CONFLICT);
+    assert!(busy.message.contains("in progress"), "{}", busy.message);
+    let mut client = Client::connect(rt.addr, &ConnectParams::default())
+        .await
+        .unwrap();
+    socket.write_all(rest).await.unwrap();
+    let mut raw = Vec::new();
+    let answer = async {
+        let mut buf = [0u8; 4096];
+        while parse_http_reply(&raw).is_none() {
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before answering");
+            raw.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(DEADLINE, answer).await.unwrap();
+    parse_http_reply(&raw)
+        .unwrap()
+        .json::<serde_json::Value>(StatusCode::OK);
+    client
+        .read_until("the program's first line", |c| c.text().contains('\n'))
+        .await;
+    assert!(
+        client.text().starts_with("topic/naïve"),
+        "{}",
+        client.text()
     );
 }

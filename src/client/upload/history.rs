@@ -183,12 +183,18 @@ async fn fit(
         return Ok(Some(full));
     }
     let spinner = spinner("cutting the git history to fit", progress);
+    let cut = cut(repo, budget).await;
+    spinner.finish_and_clear();
+    cut.map(Some)
+}
+
+/// The deepest of [`SHALLOW_DEPTHS`] whose bundle fits in `budget`.
+async fn cut(repo: &Repo, budget: u64) -> Result<Bundle, String> {
     for depth in SHALLOW_DEPTHS {
         if let Some(bundle) = bundle::shallow(repo, depth, budget).await? {
-            return Ok(Some(bundle));
+            return Ok(bundle);
         }
     }
-    spinner.finish_and_clear();
     Err(format!(
         "even its last commit takes more than the {} the files left of the upload budget",
         human(budget)
