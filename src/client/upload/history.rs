@@ -149,6 +149,10 @@ impl History {
                 bundle_bytes: bundle.as_ref().map_or(0, |b| b.bytes),
                 depth: bundle.and_then(|b| b.depth),
             },
+            // The upload's own wording would speak of an archive.
+            Err(UploadError::Refused { status, message }) => {
+                HistoryOutcome::Failed(format!("the runtime answered {status}: {message}"))
+            }
             Err(e) => HistoryOutcome::Failed(e.to_string()),
         }
     }
