@@ -11,6 +11,7 @@ mod screen;
 mod server;
 mod session;
 mod stream;
+mod sync;
 pub mod unpack;
 
 use std::convert::Infallible;
@@ -39,6 +40,7 @@ pub async fn run(
         session: session.clone(),
         token: config.token.clone(),
         workspace: config.workspace.clone(),
+        sync: sync::SyncBack::new(config.workspace.clone()),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let server = crate::net::serve(listener, async { stopped.await.unwrap_or(()) }, |stream| {

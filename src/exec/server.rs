@@ -1,10 +1,11 @@
-//! The runtime's HTTP endpoints: `/healthz`, `/upload` and the `/connect` upgrade.
+//! The runtime's HTTP endpoints: `/healthz`, `/upload`, the `/connect` upgrade and the
+//! sync-back requests (`/sync/…`, answered by `sync/`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response, StatusCode};
@@ -12,9 +13,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::session::Session;
+use super::sync::SyncBack;
 use super::unpack;
 use crate::net::http::{self, Body, error};
 use crate::protocol::api::UploadDone;
+use crate::protocol::sync::{SYNC_BUNDLE_PATH, SYNC_FILE_PATH, SYNC_MANIFEST_PATH};
 use crate::protocol::{CONNECT_PATH, ConnectParams, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH};
 
 /// What the endpoints share.
@@ -23,6 +26,7 @@ pub(super) struct App {
     /// `None` only with `--insecure-no-token`.
     pub token: Option<String>,
     pub workspace: PathBuf,
+    pub sync: SyncBack,
 }
 
 /// A `/connect` request that was answered with 101: the connection task takes it from here.
@@ -39,14 +43,24 @@ pub(super) async fn route(
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET, HEALTHZ_PATH) => http::text("ok"),
-        (_, UPLOAD_PATH | CONNECT_PATH) if !authorized(&app, &req) => error(
+        (
+            _,
+            UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH | SYNC_BUNDLE_PATH,
+        ) if !authorized(&app, &req) => error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong bearer token",
         ),
         (&Method::POST, UPLOAD_PATH) => upload(&app, req).await,
         (&Method::GET, CONNECT_PATH) => connect(&mut req, upgrades).await,
-        (_, HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH) => error(
+        (&Method::GET, SYNC_MANIFEST_PATH) => app.sync.manifest(req.uri().query()).await,
+        (&Method::GET, SYNC_FILE_PATH) => app.sync.file(req.uri().query()).await,
+        (&Method::GET, SYNC_BUNDLE_PATH) => app.sync.bundle(req.uri().query()).await,
+        (
+            _,
+            HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH
+            | SYNC_BUNDLE_PATH,
+        ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} is not allowed on {path}", req.method()),
@@ -59,7 +73,7 @@ pub(super) async fn route(
     }
 }
 
-/// `/upload` and `/connect` need the token, unless the runtime runs without one.
+/// `/upload`, `/connect` and `/sync/…` need the token, unless the runtime runs without one.
 fn authorized<B>(app: &App, req: &Request<B>) -> bool {
     app.token
         .as_ref()
@@ -82,7 +96,7 @@ async fn connect(req: &mut Request<Incoming>, upgrades: mpsc::Sender<Upgrade>) -
         Ok((resp, socket)) => {
             // The connection task is waiting for exactly this; the channel has room.
             let _ = upgrades.try_send(Upgrade { socket, params });
-            resp.map(|_| Full::new(Bytes::new()))
+            resp.map(|_| http::full(Bytes::new()))
         }
         Err(e) => error(StatusCode::BAD_REQUEST, "bad_upgrade", e.to_string()),
     }
