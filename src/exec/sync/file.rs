@@ -160,3 +160,65 @@ fn stream(file: File, size: u64, sha256: &str, chunks: &mpsc::Sender<io::Result<
     let _ = chunks.blocking_send(last);
     sent
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::sync::hashes::{open_root, sha256};
+
+    #[test]
+    fn no_symlink_is_followed_on_the_way_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        std::fs::write(dir.path().join("real/f"), "x").unwrap();
+        std::os::unix::fs::symlink("real", dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("real/f", dir.path().join("f-link")).unwrap();
+        let root = open_root(dir.path()).unwrap();
+        assert!(open_beneath(&root, "real/f").is_ok());
+        assert!(
+            open_beneath(&root, "link/f").is_err(),
+            "a symlinked directory"
+        );
+        assert!(
+            open_beneath(&root, "f-link").is_err(),
+            "a symlink to a file"
+        );
+        assert!(open_beneath(&root, "real").is_err(), "a directory");
+    }
+
+    /// Sends `data` announced with `sha256`; what arrives on the channel.
+    fn sent(data: &[u8], sha256: &str) -> (Sent, Vec<io::Result<Bytes>>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), data).unwrap();
+        let file = File::open(dir.path().join("f")).unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let how = stream(file, data.len() as u64, sha256, &tx);
+        drop(tx);
+        let mut chunks = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            chunks.push(chunk);
+        }
+        (how, chunks)
+    }
+
+    #[test]
+    fn the_bytes_go_out_whole_when_they_hash_to_the_head() {
+        let data = vec![7u8; READ_CHUNK_BYTES * 2 + 5];
+        let (how, chunks) = sent(&data, &sha256(&data[..]).unwrap());
+        assert_eq!(how, Sent::Done);
+        let got: Vec<u8> = chunks.into_iter().flat_map(|c| c.unwrap()).collect();
+        assert_eq!(got, data);
+    }
+
+    #[test]
+    fn bytes_that_differ_from_the_head_end_in_an_error() {
+        let data = vec![7u8; READ_CHUNK_BYTES * 2 + 5];
+        let (how, chunks) = sent(&data, &sha256(&b"other"[..]).unwrap());
+        assert_eq!(how, Sent::Mismatch);
+        assert!(
+            chunks.last().unwrap().is_err(),
+            "the last chunk is held back"
+        );
+        assert_eq!(chunks.len(), 3, "two chunks, then the error");
+    }
+}
