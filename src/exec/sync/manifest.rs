@@ -181,7 +181,10 @@ impl Manifests {
         });
         *lock(&self.last) = Some(snapshot.clone());
         let took = started.elapsed();
-        *lock(&self.pace) = Some((Instant::now(), took));
+        // The first one hashes everything once: no measure of what following changes costs.
+        if previous.is_some() {
+            *lock(&self.pace) = Some((Instant::now(), took));
+        }
         tracing::debug!(generation, entries = count, ?took, "sync manifest");
         Ok(snapshot)
     }
