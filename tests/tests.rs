@@ -16,6 +16,7 @@ mod client_upload;
 mod exec_agents;
 mod exec_http;
 mod exec_stream;
+mod exec_sync;
 mod exec_terminal;
 mod fly_fake;
 mod fly_provider;

@@ -13,6 +13,7 @@ mod server;
 mod session;
 mod spool;
 mod stream;
+mod sync;
 pub mod unpack;
 
 use std::convert::Infallible;
@@ -42,6 +43,7 @@ pub async fn run(
         token: config.token.clone(),
         workspace: config.workspace.clone(),
         child_env: config.child_env.clone(),
+        sync: sync::SyncBack::new(config.workspace.clone()),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let server = crate::net::serve(listener, async { stopped.await.unwrap_or(()) }, |stream| {

@@ -1,11 +1,10 @@
-//! The runtime's HTTP endpoints: `/healthz`, `/upload` and the `/connect` upgrade (`/git` is
-//! `git.rs`).
+//! The runtime's HTTP endpoints: `/healthz`, `/upload`, the `/connect` upgrade, `/git`
+//! (answered by `git.rs`) and the sync-back requests (`/sync/…`, answered by `sync/`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response, StatusCode};
@@ -13,9 +12,11 @@ use tokio::sync::mpsc;
 
 use super::session::Session;
 use super::spool::spool;
+use super::sync::SyncBack;
 use super::{git, unpack};
 use crate::net::http::{self, Body, error};
 use crate::protocol::api::UploadDone;
+use crate::protocol::sync::{SYNC_BUNDLE_PATH, SYNC_FILE_PATH, SYNC_MANIFEST_PATH};
 use crate::protocol::{
     CONNECT_PATH, ConnectParams, GIT_PATH, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH,
 };
@@ -28,6 +29,7 @@ pub(super) struct App {
     pub workspace: PathBuf,
     /// The program's environment: `/git` runs git in it (its `GIT_*` variables aside).
     pub child_env: Vec<(String, String)>,
+    pub sync: SyncBack,
 }
 
 /// A `/connect` request that was answered with 101: the connection task takes it from here.
@@ -44,7 +46,10 @@ pub(super) async fn route(
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
         (&Method::GET, HEALTHZ_PATH) => http::text("ok"),
-        (_, UPLOAD_PATH | CONNECT_PATH) if !authorized(&app, &req) => error(
+        (
+            _,
+            UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH | SYNC_BUNDLE_PATH,
+        ) if !authorized(&app, &req) => error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "missing or wrong bearer token",
@@ -52,7 +57,14 @@ pub(super) async fn route(
         (&Method::POST, UPLOAD_PATH) => upload(&app, req).await,
         (&Method::GET, CONNECT_PATH) => connect(&mut req, upgrades).await,
         (_, GIT_PATH) => git::receive(&app, req).await,
-        (_, HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH) => error(
+        (&Method::GET, SYNC_MANIFEST_PATH) => app.sync.manifest(req.uri().query()).await,
+        (&Method::GET, SYNC_FILE_PATH) => app.sync.file(req.uri().query()).await,
+        (&Method::GET, SYNC_BUNDLE_PATH) => app.sync.bundle(req.uri().query()).await,
+        (
+            _,
+            HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH
+            | SYNC_BUNDLE_PATH,
+        ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{} is not allowed on {path}", req.method()),
@@ -65,7 +77,8 @@ pub(super) async fn route(
     }
 }
 
-/// `/upload`, `/git` and `/connect` need the token, unless the runtime runs without one.
+/// `/upload`, `/git`, `/connect` and `/sync/…` need the token, unless the runtime runs
+/// without one.
 pub(super) fn authorized<B>(app: &App, req: &Request<B>) -> bool {
     app.token
         .as_ref()
@@ -88,7 +101,7 @@ async fn connect(req: &mut Request<Incoming>, upgrades: mpsc::Sender<Upgrade>) -
         Ok((resp, socket)) => {
             // The connection task is waiting for exactly this; the channel has room.
             let _ = upgrades.try_send(Upgrade { socket, params });
-            resp.map(|_| Full::new(Bytes::new()))
+            resp.map(|_| http::full(Bytes::new()))
         }
         Err(e) => error(StatusCode::BAD_REQUEST, "bad_upgrade", e.to_string()),
     }

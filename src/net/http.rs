@@ -2,7 +2,8 @@
 //! the one JSON error shape, and the bearer-token check.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
@@ -10,18 +11,27 @@ use subtle::ConstantTimeEq;
 
 use crate::protocol::api::ErrorBody;
 
-/// The body of every answer: small and complete.
-pub type Body = Full<Bytes>;
+/// The body of every answer: complete bytes ([`full`]), or a stream (the runtime's files and
+/// bundles) that ends in an error when what it carries cannot be finished, so the client sees
+/// a cut answer rather than a short one.
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A complete body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 /// A plain-text answer (`/healthz`'s `ok`).
 pub fn text(text: &'static str) -> Response<Body> {
-    Response::new(Full::new(Bytes::from_static(text.as_bytes())))
+    Response::new(full(Bytes::from_static(text.as_bytes())))
 }
 
 /// `value` as a JSON answer with `status`.
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let body = serde_json::to_vec(value).expect("answers serialize");
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

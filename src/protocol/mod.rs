@@ -51,7 +51,8 @@
 //!   that is not a file of the manifest (the client asks for the manifest again).
 //! - `GET /sync/bundle?base=SHA` answers a git bundle of the workspace's `HEAD` with
 //!   `SHA` (what was uploaded) as its prerequisite when given, `204` when the workspace has
-//!   no commits, at most [`sync::BUNDLE_MAX_BYTES`].
+//!   no commits (or none that `SHA` lacks), at most [`sync::BUNDLE_MAX_BYTES`]. A `SHA` the
+//!   workspace does not have gives the whole history.
 //!
 //! A client treats all of it as hostile input (SPEC section 9): it checks every path and
 //! size before it writes, and writes nothing outside its directory or into `.git/`.

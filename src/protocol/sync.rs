@@ -3,6 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The sync-back endpoints, relative to the runtime's base URL.
+pub const SYNC_MANIFEST_PATH: &str = "/sync/manifest";
+pub const SYNC_FILE_PATH: &str = "/sync/file";
+pub const SYNC_BUNDLE_PATH: &str = "/sync/bundle";
+
+/// The response header of `GET /sync/file` with the SHA-256 (lowercase hex) of the bytes sent.
+pub const SHA256_HEADER: &str = "x-catty-sha256";
+
 /// The longest a `GET /sync/manifest?after=G` waits for a change before it answers with the
 /// same generation: under the proxies' idle timeouts, like the stream's pings.
 pub const MANIFEST_WAIT_SEC: u64 = 25;
