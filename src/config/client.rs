@@ -38,6 +38,8 @@ impl ClientConfig {
 pub struct NewOptions {
     pub create: CreateSession,
     pub upload: bool,
+    /// Whether the session's changes come back while attached (`--no-sync` turns it off).
+    pub sync: bool,
     /// The directory the session starts from: the current one.
     pub dir: PathBuf,
 }
@@ -75,6 +77,7 @@ impl NewOptions {
         Ok(NewOptions {
             create,
             upload: !args.no_upload,
+            sync: !args.no_sync,
             dir,
         })
     }
@@ -96,6 +99,7 @@ mod tests {
             let args = NewArgs {
                 agent: agent.map(String::from),
                 no_upload: false,
+                no_sync: false,
                 region: None,
                 cpus: None,
                 memory_mb: None,

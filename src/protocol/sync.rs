@@ -3,6 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The sync endpoints, relative to the runtime's base URL (the prose is in `protocol/mod.rs`).
+pub const MANIFEST_PATH: &str = "/sync/manifest";
+pub const FILE_PATH: &str = "/sync/file";
+pub const BUNDLE_PATH: &str = "/sync/bundle";
+/// The header of a `GET /sync/file` answer that carries the bytes' SHA-256 (lowercase hex).
+pub const SHA256_HEADER: &str = "x-catty-sha256";
+
 /// The longest a `GET /sync/manifest?after=G` waits for a change before it answers with the
 /// same generation: under the proxies' idle timeouts, like the stream's pings.
 pub const MANIFEST_WAIT_SEC: u64 = 25;

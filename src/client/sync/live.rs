@@ -1,0 +1,119 @@
+//! Live sync while attached: a task of its own long-polls `GET /sync/manifest?after=G` on
+//! its own connections and applies each new manifest (file work on blocking threads), so the
+//! terminal stream never waits for it. It reconnects with backoff, says nothing unless there
+//! is a conflict or a refusal, and ends with a last pull when the program has exited.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::apply::{self, Say, SyncSession};
+use super::remote::RemoteError;
+use super::{Branch, Counts, Link, Summary, branch, manifest, pull_with};
+use crate::task::AbortOnDrop;
+
+/// Waits between attempts while the runtime cannot be reached, doubling up to the maximum.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A session followed live. Dropping it stops the task at once (a write in flight still
+/// completes or leaves nothing: writes are atomic).
+pub struct Live {
+    sync: Arc<SyncSession>,
+    stop: watch::Sender<bool>,
+    task: AbortOnDrop<Counts>,
+}
+
+impl Live {
+    /// Starts following `link` into the directory of its base (or `here`).
+    pub fn start(link: &Link, state_dir: &Path, here: &Path, say: Say) -> anyhow::Result<Live> {
+        let sync = Arc::new(SyncSession::new(link, state_dir, here.to_owned(), say)?);
+        let (stop, stopped) = watch::channel(false);
+        let task = AbortOnDrop(tokio::spawn(follow(sync.clone(), stopped)));
+        Ok(Live { sync, stop, task })
+    }
+
+    /// Stops following after the round in progress; what the rounds did.
+    pub async fn stop(mut self) -> Counts {
+        let _ = self.stop.send(true);
+        // Joined, not cancelled. A panic in the task counts as nothing done.
+        (&mut self.task.0).await.unwrap_or_default()
+    }
+
+    /// Stops following, then pulls once more (the program has exited): the whole session's
+    /// summary, files and branch.
+    pub async fn finish(self) -> anyhow::Result<Summary> {
+        let sync = self.sync.clone();
+        let followed = self.stop().await;
+        let mut summary = pull_with(&sync).await?;
+        summary.counts.add(followed);
+        Ok(summary)
+    }
+}
+
+/// The loop: one manifest at a time, each new generation applied.
+async fn follow(sync: Arc<SyncSession>, mut stopped: watch::Receiver<bool>) -> Counts {
+    let mut counts = Counts::default();
+    let mut generation = None;
+    let mut head_seen = None;
+    let mut backoff = Duration::ZERO;
+    loop {
+        let polled = tokio::select! {
+            polled = manifest(&sync.remote, generation) => polled,
+            _ = stopped.changed() => return counts,
+        };
+        let wait = match polled {
+            Ok(manifest) if Some(manifest.generation) == generation => Duration::ZERO,
+            Ok(manifest) => {
+                let this = manifest.generation;
+                let head = manifest.head.clone();
+                match apply::round(&sync, manifest).await {
+                    Ok(round) => {
+                        counts.add(round.counts);
+                        if head.is_some() && head != head_seen {
+                            let got = branch::fetch(&sync, &round.base, head.as_deref()).await;
+                            if let Branch::Failed(why) = &got {
+                                sync.say_once(&format!("the session's commits: {why}"));
+                            } else {
+                                head_seen = head;
+                            }
+                        }
+                        // Something moved under the round: ask again, without waiting for a
+                        // change that already happened.
+                        generation = round.retry.is_none().then_some(this);
+                        backoff = Duration::ZERO;
+                        if round.retry.is_some() {
+                            BACKOFF_FIRST
+                        } else {
+                            Duration::ZERO
+                        }
+                    }
+                    Err(e) => {
+                        sync.say_once(&format!("sync stopped: {e:#}"));
+                        return counts;
+                    }
+                }
+            }
+            Err(e @ RemoteError::Status(..)) => {
+                // No sync endpoints, a refused token: nothing will change by retrying.
+                sync.say_once(&format!("files do not sync back from {}: {e}", sync.label));
+                return counts;
+            }
+            Err(e) => {
+                if let RemoteError::Broken(why) = e {
+                    sync.say_once(&format!("a broken answer from {}: {why}", sync.label));
+                }
+                backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
+                backoff
+            }
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stopped.changed() => return counts,
+            }
+        }
+    }
+}
