@@ -7,6 +7,7 @@ mod branch;
 mod conflicts;
 mod hostile;
 mod live;
+mod new;
 mod scale;
 
 use std::os::unix::fs::PermissionsExt;

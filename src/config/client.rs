@@ -116,4 +116,13 @@ mod tests {
         assert_eq!(agent(Some("gemini"), &[]).unwrap(), "gemini");
         assert!(agent(Some("vi"), &[]).is_err());
     }
+
+    #[test]
+    fn no_sync_turns_live_sync_off() {
+        use argh::FromArgs;
+        let options = |args: &[&str]| NewOptions::new(NewArgs::from_args(&["new"], args).unwrap());
+        assert!(options(&[]).unwrap().sync);
+        assert!(!options(&["--no-sync"]).unwrap().sync);
+        assert!(options(&["--no-sync"]).unwrap().upload, "uploads still");
+    }
 }

@@ -1,7 +1,8 @@
 //! Live sync while attached: a task of its own long-polls `GET /sync/manifest?after=G` on
 //! its own connections and applies each new manifest (file work on blocking threads), so the
 //! terminal stream never waits for it. It reconnects with backoff, says nothing unless there
-//! is a conflict or a refusal, and ends with a last pull when the program has exited.
+//! is a conflict or a refusal, and ends with a last pull when the program has exited. A
+//! runtime without sync endpoints ends it quietly.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,7 +24,14 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct Live {
     sync: Arc<SyncSession>,
     stop: watch::Sender<bool>,
-    task: AbortOnDrop<Counts>,
+    task: AbortOnDrop<Followed>,
+}
+
+/// What the task did, and whether the runtime turned out to have no sync endpoints.
+#[derive(Debug, Default)]
+struct Followed {
+    counts: Counts,
+    unsupported: bool,
 }
 
 impl Live {
@@ -36,25 +44,42 @@ impl Live {
     }
 
     /// Stops following after the round in progress; what the rounds did.
-    pub async fn stop(mut self) -> Counts {
+    pub async fn stop(self) -> Counts {
+        self.join().await.counts
+    }
+
+    /// Stops following, then pulls once more (the program has exited): the whole session's
+    /// summary, files and branch. `None` when the runtime has no sync endpoints.
+    pub async fn finish(self) -> anyhow::Result<Option<Summary>> {
+        let sync = self.sync.clone();
+        let followed = self.join().await;
+        if followed.unsupported {
+            return Ok(None);
+        }
+        let mut summary = match pull_with(&sync).await {
+            Ok(summary) => summary,
+            Err(e) if no_endpoints(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        summary.counts.add(followed.counts);
+        Ok(Some(summary))
+    }
+
+    async fn join(mut self) -> Followed {
         let _ = self.stop.send(true);
         // Joined, not cancelled. A panic in the task counts as nothing done.
         (&mut self.task.0).await.unwrap_or_default()
     }
+}
 
-    /// Stops following, then pulls once more (the program has exited): the whole session's
-    /// summary, files and branch.
-    pub async fn finish(self) -> anyhow::Result<Summary> {
-        let sync = self.sync.clone();
-        let followed = self.stop().await;
-        let mut summary = pull_with(&sync).await?;
-        summary.counts.add(followed);
-        Ok(summary)
-    }
+/// Whether `e` says the runtime has no sync endpoints (`404` for the manifest).
+fn no_endpoints(e: &anyhow::Error) -> bool {
+    let status = |e: &RemoteError| matches!(e, RemoteError::Status(s, _) if s.as_u16() == 404);
+    e.downcast_ref::<RemoteError>().is_some_and(status)
 }
 
 /// The loop: one manifest at a time, each new generation applied.
-async fn follow(sync: Arc<SyncSession>, mut stopped: watch::Receiver<bool>) -> Counts {
+async fn follow(sync: Arc<SyncSession>, mut stopped: watch::Receiver<bool>) -> Followed {
     let mut counts = Counts::default();
     let mut generation = None;
     let mut head_seen = None;
@@ -62,7 +87,7 @@ async fn follow(sync: Arc<SyncSession>, mut stopped: watch::Receiver<bool>) -> C
     loop {
         let polled = tokio::select! {
             polled = manifest(&sync.remote, generation) => polled,
-            _ = stopped.changed() => return counts,
+            _ = stopped.changed() => return Followed { counts, unsupported: false },
         };
         let wait = match polled {
             Ok(manifest) if Some(manifest.generation) == generation => Duration::ZERO,
@@ -92,14 +117,22 @@ async fn follow(sync: Arc<SyncSession>, mut stopped: watch::Receiver<bool>) -> C
                     }
                     Err(e) => {
                         sync.say_once(&format!("sync stopped: {e:#}"));
-                        return counts;
+                        return Followed {
+                            counts,
+                            unsupported: false,
+                        };
                     }
                 }
             }
             Err(e @ RemoteError::Status(..)) => {
-                // No sync endpoints, a refused token: nothing will change by retrying.
-                sync.say_once(&format!("files do not sync back from {}: {e}", sync.label));
-                return counts;
+                // A runtime without sync endpoints (an older image), a refused token: retrying
+                // changes nothing, and a line in the middle of the agent's screen helps no one
+                // (`catty pull` says it).
+                tracing::info!(session = %sync.label, "no live sync: {e}");
+                return Followed {
+                    counts,
+                    unsupported: true,
+                };
             }
             Err(e) => {
                 if let RemoteError::Broken(why) = e {
@@ -112,7 +145,7 @@ async fn follow(sync: Arc<SyncSession>, mut stopped: watch::Receiver<bool>) -> C
         if !wait.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                _ = stopped.changed() => return counts,
+                _ = stopped.changed() => return Followed { counts, unsupported: false },
             }
         }
     }
