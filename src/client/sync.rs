@@ -1,18 +1,20 @@
 //! Sync-back (SPEC section 9): the session's files and commits come back into the directory
 //! it was started from. `base` remembers what the local files are known to equal, `check`
-//! refuses what a hostile runtime may send, `plan` decides per path, `apply` runs a round,
-//! `fetch` brings files, `disk` writes without ever following a symlink, `remote` talks to the
-//! runtime, `branch` fetches commits, `live` follows changes while attached, `diff` shows them.
+//! refuses what a hostile runtime may send, `decision` judges a path, `planner` acts on it,
+//! `apply` runs a round, `fetch` brings files, `disk` writes without ever following a symlink,
+//! `remote` talks to the runtime, `branch` fetches commits, `live` follows changes while
+//! attached, `diff` shows them.
 
 mod apply;
 mod base;
 mod branch;
 mod check;
+mod decision;
 mod diff;
 mod disk;
 mod fetch;
 mod live;
-mod plan;
+mod planner;
 mod remote;
 
 pub use apply::Say;

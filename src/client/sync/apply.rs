@@ -14,9 +14,10 @@ use futures_util::StreamExt;
 use super::Counts;
 use super::base::{Base, Store};
 use super::check::{self, Checked, shown};
+use super::decision::Local;
 use super::disk::Root;
 use super::fetch::{self, Dest, Fetched, Job, PARALLEL_FETCHES};
-use super::plan::{Decision, Local, decide};
+use super::planner::Planner;
 use super::remote::Remote;
 use crate::protocol::sync::{EntryKind, Manifest};
 
@@ -92,28 +93,9 @@ pub(super) async fn round(sync: &Arc<SyncSession>, manifest: Manifest) -> anyhow
         mut base,
         mut counts,
         jobs,
-        project,
+        roots,
     } = prepared;
-    let mut retry = None;
-    if !jobs.is_empty() {
-        let conflicts = Arc::new(Root::open(&sync.store.conflicts(&sync.session_id)?)?);
-        let fetches = jobs.into_iter().map(|job| {
-            let root = match job.dest {
-                Dest::Project { .. } => project.clone(),
-                Dest::Conflict { .. } | Dest::Scratch => conflicts.clone(),
-            };
-            let remote = &sync.remote;
-            async move { (fetch::fetch(remote, root, job.clone()).await, job) }
-        });
-        let mut fetched = futures_util::stream::iter(fetches).buffer_unordered(PARALLEL_FETCHES);
-        while let Some((outcome, job)) = fetched.next().await {
-            match outcome {
-                Fetched::Written => done(sync, &mut base, &mut counts, &conflicts, job),
-                Fetched::Retry(why) => retry = Some(format!("{}: {why}", shown(&job.path))),
-                Fetched::Failed(line) => sync.say_once(&line),
-            }
-        }
-    }
+    let retry = fetch_all(sync, jobs, roots, &mut base, &mut counts).await;
     let s = sync.clone();
     let base = blocking(move || {
         s.store.save(&s.session_id, &base)?;
@@ -128,8 +110,37 @@ pub(super) async fn round(sync: &Arc<SyncSession>, manifest: Manifest) -> anyhow
     })
 }
 
+/// Fetches the round's files a few at a time, recording each in the base as it lands; what
+/// moved meanwhile, if anything.
+async fn fetch_all(
+    sync: &SyncSession,
+    jobs: Vec<Job>,
+    roots: Roots,
+    base: &mut Base,
+    counts: &mut Counts,
+) -> Option<String> {
+    let fetches = jobs.into_iter().filter_map(|job| {
+        let root = match job.dest {
+            Dest::Project { .. } => roots.project.clone(),
+            Dest::Conflict { .. } | Dest::Scratch => roots.conflicts.clone()?,
+        };
+        let remote = &sync.remote;
+        Some(async move { (fetch::fetch(remote, root, job.clone()).await, job) })
+    });
+    let mut fetched = futures_util::stream::iter(fetches).buffer_unordered(PARALLEL_FETCHES);
+    let mut retry = None;
+    while let Some((outcome, job)) = fetched.next().await {
+        match outcome {
+            Fetched::Written => done(sync, base, counts, job),
+            Fetched::Retry(why) => retry = Some(format!("{}: {why}", shown(&job.path))),
+            Fetched::Failed(line) => sync.say_once(&line),
+        }
+    }
+    retry
+}
+
 /// Records a fetched file in the base, or says where the session's version was put.
-fn done(sync: &SyncSession, base: &mut Base, counts: &mut Counts, conflicts: &Root, job: Job) {
+fn done(sync: &SyncSession, base: &mut Base, counts: &mut Counts, job: Job) {
     let kind = EntryKind::File {
         executable: job.executable,
         size: job.size,
@@ -144,28 +155,37 @@ fn done(sync: &SyncSession, base: &mut Base, counts: &mut Counts, conflicts: &Ro
             base.conflicts.remove(&job.path);
             base.files.insert(job.path, kind);
         }
-        Dest::Conflict { why } => {
+        Dest::Conflict { why, at } => {
             counts.conflicts += 1;
-            sync.say(&conflict_line(&job.path, &why, conflicts));
+            sync.say(&conflict_line(&job.path, &why, &at));
             base.conflicts.insert(job.path, Some(kind));
         }
         Dest::Scratch => {}
     }
 }
 
-fn conflict_line(path: &str, why: &str, conflicts: &Root) -> String {
+/// The line for a conflict: the path, how the two sides differ, and where the session's
+/// version is.
+pub(super) fn conflict_line(path: &str, why: &str, at: &std::path::Path) -> String {
     format!(
         "conflict: {} {why}; the session's version is at {} (copy it over yours to take it)",
         shown(path),
-        shown(&conflicts.display(path).to_string_lossy())
+        shown(&at.to_string_lossy())
     )
 }
 
+/// What a round does once its files are fetched.
 struct Prepared {
     base: Base,
     counts: Counts,
     jobs: Vec<Job>,
-    project: Arc<Root>,
+    roots: Roots,
+}
+
+/// The project, and the conflicts directory when the round has conflicts.
+pub(super) struct Roots {
+    pub project: Arc<Root>,
+    pub conflicts: Option<Arc<Root>>,
 }
 
 /// The blocking part before any fetch: checks, deletions, symlinks and the list of files to
@@ -174,16 +194,7 @@ fn prepare(sync: &SyncSession, manifest: Manifest) -> anyhow::Result<Prepared> {
     let mut base = sync.base()?;
     let project = Root::open(&base.dir)
         .with_context(|| format!("cannot open {} to sync into", base.dir.display()))?;
-    let checked = match check::check(manifest) {
-        Ok(checked) => checked,
-        Err(line) => {
-            sync.say_once(&line);
-            Checked::default()
-        }
-    };
-    for line in &checked.lines {
-        sync.say_once(line);
-    }
+    let checked = checked(sync, manifest);
     if !sync.cleaned.swap(true, Ordering::Relaxed) {
         let paths = checked.entries.keys().chain(base.files.keys());
         let dirs: BTreeSet<&str> = paths
@@ -201,13 +212,7 @@ fn prepare(sync: &SyncSession, manifest: Manifest) -> anyhow::Result<Prepared> {
         .filter(|p| remote.get(*p) != base.files.get(*p) && !checked.refused.contains(*p))
         .cloned()
         .collect();
-    let mut planner = Planner {
-        sync,
-        project,
-        counts: Counts::default(),
-        jobs: Vec::new(),
-        conflicts: None,
-    };
+    let mut planner = Planner::new(sync, project);
     let remote_dirs: HashSet<&str> = remote.keys().flat_map(|p| check::ancestors(p)).collect();
     for path in changed.iter().filter(|p| !remote.contains_key(*p)) {
         planner.delete(&mut base, path, &remote_dirs);
@@ -215,163 +220,28 @@ fn prepare(sync: &SyncSession, manifest: Manifest) -> anyhow::Result<Prepared> {
     for (path, kind) in changed.iter().filter_map(|p| Some((p, remote.get(p)?))) {
         planner.write(&mut base, path, kind);
     }
+    let (counts, jobs, roots) = planner.finish();
     Ok(Prepared {
         base,
-        counts: planner.counts,
-        jobs: planner.jobs,
-        project: Arc::new(planner.project),
+        counts,
+        jobs,
+        roots,
     })
 }
 
-struct Planner<'a> {
-    sync: &'a SyncSession,
-    project: Root,
-    counts: Counts,
-    jobs: Vec<Job>,
-    conflicts: Option<Root>,
-}
-
-impl Planner<'_> {
-    /// What is at `path` locally; `None` (said) when it cannot be read.
-    fn local(&self, path: &str) -> Option<Local> {
-        match self.project.local(path) {
-            Ok(local) => Some(local),
-            Err(e) => {
-                self.sync
-                    .say_once(&format!("cannot read {}: {e}", shown(path)));
-                None
-            }
+/// The manifest checked, its refusals said (once).
+fn checked(sync: &SyncSession, manifest: Manifest) -> Checked {
+    let checked = match check::check(manifest) {
+        Ok(checked) => checked,
+        Err(line) => {
+            sync.say_once(&line);
+            Checked::default()
         }
+    };
+    for line in &checked.lines {
+        sync.say_once(line);
     }
-
-    fn decide(
-        &self,
-        base: &Base,
-        path: &str,
-        remote: Option<&EntryKind>,
-    ) -> Option<(Local, Decision)> {
-        let local = self.local(path)?;
-        let reported = base.conflicts.get(path).map(Option::as_ref);
-        let decision = decide(base.files.get(path), remote, &local, reported);
-        Some((local, decision))
-    }
-
-    fn delete(&mut self, base: &mut Base, path: &str, remote_dirs: &HashSet<&str>) {
-        let Some((_, decision)) = self.decide(base, path, None) else {
-            return;
-        };
-        match decision {
-            Decision::Adopt => {}
-            Decision::Apply => {
-                if let Err(e) = self.project.remove(path, |dir| remote_dirs.contains(dir)) {
-                    let line = format!("cannot delete {}: {e}", shown(path));
-                    return self.sync.say_once(&line);
-                }
-                self.counts.deleted += 1;
-            }
-            Decision::Conflict => {
-                self.counts.conflicts += 1;
-                self.sync.say(&format!(
-                    "conflict: {} changed here but was deleted in the session; yours is kept (delete it to take the session's side)",
-                    shown(path)
-                ));
-                base.conflicts.insert(path.to_string(), None);
-                return;
-            }
-            Decision::KnownConflict => return,
-        }
-        base.files.remove(path);
-        base.conflicts.remove(path);
-    }
-
-    fn write(&mut self, base: &mut Base, path: &str, kind: &EntryKind) {
-        let Some((local, decision)) = self.decide(base, path, Some(kind)) else {
-            return;
-        };
-        let apply = match decision {
-            Decision::Adopt => true,
-            Decision::KnownConflict => return,
-            Decision::Apply => false,
-            Decision::Conflict => return self.conflict(base, path, kind, &local),
-        };
-        if !apply {
-            match kind {
-                EntryKind::File {
-                    executable,
-                    size,
-                    sha256,
-                } => {
-                    let dest = Dest::Project { before: local };
-                    return self.jobs.push(job(path, *executable, *size, sha256, dest));
-                }
-                EntryKind::Symlink { target } => {
-                    if let Err(e) = self.project.symlink(path, target) {
-                        let line = format!("cannot write the symlink {}: {e}", shown(path));
-                        return self.sync.say_once(&line);
-                    }
-                    match local {
-                        Local::Absent => self.counts.added += 1,
-                        _ => self.counts.changed += 1,
-                    }
-                }
-            }
-        }
-        base.files.insert(path.to_string(), kind.clone());
-        base.conflicts.remove(path);
-    }
-
-    /// Keeps the local side and puts the session's version in the conflicts directory.
-    fn conflict(&mut self, base: &mut Base, path: &str, kind: &EntryKind, local: &Local) {
-        let why = match local {
-            Local::Absent => "was deleted here but changed in the session".to_string(),
-            Local::Entry(_) => "changed here and in the session".to_string(),
-            Local::Other(what) => format!("is in the way here ({what})"),
-        };
-        match kind {
-            EntryKind::File {
-                executable,
-                size,
-                sha256,
-            } => {
-                let dest = Dest::Conflict { why };
-                self.jobs.push(job(path, *executable, *size, sha256, dest));
-            }
-            EntryKind::Symlink { target } => {
-                let sync = self.sync;
-                let Some(conflicts) = self.conflicts_root() else {
-                    return;
-                };
-                if let Err(e) = conflicts.symlink(path, target) {
-                    let line = format!("cannot keep the session's {}: {e}", shown(path));
-                    return sync.say_once(&line);
-                }
-                sync.say(&conflict_line(path, &why, conflicts));
-                self.counts.conflicts += 1;
-                base.conflicts.insert(path.to_string(), Some(kind.clone()));
-            }
-        }
-    }
-
-    fn conflicts_root(&mut self) -> Option<&Root> {
-        if self.conflicts.is_none() {
-            let dir = self.sync.store.conflicts(&self.sync.session_id);
-            match dir.and_then(|dir| Ok(Root::open(&dir)?)) {
-                Ok(root) => self.conflicts = Some(root),
-                Err(e) => self.sync.say_once(&format!("cannot keep conflicts: {e:#}")),
-            }
-        }
-        self.conflicts.as_ref()
-    }
-}
-
-fn job(path: &str, executable: bool, size: u64, sha256: &str, dest: Dest) -> Job {
-    Job {
-        path: path.to_string(),
-        executable,
-        size,
-        sha256: sha256.to_string(),
-        dest,
-    }
+    checked
 }
 
 /// Runs blocking file work off the async thread.

@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use super::decision::Local;
 use super::disk::Root;
-use super::plan::Local;
 use crate::client::upload::{Kind, Workspace};
 use crate::protocol::sync::EntryKind;
 

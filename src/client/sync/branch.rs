@@ -104,8 +104,11 @@ async fn fetch_bundle(sync: &SyncSession, base: &Base) -> anyhow::Result<Branch>
         .await
         .context("cannot run git")?;
     if !fetch.status.success() {
+        // What git says may quote the bundle's ref names: no control characters reach the
+        // terminal.
         let stderr = String::from_utf8_lossy(&fetch.stderr);
-        bail!("git fetch: {}", stderr.trim());
+        let plain = stderr.trim().replace(|c: char| c.is_control(), " ");
+        bail!("git fetch: {plain}");
     }
     let head = rev_parse(&base.dir, &format!("refs/heads/{name}")).await?;
     let commits = match &base.head {

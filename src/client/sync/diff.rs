@@ -13,9 +13,9 @@ use anyhow::{Context, bail};
 
 use super::apply::{Say, SyncSession, blocking};
 use super::check::{self, shown};
+use super::decision::Local;
 use super::disk::Root;
 use super::fetch::{self, Dest, Fetched, Job};
-use super::plan::Local;
 use super::{Link, manifest};
 use crate::protocol::sync::EntryKind;
 
@@ -28,6 +28,7 @@ pub async fn diff(link: &Link, state_dir: &Path, here: &Path, stat: bool) -> any
     let s = sync.clone();
     let scratch = blocking(move || Scratch::with_local_versions(&s, manifest)).await?;
     if scratch.paths.is_empty() {
+        eprintln!("catty: this directory has every change of {}", link.label);
         return Ok(0);
     }
     let before = scratch.tree()?;

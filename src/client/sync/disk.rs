@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::plan::Local;
+use super::decision::Local;
 use crate::protocol::sync::EntryKind;
 
 /// Names of the temp files sync writes: recognizable, so a killed client's are cleaned up.

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use tokio::sync::mpsc;
 
+use super::decision::Local;
 use super::disk::{self, Root};
-use super::plan::Local;
-use super::remote::{Remote, RemoteError};
+use super::remote::{Remote, RemoteError, Reply};
 use crate::protocol::sync::{FILE_PATH, SHA256_HEADER, file_query};
 
 /// Files fetched at once: enough to hide the round trips, few enough to stay polite.
@@ -32,8 +32,8 @@ pub(super) struct Job {
 pub(super) enum Dest {
     /// Into the project, replacing `before` (what the round saw there).
     Project { before: Local },
-    /// Into the conflicts directory; `why` says how the local side differs.
-    Conflict { why: String },
+    /// Into the conflicts directory, at `at`; `why` says how the local side differs.
+    Conflict { why: String, at: std::path::PathBuf },
     /// Into a scratch directory (`catty diff`).
     Scratch,
 }
@@ -80,24 +80,7 @@ pub(super) async fn fetch(remote: &Remote, root: Arc<Root>, job: Job) -> Fetched
         let job = job.clone();
         tokio::task::spawn_blocking(move || write(&root, &job, rx))
     };
-    let mut sent = 0u64;
-    let streamed = loop {
-        match reply.chunk().await {
-            Ok(Some(bytes)) => {
-                sent += bytes.len() as u64;
-                // The writer refuses the excess too; stop reading it here.
-                let over = sent > job.size;
-                if tx.send(Chunk::Data(bytes)).await.is_err() || over {
-                    break Ok(());
-                }
-            }
-            Ok(None) => {
-                let _ = tx.send(Chunk::End).await;
-                break Ok(());
-            }
-            Err(e) => break Err(e),
-        }
-    };
+    let streamed = stream(&mut reply, &tx, job.size).await;
     drop(tx);
     let written = writer
         .await
@@ -107,6 +90,24 @@ pub(super) async fn fetch(remote: &Remote, root: Arc<Root>, job: Job) -> Fetched
         (Err(e), _) => Fetched::Retry(e.to_string()),
         (Ok(()), Err(fetched)) => fetched,
     }
+}
+
+/// Passes the body on to the writer, stopping past `size` bytes (the writer refuses them).
+async fn stream(
+    reply: &mut Reply<'_>,
+    tx: &mpsc::Sender<Chunk>,
+    size: u64,
+) -> Result<(), RemoteError> {
+    let mut sent = 0u64;
+    while let Some(bytes) = reply.chunk().await? {
+        sent += bytes.len() as u64;
+        let over = sent > size;
+        if tx.send(Chunk::Data(bytes)).await.is_err() || over {
+            return Ok(());
+        }
+    }
+    let _ = tx.send(Chunk::End).await;
+    Ok(())
 }
 
 /// Writes what arrives on `rx` into a temp file beside the job's target and renames it in

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::apply::{self, Say, SyncSession};
 use super::remote::RemoteError;
 use super::{Branch, Counts, Link, Summary, branch, manifest, pull_with};
+use crate::protocol::sync::Manifest;
 use crate::task::AbortOnDrop;
 
 /// Waits between attempts while the runtime cannot be reached, doubling up to the maximum.
@@ -80,73 +81,91 @@ fn no_endpoints(e: &anyhow::Error) -> bool {
 
 /// The loop: one manifest at a time, each new generation applied.
 async fn follow(sync: Arc<SyncSession>, mut stopped: watch::Receiver<bool>) -> Followed {
-    let mut counts = Counts::default();
-    let mut generation = None;
-    let mut head_seen = None;
-    let mut backoff = Duration::ZERO;
+    let mut follower = Follower {
+        sync,
+        followed: Followed::default(),
+        generation: None,
+        head_seen: None,
+        backoff: Duration::ZERO,
+    };
     loop {
         let polled = tokio::select! {
-            polled = manifest(&sync.remote, generation) => polled,
-            _ = stopped.changed() => return Followed { counts, unsupported: false },
+            polled = manifest(&follower.sync.remote, follower.generation) => polled,
+            _ = stopped.changed() => break,
         };
-        let wait = match polled {
-            Ok(manifest) if Some(manifest.generation) == generation => Duration::ZERO,
-            Ok(manifest) => {
-                let this = manifest.generation;
-                let head = manifest.head.clone();
-                match apply::round(&sync, manifest).await {
-                    Ok(round) => {
-                        counts.add(round.counts);
-                        if head.is_some() && head != head_seen {
-                            let got = branch::fetch(&sync, &round.base, head.as_deref()).await;
-                            if let Branch::Failed(why) = &got {
-                                sync.say_once(&format!("the session's commits: {why}"));
-                            } else {
-                                head_seen = head;
-                            }
-                        }
-                        // Something moved under the round: ask again, without waiting for a
-                        // change that already happened.
-                        generation = round.retry.is_none().then_some(this);
-                        backoff = Duration::ZERO;
-                        if round.retry.is_some() {
-                            BACKOFF_FIRST
-                        } else {
-                            Duration::ZERO
-                        }
-                    }
-                    Err(e) => {
-                        sync.say_once(&format!("sync stopped: {e:#}"));
-                        return Followed {
-                            counts,
-                            unsupported: false,
-                        };
-                    }
-                }
-            }
-            Err(e @ RemoteError::Status(..)) => {
-                // A runtime without sync endpoints (an older image), a refused token: retrying
-                // changes nothing, and a line in the middle of the agent's screen helps no one
-                // (`catty pull` says it).
-                tracing::info!(session = %sync.label, "no live sync: {e}");
-                return Followed {
-                    counts,
-                    unsupported: true,
-                };
-            }
-            Err(e) => {
-                if let RemoteError::Broken(why) = e {
-                    sync.say_once(&format!("a broken answer from {}: {why}", sync.label));
-                }
-                backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
-                backoff
-            }
+        let Some(wait) = follower.polled(polled).await else {
+            break;
         };
         if !wait.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                _ = stopped.changed() => return Followed { counts, unsupported: false },
+                _ = stopped.changed() => break,
             }
         }
+    }
+    follower.followed
+}
+
+/// What the loop keeps between manifests.
+struct Follower {
+    sync: Arc<SyncSession>,
+    followed: Followed,
+    /// The generation applied, for the next long poll.
+    generation: Option<u64>,
+    /// The session `HEAD` whose commits were fetched.
+    head_seen: Option<String>,
+    backoff: Duration,
+}
+
+impl Follower {
+    /// Handles one answer; how long to wait before the next poll, `None` to stop.
+    async fn polled(&mut self, polled: Result<Manifest, RemoteError>) -> Option<Duration> {
+        match polled {
+            Ok(manifest) if Some(manifest.generation) == self.generation => Some(Duration::ZERO),
+            Ok(manifest) => self.apply(manifest).await,
+            Err(e @ RemoteError::Status(..)) => {
+                // A runtime without sync endpoints (an older image), a refused token: retrying
+                // changes nothing, and a line in the middle of the agent's screen helps no one
+                // (`catty pull` says it).
+                tracing::info!(session = %self.sync.label, "no live sync: {e}");
+                self.followed.unsupported = true;
+                None
+            }
+            Err(e) => {
+                if let RemoteError::Broken(why) = e {
+                    let label = &self.sync.label;
+                    self.sync
+                        .say_once(&format!("a broken answer from {label}: {why}"));
+                }
+                self.backoff = (self.backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
+                Some(self.backoff)
+            }
+        }
+    }
+
+    async fn apply(&mut self, manifest: Manifest) -> Option<Duration> {
+        let (generation, head) = (manifest.generation, manifest.head.clone());
+        let round = match apply::round(&self.sync, manifest).await {
+            Ok(round) => round,
+            Err(e) => {
+                self.sync.say_once(&format!("sync stopped: {e:#}"));
+                return None;
+            }
+        };
+        self.followed.counts.add(round.counts);
+        if head.is_some() && head != self.head_seen {
+            match branch::fetch(&self.sync, &round.base, head.as_deref()).await {
+                Branch::Failed(why) => self.sync.say_once(&format!("the session's commits: {why}")),
+                _ => self.head_seen = head,
+            }
+        }
+        self.backoff = Duration::ZERO;
+        // Something moved under the round: ask again at once rather than wait for a change
+        // that already happened (a moment later, so a runtime in flux is not hammered).
+        self.generation = round.retry.is_none().then_some(generation);
+        Some(match round.retry {
+            None => Duration::ZERO,
+            Some(_) => BACKOFF_FIRST,
+        })
     }
 }
