@@ -65,6 +65,7 @@ impl Fixture {
             &["clone", "-q", from.to_str().unwrap(), to.to_str().unwrap()],
         );
         f.record_base();
+        f.first_sync().await;
         f
     }
 
@@ -86,6 +87,16 @@ impl Fixture {
         let mut base = catty::client::sync::Base::from_workspace(&self.local(), &ws).unwrap();
         base.label = LABEL.into();
         base.save(&self.state_dir(), SESSION_ID).unwrap();
+    }
+
+    /// The round live sync runs as the session starts, before the agent does anything: it
+    /// confirms the base against the session's first manifest.
+    async fn first_sync(&self) {
+        let say: catty::client::sync::Say = std::sync::Arc::new(|line: &str| panic!("{line}"));
+        let (link, state, local) = (self.server.link(), self.state_dir(), self.local());
+        let pulled = catty::client::sync::pull(&link, &state, &local, say);
+        let summary = pulled.await.unwrap();
+        assert!(summary.counts.is_empty(), "{summary}");
     }
 
     /// `catty ARGS` run to its end in the project.
@@ -241,6 +252,37 @@ async fn pull_without_a_base_writes_only_what_is_missing_here() {
         "{stdout}"
     );
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_upload_the_first_manifest_does_not_list_is_kept() {
+    let f = Fixture::empty().await;
+    write_file(&f.local(), "a.txt", "a\n");
+    write_file(&f.local(), "ignored-there.txt", "kept\n");
+    write_file(&f.remote(), "a.txt", "a\n");
+    f.record_base();
+    let (stdout, stderr) = f.pull().await;
+    assert!(f.local().join("ignored-there.txt").exists());
+    assert!(stdout.contains("0 deleted"), "{stdout}");
+    let line = "catty: kept 1 uploaded file(s) the session does not list (ignored there, or deleted before the first sync), e.g. ignored-there.txt";
+    assert!(stderr.contains(line), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_manifest_refused_whole_deletes_nothing() {
+    let f = Fixture::repo(&[("a.txt", b"a\n")]).await;
+    let entry = catty::protocol::sync::ManifestEntry {
+        path: "x".into(),
+        kind: catty::protocol::sync::EntryKind::Symlink {
+            target: "a.txt".into(),
+        },
+    };
+    let too_many = vec![entry; catty::protocol::sync::MANIFEST_MAX_ENTRIES + 1];
+    std::fs::remove_file(f.remote().join("a.txt")).unwrap();
+    f.server.with(|s| s.extra = too_many);
+    let (_, stderr) = f.pull().await;
+    assert!(stderr.contains("over the limit of 200000"), "{stderr}");
+    assert!(f.local().join("a.txt").exists());
 }
 
 #[tokio::test]

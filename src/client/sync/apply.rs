@@ -196,29 +196,17 @@ fn prepare(sync: &SyncSession, manifest: Manifest) -> anyhow::Result<Prepared> {
         .with_context(|| format!("cannot open {} to sync into", base.dir.display()))?;
     let checked = checked(sync, manifest);
     if !sync.cleaned.swap(true, Ordering::Relaxed) {
-        let paths = checked.entries.keys().chain(base.files.keys());
-        let dirs: BTreeSet<&str> = paths
+        let listed = checked.iter().flat_map(|c| c.entries.keys());
+        let dirs: BTreeSet<&str> = listed
+            .chain(base.files.keys())
             .map(|p| p.rsplit_once('/').map_or("", |(dir, _)| dir))
             .collect();
         project.clean_temps(dirs.into_iter());
     }
-    let remote = &checked.entries;
-    // A conflict whose session version went back to the base is over.
-    let files = &base.files;
-    base.conflicts.retain(|p, _| remote.get(p) != files.get(p));
-    let changed: BTreeSet<String> = remote
-        .keys()
-        .chain(base.files.keys())
-        .filter(|p| remote.get(*p) != base.files.get(*p) && !checked.refused.contains(*p))
-        .cloned()
-        .collect();
     let mut planner = Planner::new(sync, project);
-    let remote_dirs: HashSet<&str> = remote.keys().flat_map(|p| check::ancestors(p)).collect();
-    for path in changed.iter().filter(|p| !remote.contains_key(*p)) {
-        planner.delete(&mut base, path, &remote_dirs);
-    }
-    for (path, kind) in changed.iter().filter_map(|p| Some((p, remote.get(p)?))) {
-        planner.write(&mut base, path, kind);
+    // A manifest refused whole changes nothing: it is not an empty workspace.
+    if let Some(checked) = &checked {
+        plan(sync, &mut base, &mut planner, checked);
     }
     let (counts, jobs, roots) = planner.finish();
     Ok(Prepared {
@@ -229,19 +217,66 @@ fn prepare(sync: &SyncSession, manifest: Manifest) -> anyhow::Result<Prepared> {
     })
 }
 
-/// The manifest checked, its refusals said (once).
-fn checked(sync: &SyncSession, manifest: Manifest) -> Checked {
+/// Decides every path whose session version differs from the base: deletions first, so a
+/// file can become a directory and back.
+fn plan(sync: &SyncSession, base: &mut Base, planner: &mut Planner, checked: &Checked) {
+    let remote = &checked.entries;
+    if !base.confirmed {
+        forget_unlisted(sync, base, checked);
+    }
+    // A conflict whose session version went back to the base is over.
+    let files = &base.files;
+    base.conflicts.retain(|p, _| remote.get(p) != files.get(p));
+    let changed: BTreeSet<String> = remote
+        .keys()
+        .chain(base.files.keys())
+        .filter(|p| remote.get(*p) != base.files.get(*p) && !checked.refused.contains(*p))
+        .cloned()
+        .collect();
+    let remote_dirs: HashSet<&str> = remote.keys().flat_map(|p| check::ancestors(p)).collect();
+    for path in changed.iter().filter(|p| !remote.contains_key(*p)) {
+        planner.delete(base, path, &remote_dirs);
+    }
+    for (path, kind) in changed.iter().filter_map(|p| Some((p, remote.get(p)?))) {
+        planner.write(base, path, kind);
+    }
+}
+
+/// The first manifest after the upload: an uploaded path it does not list may be one the
+/// session's git ignores rather than one it deleted, so it leaves the base and stays here.
+fn forget_unlisted(sync: &SyncSession, base: &mut Base, checked: &Checked) {
+    let unlisted: Vec<String> = base
+        .files
+        .keys()
+        .filter(|p| !checked.entries.contains_key(*p) && !checked.refused.contains(*p))
+        .cloned()
+        .collect();
+    for path in &unlisted {
+        base.files.remove(path);
+    }
+    if let Some(first) = unlisted.first() {
+        sync.say(&format!(
+            "kept {} uploaded file(s) the session does not list (ignored there, or deleted before the first sync), e.g. {}",
+            unlisted.len(),
+            shown(first)
+        ));
+    }
+    base.confirmed = true;
+}
+
+/// The manifest checked, its refusals said (once); `None` when it is refused whole.
+fn checked(sync: &SyncSession, manifest: Manifest) -> Option<Checked> {
     let checked = match check::check(manifest) {
         Ok(checked) => checked,
         Err(line) => {
             sync.say_once(&line);
-            Checked::default()
+            return None;
         }
     };
     for line in &checked.lines {
         sync.say_once(line);
     }
-    checked
+    Some(checked)
 }
 
 /// Runs blocking file work off the async thread.

@@ -35,6 +35,11 @@ pub struct Base {
     /// Path → the session's version last reported as a conflict (`None`: deleted there).
     #[serde(default)]
     pub conflicts: BTreeMap<String, Option<EntryKind>>,
+    /// Whether a manifest of the session was applied since the upload. Until then an
+    /// uploaded path the session does not list may be one its git ignores rather than one it
+    /// deleted: the first round keeps such files here instead of deleting them.
+    #[serde(default)]
+    pub confirmed: bool,
 }
 
 impl Base {
@@ -46,6 +51,7 @@ impl Base {
             head: None,
             files: BTreeMap::new(),
             conflicts: BTreeMap::new(),
+            confirmed: true,
         }
     }
 
@@ -77,6 +83,7 @@ impl Base {
         Ok(Base {
             head: git_head(&dir),
             files,
+            confirmed: false,
             ..Base::empty("", &dir)
         })
     }

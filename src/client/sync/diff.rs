@@ -104,7 +104,9 @@ impl Scratch {
         let scratch_root = Root::open(&dir.path().join("tree"))?;
         for path in remote.keys().chain(base.files.keys()) {
             let theirs = remote.get(path);
-            if theirs == base.files.get(path) || checked.refused.contains(path) {
+            // Before the first sync an unlisted upload may be ignored there (see apply.rs).
+            let unconfirmed = !base.confirmed && theirs.is_none();
+            if theirs == base.files.get(path) || checked.refused.contains(path) || unconfirmed {
                 continue;
             }
             let local = project.local(path)?;
