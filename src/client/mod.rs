@@ -34,7 +34,7 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
     let label = created.label.clone();
     eprintln!("catty: session {label} (reattach with: catty connect {label})");
     let (state_dir, id) = (&config.state_dir, &created.session_id);
-    let remembered = remembering.save(state_dir, id, &label).await;
+    let remembered = remembering.save(state_dir, id, &label, options.sync).await;
     if let Err(e) = &remembered {
         eprintln!("catty: warning: {e:#}; changes come back only by catty pull {label}");
     }
@@ -92,9 +92,10 @@ pub async fn connect(config: &ClientConfig, session: &str, watch: bool) -> anyho
             info.state.as_str()
         );
     }
-    // Only on the machine that has the session's base: elsewhere nothing says where to.
+    // Only on the machine that has the session's base (elsewhere nothing says where to), and
+    // not for a session started with --no-sync.
     let live = match sync::Base::load(&config.state_dir, &info.session_id) {
-        Ok(Some(base)) => follow(config, sync::Link::from(info.clone()), &base.dir),
+        Ok(Some(base)) if base.live => follow(config, sync::Link::from(info.clone()), &base.dir),
         _ => None,
     };
     let target = Target {

@@ -222,13 +222,20 @@ impl Remembering {
         }
     }
 
-    /// Records the base of the session `session_id` called `label`.
-    pub async fn save(self, state_dir: &Path, session_id: &str, label: &str) -> anyhow::Result<()> {
+    /// Records the base of the session `session_id` called `label`, followed live or not.
+    pub async fn save(
+        self,
+        state_dir: &Path,
+        session_id: &str,
+        label: &str,
+        live: bool,
+    ) -> anyhow::Result<()> {
         let mut base = match self.hashing {
             Some(hashing) => hashing.await??,
             None => Base::empty(label, &self.dir),
         };
         base.label = label.to_string();
+        base.live = live;
         let (state_dir, session_id) = (state_dir.to_owned(), session_id.to_string());
         tokio::task::spawn_blocking(move || base.save(&state_dir, &session_id)).await?
     }

@@ -196,12 +196,7 @@ fn prepare(sync: &SyncSession, manifest: Manifest) -> anyhow::Result<Prepared> {
         .with_context(|| format!("cannot open {} to sync into", base.dir.display()))?;
     let checked = checked(sync, manifest);
     if !sync.cleaned.swap(true, Ordering::Relaxed) {
-        let listed = checked.iter().flat_map(|c| c.entries.keys());
-        let dirs: BTreeSet<&str> = listed
-            .chain(base.files.keys())
-            .map(|p| p.rsplit_once('/').map_or("", |(dir, _)| dir))
-            .collect();
-        project.clean_temps(dirs.into_iter());
+        clean_temps(sync, &project, &base, checked.as_ref());
     }
     let mut planner = Planner::new(sync, project);
     // A manifest refused whole changes nothing: it is not an empty workspace.
@@ -215,6 +210,21 @@ fn prepare(sync: &SyncSession, manifest: Manifest) -> anyhow::Result<Prepared> {
         jobs,
         roots,
     })
+}
+
+/// Removes the temp files a killed client left beside the paths of the session, here and
+/// among the conflicts.
+fn clean_temps(sync: &SyncSession, project: &Root, base: &Base, checked: Option<&Checked>) {
+    let listed = checked.into_iter().flat_map(|c| c.entries.keys());
+    let dirs: BTreeSet<&str> = listed
+        .chain(base.files.keys())
+        .map(|p| p.rsplit_once('/').map_or("", |(dir, _)| dir))
+        .collect();
+    project.clean_temps(dirs.iter().copied());
+    let aside = sync.store.conflicts_path(&sync.session_id);
+    if let Ok(aside) = aside.and_then(|dir| Ok(Root::open(&dir)?)) {
+        aside.clean_temps(dirs.iter().copied());
+    }
 }
 
 /// Decides every path whose session version differs from the base: deletions first, so a

@@ -40,6 +40,14 @@ pub struct Base {
     /// deleted: the first round keeps such files here instead of deleting them.
     #[serde(default)]
     pub confirmed: bool,
+    /// Whether changes come back while a client is attached (`catty new --no-sync` says no,
+    /// for `catty connect` too).
+    #[serde(default = "yes")]
+    pub live: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Base {
@@ -52,6 +60,7 @@ impl Base {
             files: BTreeMap::new(),
             conflicts: BTreeMap::new(),
             confirmed: true,
+            live: true,
         }
     }
 
@@ -149,9 +158,14 @@ impl Store {
 
     /// Where the session's versions of conflicting files are kept.
     pub(super) fn conflicts(&self, session_id: &str) -> anyhow::Result<PathBuf> {
-        let dir = self.dir.join(checked_id(session_id)?).join("conflicts");
+        let dir = self.conflicts_path(session_id)?;
         crate::private_dir::create(&dir)?;
         Ok(dir)
+    }
+
+    /// The same directory, not made.
+    pub(super) fn conflicts_path(&self, session_id: &str) -> anyhow::Result<PathBuf> {
+        Ok(self.dir.join(checked_id(session_id)?).join("conflicts"))
     }
 
     /// A temp file in the store, removed on drop (a bundle on its way to git).
