@@ -151,17 +151,7 @@ async fn attach_and_report(
 /// The program has exited: what it left comes back once more, and the session's summary.
 async fn last_pull(following: sync::Live, label: &str) {
     match following.finish().await {
-        Ok(Some(summary)) if !summary.counts.is_empty() || !summary.complete() => {
-            eprintln!("catty: {summary}")
-        }
-        Ok(Some(
-            summary @ sync::Summary {
-                branch: sync::Branch::Updated { .. },
-                ..
-            },
-        )) => {
-            eprintln!("catty: {summary}")
-        }
+        Ok(Some(summary)) if summary.is_news() => eprintln!("catty: {summary}"),
         Ok(_) => {}
         Err(e) => eprintln!("catty: the last pull failed: {e:#}; run: catty pull {label}"),
     }

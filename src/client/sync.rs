@@ -114,6 +114,11 @@ impl Summary {
     pub fn complete(&self) -> bool {
         self.unsettled.is_none() && !matches!(self.branch, Branch::Failed(_))
     }
+
+    /// Whether there is anything to tell: something came back, or did not.
+    pub fn is_news(&self) -> bool {
+        !self.counts.is_empty() || !self.complete() || matches!(self.branch, Branch::Updated { .. })
+    }
 }
 
 impl fmt::Display for Summary {
