@@ -16,6 +16,8 @@ pub enum Subcommand {
     New(NewArgs),
     Connect(ConnectArgs),
     List(ListArgs),
+    Pull(PullArgs),
+    Diff(DiffArgs),
     Stop(StopArgs),
     StopAll(StopAllArgs),
     Version(VersionArgs),
@@ -34,6 +36,10 @@ pub struct NewArgs {
     /// do not upload the current directory
     #[argh(switch)]
     pub no_upload: bool,
+
+    /// do not bring the session's changes back while attached (catty pull still does)
+    #[argh(switch)]
+    pub no_sync: bool,
 
     /// region of the machine (Fly.io provider)
     #[argh(option)]
@@ -76,6 +82,30 @@ pub struct ListArgs {
     /// print JSON instead of a table
     #[argh(switch)]
     pub json: bool,
+}
+
+/// Bring a session's work back: its files into the directory it started from (conflicts
+/// are kept aside, never written over your changes) and its commits as the branch
+/// catty/<label>.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "pull")]
+pub struct PullArgs {
+    /// the session's label or id
+    #[argh(positional)]
+    pub session: String,
+}
+
+/// Show the session's changes that this directory does not have yet, applying nothing.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "diff")]
+pub struct DiffArgs {
+    /// the session's label or id
+    #[argh(positional)]
+    pub session: String,
+
+    /// a summary of the changed files (git diff --stat)
+    #[argh(switch)]
+    pub stat: bool,
 }
 
 /// Stop a session and destroy its machine.

@@ -48,6 +48,12 @@ fn main() -> ExitCode {
         Subcommand::List(args) => client(&env, |config| async move {
             catty::client::list(&config, args.json).await
         }),
+        Subcommand::Pull(args) => client(&env, |config| async move {
+            catty::client::pull(&config, &args.session).await
+        }),
+        Subcommand::Diff(args) => client(&env, |config| async move {
+            catty::client::diff(&config, &args.session, args.stat).await
+        }),
         Subcommand::Stop(args) => client(&env, |config| async move {
             catty::client::stop(&config, &args.session).await
         }),

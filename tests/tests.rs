@@ -12,6 +12,7 @@ mod api_sandbox;
 mod api_sessions;
 mod boundary;
 mod client_e2e;
+mod client_sync;
 mod client_upload;
 mod exec_agents;
 mod exec_http;

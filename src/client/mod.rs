@@ -1,17 +1,20 @@
-//! The client commands: `new`, `connect`, `list`, `stop`, `stop-all-sessions-dangerously`.
+//! The client commands: `new`, `connect`, `list`, `pull`, `diff`, `stop`,
+//! `stop-all-sessions-dangerously`.
 //! They talk to the daemon (starting it when nothing answers) and attach to runtimes. Each
 //! returns the process's exit code; errors go up to `main`.
 
 mod attach;
 mod daemon_client;
 mod escape;
+pub mod sync;
 mod tty;
 mod unacked;
 pub mod upload;
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use crate::config::{ClientConfig, NewOptions, UsageError};
 use crate::protocol::UPLOAD_LIMIT_BYTES;
@@ -27,10 +30,16 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
     };
     // The git history is found and bundled while the session is being created.
     let history = workspace.as_ref().map(|_| upload::History::start(&cwd));
+    let remembering = sync::Remembering::start(&cwd, workspace.as_ref());
     let daemon = DaemonClient::ensure(config).await?;
     let created: SessionCreated = daemon.post("/v1/sessions", &options.create).await?;
     let label = created.label.clone();
     eprintln!("catty: session {label} (reattach with: catty connect {label})");
+    let (state_dir, id) = (&config.state_dir, &created.session_id);
+    let remembered = remembering.save(state_dir, id, &label, options.sync).await;
+    if let Err(e) = &remembered {
+        eprintln!("catty: warning: {e:#}; changes come back only by catty pull {label}");
+    }
     if let (Some(workspace), Some(history)) = (workspace, history) {
         let progress = std::io::stderr().is_terminal();
         let (url, token) = (&created.connect_url, &created.connect_token);
@@ -55,13 +64,26 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
                 .context("uploading the workspace failed; the session was stopped"));
         }
     }
+    let live = match options.sync && remembered.is_ok() {
+        true => follow(config, sync::Link::from(&created), &cwd),
+        false => None,
+    };
     let target = Target {
         label,
         connect_url: created.connect_url,
         token: created.connect_token,
         headers: created.headers,
     };
-    attach_and_report(&daemon, &created.session_id, &target, false, true).await
+    attach_and_report(&daemon, &created.session_id, &target, false, true, live).await
+}
+
+/// Follows the session's changes into `dir` while attached; lines go through the attach
+/// loop's note, the one way to write while the terminal is raw.
+fn follow(config: &ClientConfig, link: sync::Link, dir: &std::path::Path) -> Option<sync::Live> {
+    let say: sync::Say = Arc::new(tty::note);
+    let live = sync::Live::start(&link, &config.state_dir, dir, say);
+    live.inspect_err(|e| eprintln!("catty: warning: no live sync: {e:#}"))
+        .ok()
 }
 
 /// Scans the current directory and refuses, before any session exists, what is too big.
@@ -84,13 +106,19 @@ pub async fn connect(config: &ClientConfig, session: &str, watch: bool) -> anyho
             info.state.as_str()
         );
     }
+    // Only on the machine that has the session's base (elsewhere nothing says where to), and
+    // not for a session started with --no-sync.
+    let live = match sync::Base::load(&config.state_dir, &info.session_id) {
+        Ok(Some(base)) if base.live => follow(config, sync::Link::from(info.clone()), &base.dir),
+        _ => None,
+    };
     let target = Target {
         label: info.label.clone(),
         connect_url: info.connect_url,
         token: info.connect_token,
         headers: info.headers,
     };
-    attach_and_report(&daemon, &info.session_id, &target, watch, false).await
+    attach_and_report(&daemon, &info.session_id, &target, watch, false, live).await
 }
 
 async fn attach_and_report(
@@ -99,6 +127,7 @@ async fn attach_and_report(
     target: &Target,
     watch: bool,
     from_start: bool,
+    following: Option<sync::Live>,
 ) -> anyhow::Result<i32> {
     let live = Live { daemon, session_id };
     let label = &target.label;
@@ -110,6 +139,9 @@ async fn attach_and_report(
                     "catty: session {label} ended with exit code {}",
                     status.code
                 ),
+            }
+            if let Some(following) = following {
+                last_pull(following, label).await;
             }
             Ok(status.code)
         }
@@ -127,6 +159,15 @@ async fn attach_and_report(
             eprintln!("catty: terminated; session {label} keeps running (catty connect {label})");
             Ok(1)
         }
+    }
+}
+
+/// The program has exited: what it left comes back once more, and the session's summary.
+async fn last_pull(following: sync::Live, label: &str) {
+    match following.finish().await {
+        Ok(Some(summary)) if summary.is_news() => eprintln!("catty: {summary}"),
+        Ok(_) => {}
+        Err(e) => eprintln!("catty: the last pull failed: {e:#}; run: catty pull {label}"),
     }
 }
 
@@ -197,6 +238,29 @@ pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+pub async fn pull(config: &ClientConfig, session: &str) -> anyhow::Result<i32> {
+    let daemon = DaemonClient::ensure(config).await?;
+    let info = find(&daemon, session).await?;
+    let (label, state) = (info.label.clone(), info.state.as_str());
+    let here = std::env::current_dir().context("cannot read the current directory")?;
+    let say: sync::Say = Arc::new(|line| eprintln!("{line}"));
+    let summary = sync::pull(&sync::Link::from(info), &config.state_dir, &here, say)
+        .await
+        .with_context(|| format!("cannot pull {label} (the session is {state})"))?;
+    println!("{summary}");
+    Ok(if summary.complete() { 0 } else { 1 })
+}
+
+pub async fn diff(config: &ClientConfig, session: &str, stat: bool) -> anyhow::Result<i32> {
+    let daemon = DaemonClient::ensure(config).await?;
+    let info = find(&daemon, session).await?;
+    let (label, state) = (info.label.clone(), info.state.as_str());
+    let here = std::env::current_dir().context("cannot read the current directory")?;
+    sync::diff(&sync::Link::from(info), &config.state_dir, &here, stat)
+        .await
+        .with_context(|| format!("cannot diff {label} (the session is {state})"))
 }
 
 pub async fn stop(config: &ClientConfig, session: &str) -> anyhow::Result<i32> {

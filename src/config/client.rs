@@ -38,6 +38,8 @@ impl ClientConfig {
 pub struct NewOptions {
     pub create: CreateSession,
     pub upload: bool,
+    /// Whether the session's changes come back while attached (`--no-sync` turns it off).
+    pub sync: bool,
     /// The directory the session starts from: the current one.
     pub dir: PathBuf,
 }
@@ -75,6 +77,7 @@ impl NewOptions {
         Ok(NewOptions {
             create,
             upload: !args.no_upload,
+            sync: !args.no_sync,
             dir,
         })
     }
@@ -96,6 +99,7 @@ mod tests {
             let args = NewArgs {
                 agent: agent.map(String::from),
                 no_upload: false,
+                no_sync: false,
                 region: None,
                 cpus: None,
                 memory_mb: None,
@@ -111,5 +115,14 @@ mod tests {
         assert_eq!(agent(None, &["shell"]).unwrap(), "shell");
         assert_eq!(agent(Some("gemini"), &[]).unwrap(), "gemini");
         assert!(agent(Some("vi"), &[]).is_err());
+    }
+
+    #[test]
+    fn no_sync_turns_live_sync_off() {
+        use argh::FromArgs;
+        let options = |args: &[&str]| NewOptions::new(NewArgs::from_args(&["new"], args).unwrap());
+        assert!(options(&[]).unwrap().sync);
+        assert!(!options(&["--no-sync"]).unwrap().sync);
+        assert!(options(&["--no-sync"]).unwrap().upload, "uploads still");
     }
 }

@@ -96,6 +96,11 @@ impl RuntimeUrl {
         format!("{}{CONNECT_PATH}?{}", self.base, params.to_query())
     }
 
+    /// The request target of `endpoint` (a path with its query, like `/sync/file?path=x`).
+    pub fn target(&self, endpoint: &str) -> String {
+        format!("{}{endpoint}", self.base)
+    }
+
     /// The full `/healthz` URL (`http://` or `https://`), for an HTTP client.
     pub fn healthz_url(&self) -> String {
         format!("{self}{HEALTHZ_PATH}")
@@ -189,6 +194,7 @@ mod tests {
         assert_eq!(url.upload_path(), "/base/upload");
         assert_eq!(url.upload_url(), "http://h:1/base/upload");
         assert_eq!(url.healthz_url(), "http://h:1/base/healthz");
+        assert_eq!(url.target("/sync/file?path=x"), "/base/sync/file?path=x");
         let url = RuntimeUrl::parse("wss://catty-exec.fly.dev").unwrap();
         assert_eq!((url.authority(), url.tls()), ("catty-exec.fly.dev", true));
         assert_eq!(url.upload_url(), "https://catty-exec.fly.dev/upload");

@@ -1,6 +1,6 @@
 //! Test support: a real `catty exec` process on a loopback port (killed on drop), a
 //! WebSocket client that tracks output offsets, and a TCP proxy whose links can be cut; the
-//! daemon's harness (`api`), the Fly.io fake (`fly`) and a real terminal (`tmux`) beside.
+//! daemon's harness (`api`), the Fly.io fake (`fly`) a real terminal (`tmux`) and a session for sync-back (`sync_server`) beside.
 
 /// The daemon's harness (`api_*` tests and `fly_provider`).
 pub mod api;
@@ -9,6 +9,7 @@ mod http;
 pub mod launch;
 mod listen;
 pub mod repo;
+pub mod sync_server;
 pub mod tmux;
 
 pub use http::{HttpReply, http_send, parse_http_reply};
