@@ -2,6 +2,7 @@
 //! ([`GitParams`]), its answer ([`GitDone`]) and the bundle's first line. The prose is in
 //! `protocol/mod.rs`.
 
+use super::percent;
 use serde::{Deserialize, Serialize};
 
 /// The body's content type: a git bundle (`git bundle create - HEAD`), or empty for a
@@ -49,7 +50,7 @@ impl GitParams {
         ];
         for (key, value) in texts {
             if let Some(value) = value {
-                parts.push(format!("{key}={}", percent_encode(value)));
+                parts.push(format!("{key}={}", percent::encode(value)));
             }
         }
         if !self.shallow.is_empty() {
@@ -65,7 +66,7 @@ impl GitParams {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let text = || {
-                percent_decode(value)
+                percent::decode(value)
                     .filter(|text| !text.is_empty() && !text.chars().any(char::is_control))
                     .ok_or_else(|| format!("{key} is not a well-encoded line of UTF-8"))
             };
@@ -95,39 +96,6 @@ fn parse_shallow(value: &str) -> Result<Vec<String>, String> {
 /// 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
 pub fn is_object_name(name: &str) -> bool {
     matches!(name.len(), 40 | 64) && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// All but `A-Z a-z 0-9 - . _ ~` as `%XX`.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
-}
-
-/// `None` for a bad `%` sequence, a raw `+`, `=` or `&`, or bytes that are not UTF-8.
-fn percent_decode(encoded: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(encoded.len());
-    let mut rest = encoded.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        rest = tail;
-        match byte {
-            b'%' => {
-                let hex = std::str::from_utf8(rest.get(..2)?).ok()?;
-                bytes.push(u8::from_str_radix(hex, 16).ok()?);
-                rest = &rest[2..];
-            }
-            b'+' | b'=' | b'&' => return None,
-            _ => bytes.push(byte),
-        }
-    }
-    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]

@@ -115,6 +115,7 @@
 pub mod api;
 pub mod control;
 pub mod git;
+pub mod percent;
 pub mod sync;
 pub mod workspace;
 

@@ -64,42 +64,15 @@ pub enum EntryKind {
     },
 }
 
-/// The query of `GET /sync/file` for `path`: `path=` and the path percent-encoded (all but
-/// `A-Z a-z 0-9 - . _ ~ /`).
+/// The query of `GET /sync/file` for `path`: `path=` and the path percent-encoded.
 pub fn file_query(path: &str) -> String {
-    let mut query = String::from("path=");
-    for byte in path.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                query.push(byte as char)
-            }
-            _ => query.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    query
+    format!("path={}", super::percent::encode(path))
 }
 
 /// The path a `GET /sync/file` query names; `None` unless it is exactly `path=…`, well
 /// encoded, UTF-8.
 pub fn parse_file_query(query: &str) -> Option<String> {
-    let encoded = query.strip_prefix("path=")?;
-    let mut bytes = Vec::with_capacity(encoded.len());
-    let mut rest = encoded.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        match byte {
-            b'%' => {
-                let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-                bytes.push(u8::from_str_radix(hex, 16).ok()?);
-                rest = &tail[2..];
-            }
-            b'&' | b'=' | b'+' => return None,
-            _ => {
-                bytes.push(byte);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8(bytes).ok()
+    super::percent::decode(query.strip_prefix("path=")?)
 }
 
 #[cfg(test)]
@@ -111,7 +84,7 @@ mod tests {
         for path in ["src/main.rs", "a b/ü%&=+.txt", "x"] {
             assert_eq!(parse_file_query(&file_query(path)).as_deref(), Some(path));
         }
-        assert_eq!(file_query("a b"), "path=a%20b");
+        assert_eq!(file_query("a b/c"), "path=a%20b%2Fc");
         for bad in [
             "",
             "file=x",

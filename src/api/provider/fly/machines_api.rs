@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::{api_error, one_line};
 use crate::net::TlsRoots;
+use crate::protocol::percent;
 
 pub(super) use super::error::FlyError;
 
@@ -132,7 +133,7 @@ impl MachinesApi {
         Ok(MachinesApi {
             http: http_client(roots, true),
             probe_http: http_client(roots, false),
-            machines: format!("{api_base}/v1/apps/{}/machines", encode(app)),
+            machines: format!("{api_base}/v1/apps/{}/machines", percent::encode(app)),
             auth,
         })
     }
@@ -146,7 +147,7 @@ impl MachinesApi {
     /// `GET /machines` with `metadata.<key>=<value>` filters (all must match).
     pub(super) async fn list(&self, filters: &[(&str, &str)]) -> Result<Vec<FlyMachine>, FlyError> {
         let query: Vec<String> = (filters.iter())
-            .map(|(k, v)| format!("metadata.{}={}", encode(k), encode(v)))
+            .map(|(k, v)| format!("metadata.{}={}", percent::encode(k), percent::encode(v)))
             .collect();
         let path = match query.is_empty() {
             true => String::new(),
@@ -156,7 +157,7 @@ impl MachinesApi {
     }
 
     pub(super) async fn get(&self, id: &str) -> Result<FlyMachine, FlyError> {
-        let path = format!("/{}", encode(id));
+        let path = format!("/{}", percent::encode(id));
         decode(&self.call(Method::GET, &path, None, REQUEST_TIMEOUT).await?)
     }
 
@@ -170,26 +171,26 @@ impl MachinesApi {
         timeout_sec: u64,
     ) -> Result<(), FlyError> {
         let timeout_sec = timeout_sec.clamp(1, 60);
-        let mut path = format!("/{}/wait?timeout={timeout_sec}", encode(id));
+        let mut path = format!("/{}/wait?timeout={timeout_sec}", percent::encode(id));
         for state in states {
             path.push_str(&format!("&state={state}"));
         }
         if !instance_id.is_empty() {
-            path.push_str(&format!("&instance_id={}", encode(instance_id)));
+            path.push_str(&format!("&instance_id={}", percent::encode(instance_id)));
         }
         let limit = REQUEST_TIMEOUT + Duration::from_secs(timeout_sec);
         self.call(Method::GET, &path, None, limit).await.map(drop)
     }
 
     pub(super) async fn stop(&self, id: &str, body: &serde_json::Value) -> Result<(), FlyError> {
-        let path = format!("/{}/stop", encode(id));
+        let path = format!("/{}/stop", percent::encode(id));
         let answer = self.call(Method::POST, &path, Some(body), REQUEST_TIMEOUT);
         answer.await.map(drop)
     }
 
     /// `DELETE /machines/<id>?force=true`: a running machine is killed.
     pub(super) async fn delete(&self, id: &str) -> Result<(), FlyError> {
-        let path = format!("/{}?force=true", encode(id));
+        let path = format!("/{}?force=true", percent::encode(id));
         let answer = self.call(Method::DELETE, &path, None, REQUEST_TIMEOUT);
         answer.await.map(drop)
     }
@@ -342,20 +343,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Percent-encodes all but unreserved characters, for a path segment or a query value.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,8 +427,8 @@ mod tests {
 
     #[test]
     fn paths_are_encoded() {
-        assert_eq!(encode("s-0a1b"), "s-0a1b");
-        assert_eq!(encode("a b/c&d"), "a%20b%2Fc%26d");
+        assert_eq!(percent::encode("s-0a1b"), "s-0a1b");
+        assert_eq!(percent::encode("a b/c&d"), "a%20b%2Fc%26d");
         let api = MachinesApi::new("https://api.machines.dev", "catty-exec", "t").unwrap();
         assert_eq!(
             api.machines,
