@@ -12,8 +12,8 @@ use super::error::ApiError;
 use super::provider::{InFlight, Liveness, Provider};
 use super::store::{self, Record, Store};
 use crate::clock::unix_now;
+use crate::locks;
 use crate::protocol::api::{SessionInfo, SessionList, SessionState};
-use crate::sync;
 
 /// The daemon's state, shared by every connection and the sweep.
 pub(super) struct Daemon<P> {
@@ -73,7 +73,7 @@ impl<P: Provider> Daemon<P> {
     }
 
     pub(super) fn is_creating(&self, id: &str) -> bool {
-        sync::lock(&self.creating).contains(id)
+        locks::lock(&self.creating).contains(id)
     }
 
     pub(super) async fn list(&self) -> SessionList {

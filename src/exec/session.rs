@@ -15,11 +15,11 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::buffer::{OutputBuffer, Position};
 use super::screen::Screen;
+use crate::locks;
 use crate::protocol::{
     ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FRAME_MAX_BYTES, INPUT_ACK_BYTES,
     PROTOCOL_VERSION, ServerMsg,
 };
-use crate::sync;
 use phase::Phase;
 use upload_slot::Upload;
 
@@ -111,7 +111,7 @@ impl Session {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        sync::lock(&self.state)
+        locks::lock(&self.state)
     }
 
     pub(super) fn subscribe(&self) -> watch::Receiver<()> {
@@ -123,7 +123,7 @@ impl Session {
     }
 
     pub(super) fn take_input(&self) -> Option<mpsc::Receiver<Bytes>> {
-        sync::lock(&self.input_rx).take()
+        locks::lock(&self.input_rx).take()
     }
 
     /// Appends the program's output and wakes the writers: one lock, one notify per read.

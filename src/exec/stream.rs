@@ -10,12 +10,12 @@ use tokio::sync::mpsc;
 
 use super::pty;
 use super::session::{Attached, ConnId, Next, Session};
+use crate::locks;
 use crate::net::forward_obligated;
 use crate::protocol::{
     ClientMsg, ConnectParams, DEAD_LINK, FRAME_MAX_BYTES, PING_INTERVAL, ParseError, ServerMsg,
     Signal,
 };
-use crate::sync;
 
 /// Control frames waiting for the writer.
 const CONTROL_QUEUE_FRAMES: usize = 32;
@@ -58,7 +58,7 @@ where
 /// frame would wake the runtime's driver (an extra syscall or two) on every keystroke.
 async fn dead_link(heard: &Mutex<Instant>) {
     loop {
-        let deadline = *sync::lock(heard) + DEAD_LINK;
+        let deadline = *locks::lock(heard) + DEAD_LINK;
         if deadline <= Instant::now() {
             return;
         }
@@ -151,7 +151,7 @@ where
     let mut obligated = |frame| forward_obligated(&control, frame, std::convert::identity);
     loop {
         let frame = reader.read_frame(&mut obligated).await?;
-        *sync::lock(heard) = Instant::now();
+        *locks::lock(heard) = Instant::now();
         let reply = match frame.opcode {
             OpCode::Binary => session.input(conn, &frame.payload).await,
             OpCode::Text => control_message(session, conn, &frame.payload, &control).await,

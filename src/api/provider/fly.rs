@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 use super::{InFlight, Liveness, Machine, MachineSpec, Provider};
 use crate::config::FlyConfig;
-use crate::sync;
+use crate::locks;
 use machine_config::META_SESSION;
 use machines_api::{FlyError, FlyMachine, MachinesApi};
 
@@ -135,7 +135,7 @@ impl Provider for Fly {
 
     async fn shutdown(&self) {
         let _ = self.stop_reaper.send(true);
-        let reaper = sync::lock(&self.reaper).take();
+        let reaper = locks::lock(&self.reaper).take();
         if let Some(reaper) = reaper {
             let _ = reaper.await;
         }

@@ -24,7 +24,7 @@ use super::sandbox::{Dirs, Sandbox};
 use super::{Liveness, Machine, MachineSpec, Provider, procfs, runtime_process};
 use crate::net::RuntimeUrl;
 use crate::protocol::HEALTHZ_PATH;
-use crate::{private_dir, sync};
+use crate::{locks, private_dir};
 
 /// How long a runtime may take to print its address: it binds a port, nothing more.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -195,7 +195,7 @@ impl Local {
 
     /// Hands `child` to a waiter that reaps it when it exits.
     fn reap(&self, mut child: Child) {
-        let mut reapers = sync::lock(&self.reapers);
+        let mut reapers = locks::lock(&self.reapers);
         while reapers.try_join_next().is_some() {}
         reapers.spawn(async move {
             match child.wait().await {
@@ -322,7 +322,7 @@ impl Provider for Local {
     }
 
     async fn shutdown(&self) {
-        let mut reapers = std::mem::take(&mut *sync::lock(&self.reapers));
+        let mut reapers = std::mem::take(&mut *locks::lock(&self.reapers));
         // The runtimes keep running; init adopts and reaps them.
         reapers.shutdown().await;
     }

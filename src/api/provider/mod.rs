@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::locks;
 use crate::protocol::Agent;
-use crate::sync;
 
 pub use fly::Fly;
 pub use local::{Local, LocalOptions};
@@ -116,7 +116,7 @@ pub struct InFlight<'a> {
 
 impl<'a> InFlight<'a> {
     pub fn new(set: &'a std::sync::Mutex<std::collections::HashSet<String>>, id: &str) -> Self {
-        sync::lock(set).insert(id.to_string());
+        locks::lock(set).insert(id.to_string());
         InFlight {
             set,
             id: id.to_string(),
@@ -126,6 +126,6 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        sync::lock(self.set).remove(&self.id);
+        locks::lock(self.set).remove(&self.id);
     }
 }

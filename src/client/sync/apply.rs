@@ -69,7 +69,7 @@ impl SyncSession {
     }
 
     pub(super) fn say_once(&self, line: &str) {
-        if crate::sync::lock(&self.said).insert(line.to_string()) {
+        if crate::locks::lock(&self.said).insert(line.to_string()) {
             self.say(line);
         }
     }

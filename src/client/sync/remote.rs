@@ -139,7 +139,7 @@ impl Remote {
     /// An idle connection that is still usable, else a new one.
     async fn conn(&self) -> std::io::Result<Conn> {
         loop {
-            let idle = crate::sync::lock(&self.idle).pop();
+            let idle = crate::locks::lock(&self.idle).pop();
             let Some(mut conn) = idle else { break };
             if conn.sender.ready().await.is_ok() {
                 return Ok(conn);
@@ -172,7 +172,7 @@ impl Reply<'_> {
                 Err(_) => return Err(RemoteError::Unreachable("the answer stalled".into())),
                 Ok(None) => {
                     if let Some(conn) = self.conn.take() {
-                        let mut idle = crate::sync::lock(&self.remote.idle);
+                        let mut idle = crate::locks::lock(&self.remote.idle);
                         if idle.len() < IDLE_CONNECTIONS {
                             idle.push(conn);
                         }

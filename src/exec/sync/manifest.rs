@@ -14,8 +14,8 @@ use tokio::sync::OnceCell;
 use super::hashes::{self, Files};
 use super::watch::Watcher;
 use super::{SyncError, listing, repo};
+use crate::locks::lock;
 use crate::protocol::sync::{EntryKind, MANIFEST_WAIT_SEC, Manifest, ManifestEntry};
-use crate::sync::lock;
 
 /// The least pause between two computations, as a multiple of the last one's duration: a
 /// workspace that changes without end costs a waiting client at most a fifth of a core.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::sync;
+use crate::locks;
 
 /// The extraction threads' side: every filesystem write passes through [`Gate::write`].
 #[derive(Clone)]
@@ -24,7 +24,7 @@ pub(super) struct Gate {
 impl Gate {
     /// Runs one filesystem write on this thread, unless the workspace was already closed.
     pub(super) fn write<T>(&self, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-        let open = sync::read(&self.open);
+        let open = locks::read(&self.open);
         if !*open {
             return Err(io::Error::other("extraction was abandoned"));
         }
@@ -35,7 +35,7 @@ impl Gate {
     /// Turns away every later write and, unless `keep`, removes what was written. Waits for the
     /// writes in progress; closing twice does nothing more.
     pub(super) fn close(&self, keep: bool) {
-        let mut open = sync::write(&self.open);
+        let mut open = locks::write(&self.open);
         // Every write that set `wrote` has ended: its read lock was released before ours.
         let wrote = *open && self.wrote.load(Ordering::Relaxed);
         *open = false;

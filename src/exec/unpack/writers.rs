@@ -13,7 +13,7 @@ use super::UnpackError;
 use super::cleanup::Gate;
 use super::error::io_at;
 use super::new_file::write_chunk;
-use crate::sync::lock;
+use crate::locks::lock;
 
 /// At most this many writer threads, whatever the number of cores.
 const MAX_WRITERS: usize = 4;

@@ -12,7 +12,7 @@ use super::machine_config::{META_EXPIRES_AT, META_SESSION};
 use super::machines_api::FlyMachine;
 use super::{Inner, is_gone, time};
 use crate::clock::unix_now;
-use crate::sync;
+use crate::locks;
 
 /// The reaper's period. It is the last line: the runtime ends itself at its TTL and the
 /// daemon's sweep destroys the machines of the sessions it knows.
@@ -56,7 +56,7 @@ impl Inner {
         let limit = self.start_timeout.as_secs() + STUCK_SLACK_SEC;
         let stuck = matches!(m.state.as_str(), "created" | "starting")
             && time::parse(&m.created_at).is_some_and(|t| t + limit <= now)
-            && !sync::lock(&self.creating).contains(session);
+            && !locks::lock(&self.creating).contains(session);
         stuck.then_some("that never started")
     }
 }
