@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use crate::client::upload::Workspace;
 use crate::protocol::api::{SessionCreated, SessionInfo};
-use crate::protocol::sync::{MANIFEST_WAIT_SEC, Manifest, SYNC_MANIFEST_PATH};
+use crate::protocol::sync::{
+    MANIFEST_WAIT_SEC, Manifest, SYNC_MANIFEST_PATH, SYNC_PULLED_PATH, pulled_query,
+};
 use apply::SyncSession;
 use remote::{Remote, RemoteError};
 
@@ -161,17 +163,23 @@ async fn pull_with(sync: &Arc<SyncSession>) -> anyhow::Result<Summary> {
     let mut last = None;
     for _ in 0..PULL_ROUNDS {
         let manifest = manifest(&sync.remote, None).await?;
-        let head = manifest.head.clone();
+        let (generation, head) = (manifest.generation, manifest.head.clone());
         let round = apply::round(sync, manifest).await?;
         counts.add(round.counts);
         unsettled = round.retry;
-        last = Some((round.base, head));
+        last = Some((round.base, head, generation));
         if unsettled.is_none() {
             break;
         }
     }
-    let (base, head) = last.expect("at least one round");
+    let (base, head, generation) = last.expect("at least one round");
     let branch = branch::fetch(sync, &base, head.as_deref()).await;
+    if unsettled.is_none() && !matches!(branch, Branch::Failed(_)) {
+        // The files are here whatever the runtime hears: a lost ack only keeps it up longer.
+        if let Err(e) = acknowledge(&sync.remote, generation).await {
+            sync.say(&format!("telling the session what was pulled: {e}"));
+        }
+    }
     Ok(Summary {
         label: sync.label.clone(),
         dir: base.dir,
@@ -179,6 +187,17 @@ async fn pull_with(sync: &Arc<SyncSession>) -> anyhow::Result<Summary> {
         branch,
         unsettled,
     })
+}
+
+/// `POST /sync/pulled`: the directory has what generation `generation` holds (conflicts
+/// included, kept aside), so the runtime need not keep it. A runtime from before the
+/// endpoint (`404`) keeps nothing anyway.
+async fn acknowledge(remote: &Remote, generation: u64) -> Result<(), RemoteError> {
+    let endpoint = format!("{SYNC_PULLED_PATH}?{}", pulled_query(generation));
+    match remote.post(&endpoint, Duration::from_secs(30)).await {
+        Err(RemoteError::Status(status, _)) if status == hyper::StatusCode::NOT_FOUND => Ok(()),
+        done => done,
+    }
 }
 
 /// `GET /sync/manifest` (with `after`, a long poll), read with a limit and parsed off the

@@ -48,6 +48,10 @@ pub struct Session {
     /// Every `/sync/file` path asked for, and every `/sync/bundle` query.
     pub fetched: Vec<String>,
     pub bundle_queries: Vec<String>,
+    /// Every generation `POST /sync/pulled` acknowledged.
+    pub acks: Vec<u64>,
+    /// Whether `POST /v1/sessions/{id}/stop` was called.
+    pub stopped: bool,
 }
 
 pub struct SyncServer {
@@ -227,6 +231,10 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
         return full(200, "ok");
     }
     if let Some(session) = path.strip_prefix("/v1/sessions/") {
+        let (session, stop) = match session.strip_suffix("/stop") {
+            Some(session) => (session, true),
+            None => (session, false),
+        };
         if auth != format!("Bearer {DAEMON_TOKEN}") {
             return full(
                 401,
@@ -239,7 +247,12 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
                 r#"{"error":{"code":"not_found","message":"no such session"}}"#,
             );
         }
-        return full(200, &serde_json::to_string(&session_info(addr)).unwrap());
+        let mut info = session_info(addr);
+        if stop {
+            shared.session.lock().unwrap().stopped = true;
+            info.state = SessionState::Stopped;
+        }
+        return full(200, &serde_json::to_string(&info).unwrap());
     }
     if auth != format!("Bearer {TOKEN}") {
         return full(
@@ -251,6 +264,11 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
         "/sync/manifest" => manifest(shared, &query).await,
         "/sync/file" => file(shared, &query),
         "/sync/bundle" => bundle(shared, &query),
+        "/sync/pulled" => {
+            let generation = catty::protocol::sync::parse_pulled_query(&query).unwrap();
+            shared.session.lock().unwrap().acks.push(generation);
+            full(204, "")
+        }
         _ => full(
             404,
             r#"{"error":{"code":"not_found","message":"no such endpoint"}}"#,

@@ -156,8 +156,16 @@ impl Follower {
         if head.is_some() && head != self.head_seen {
             match branch::fetch(&self.sync, &round.base, head.as_deref()).await {
                 Branch::Failed(why) => self.sync.say_once(&format!("the session's commits: {why}")),
-                _ => self.head_seen = head,
+                _ => self.head_seen = head.clone(),
             }
+        }
+        let commits_in = head.is_none() || head == self.head_seen;
+        if round.retry.is_none()
+            && commits_in
+            && let Err(e) = super::acknowledge(&self.sync.remote, generation).await
+        {
+            self.sync
+                .say_once(&format!("telling the session what was pulled: {e}"));
         }
         self.backoff = Duration::ZERO;
         // Something moved under the round: ask again at once rather than wait for a change

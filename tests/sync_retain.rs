@@ -1,0 +1,137 @@
+//! Work is kept until it is pulled: a real `catty exec` stays after its program exits while
+//! its workspace holds changes nobody acknowledged (at most `CATTY_RETAIN_SEC`), and the real
+//! `catty stop` pulls before it stops, unless `--discard`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use catty::protocol::sync::Manifest;
+use http_body_util::Full;
+use hyper::{Request, StatusCode};
+
+use crate::common::repo::write_file;
+use crate::common::sync_server::{LABEL, SyncServer};
+use crate::common::{Client, DEADLINE, HttpReply, Runtime, TOKEN, http_send, sized};
+
+/// A runtime whose program writes a file and exits, kept `grace` seconds, at most `retain`.
+async fn finished(script: &str, grace: &str, retain: &str) -> Runtime {
+    let env = [("CATTY_GRACE_SEC", grace), ("CATTY_RETAIN_SEC", retain)];
+    let rt = Runtime::start(&["sh", "-c", script], &env);
+    let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    c.read_until("exit", |c| c.exit.is_some()).await;
+    rt
+}
+
+async fn send(rt: &Runtime, req: hyper::http::request::Builder) -> HttpReply {
+    let req = req
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    http_send(rt.addr, req).await
+}
+
+#[tokio::test]
+async fn a_changed_workspace_keeps_the_runtime_until_it_is_pulled() {
+    let mut rt = finished("echo made > made.txt", "1", "60").await;
+    // Well past the grace period of 1 s: still there.
+    assert_eq!(rt.wait_exit(Duration::from_secs(3)), None);
+    let manifest: Manifest = send(&rt, Request::get("/sync/manifest"))
+        .await
+        .json(StatusCode::OK);
+    assert!(manifest.entries.iter().any(|e| e.path == "made.txt"));
+    let ack = format!("/sync/pulled?generation={}", manifest.generation);
+    let reply = send(&rt, Request::post(ack)).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(rt.wait_exit(DEADLINE), Some(0));
+}
+
+#[tokio::test]
+async fn an_unchanged_workspace_ends_after_the_grace_period() {
+    let mut rt = finished("true", "1", "600").await;
+    assert_eq!(rt.wait_exit(DEADLINE), Some(0));
+}
+
+#[tokio::test]
+async fn unpulled_work_is_kept_no_longer_than_the_retention() {
+    let mut rt = finished("echo made > made.txt", "1", "2").await;
+    assert_eq!(rt.wait_exit(DEADLINE), Some(0));
+}
+
+#[tokio::test]
+async fn an_ack_needs_the_token_and_a_generation() {
+    let rt = Runtime::start(&["/bin/sh"], &[]);
+    let bare = Request::post("/sync/pulled?generation=1")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    assert_eq!(
+        http_send(rt.addr, bare).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let reply = send(&rt, Request::post("/sync/pulled?generation=x")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+}
+
+/// A session whose workspace holds a file the project lacks, and an empty project.
+async fn session_with_a_change() -> (
+    SyncServer,
+    tempfile::TempDir,
+    tempfile::TempDir,
+    tempfile::TempDir,
+) {
+    let (remote, project, state) = (tempdir(), tempdir(), tempdir());
+    write_file(remote.path(), "new.txt", "from the session\n");
+    let server = SyncServer::start(remote.path()).await;
+    (server, remote, project, state)
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+async fn catty(
+    server: &SyncServer,
+    state: &tempfile::TempDir,
+    cwd: &tempfile::TempDir,
+    args: &[&str],
+) -> (bool, String, String) {
+    let run = server.catty(state.path(), cwd.path(), args).output();
+    let out = tokio::time::timeout(DEADLINE, run)
+        .await
+        .expect("catty in time")
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn stop_pulls_the_work_first_and_says_so() {
+    let (server, _remote, project, state) = session_with_a_change().await;
+    let (ok, stdout, stderr) = catty(&server, &state, &project, &["stop", LABEL]).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(project.path().join("new.txt")).unwrap(),
+        "from the session\n"
+    );
+    assert!(
+        stderr.contains(&format!("catty: pulled {LABEL}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("; stopping"), "{stderr}");
+    assert!(stdout.contains(&format!("stopped {LABEL}")), "{stdout}");
+    let (stopped, acks) = server.with(|s| (s.stopped, s.acks.clone()));
+    assert!(stopped);
+    assert_eq!(acks, [1]);
+}
+
+#[tokio::test]
+async fn stop_discard_stops_without_pulling() {
+    let (server, _remote, project, state) = session_with_a_change().await;
+    let args = ["stop", "--discard", LABEL];
+    let (ok, stdout, stderr) = catty(&server, &state, &project, &args).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(!project.path().join("new.txt").exists());
+    assert!(stdout.contains("its work was not pulled"), "{stdout}");
+    let (stopped, fetched) = server.with(|s| (s.stopped, s.fetched.clone()));
+    assert!(stopped);
+    assert!(fetched.is_empty(), "{fetched:?}");
+}
