@@ -10,7 +10,7 @@ use http_body_util::Full;
 use hyper::{Request, StatusCode};
 
 use crate::common::repo::write_file;
-use crate::common::sync_server::{LABEL, SyncServer};
+use crate::common::sync_server::{LABEL, SESSION_ID, SyncServer};
 use crate::common::{Client, DEADLINE, HttpReply, Runtime, TOKEN, http_send, sized};
 
 /// A runtime whose program writes a file and exits, kept `grace` seconds, at most `retain`.
@@ -81,6 +81,10 @@ async fn session_with_a_change() -> (
     let (remote, project, state) = (tempdir(), tempdir(), tempdir());
     write_file(remote.path(), "new.txt", "from the session\n");
     let server = SyncServer::start(remote.path()).await;
+    // What `catty new` records: the session came from `project`, which was empty.
+    let base = catty::client::sync::Base::empty(LABEL, project.path());
+    base.save(&server.client_state(state.path()), SESSION_ID)
+        .unwrap();
     (server, remote, project, state)
 }
 
@@ -134,4 +138,17 @@ async fn stop_discard_stops_without_pulling() {
     let (stopped, fetched) = server.with(|s| (s.stopped, s.fetched.clone()));
     assert!(stopped);
     assert!(fetched.is_empty(), "{fetched:?}");
+}
+
+#[tokio::test]
+async fn stop_without_a_known_directory_stops_nothing() {
+    let (server, _remote, project, state) = session_with_a_change().await;
+    let elsewhere = tempdir();
+    std::fs::remove_dir_all(server.client_state(state.path()).join("sync")).unwrap();
+    let (ok, stdout, stderr) = catty(&server, &state, &elsewhere, &["stop", LABEL]).await;
+    assert!(!ok, "{stdout}{stderr}");
+    assert!(stderr.contains("catty stop --discard"), "{stderr}");
+    assert!(!project.path().join("new.txt").exists());
+    assert!(!elsewhere.path().join("new.txt").exists());
+    assert!(!server.with(|s| s.stopped));
 }

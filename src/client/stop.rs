@@ -1,6 +1,7 @@
 //! `catty stop` and `catty stop-all-sessions-dangerously`. A stop pulls the session's work
-//! first (SPEC section 9: work is kept until it is pulled), unless told to discard it; a
-//! stop whose pull fails stops nothing. Stop-all pulls nothing and names what it discards.
+//! first (SPEC section 9: work is kept until it is pulled) into the directory recorded for
+//! it, unless told to discard it; a stop whose pull fails, or that has nowhere to pull to,
+//! stops nothing. Stop-all pulls nothing and names what it discards.
 
 use std::sync::Arc;
 
@@ -29,8 +30,10 @@ pub async fn stop(config: &ClientConfig, session: &str, discard: bool) -> anyhow
     Ok(0)
 }
 
-/// Pulls like `catty pull` (into the session's directory, or here when this computer has
-/// none) and says so; an incomplete pull is an error that names the way out.
+/// Pulls like `catty pull` into the session's directory and says so. Without a record of
+/// that directory on this computer it writes nowhere (the current directory may be any):
+/// `catty pull` in the right one records it. An incomplete pull is an error that names the
+/// way out.
 async fn pull_before_stop(config: &ClientConfig, info: SessionInfo) -> anyhow::Result<()> {
     let label = info.label.clone();
     let refuse = || {
@@ -39,9 +42,16 @@ async fn pull_before_stop(config: &ClientConfig, info: SessionInfo) -> anyhow::R
              its work: catty stop --discard {label}"
         )
     };
-    let here = std::env::current_dir().context("cannot read the current directory")?;
+    let base = sync::Base::load(&config.state_dir, &info.session_id).with_context(refuse)?;
+    let Some(base) = base else {
+        anyhow::bail!(
+            "not stopping {label}: this computer does not know which directory its work \
+             belongs in; run catty pull {label} there first, or stop it without its work: \
+             catty stop --discard {label}"
+        );
+    };
     let say: sync::Say = Arc::new(|line| eprintln!("{line}"));
-    let summary = sync::pull(&sync::Link::from(info), &config.state_dir, &here, say)
+    let summary = sync::pull(&sync::Link::from(info), &config.state_dir, &base.dir, say)
         .await
         .with_context(refuse)?;
     if !summary.complete() {

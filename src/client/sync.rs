@@ -161,12 +161,14 @@ async fn pull_with(sync: &Arc<SyncSession>) -> anyhow::Result<Summary> {
     let mut counts = Counts::default();
     let mut unsettled = None;
     let mut last = None;
+    let mut refused = false;
     for _ in 0..PULL_ROUNDS {
         let manifest = manifest(&sync.remote, None).await?;
         let (generation, head) = (manifest.generation, manifest.head.clone());
         let round = apply::round(sync, manifest).await?;
         counts.add(round.counts);
         unsettled = round.retry;
+        refused = round.refused;
         last = Some((round.base, head, generation));
         if unsettled.is_none() {
             break;
@@ -174,7 +176,7 @@ async fn pull_with(sync: &Arc<SyncSession>) -> anyhow::Result<Summary> {
     }
     let (base, head, generation) = last.expect("at least one round");
     let branch = branch::fetch(sync, &base, head.as_deref()).await;
-    if unsettled.is_none() && !matches!(branch, Branch::Failed(_)) {
+    if unsettled.is_none() && !refused && !matches!(branch, Branch::Failed(_)) {
         // The files are here whatever the runtime hears: a lost ack only keeps it up longer.
         if let Err(e) = acknowledge(&sync.remote, generation).await {
             sync.say(&format!("telling the session what was pulled: {e}"));

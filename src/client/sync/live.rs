@@ -161,6 +161,7 @@ impl Follower {
         }
         let commits_in = head.is_none() || head == self.head_seen;
         if round.retry.is_none()
+            && !round.refused
             && commits_in
             && let Err(e) = super::acknowledge(&self.sync.remote, generation).await
         {
