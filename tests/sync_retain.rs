@@ -152,3 +152,37 @@ async fn stop_without_a_known_directory_stops_nothing() {
     assert!(!elsewhere.path().join("new.txt").exists());
     assert!(!server.with(|s| s.stopped));
 }
+
+/// Polls `done` every 20 ms until it holds, at most `within`.
+async fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done()
+}
+
+/// A change the long poll is not woken for (the generation grows silently) still comes back
+/// shortly before the session's TTL: live sync asks for the manifest at once then.
+#[tokio::test]
+async fn live_sync_pulls_before_the_session_expires() {
+    let (server, remote, project, state) = session_with_a_change().await;
+    let mut link = server.link();
+    // The last pull is due 20 s before the expiry: 3 to 4 s from now.
+    link.expires_at = Some(catty::clock::unix_now() + 23);
+    let say: catty::client::sync::Say = std::sync::Arc::new(|line: &str| panic!("{line}"));
+    let state_dir = server.client_state(state.path());
+    let live = catty::client::sync::Live::start(&link, &state_dir, project.path(), say).unwrap();
+    let first = eventually(DEADLINE, || server.with(|s| s.acks == [1])).await;
+    assert!(first, "the first round was not acknowledged");
+    write_file(remote.path(), "late.txt", "just before the end\n");
+    server.with(|s| s.generation += 1);
+    // Well before the long poll's own 25 s are up.
+    let late = project.path().join("late.txt");
+    assert!(eventually(Duration::from_secs(15), || late.exists()).await);
+    assert!(eventually(DEADLINE, || server.with(|s| s.acks == [1, 2])).await);
+    live.stop().await;
+}

@@ -67,7 +67,13 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
         }
     }
     let live = match options.sync && remembered.is_ok() {
-        true => follow(config, sync::Link::from(&created), &cwd),
+        true => {
+            // The expiry comes from the daemon's record: live sync pulls once more before it.
+            let mut link = sync::Link::from(&created);
+            let info = find(&daemon, &created.session_id).await;
+            link.expires_at = info.ok().map(|info| info.expires_at);
+            follow(config, link, &cwd)
+        }
         false => None,
     };
     let target = Target {

@@ -52,6 +52,9 @@ pub struct Link {
     pub connect_url: String,
     pub token: String,
     pub headers: BTreeMap<String, String>,
+    /// When the session expires at its TTL (unix seconds), when known: live sync pulls once
+    /// more shortly before.
+    pub expires_at: Option<u64>,
 }
 
 impl From<&SessionCreated> for Link {
@@ -62,6 +65,7 @@ impl From<&SessionCreated> for Link {
             connect_url: created.connect_url.clone(),
             token: created.connect_token.clone(),
             headers: created.headers.clone(),
+            expires_at: None,
         }
     }
 }
@@ -74,6 +78,7 @@ impl From<SessionInfo> for Link {
             connect_url: info.connect_url,
             token: info.connect_token,
             headers: info.headers,
+            expires_at: Some(info.expires_at),
         }
     }
 }
