@@ -186,3 +186,15 @@ async fn live_sync_pulls_before_the_session_expires() {
     assert!(eventually(DEADLINE, || server.with(|s| s.acks == [1, 2])).await);
     live.stop().await;
 }
+
+#[tokio::test]
+async fn stop_all_names_the_sessions_it_stops_without_pulling() {
+    let (server, _remote, project, state) = session_with_a_change().await;
+    let args = ["stop-all-sessions-dangerously", "--yes-i-mean-it"];
+    let (ok, stdout, stderr) = catty(&server, &state, &project, &args).await;
+    assert!(ok, "{stdout}{stderr}");
+    let named = format!("catty: stopped {LABEL} without pulling its work");
+    assert!(stderr.contains(&named), "{stderr}");
+    assert!(server.with(|s| s.stopped));
+    assert!(!project.path().join("new.txt").exists());
+}

@@ -1,7 +1,8 @@
 //! A session as sync-back sees it, in one small in-process server: the runtime's `/sync/…`
 //! endpoints serving a directory as the session's workspace (manifest, files, a git bundle),
 //! plus canned hostile entries and faults (a file that stalls half-way), and the daemon's
-//! `GET /v1/sessions/{label}` pointing at itself, so the real `catty pull` finds it.
+//! `GET /v1/sessions/{label}` pointing at itself, so the real `catty pull` finds it (plus
+//! the list, a session's stop and stop-all, for `catty stop`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -229,6 +230,15 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
         .to_string();
     if path == "/healthz" {
         return full(200, "ok");
+    }
+    let daemon_auth = auth == format!("Bearer {DAEMON_TOKEN}");
+    if daemon_auth && path == "/v1/sessions" {
+        let list = serde_json::json!({ "sessions": [session_info(addr)] });
+        return full(200, &list.to_string());
+    }
+    if daemon_auth && path == "/v1/sessions/stop-all" {
+        shared.session.lock().unwrap().stopped = true;
+        return full(200, r#"{"stopped":1}"#);
     }
     if let Some(session) = path.strip_prefix("/v1/sessions/") {
         let (session, stop) = match session.strip_suffix("/stop") {
