@@ -57,6 +57,30 @@ async fn unpulled_work_is_kept_no_longer_than_the_retention() {
     assert_eq!(rt.wait_exit(DEADLINE), Some(0));
 }
 
+/// The TTL is a hard limit: unpulled work does not hold the runtime past it.
+#[tokio::test]
+async fn the_ttl_ends_a_runtime_that_keeps_work() {
+    let env = [
+        ("CATTY_GRACE_SEC", "1"),
+        ("CATTY_RETAIN_SEC", "600"),
+        ("CATTY_TTL_SEC", "3"),
+    ];
+    let mut rt = Runtime::start(&["sh", "-c", "echo made > made.txt"], &env);
+    let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    c.read_until("exit", |c| c.exit.is_some()).await;
+    assert_eq!(rt.wait_exit(DEADLINE), Some(0));
+}
+
+/// SIGTERM (the machine is shutting down) ends a runtime that keeps work at once.
+#[tokio::test]
+async fn sigterm_ends_a_runtime_that_keeps_work() {
+    let mut rt = finished("echo made > made.txt", "1", "600").await;
+    assert_eq!(rt.wait_exit(Duration::from_secs(2)), None);
+    let pid = nix::unistd::Pid::from_raw(rt.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(rt.wait_exit(Duration::from_secs(5)), Some(0));
+}
+
 #[tokio::test]
 async fn an_ack_needs_the_token_and_a_generation() {
     let rt = Runtime::start(&["/bin/sh"], &[]);
