@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use catty::protocol::sync::Manifest;
+use catty::protocol::sync::{Manifest, Pulled};
 use http_body_util::Full;
 use hyper::{Request, StatusCode};
 
@@ -39,6 +39,10 @@ async fn a_changed_workspace_keeps_the_runtime_until_it_is_pulled() {
         .await
         .json(StatusCode::OK);
     assert!(manifest.entries.iter().any(|e| e.path == "made.txt"));
+    let pulled: Pulled = send(&rt, Request::get("/sync/pulled"))
+        .await
+        .json(StatusCode::OK);
+    assert!(pulled.unpulled);
     let ack = format!("/sync/pulled?generation={}", manifest.generation);
     let reply = send(&rt, Request::post(ack)).await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
@@ -213,12 +217,15 @@ async fn live_sync_pulls_before_the_session_expires() {
 
 #[tokio::test]
 async fn stop_all_names_the_sessions_it_stops_without_pulling() {
-    let (server, _remote, project, state) = session_with_a_change().await;
-    let args = ["stop-all-sessions-dangerously", "--yes-i-mean-it"];
-    let (ok, stdout, stderr) = catty(&server, &state, &project, &args).await;
-    assert!(ok, "{stdout}{stderr}");
-    let named = format!("catty: stopped {LABEL} without pulling its work");
-    assert!(stderr.contains(&named), "{stderr}");
-    assert!(server.with(|s| s.stopped));
-    assert!(!project.path().join("new.txt").exists());
+    for unpulled in [true, false] {
+        let (server, _remote, project, state) = session_with_a_change().await;
+        server.with(|s| s.unpulled = unpulled);
+        let args = ["stop-all-sessions-dangerously", "--yes-i-mean-it"];
+        let (ok, stdout, stderr) = catty(&server, &state, &project, &args).await;
+        assert!(ok, "{stdout}{stderr}");
+        let named = format!("catty: stopped {LABEL} without pulling its work");
+        assert_eq!(stderr.contains(&named), unpulled, "{stderr}");
+        assert!(server.with(|s| s.stopped));
+        assert!(!project.path().join("new.txt").exists());
+    }
 }

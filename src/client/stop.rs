@@ -1,7 +1,8 @@
 //! `catty stop` and `catty stop-all-sessions-dangerously`. A stop pulls the session's work
 //! first (SPEC section 9: work is kept until it is pulled) into the directory recorded for
 //! it, unless told to discard it; a stop whose pull fails, or that has nowhere to pull to,
-//! stops nothing. Stop-all pulls nothing and names what it discards.
+//! stops nothing. Stop-all pulls nothing and names what it discards (asking each running
+//! session's runtime, `GET /sync/pulled`).
 
 use std::sync::Arc;
 
@@ -71,21 +72,33 @@ pub async fn stop_all(config: &ClientConfig, confirmed: bool) -> anyhow::Result<
     }
     let daemon = DaemonClient::ensure(config).await?;
     // What was running may hold work nobody pulled: it is named, never dropped in silence.
-    let running: Vec<String> = match daemon.get::<SessionList>("/v1/sessions").await {
+    let running: Vec<SessionInfo> = match daemon.get::<SessionList>("/v1/sessions").await {
         Ok(list) => list
             .sessions
             .into_iter()
-            .filter(|s| matches!(s.state, SessionState::Running | SessionState::Starting))
-            .map(|s| s.label)
+            .filter(|s| s.state == SessionState::Running)
             .collect(),
         Err(e) => {
             eprintln!("catty: cannot list the sessions ({e:#}); their work is not pulled");
             Vec::new()
         }
     };
+    let asked = running.into_iter().map(|info| async move {
+        let label = info.label.clone();
+        match sync::unpulled(&sync::Link::from(info)).await {
+            Some(false) => None,
+            Some(true) => Some(format!("{label} without pulling its work")),
+            None => Some(format!("{label}, which may hold work not pulled")),
+        }
+    });
+    let unpulled: Vec<String> = futures_util::future::join_all(asked)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let done: StopAll = daemon.post("/v1/sessions/stop-all", &()).await?;
-    for label in &running {
-        eprintln!("catty: stopped {label} without pulling its work");
+    for line in &unpulled {
+        eprintln!("catty: stopped {line}");
     }
     println!("stopped {} machine(s)", done.stopped);
     Ok(0)

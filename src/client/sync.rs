@@ -32,7 +32,7 @@ use std::time::Duration;
 use crate::client::upload::Workspace;
 use crate::protocol::api::{SessionCreated, SessionInfo};
 use crate::protocol::sync::{
-    MANIFEST_WAIT_SEC, Manifest, SYNC_MANIFEST_PATH, SYNC_PULLED_PATH, pulled_query,
+    MANIFEST_WAIT_SEC, Manifest, Pulled, SYNC_MANIFEST_PATH, SYNC_PULLED_PATH, pulled_query,
 };
 use apply::SyncSession;
 use remote::{Remote, RemoteError};
@@ -194,6 +194,19 @@ async fn pull_with(sync: &Arc<SyncSession>) -> anyhow::Result<Summary> {
         branch,
         unsettled,
     })
+}
+
+/// Whether the session's runtime keeps work nobody pulled (`GET /sync/pulled`); `None`
+/// when it cannot say (unreachable, or a runtime from before retention).
+pub async fn unpulled(link: &Link) -> Option<bool> {
+    let remote = Remote::new(&link.connect_url, &link.token, &link.headers).ok()?;
+    let mut reply = remote
+        .get(SYNC_PULLED_PATH, Duration::from_secs(10))
+        .await
+        .ok()?;
+    let body = reply.collect(64 * 1024).await.ok()?;
+    let pulled: Pulled = serde_json::from_slice(&body).ok()?;
+    Some(pulled.unpulled)
 }
 
 /// `POST /sync/pulled`: the directory has what generation `generation` holds (conflicts

@@ -64,6 +64,7 @@ pub(super) async fn route(
         (&Method::GET, SYNC_FILE_PATH) => app.sync.file(req.uri().query()).await,
         (&Method::GET, SYNC_BUNDLE_PATH) => app.sync.bundle(req.uri().query()).await,
         (&Method::POST, SYNC_PULLED_PATH) => app.sync.pulled(req.uri().query()),
+        (&Method::GET, SYNC_PULLED_PATH) => app.sync.unpulled().await,
         (
             _,
             HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH

@@ -13,6 +13,7 @@
 //! | `GET /sync/file?path=P` | bearer | one file's bytes (`application/octet-stream`) |
 //! | `GET /sync/bundle[?base=SHA]` | bearer | the session's commits as a git bundle |
 //! | `POST /sync/pulled?generation=G` | bearer | the client applied generation `G`; `204` |
+//! | `GET /sync/pulled` | bearer | [`sync::Pulled`]: whether work is kept for a pull |
 //!
 //! Auth is `Authorization: Bearer <CONNECT_TOKEN>`, compared in constant time; a missing or
 //! wrong token is `401`. Errors are JSON: `{"error":{"code":"…","message":"…"}}`
@@ -59,6 +60,8 @@
 //!   directory now holds what the manifest of generation `G` held (conflicts count: the
 //!   session's version was kept locally); `204`, `400` for another query. The runtime keeps
 //!   the highest `G` it was told; a `G` it never served counts for every one up to it.
+//!   `GET /sync/pulled` answers [`sync::Pulled`], whether the runtime holds such work now
+//!   (below); stop-all asks it to name what it discards.
 //!
 //! Work is kept until it is pulled. The runtime notes the manifest's generation just before
 //! the program starts (after `/upload` and `/git`): that is what was uploaded, which the

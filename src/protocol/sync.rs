@@ -104,6 +104,13 @@ pub fn parse_file_query(query: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// `GET /sync/pulled`: whether the workspace holds work no client acknowledged (changed
+/// since the program started, past every generation acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pulled {
+    pub unpulled: bool,
+}
+
 /// The query of `POST /sync/pulled`.
 pub fn pulled_query(generation: u64) -> String {
     format!("generation={generation}")

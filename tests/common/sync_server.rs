@@ -51,6 +51,8 @@ pub struct Session {
     pub bundle_queries: Vec<String>,
     /// Every generation `POST /sync/pulled` acknowledged.
     pub acks: Vec<u64>,
+    /// What `GET /sync/pulled` answers.
+    pub unpulled: bool,
     /// Whether `POST /v1/sessions/{id}/stop` was called.
     pub stopped: bool,
 }
@@ -274,6 +276,10 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
         "/sync/manifest" => manifest(shared, &query).await,
         "/sync/file" => file(shared, &query),
         "/sync/bundle" => bundle(shared, &query),
+        "/sync/pulled" if req.method() == hyper::Method::GET => {
+            let unpulled = shared.session.lock().unwrap().unpulled;
+            full(200, &format!(r#"{{"unpulled":{unpulled}}}"#))
+        }
         "/sync/pulled" => {
             let generation = catty::protocol::sync::parse_pulled_query(&query).unwrap();
             shared.session.lock().unwrap().acks.push(generation);

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::net::http::{self, Body, error};
 use crate::protocol::sync::{
-    SHA256_HEADER, SYNC_FILE_MAX_BYTES, parse_file_query, parse_pulled_query,
+    Pulled, SHA256_HEADER, SYNC_FILE_MAX_BYTES, parse_file_query, parse_pulled_query,
 };
 use file::{Refusal, Sent};
 use manifest::Manifests;
@@ -120,6 +120,12 @@ impl SyncBack {
     /// Returns once every change of the workspace was pulled (see `retain.rs`).
     pub(super) async fn until_pulled(&self) {
         self.retention.until_pulled(&self.manifests).await;
+    }
+
+    /// `GET /sync/pulled`: whether work is kept for a pull.
+    pub(super) async fn unpulled(&self) -> Response<Body> {
+        let unpulled = self.retention.unpulled(&self.manifests, None).await;
+        http::json(StatusCode::OK, &Pulled { unpulled })
     }
 
     /// `POST /sync/pulled?generation=G`: a client applied the manifest of generation `G`.

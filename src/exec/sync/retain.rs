@@ -45,33 +45,32 @@ impl Retention {
         });
     }
 
-    /// Returns once the workspace holds nothing that was not pulled: its manifest's
-    /// generation is at most the one acknowledged or the one at the program's start. A
-    /// workspace whose manifest cannot be made has nothing a client could pull.
+    /// Whether the workspace holds work not pulled: its manifest's generation is above both
+    /// the one acknowledged and the one at the program's start (`acked` when given, else
+    /// the highest acknowledged). A workspace whose manifest cannot be made has nothing a
+    /// client could pull.
+    pub(super) async fn unpulled(&self, manifests: &Arc<Manifests>, acked: Option<u64>) -> bool {
+        let pulled = acked.unwrap_or_else(|| *self.pulled.borrow());
+        let kept = pulled.max(self.baseline.get().copied().unwrap_or(0));
+        match manifests.fresh().await {
+            Ok(snapshot) => snapshot.generation > kept,
+            Err(e) => {
+                tracing::warn!("cannot tell whether work is unpulled: {e}");
+                false
+            }
+        }
+    }
+
+    /// Returns once the workspace holds nothing that was not pulled.
     pub(super) async fn until_pulled(&self, manifests: &Arc<Manifests>) {
         let mut acks = self.pulled.subscribe();
-        let mut told = false;
         loop {
             // Read before the manifest is made, so an ack that arrives meanwhile wakes us.
             let pulled = *acks.borrow_and_update();
-            let kept = pulled.max(self.baseline.get().copied().unwrap_or(0));
-            match manifests.fresh().await {
-                Ok(snapshot) if snapshot.generation <= kept => return,
-                Ok(snapshot) => {
-                    if !told {
-                        tracing::info!(
-                            generation = snapshot.generation,
-                            pulled,
-                            "keeping the workspace until its work is pulled"
-                        );
-                        told = true;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("cannot tell whether work is unpulled: {e}");
-                    return;
-                }
+            if !self.unpulled(manifests, Some(pulled)).await {
+                return;
             }
+            tracing::info!(pulled, "keeping the workspace until its work is pulled");
             // The sender lives as long as `self`: `changed` cannot fail while we hold it.
             if acks.changed().await.is_err() {
                 return;
