@@ -173,17 +173,20 @@ mod tests {
         let c = config(args(), &[("CONNECT_TOKEN", "t")]).unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.grace, DEFAULT_GRACE);
+        assert_eq!(c.retain, DEFAULT_RETAIN);
         let c = config(
             args(),
             &[
                 ("CONNECT_TOKEN", "t"),
                 ("CATTY_EXEC_ADDR", "127.0.0.1:0"),
                 ("CATTY_GRACE_SEC", "3"),
+                ("CATTY_RETAIN_SEC", "5"),
             ],
         )
         .unwrap();
         assert_eq!(c.addr.to_string(), "127.0.0.1:0");
         assert_eq!(c.grace, Duration::from_secs(3));
+        assert_eq!(c.retain, Duration::from_secs(5));
         let flagged = ExecArgs {
             addr: Some("127.0.0.1:9".into()),
             ..args()
