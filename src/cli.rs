@@ -115,6 +115,10 @@ pub struct StopArgs {
     /// the session's label or id
     #[argh(positional)]
     pub session: String,
+
+    /// stop without pulling the session's work first
+    #[argh(switch)]
+    pub discard: bool,
 }
 
 /// Stop every session and destroy every catty machine of the provider, including ones this
@@ -168,6 +172,11 @@ pub struct ExecArgs {
     /// CATTY_GRACE_SEC] (default 60)
     #[argh(option)]
     pub grace_sec: Option<u64>,
+
+    /// after the program exits, stay up at most this long while the workspace holds work not
+    /// yet pulled [env: CATTY_RETAIN_SEC] (default 3600)
+    #[argh(option)]
+    pub retain_sec: Option<u64>,
 
     /// accept clients without a token; for experiments on a trusted machine only (otherwise
     /// the token comes from CONNECT_TOKEN)

@@ -55,7 +55,7 @@ fn main() -> ExitCode {
             catty::client::diff(&config, &args.session, args.stat).await
         }),
         Subcommand::Stop(args) => client(&env, |config| async move {
-            catty::client::stop(&config, &args.session).await
+            catty::client::stop(&config, &args.session, args.discard).await
         }),
         Subcommand::StopAll(args) => client(&env, |config| async move {
             catty::client::stop_all(&config, args.yes_i_mean_it).await

@@ -6,6 +6,7 @@
 mod attach;
 mod daemon_client;
 mod escape;
+mod stop;
 pub mod sync;
 mod tty;
 mod unacked;
@@ -16,11 +17,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::config::{ClientConfig, NewOptions, UsageError};
+use crate::config::{ClientConfig, NewOptions};
 use crate::protocol::UPLOAD_LIMIT_BYTES;
-use crate::protocol::api::{SessionCreated, SessionInfo, SessionList, StopAll};
+use crate::protocol::api::{SessionCreated, SessionInfo, SessionList};
 use attach::{Outcome, Target};
 use daemon_client::{DaemonClient, DaemonError};
+pub use stop::{stop, stop_all};
 
 pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
     let cwd = options.dir;
@@ -65,7 +67,13 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
         }
     }
     let live = match options.sync && remembered.is_ok() {
-        true => follow(config, sync::Link::from(&created), &cwd),
+        true => {
+            // The expiry comes from the daemon's record: live sync pulls once more before it.
+            let mut link = sync::Link::from(&created);
+            let info = find(&daemon, &created.session_id).await;
+            link.expires_at = info.ok().map(|info| info.expires_at);
+            follow(config, link, &cwd)
+        }
         false => None,
     };
     let target = Target {
@@ -261,29 +269,6 @@ pub async fn diff(config: &ClientConfig, session: &str, stat: bool) -> anyhow::R
     sync::diff(&sync::Link::from(info), &config.state_dir, &here, stat)
         .await
         .with_context(|| format!("cannot diff {label} (the session is {state})"))
-}
-
-pub async fn stop(config: &ClientConfig, session: &str) -> anyhow::Result<i32> {
-    let daemon = DaemonClient::ensure(config).await?;
-    let info = find(&daemon, session).await?;
-    let stopped: SessionInfo = daemon
-        .post(&format!("/v1/sessions/{}/stop", info.session_id), &())
-        .await?;
-    println!("stopped {}", stopped.label);
-    Ok(0)
-}
-
-pub async fn stop_all(config: &ClientConfig, confirmed: bool) -> anyhow::Result<i32> {
-    if !confirmed {
-        return Err(UsageError(
-            "refusing: this stops every session and destroys every catty machine; add --yes-i-mean-it".into(),
-        )
-        .into());
-    }
-    let daemon = DaemonClient::ensure(config).await?;
-    let done: StopAll = daemon.post("/v1/sessions/stop-all", &()).await?;
-    println!("stopped {} machine(s)", done.stopped);
-    Ok(0)
 }
 
 fn human_age(secs: u64) -> String {

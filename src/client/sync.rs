@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use crate::client::upload::Workspace;
 use crate::protocol::api::{SessionCreated, SessionInfo};
-use crate::protocol::sync::{MANIFEST_WAIT_SEC, Manifest, SYNC_MANIFEST_PATH};
+use crate::protocol::sync::{
+    MANIFEST_WAIT_SEC, Manifest, Pulled, SYNC_MANIFEST_PATH, SYNC_PULLED_PATH, pulled_query,
+};
 use apply::SyncSession;
 use remote::{Remote, RemoteError};
 
@@ -50,6 +52,9 @@ pub struct Link {
     pub connect_url: String,
     pub token: String,
     pub headers: BTreeMap<String, String>,
+    /// When the session expires at its TTL (unix seconds), when known: live sync pulls once
+    /// more shortly before.
+    pub expires_at: Option<u64>,
 }
 
 impl From<&SessionCreated> for Link {
@@ -60,6 +65,7 @@ impl From<&SessionCreated> for Link {
             connect_url: created.connect_url.clone(),
             token: created.connect_token.clone(),
             headers: created.headers.clone(),
+            expires_at: None,
         }
     }
 }
@@ -72,6 +78,7 @@ impl From<SessionInfo> for Link {
             connect_url: info.connect_url,
             token: info.connect_token,
             headers: info.headers,
+            expires_at: Some(info.expires_at),
         }
     }
 }
@@ -159,19 +166,27 @@ async fn pull_with(sync: &Arc<SyncSession>) -> anyhow::Result<Summary> {
     let mut counts = Counts::default();
     let mut unsettled = None;
     let mut last = None;
+    let mut refused = false;
     for _ in 0..PULL_ROUNDS {
         let manifest = manifest(&sync.remote, None).await?;
-        let head = manifest.head.clone();
+        let (generation, head) = (manifest.generation, manifest.head.clone());
         let round = apply::round(sync, manifest).await?;
         counts.add(round.counts);
         unsettled = round.retry;
-        last = Some((round.base, head));
+        refused = round.refused;
+        last = Some((round.base, head, generation));
         if unsettled.is_none() {
             break;
         }
     }
-    let (base, head) = last.expect("at least one round");
+    let (base, head, generation) = last.expect("at least one round");
     let branch = branch::fetch(sync, &base, head.as_deref()).await;
+    if unsettled.is_none() && !refused && !matches!(branch, Branch::Failed(_)) {
+        // The files are here whatever the runtime hears: a lost ack only keeps it up longer.
+        if let Err(e) = acknowledge(&sync.remote, generation).await {
+            sync.say(&format!("telling the session what was pulled: {e}"));
+        }
+    }
     Ok(Summary {
         label: sync.label.clone(),
         dir: base.dir,
@@ -179,6 +194,30 @@ async fn pull_with(sync: &Arc<SyncSession>) -> anyhow::Result<Summary> {
         branch,
         unsettled,
     })
+}
+
+/// Whether the session's runtime keeps work nobody pulled (`GET /sync/pulled`); `None`
+/// when it cannot say (unreachable, or a runtime from before retention).
+pub async fn unpulled(link: &Link) -> Option<bool> {
+    let remote = Remote::new(&link.connect_url, &link.token, &link.headers).ok()?;
+    let mut reply = remote
+        .get(SYNC_PULLED_PATH, Duration::from_secs(10))
+        .await
+        .ok()?;
+    let body = reply.collect(64 * 1024).await.ok()?;
+    let pulled: Pulled = serde_json::from_slice(&body).ok()?;
+    Some(pulled.unpulled)
+}
+
+/// `POST /sync/pulled`: the directory has what generation `generation` holds (conflicts
+/// included, kept aside), so the runtime need not keep it. A runtime from before the
+/// endpoint (`404`) keeps nothing anyway.
+async fn acknowledge(remote: &Remote, generation: u64) -> Result<(), RemoteError> {
+    let endpoint = format!("{SYNC_PULLED_PATH}?{}", pulled_query(generation));
+    match remote.post(&endpoint, Duration::from_secs(30)).await {
+        Err(RemoteError::Status(status, _)) if status == hyper::StatusCode::NOT_FOUND => Ok(()),
+        done => done,
+    }
 }
 
 /// `GET /sync/manifest` (with `after`, a long poll), read with a limit and parsed off the

@@ -1,5 +1,5 @@
 //! `catty exec`'s configuration: where to listen, the token, the workspace, the agent and
-//! command, the program's environment, the TTL and the grace period.
+//! command, the program's environment, the TTL, the grace period and the retention.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,6 +12,10 @@ use crate::protocol::{Agent, OUTPUT_BUFFER_BYTES};
 
 /// How long the final output stays readable after the program exits, unless configured.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
+
+/// How long the runtime stays up after the program exits while the workspace holds work not
+/// yet pulled, unless configured (the local provider asks for a day).
+const DEFAULT_RETAIN: Duration = Duration::from_secs(3600);
 
 /// Everything `catty exec` needs.
 #[derive(Debug, Clone)]
@@ -26,6 +30,9 @@ pub struct ExecConfig {
     pub child_env: Vec<(String, String)>,
     pub ttl: Option<Duration>,
     pub grace: Duration,
+    /// The longest the runtime stays after the program exits for work not yet pulled; never
+    /// less than `grace` in effect.
+    pub retain: Duration,
     pub buffer_bytes: usize,
     pub log: Logging,
 }
@@ -82,6 +89,7 @@ impl ExecConfig {
             child_env: child_env(env),
             ttl: seconds(args.ttl_sec, env, "CATTY_TTL_SEC")?,
             grace: seconds(args.grace_sec, env, "CATTY_GRACE_SEC")?.unwrap_or(DEFAULT_GRACE),
+            retain: seconds(args.retain_sec, env, "CATTY_RETAIN_SEC")?.unwrap_or(DEFAULT_RETAIN),
             buffer_bytes: OUTPUT_BUFFER_BYTES,
             log: Logging::new(env),
         })
@@ -135,6 +143,7 @@ mod tests {
             workspace: None,
             ttl_sec: None,
             grace_sec: None,
+            retain_sec: None,
             insecure_no_token: false,
             command: vec![],
         }
@@ -164,17 +173,20 @@ mod tests {
         let c = config(args(), &[("CONNECT_TOKEN", "t")]).unwrap();
         assert_eq!(c.addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.grace, DEFAULT_GRACE);
+        assert_eq!(c.retain, DEFAULT_RETAIN);
         let c = config(
             args(),
             &[
                 ("CONNECT_TOKEN", "t"),
                 ("CATTY_EXEC_ADDR", "127.0.0.1:0"),
                 ("CATTY_GRACE_SEC", "3"),
+                ("CATTY_RETAIN_SEC", "5"),
             ],
         )
         .unwrap();
         assert_eq!(c.addr.to_string(), "127.0.0.1:0");
         assert_eq!(c.grace, Duration::from_secs(3));
+        assert_eq!(c.retain, Duration::from_secs(5));
         let flagged = ExecArgs {
             addr: Some("127.0.0.1:9".into()),
             ..args()

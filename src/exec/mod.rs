@@ -1,6 +1,7 @@
 //! The runtime (`catty exec`): hosts one session, a program on a PTY, for clients that attach
-//! over WebSocket. It ends when the program has exited and the grace period is over, at the
-//! TTL, or on SIGTERM; its exit is what ends the machine.
+//! over WebSocket. It ends when the program has exited, the grace period is over and the
+//! workspace's work was pulled (at most the retention time), at the TTL, or on SIGTERM; its
+//! exit is what ends the machine.
 
 mod agents;
 mod buffer;
@@ -50,7 +51,7 @@ pub async fn run(
         connection(app.clone(), stream)
     });
     let lifecycle = async {
-        lifecycle(&session, &config, terminate).await;
+        lifecycle(&session, &app.sync, &config, terminate).await;
         let _ = stop.send(());
     };
     tokio::join!(server, lifecycle);
@@ -60,6 +61,7 @@ pub async fn run(
 /// Runs the program and decides when the session is over.
 async fn lifecycle(
     session: &Arc<Session>,
+    sync: &sync::SyncBack,
     config: &ExecConfig,
     terminate: impl Future<Output = ()>,
 ) {
@@ -69,7 +71,7 @@ async fn lifecycle(
         cwd: config.workspace.clone(),
         env: config.child_env.clone(),
     };
-    let process = process::run(session.clone(), command);
+    let process = process::run(session.clone(), command, sync);
     let expiry = async {
         match config.ttl {
             Some(ttl) => tokio::time::sleep(ttl).await,
@@ -82,9 +84,10 @@ async fn lifecycle(
             if let Err(e) = result {
                 tracing::error!("{e}");
             }
-            // Keep the final output and status for clients that reconnect.
+            // Keep the final output and status for clients that reconnect, and the work
+            // until it is pulled.
             tokio::select! {
-                () = tokio::time::sleep(config.grace) => return,
+                () = retained(sync, config) => return,
                 () = &mut expiry => ttl_message(config),
                 () = &mut terminate => return,
             }
@@ -95,6 +98,20 @@ async fn lifecycle(
     tracing::info!("ending the session: {reason}");
     session.end(reason);
     process::hang_up(session, &mut process).await;
+}
+
+/// After the program's exit: the grace period, then as long as the workspace holds work
+/// not yet pulled, up to the retention time from the exit.
+async fn retained(sync: &sync::SyncBack, config: &ExecConfig) {
+    tokio::time::sleep(config.grace).await;
+    let rest = config.retain.saturating_sub(config.grace);
+    if tokio::time::timeout(rest, sync.until_pulled())
+        .await
+        .is_err()
+    {
+        let secs = config.retain.as_secs();
+        tracing::warn!("leaving work that was never pulled: the retention of {secs} s is over");
+    }
 }
 
 fn ttl_message(config: &ExecConfig) -> String {

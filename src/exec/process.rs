@@ -15,6 +15,7 @@ use super::agents;
 use super::command::Command;
 use super::pty::{self, Master, Spawn};
 use super::session::Session;
+use super::sync::SyncBack;
 use crate::protocol::ExitStatus;
 use crate::task::AbortOnDrop;
 
@@ -30,15 +31,26 @@ const DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// How long a hung-up process may take before it is killed.
 pub(super) const HANGUP_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs the session's process from the first attach to its exit. Returns its status.
-pub(super) async fn run(session: Arc<Session>, mut command: Command) -> io::Result<ExitStatus> {
+/// Runs the session's process from the first attach to its exit, and tells sync-back of
+/// both. Returns its status.
+pub(super) async fn run(
+    session: Arc<Session>,
+    mut command: Command,
+    sync: &SyncBack,
+) -> io::Result<ExitStatus> {
     let size = session.wait_for_start().await;
-    if let Err(missing) = agents::find_program(&command) {
-        return Err(refuse(&session, missing));
-    }
+    // The upload is done: the workspace as uploaded is noted beside the agent's preparation.
+    let (_, prepared) = tokio::join!(sync.remember_start(), async {
+        agents::find_program(&command)?;
+        Ok::<_, String>(agents::prepare(&mut command).await)
+    });
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(missing) => return Err(refuse(&session, missing)),
+    };
     // A configuration that could not be written is worth a warning, not a refusal: the
     // agent still starts, it just asks its first-run questions.
-    if let Err(e) = agents::prepare(&mut command).await {
+    if let Err(e) = prepared {
         tracing::warn!("{e:#}");
         session.say(&format!("catty: {e:#}; it may ask its first-run questions"));
     }
@@ -64,6 +76,8 @@ pub(super) async fn run(session: Arc<Session>, mut command: Command) -> io::Resu
     let status = pump_output(&session, &master, &mut child).await?;
     drop(writer);
     tracing::info!(code = status.code, signal = ?status.signal, "process exited");
+    // Before clients hear of the exit: a manifest they ask for next shows all it wrote.
+    sync.program_exited();
     session.set_exited(status.clone());
     Ok(status)
 }

@@ -16,7 +16,9 @@ use super::sync::SyncBack;
 use super::{git, unpack};
 use crate::net::http::{self, Body, error};
 use crate::protocol::api::UploadDone;
-use crate::protocol::sync::{SYNC_BUNDLE_PATH, SYNC_FILE_PATH, SYNC_MANIFEST_PATH};
+use crate::protocol::sync::{
+    SYNC_BUNDLE_PATH, SYNC_FILE_PATH, SYNC_MANIFEST_PATH, SYNC_PULLED_PATH,
+};
 use crate::protocol::{
     CONNECT_PATH, ConnectParams, GIT_PATH, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH,
 };
@@ -48,7 +50,8 @@ pub(super) async fn route(
         (&Method::GET, HEALTHZ_PATH) => http::text("ok"),
         (
             _,
-            UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH | SYNC_BUNDLE_PATH,
+            UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH | SYNC_BUNDLE_PATH
+            | SYNC_PULLED_PATH,
         ) if !authorized(&app, &req) => error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -60,10 +63,12 @@ pub(super) async fn route(
         (&Method::GET, SYNC_MANIFEST_PATH) => app.sync.manifest(req.uri().query()).await,
         (&Method::GET, SYNC_FILE_PATH) => app.sync.file(req.uri().query()).await,
         (&Method::GET, SYNC_BUNDLE_PATH) => app.sync.bundle(req.uri().query()).await,
+        (&Method::POST, SYNC_PULLED_PATH) => app.sync.pulled(req.uri().query()),
+        (&Method::GET, SYNC_PULLED_PATH) => app.sync.unpulled().await,
         (
             _,
             HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH
-            | SYNC_BUNDLE_PATH,
+            | SYNC_BUNDLE_PATH | SYNC_PULLED_PATH,
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

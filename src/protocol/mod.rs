@@ -12,6 +12,8 @@
 //! | `GET /sync/manifest[?after=G]` | bearer | the workspace as [`sync::Manifest`] (below) |
 //! | `GET /sync/file?path=P` | bearer | one file's bytes (`application/octet-stream`) |
 //! | `GET /sync/bundle[?base=SHA]` | bearer | the session's commits as a git bundle |
+//! | `POST /sync/pulled?generation=G` | bearer | the client applied generation `G`; `204` |
+//! | `GET /sync/pulled` | bearer | [`sync::Pulled`]: whether work is kept for a pull |
 //!
 //! Auth is `Authorization: Bearer <CONNECT_TOKEN>`, compared in constant time; a missing or
 //! wrong token is `401`. Errors are JSON: `{"error":{"code":"…","message":"…"}}`
@@ -53,6 +55,21 @@
 //!   `SHA` (what was uploaded) as its prerequisite when given, `204` when the workspace has
 //!   no commits (or none that `SHA` lacks), at most [`sync::BUNDLE_MAX_BYTES`]. A `SHA` the
 //!   workspace does not have gives the whole history.
+//!
+//! - `POST /sync/pulled?generation=G` ([`sync::SYNC_PULLED_PATH`]) says the client's
+//!   directory now holds what the manifest of generation `G` held (conflicts count: the
+//!   session's version was kept locally); `204`, `400` for another query. The runtime keeps
+//!   the highest `G` it was told; a `G` it never served counts for every one up to it.
+//!   `GET /sync/pulled` answers [`sync::Pulled`], whether the runtime holds such work now
+//!   (below); stop-all asks it to name what it discards.
+//!
+//! Work is kept until it is pulled. The runtime notes the manifest's generation just before
+//! the program starts (after `/upload` and `/git`): that is what was uploaded, which the
+//! client has. After the program exits, the runtime stays for the grace period, then for as
+//! long as the current generation is above both that one and the highest acknowledged, at
+//! most `CATTY_RETAIN_SEC` from the exit. So a session nobody synced whose workspace is
+//! unchanged since the upload ends after the grace period; one whose manifest cannot be
+//! made keeps nothing (nothing could pull it). The TTL and SIGTERM end it regardless.
 //!
 //! A client treats all of it as hostile input (SPEC section 9): it checks every path and
 //! size before it writes, and writes nothing outside its directory or into `.git/`.

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 pub const SYNC_MANIFEST_PATH: &str = "/sync/manifest";
 pub const SYNC_FILE_PATH: &str = "/sync/file";
 pub const SYNC_BUNDLE_PATH: &str = "/sync/bundle";
+/// `POST /sync/pulled?generation=G`: the client applied the manifest of generation `G`.
+pub const SYNC_PULLED_PATH: &str = "/sync/pulled";
 
 /// The response header of `GET /sync/file` with the SHA-256 (lowercase hex) of the bytes sent.
 pub const SHA256_HEADER: &str = "x-catty-sha256";
@@ -75,6 +77,28 @@ pub fn parse_file_query(query: &str) -> Option<String> {
     super::percent::decode(query.strip_prefix("path=")?)
 }
 
+/// `GET /sync/pulled`: whether the workspace holds work no client acknowledged (changed
+/// since the program started, past every generation acknowledged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pulled {
+    pub unpulled: bool,
+}
+
+/// The query of `POST /sync/pulled`.
+pub fn pulled_query(generation: u64) -> String {
+    format!("generation={generation}")
+}
+
+/// The generation a `POST /sync/pulled` query names; `None` unless it is exactly
+/// `generation=G`.
+pub fn parse_pulled_query(query: &str) -> Option<u64> {
+    let digits = query.strip_prefix("generation=")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +118,20 @@ mod tests {
             "path=%FF",
         ] {
             assert_eq!(parse_file_query(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn pulled_queries_round_trip() {
+        assert_eq!(parse_pulled_query(&pulled_query(7)), Some(7));
+        for bad in [
+            "",
+            "generation=",
+            "generation=-1",
+            "generation=1&x=2",
+            "after=3",
+        ] {
+            assert_eq!(parse_pulled_query(bad), None, "{bad}");
         }
     }
 

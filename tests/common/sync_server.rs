@@ -1,7 +1,8 @@
 //! A session as sync-back sees it, in one small in-process server: the runtime's `/sync/…`
 //! endpoints serving a directory as the session's workspace (manifest, files, a git bundle),
 //! plus canned hostile entries and faults (a file that stalls half-way), and the daemon's
-//! `GET /v1/sessions/{label}` pointing at itself, so the real `catty pull` finds it.
+//! `GET /v1/sessions/{label}` pointing at itself, so the real `catty pull` finds it (plus
+//! the list, a session's stop and stop-all, for `catty stop`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -48,6 +49,12 @@ pub struct Session {
     /// Every `/sync/file` path asked for, and every `/sync/bundle` query.
     pub fetched: Vec<String>,
     pub bundle_queries: Vec<String>,
+    /// Every generation `POST /sync/pulled` acknowledged.
+    pub acks: Vec<u64>,
+    /// What `GET /sync/pulled` answers.
+    pub unpulled: bool,
+    /// Whether `POST /v1/sessions/{id}/stop` was called.
+    pub stopped: bool,
 }
 
 pub struct SyncServer {
@@ -226,7 +233,20 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
     if path == "/healthz" {
         return full(200, "ok");
     }
+    let daemon_auth = auth == format!("Bearer {DAEMON_TOKEN}");
+    if daemon_auth && path == "/v1/sessions" {
+        let list = serde_json::json!({ "sessions": [session_info(addr)] });
+        return full(200, &list.to_string());
+    }
+    if daemon_auth && path == "/v1/sessions/stop-all" {
+        shared.session.lock().unwrap().stopped = true;
+        return full(200, r#"{"stopped":1}"#);
+    }
     if let Some(session) = path.strip_prefix("/v1/sessions/") {
+        let (session, stop) = match session.strip_suffix("/stop") {
+            Some(session) => (session, true),
+            None => (session, false),
+        };
         if auth != format!("Bearer {DAEMON_TOKEN}") {
             return full(
                 401,
@@ -239,7 +259,12 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
                 r#"{"error":{"code":"not_found","message":"no such session"}}"#,
             );
         }
-        return full(200, &serde_json::to_string(&session_info(addr)).unwrap());
+        let mut info = session_info(addr);
+        if stop {
+            shared.session.lock().unwrap().stopped = true;
+            info.state = SessionState::Stopped;
+        }
+        return full(200, &serde_json::to_string(&info).unwrap());
     }
     if auth != format!("Bearer {TOKEN}") {
         return full(
@@ -251,6 +276,15 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
         "/sync/manifest" => manifest(shared, &query).await,
         "/sync/file" => file(shared, &query),
         "/sync/bundle" => bundle(shared, &query),
+        "/sync/pulled" if req.method() == hyper::Method::GET => {
+            let unpulled = shared.session.lock().unwrap().unpulled;
+            full(200, &format!(r#"{{"unpulled":{unpulled}}}"#))
+        }
+        "/sync/pulled" => {
+            let generation = catty::protocol::sync::parse_pulled_query(&query).unwrap();
+            shared.session.lock().unwrap().acks.push(generation);
+            full(204, "")
+        }
         _ => full(
             404,
             r#"{"error":{"code":"not_found","message":"no such endpoint"}}"#,

@@ -26,6 +26,9 @@ use crate::net::RuntimeUrl;
 use crate::protocol::HEALTHZ_PATH;
 use crate::{locks, private_dir};
 
+/// How long a local runtime keeps work not yet pulled after its program exits.
+const LOCAL_RETAIN_SEC: u64 = 24 * 3600;
+
 /// How long a runtime may take to print its address: it binds a port, nothing more.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// One `/healthz` probe; loopback answers in microseconds.
@@ -120,6 +123,8 @@ impl Local {
         cmd.env("CONNECT_TOKEN", &spec.connect_token)
             .env("CATTY_AGENT", spec.agent.as_str())
             .env("CATTY_TTL_SEC", spec.ttl_sec.to_string())
+            // The workspace is on this computer: unpulled work may wait for a day.
+            .env("CATTY_RETAIN_SEC", LOCAL_RETAIN_SEC.to_string())
             .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
             // The daemon's own settings are not the session's business.
             .env_remove("FLY_API_TOKEN")

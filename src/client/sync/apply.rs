@@ -43,6 +43,8 @@ pub(super) struct Round {
     pub counts: Counts,
     pub retry: Option<String>,
     pub base: Base,
+    /// The manifest was refused whole: nothing of it counts as pulled.
+    pub refused: bool,
 }
 
 impl SyncSession {
@@ -90,6 +92,7 @@ pub(super) async fn round(sync: &Arc<SyncSession>, manifest: Manifest) -> anyhow
     })
     .await?;
     let Prepared {
+        refused,
         mut base,
         mut counts,
         jobs,
@@ -107,6 +110,7 @@ pub(super) async fn round(sync: &Arc<SyncSession>, manifest: Manifest) -> anyhow
         counts,
         retry,
         base,
+        refused,
     })
 }
 
@@ -176,6 +180,7 @@ pub(super) fn conflict_line(path: &str, why: &str, at: &std::path::Path) -> Stri
 
 /// What a round does once its files are fetched.
 struct Prepared {
+    refused: bool,
     base: Base,
     counts: Counts,
     jobs: Vec<Job>,
@@ -205,6 +210,7 @@ fn prepare(sync: &SyncSession, manifest: Manifest) -> anyhow::Result<Prepared> {
     }
     let (counts, jobs, roots) = planner.finish();
     Ok(Prepared {
+        refused: checked.is_none(),
         base,
         counts,
         jobs,

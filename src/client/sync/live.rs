@@ -19,6 +19,9 @@ use crate::task::AbortOnDrop;
 /// Waits between attempts while the runtime cannot be reached, doubling up to the maximum.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long before the session's TTL ends it live sync pulls once more, whatever the long
+/// poll says: the runtime ends everything at the TTL.
+const LAST_PULL_LEAD: Duration = Duration::from_secs(20);
 
 /// A session followed live. Dropping it stops the task at once (a write in flight still
 /// completes or leaves nothing: writes are atomic).
@@ -40,7 +43,8 @@ impl Live {
     pub fn start(link: &Link, state_dir: &Path, here: &Path, say: Say) -> anyhow::Result<Live> {
         let sync = Arc::new(SyncSession::new(link, state_dir, here.to_owned(), say)?);
         let (stop, stopped) = watch::channel(false);
-        let task = AbortOnDrop(tokio::spawn(follow(sync.clone(), stopped)));
+        let last_pull = link.expires_at.map(last_pull_at);
+        let task = AbortOnDrop(tokio::spawn(follow(sync.clone(), stopped, last_pull)));
         Ok(Live { sync, stop, task })
     }
 
@@ -79,8 +83,19 @@ fn no_endpoints(e: &anyhow::Error) -> bool {
     e.downcast_ref::<RemoteError>().is_some_and(status)
 }
 
-/// The loop: one manifest at a time, each new generation applied.
-async fn follow(sync: Arc<SyncSession>, mut stopped: watch::Receiver<bool>) -> Followed {
+/// When to pull before a session that expires at `expires_at` (unix seconds) ends.
+fn last_pull_at(expires_at: u64) -> tokio::time::Instant {
+    let left = Duration::from_secs(expires_at.saturating_sub(crate::clock::unix_now()));
+    tokio::time::Instant::now() + left.saturating_sub(LAST_PULL_LEAD)
+}
+
+/// The loop: one manifest at a time, each new generation applied; at `last_pull`, a manifest
+/// asked for at once rather than waited for.
+async fn follow(
+    sync: Arc<SyncSession>,
+    mut stopped: watch::Receiver<bool>,
+    mut last_pull: Option<tokio::time::Instant>,
+) -> Followed {
     let mut follower = Follower {
         sync,
         followed: Followed::default(),
@@ -89,8 +104,19 @@ async fn follow(sync: Arc<SyncSession>, mut stopped: watch::Receiver<bool>) -> F
         backoff: Duration::ZERO,
     };
     loop {
+        let due = async {
+            match last_pull {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let polled = tokio::select! {
             polled = manifest(&follower.sync.remote, follower.generation) => polled,
+            () = due => {
+                last_pull = None;
+                tracing::info!(session = %follower.sync.label, "pulling before the session expires");
+                manifest(&follower.sync.remote, None).await
+            }
             _ = stopped.changed() => break,
         };
         let Some(wait) = follower.polled(polled).await else {
@@ -156,8 +182,17 @@ impl Follower {
         if head.is_some() && head != self.head_seen {
             match branch::fetch(&self.sync, &round.base, head.as_deref()).await {
                 Branch::Failed(why) => self.sync.say_once(&format!("the session's commits: {why}")),
-                _ => self.head_seen = head,
+                _ => self.head_seen = head.clone(),
             }
+        }
+        let commits_in = head.is_none() || head == self.head_seen;
+        if round.retry.is_none()
+            && !round.refused
+            && commits_in
+            && let Err(e) = super::acknowledge(&self.sync.remote, generation).await
+        {
+            self.sync
+                .say_once(&format!("telling the session what was pulled: {e}"));
         }
         self.backoff = Duration::ZERO;
         // Something moved under the round: ask again at once rather than wait for a change

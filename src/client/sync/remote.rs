@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{AUTHORIZATION, HOST, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
 use crate::net::RuntimeUrl;
@@ -103,11 +103,31 @@ impl Remote {
         endpoint: &str,
         wait: Duration,
     ) -> Result<Reply<'_>, RemoteError> {
+        self.send(Method::GET, endpoint, wait).await
+    }
+
+    /// `POST endpoint` without a body, its answer's body read and dropped.
+    pub(super) async fn post(&self, endpoint: &str, wait: Duration) -> Result<(), RemoteError> {
+        self.send(Method::POST, endpoint, wait)
+            .await?
+            .collect(64 * 1024)
+            .await
+            .map(drop)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        endpoint: &str,
+        wait: Duration,
+    ) -> Result<Reply<'_>, RemoteError> {
         let url = format!("{}{endpoint}", self.runtime);
         let unreachable =
             |why: &dyn fmt::Display| RemoteError::Unreachable(format!("{url}: {why}"));
         let mut conn = self.conn().await.map_err(|e| unreachable(&e))?;
-        let mut req = Request::get(self.runtime.target(endpoint))
+        let mut req = Request::builder()
+            .method(method)
+            .uri(self.runtime.target(endpoint))
             .body(Empty::new())
             .map_err(|e| unreachable(&e))?;
         *req.headers_mut() = self.headers.clone();

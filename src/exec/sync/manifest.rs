@@ -102,13 +102,18 @@ impl Manifests {
     /// Says the hash of `path` proved stale: it is read again, and a manifest is due.
     pub(super) fn distrust(&self, path: String) {
         lock(&self.distrusted).insert(path);
+        self.changed();
+    }
+
+    /// Counts a change (when something is watched): the next manifest is computed afresh.
+    pub(super) fn changed(&self) {
         if let Some(watcher) = self.watcher.get() {
             watcher.bump();
         }
     }
 
     /// The manifest as of the last change counted, computed if it is not known yet.
-    async fn fresh(self: &Arc<Self>) -> Result<Arc<Snapshot>, SyncError> {
+    pub(super) async fn fresh(self: &Arc<Self>) -> Result<Arc<Snapshot>, SyncError> {
         let watcher = self.watcher().await;
         if let Some(snapshot) = self.showing(watcher.count()) {
             return Ok(snapshot);

@@ -1,6 +1,6 @@
 //! Sync-back, the runtime's side (protocol/mod.rs, "Sync-back"): `GET /sync/manifest`,
 //! `/sync/file` and `/sync/bundle`, answered from a watched and hashed listing of the
-//! workspace. Every walk, hash, read and git run happens off the async thread, which only
+//! workspace, and `POST /sync/pulled`, which lets the runtime go once its work is pulled. Every walk, hash, read and git run happens off the async thread, which only
 //! moves finished bytes.
 
 mod bundle;
@@ -9,6 +9,7 @@ mod hashes;
 mod listing;
 mod manifest;
 mod repo;
+mod retain;
 mod watch;
 
 use std::io;
@@ -23,9 +24,12 @@ use hyper::{Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::net::http::{self, Body, error};
-use crate::protocol::sync::{SHA256_HEADER, SYNC_FILE_MAX_BYTES, parse_file_query};
+use crate::protocol::sync::{
+    Pulled, SHA256_HEADER, SYNC_FILE_MAX_BYTES, parse_file_query, parse_pulled_query,
+};
 use file::{Refusal, Sent};
 use manifest::Manifests;
+use retain::Retention;
 
 /// Chunks of a file read ahead of the client: enough to keep a fast link busy.
 const CHUNKS_AHEAD: usize = 4;
@@ -34,6 +38,7 @@ const CHUNKS_AHEAD: usize = 4;
 pub(super) struct SyncBack {
     root: PathBuf,
     manifests: Arc<Manifests>,
+    retention: Retention,
 }
 
 /// Why a manifest could not be made.
@@ -93,7 +98,51 @@ impl std::error::Error for SyncError {}
 impl SyncBack {
     pub(super) fn new(root: PathBuf) -> SyncBack {
         let manifests = Manifests::new(root.clone());
-        SyncBack { root, manifests }
+        SyncBack {
+            root,
+            manifests,
+            retention: Retention::new(),
+        }
+    }
+
+    /// Notes the workspace as uploaded, just before the program starts: unchanged since,
+    /// it holds nothing to pull.
+    pub(super) async fn remember_start(&self) {
+        self.retention.remember_start(&self.manifests).await;
+    }
+
+    /// The program exited: whatever it wrote last counts as a change now, not after the
+    /// watcher's debounce.
+    pub(super) fn program_exited(&self) {
+        self.manifests.changed();
+    }
+
+    /// Returns once every change of the workspace was pulled (see `retain.rs`).
+    pub(super) async fn until_pulled(&self) {
+        self.retention.until_pulled(&self.manifests).await;
+    }
+
+    /// `GET /sync/pulled`: whether work is kept for a pull.
+    pub(super) async fn unpulled(&self) -> Response<Body> {
+        let unpulled = self.retention.unpulled(&self.manifests, None).await;
+        http::json(StatusCode::OK, &Pulled { unpulled })
+    }
+
+    /// `POST /sync/pulled?generation=G`: a client applied the manifest of generation `G`.
+    pub(super) fn pulled(&self, query: Option<&str>) -> Response<Body> {
+        match query.and_then(parse_pulled_query) {
+            Some(generation) => {
+                self.retention.pulled(generation);
+                let mut resp = Response::new(http::full(Bytes::new()));
+                *resp.status_mut() = StatusCode::NO_CONTENT;
+                resp
+            }
+            None => error(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "expected generation=GENERATION",
+            ),
+        }
     }
 
     /// `GET /sync/manifest[?after=G]`.
