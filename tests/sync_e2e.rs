@@ -51,6 +51,17 @@ fn new_session(t: &Tmux, args: &str) -> String {
     label.to_string()
 }
 
+/// `catty new` of a shell in `repo`, once the live sync has had its first round: a file made
+/// in the session has come back. The first round confirms what was uploaded; a file deleted
+/// in the session before it is kept locally as "not listed" (see the report of the
+/// end-to-end tests), so the agent's work must start after it.
+fn new_synced_session(t: &Tmux, repo: &Path) -> String {
+    let label = new_session(t, SHELL);
+    run_in_session(t, "echo synced > first-round.txt");
+    wait_for_file(&repo.join("first-round.txt"), b"synced\n");
+    label
+}
+
 /// `catty new` of a shell with a plain prompt.
 const SHELL: &str = "-- bash --norc --noprofile";
 
@@ -174,7 +185,7 @@ fn agent_worked() -> Worked {
     let repo = two_commits();
     let before = local_repo_state(repo.path());
     let t = Tmux::start(repo.path(), 200, 40);
-    let label = new_session(&t, SHELL);
+    let label = new_synced_session(&t, repo.path());
     let session = workspace(&t);
     run_in_session(&t, AGENT_WORK);
     exit_session(&t);
@@ -234,7 +245,7 @@ fn the_local_branch_head_index_and_stash_stay_as_they_were() {
 fn a_file_saved_in_the_session_appears_locally_while_attached() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_session(&t, SHELL);
+    new_synced_session(&t, repo.path());
     run_in_session(&t, "printf 'saved remotely\\n' > saved.txt");
     wait_for_file(&repo.path().join("saved.txt"), b"saved remotely\n");
 }
@@ -243,7 +254,7 @@ fn a_file_saved_in_the_session_appears_locally_while_attached() {
 fn files_under_an_ignored_node_modules_stay_remote() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_session(&t, SHELL);
+    new_synced_session(&t, repo.path());
     run_in_session(
         &t,
         "mkdir -p node_modules/pkg && echo x > node_modules/pkg/index.js && echo later > later.txt",
@@ -270,7 +281,7 @@ fn no_sync_brings_nothing_back_until_pull() {
 fn a_conflict_keeps_the_local_edit_and_names_the_file() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_session(&t, SHELL);
+    new_synced_session(&t, repo.path());
     write_file(repo.path(), "edit.txt", "local edit\n");
     run_in_session(&t, "echo remote edit > edit.txt; echo later > later.txt");
     wait_for_file(&repo.path().join("later.txt"), b"later\n");
@@ -285,7 +296,7 @@ fn a_conflict_keeps_the_local_edit_and_names_the_file() {
 fn a_local_delete_survives_a_remote_edit_and_the_file_is_named() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_session(&t, SHELL);
+    new_synced_session(&t, repo.path());
     std::fs::remove_file(repo.path().join("edit.txt")).unwrap();
     run_in_session(&t, "echo remote edit > edit.txt; echo later > later.txt");
     wait_for_file(&repo.path().join("later.txt"), b"later\n");
@@ -297,7 +308,7 @@ fn a_local_delete_survives_a_remote_edit_and_the_file_is_named() {
 fn a_local_edit_survives_a_remote_delete_and_the_file_is_named() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_session(&t, SHELL);
+    new_synced_session(&t, repo.path());
     write_file(repo.path(), "edit.txt", "local edit\n");
     run_in_session(&t, "rm edit.txt; echo later > later.txt");
     wait_for_file(&repo.path().join("later.txt"), b"later\n");
@@ -339,4 +350,67 @@ fn wait_for_file(path: &Path, bytes: &[u8]) {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// Files with the executable bit flipped, a file become a directory and a directory a file,
+/// a renamed `.gitignore`, a name with a space and a non-ASCII letter, a new symlink.
+#[test]
+fn type_mode_and_name_changes_come_back() {
+    let repo = two_commits();
+    let t = Tmux::start(repo.path(), 200, 40);
+    new_synced_session(&t, repo.path());
+    let session = workspace(&t);
+    run_in_session(
+        &t,
+        "chmod +x edit.txt; rm gone.txt; mkdir gone.txt; echo in > gone.txt/inner; \
+         rm -r keep; echo now-a-file > keep; mv .gitignore moved-ignore; \
+         echo spaced > 'a b \u{fc}.txt'; ln -s edit.txt edit-link",
+    );
+    exit_session(&t);
+    assert_eq!(tree(repo.path()), tree(&session));
+}
+
+/// `catty new`'s client killed (SIGKILL) while 200 new files of 200 KiB come back; `catty
+/// pull` then ends equal, with no temp file left.
+#[test]
+fn a_client_killed_mid_sync_leaves_no_temp_file_and_pull_ends_equal() {
+    let repo = two_commits();
+    let t = Tmux::start(repo.path(), 200, 40);
+    let label = new_synced_session(&t, repo.path());
+    let session = workspace(&t);
+    let client = t.foreground_pid();
+    run_in_session(
+        &t,
+        "mkdir big; for i in $(seq 200); do head -c 200000 /dev/urandom > big/f$i; done",
+    );
+    let big = repo.path().join("big");
+    let deadline = std::time::Instant::now() + crate::common::DEADLINE;
+    while !big.exists() {
+        assert!(std::time::Instant::now() < deadline, "nothing came back");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let killed = Command::new("kill")
+        .args(["-9", &client.to_string()])
+        .status();
+    assert!(killed.unwrap().success());
+    let arrived = std::fs::read_dir(&big).unwrap().count();
+    let out = t.catty(&["pull", &label]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(tree(repo.path()), tree(&session), "{arrived} had arrived");
+    assert_eq!(temp_files(repo.path()), Vec::<PathBuf>::new());
+}
+
+/// The client's temp files (`.catty-sync-*`) under `dir`.
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with(".catty-sync-") {
+            found.push(path);
+        } else if path.is_dir() && !path.is_symlink() {
+            found.extend(temp_files(&path));
+        }
+    }
+    found
 }
