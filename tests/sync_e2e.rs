@@ -414,3 +414,42 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// The program deletes a file the moment it starts, before any sync round could have run
+/// while attached: the deletion still comes back (the upload is confirmed before the
+/// program starts, not taken for a file the session ignores).
+#[test]
+fn a_file_the_program_deletes_at_its_start_is_deleted_locally() {
+    let repo = two_commits();
+    let t = Tmux::start(repo.path(), 200, 40);
+    t.run("clear; catty new -- sh -c 'rm gone.txt; exit 0'; echo CLIENT-EXITED-$?");
+    t.wait_for_text("CLIENT-EXITED-0");
+    assert!(!repo.path().join("gone.txt").exists());
+}
+
+#[test]
+fn pull_after_no_sync_brings_a_deletion_back() {
+    let repo = two_commits();
+    let t = Tmux::start(repo.path(), 200, 40);
+    let label = new_session(&t, &format!("--no-sync {SHELL}"));
+    run_in_session(&t, "rm gone.txt");
+    exit_session(&t);
+    let out = t.catty(&["pull", &label]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!repo.path().join("gone.txt").exists(), "{out:?}");
+}
+
+/// The program writes a file and exits at once, inside the runtime's debounce: the pull made
+/// when it exits still brings the file (a manifest asked for without `after` is computed
+/// anew, not the last one counted).
+#[test]
+fn the_programs_last_write_comes_back_when_it_exits() {
+    let repo = two_commits();
+    let t = Tmux::start(repo.path(), 200, 40);
+    t.run("clear; catty new -- sh -c 'echo last > last.txt; exit 0'; echo CLIENT-EXITED-$?");
+    t.wait_for_text("CLIENT-EXITED-0");
+    assert_eq!(
+        std::fs::read(repo.path().join("last.txt")).unwrap(),
+        b"last\n"
+    );
+}
