@@ -51,17 +51,6 @@ fn new_session(t: &Tmux, args: &str) -> String {
     label.to_string()
 }
 
-/// `catty new` of a shell in `repo`, once the live sync has had its first round: a file made
-/// in the session has come back. The first round confirms what was uploaded; a file deleted
-/// in the session before it is kept locally as "not listed" (see the report of the
-/// end-to-end tests), so the agent's work must start after it.
-fn new_synced_session(t: &Tmux, repo: &Path) -> String {
-    let label = new_session(t, SHELL);
-    run_in_session(t, "echo synced > first-round.txt");
-    wait_for_file(&repo.join("first-round.txt"), b"synced\n");
-    label
-}
-
 /// `catty new` of a shell with a plain prompt.
 const SHELL: &str = "-- bash --norc --noprofile";
 
@@ -185,7 +174,7 @@ fn agent_worked() -> Worked {
     let repo = two_commits();
     let before = local_repo_state(repo.path());
     let t = Tmux::start(repo.path(), 200, 40);
-    let label = new_synced_session(&t, repo.path());
+    let label = new_session(&t, SHELL);
     let session = workspace(&t);
     run_in_session(&t, AGENT_WORK);
     exit_session(&t);
@@ -245,7 +234,7 @@ fn the_local_branch_head_index_and_stash_stay_as_they_were() {
 fn a_file_saved_in_the_session_appears_locally_while_attached() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_synced_session(&t, repo.path());
+    new_session(&t, SHELL);
     run_in_session(&t, "printf 'saved remotely\\n' > saved.txt");
     wait_for_file(&repo.path().join("saved.txt"), b"saved remotely\n");
 }
@@ -254,7 +243,7 @@ fn a_file_saved_in_the_session_appears_locally_while_attached() {
 fn files_under_an_ignored_node_modules_stay_remote() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_synced_session(&t, repo.path());
+    new_session(&t, SHELL);
     run_in_session(
         &t,
         "mkdir -p node_modules/pkg && echo x > node_modules/pkg/index.js && echo later > later.txt",
@@ -281,7 +270,7 @@ fn no_sync_brings_nothing_back_until_pull() {
 fn a_conflict_keeps_the_local_edit_and_names_the_file() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_synced_session(&t, repo.path());
+    new_session(&t, SHELL);
     write_file(repo.path(), "edit.txt", "local edit\n");
     run_in_session(&t, "echo remote edit > edit.txt; echo later > later.txt");
     wait_for_file(&repo.path().join("later.txt"), b"later\n");
@@ -296,7 +285,7 @@ fn a_conflict_keeps_the_local_edit_and_names_the_file() {
 fn a_local_delete_survives_a_remote_edit_and_the_file_is_named() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_synced_session(&t, repo.path());
+    new_session(&t, SHELL);
     std::fs::remove_file(repo.path().join("edit.txt")).unwrap();
     run_in_session(&t, "echo remote edit > edit.txt; echo later > later.txt");
     wait_for_file(&repo.path().join("later.txt"), b"later\n");
@@ -308,7 +297,7 @@ fn a_local_delete_survives_a_remote_edit_and_the_file_is_named() {
 fn a_local_edit_survives_a_remote_delete_and_the_file_is_named() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_synced_session(&t, repo.path());
+    new_session(&t, SHELL);
     write_file(repo.path(), "edit.txt", "local edit\n");
     run_in_session(&t, "rm edit.txt; echo later > later.txt");
     wait_for_file(&repo.path().join("later.txt"), b"later\n");
@@ -358,7 +347,7 @@ fn wait_for_file(path: &Path, bytes: &[u8]) {
 fn type_mode_and_name_changes_come_back() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    new_synced_session(&t, repo.path());
+    new_session(&t, SHELL);
     let session = workspace(&t);
     run_in_session(
         &t,
@@ -376,7 +365,7 @@ fn type_mode_and_name_changes_come_back() {
 fn a_client_killed_mid_sync_leaves_no_temp_file_and_pull_ends_equal() {
     let repo = two_commits();
     let t = Tmux::start(repo.path(), 200, 40);
-    let label = new_synced_session(&t, repo.path());
+    let label = new_session(&t, SHELL);
     let session = workspace(&t);
     let client = t.foreground_pid();
     run_in_session(
