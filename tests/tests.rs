@@ -23,4 +23,5 @@ mod fly_fake;
 mod fly_provider;
 mod git_upload;
 mod image_layout;
+mod sync_e2e;
 mod sync_retain;

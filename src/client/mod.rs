@@ -42,6 +42,7 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
     if let Err(e) = &remembered {
         eprintln!("catty: warning: {e:#}; changes come back only by catty pull {label}");
     }
+    let uploaded = workspace.is_some();
     if let (Some(workspace), Some(history)) = (workspace, history) {
         let progress = std::io::stderr().is_terminal();
         let (url, token) = (&created.connect_url, &created.connect_token);
@@ -64,6 +65,15 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
             let _ = daemon.post::<SessionInfo>(&stop, &()).await;
             return Err(anyhow::Error::new(e)
                 .context("uploading the workspace failed; the session was stopped"));
+        }
+    }
+    if uploaded && remembered.is_ok() {
+        // Before the attach starts the program, so a file it deletes is never taken for one
+        // the session ignores. Quiet when it fails: the live sync or `catty pull` says why.
+        let say: sync::Say = Arc::new(|line| eprintln!("{line}"));
+        let confirmed = sync::confirm(&sync::Link::from(&created), state_dir, &cwd, say).await;
+        if let Err(e) = confirmed {
+            tracing::info!(session = %label, "the upload is not confirmed yet: {e:#}");
         }
     }
     let live = match options.sync && remembered.is_ok() {

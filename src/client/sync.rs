@@ -162,6 +162,17 @@ pub async fn pull(link: &Link, state_dir: &Path, here: &Path, say: Say) -> anyho
     pull_with(&sync).await
 }
 
+/// The first round after the upload, taken before the program starts: the first manifest
+/// confirms the base (an uploaded path it does not list is taken for one the session's git
+/// ignores), so it must list the workspace as uploaded, before the program can delete
+/// anything. Brings nothing back (nothing has changed yet) and fetches no branch.
+pub async fn confirm(link: &Link, state_dir: &Path, here: &Path, say: Say) -> anyhow::Result<()> {
+    let sync = Arc::new(SyncSession::new(link, state_dir, here.to_owned(), say)?);
+    let manifest = manifest(&sync.remote, None).await?;
+    apply::round(&sync, manifest).await?;
+    Ok(())
+}
+
 async fn pull_with(sync: &Arc<SyncSession>) -> anyhow::Result<Summary> {
     let mut counts = Counts::default();
     let mut unsettled = None;

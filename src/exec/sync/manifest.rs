@@ -76,7 +76,12 @@ impl Manifests {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(MANIFEST_WAIT_SEC);
         let mut changes = self.watcher().await.subscribe();
         loop {
-            let snapshot = self.fresh().await?;
+            // Without `after`, the workspace as it is now: a change made just before (the
+            // program's last write before it exited) may not be counted yet (the debounce).
+            let snapshot = match after {
+                None => self.computed(true).await?,
+                Some(_) => self.fresh().await?,
+            };
             if after.is_none_or(|after| snapshot.generation > after) {
                 return Ok(snapshot);
             }
@@ -114,21 +119,26 @@ impl Manifests {
 
     /// The manifest as of the last change counted, computed if it is not known yet.
     pub(super) async fn fresh(self: &Arc<Self>) -> Result<Arc<Snapshot>, SyncError> {
+        self.computed(false).await
+    }
+
+    /// Like [`Self::fresh`]; with `anew`, computed after the call whatever was counted.
+    async fn computed(self: &Arc<Self>, anew: bool) -> Result<Arc<Snapshot>, SyncError> {
         let watcher = self.watcher().await;
-        if let Some(snapshot) = self.showing(watcher.count()) {
+        if let Some(snapshot) = self.showing(watcher.count()).filter(|_| !anew) {
             return Ok(snapshot);
         }
         let _turn = self.queue.lock().await;
         self.pace().await;
         // Read before git and the walk run: the manifest shows every change counted so far.
         let changes = watcher.count();
-        if let Some(snapshot) = self.showing(changes) {
+        if let Some(snapshot) = self.showing(changes).filter(|_| !anew) {
             return Ok(snapshot);
         }
         let tracked = repo::tracked(&self.root).await;
         let head = repo::head(&self.root).await;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.compute(changes, &tracked, head))
+        tokio::task::spawn_blocking(move || me.compute(changes, anew, &tracked, head))
             .await
             .map_err(|e| SyncError::Task(e.to_string()))?
     }
@@ -149,11 +159,12 @@ impl Manifests {
     fn compute(
         &self,
         changes: u64,
+        anew: bool,
         tracked: &[u8],
         head: Option<String>,
     ) -> Result<Arc<Snapshot>, SyncError> {
         let _one = lock(&self.computing);
-        if let Some(snapshot) = self.showing(changes) {
+        if let Some(snapshot) = self.showing(changes).filter(|_| !anew) {
             return Ok(snapshot);
         }
         let started = Instant::now();
