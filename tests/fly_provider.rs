@@ -2,8 +2,10 @@
 //! fake of the Machines API and Fly's edge (`tests/common/fly`): the machine config it sends,
 //! upload and attach through the edge with `fly-force-instance-id`, stop and stop-all, and
 //! Fly's bad days (ambiguous 408, 429 bursts, 5xx, stuck machines, empty lists, 401,
-//! capacity), the TTL backstop included.
+//! capacity), the TTL backstop included; `retain`: a machine outlives its program only while
+//! its work is unpulled.
 
+mod retain;
 mod support;
 
 use std::collections::BTreeSet;

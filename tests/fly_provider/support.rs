@@ -2,6 +2,7 @@
 //! machines made behind the daemon's back, and a terminal through Fly's edge.
 
 use catty::protocol::api::SessionCreated;
+use catty::protocol::control::ServerMsg;
 use fastwebsockets::{Frame, OpCode, Payload};
 use hyper::StatusCode;
 use serde_json::json;
@@ -125,6 +126,29 @@ impl Terminal {
                 String::from_utf8_lossy(&self.output)
             );
         }
+    }
+
+    /// Types `exit` and waits for the runtime to report the program's exit; returns when
+    /// it was heard.
+    pub async fn exit(&mut self) -> std::time::Instant {
+        let input = Payload::Owned(b"exit\n".to_vec());
+        self.ws.write_frame(Frame::binary(input)).await.unwrap();
+        let read = tokio::time::timeout(DEADLINE, async {
+            loop {
+                let frame = self.ws.read_frame().await.unwrap();
+                match frame.opcode {
+                    OpCode::Text => {
+                        let msg = serde_json::from_slice::<ServerMsg>(&frame.payload);
+                        if let Ok(ServerMsg::Exit(_)) = msg {
+                            return std::time::Instant::now();
+                        }
+                    }
+                    OpCode::Close => panic!("closed before the program's exit"),
+                    _ => {}
+                }
+            }
+        });
+        read.await.expect("the program's exit")
     }
 }
 
