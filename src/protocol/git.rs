@@ -102,6 +102,22 @@ pub fn is_object_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn object_names_are_full_lowercase_hex() {
+        assert!(is_object_name(&"a".repeat(40)));
+        assert!(is_object_name(&"0".repeat(64)));
+        for bad in [
+            "",
+            "HEAD",
+            "abc",
+            &"A".repeat(40),
+            &"g".repeat(40),
+            &"a".repeat(41),
+        ] {
+            assert!(!is_object_name(bad), "{bad}");
+        }
+    }
+
     const A: &str = "0123456789abcdef0123456789abcdef01234567";
 
     #[test]

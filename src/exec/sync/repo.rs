@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+pub(super) use crate::protocol::git::is_object_name;
+
 /// The longest a short git command (`ls-files`, `rev-parse`, …) may run.
 pub(super) const GIT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -101,11 +103,6 @@ pub(super) async fn head(root: &Path) -> Option<String> {
     is_object_name(&sha).then_some(sha)
 }
 
-/// Whether `name` is a full object name: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
-pub(super) fn is_object_name(name: &str) -> bool {
-    matches!(name.len(), 40 | 64) && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// Whether the commit `sha` is in the repository.
 pub(super) async fn has_commit(root: &Path, sha: &str) -> bool {
     let spec = format!("{sha}^{{commit}}");
@@ -117,25 +114,4 @@ pub(super) async fn has_commit(root: &Path, sha: &str) -> bool {
 pub(super) async fn is_ancestor(root: &Path, a: &str, b: &str) -> bool {
     let out = run(root, &["merge-base", "--is-ancestor", a, b]).await;
     out.is_ok_and(|out| out.status.success())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn object_names_are_full_lowercase_hex() {
-        assert!(is_object_name(&"a".repeat(40)));
-        assert!(is_object_name(&"0".repeat(64)));
-        for bad in [
-            "",
-            "HEAD",
-            "abc",
-            &"A".repeat(40),
-            &"g".repeat(40),
-            &"a".repeat(41),
-        ] {
-            assert!(!is_object_name(bad), "{bad}");
-        }
-    }
 }
