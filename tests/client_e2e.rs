@@ -38,18 +38,7 @@ fn workspace_of(t: &Tmux, session: &serde_json::Value) -> PathBuf {
 
 /// Starts `catty new ARGS` in the pane and waits for the session's shell prompt.
 fn new_session(t: &Tmux, args: &str) -> String {
-    t.run(&format!("clear; catty new {args}"));
-    let screen = t.wait_for("the session's prompt", |s| {
-        s.contains("catty connect") && s.trim_end().ends_with('$')
-    });
-    let label = screen
-        .split("catty: session ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    label.to_string()
+    t.start_session(&format!("catty new {args}"))
 }
 
 /// A repository that exercises git's ignore rules.

@@ -37,18 +37,7 @@ fn two_commits() -> tempfile::TempDir {
 /// Starts `catty new ARGS` in the pane, followed by a marker with its exit code, and waits
 /// for the session's prompt; returns the label.
 fn new_session(t: &Tmux, args: &str) -> String {
-    t.run(&format!("clear; catty new {args}; echo CLIENT-EXITED-$?"));
-    let screen = t.wait_for("the session's prompt", |s| {
-        s.contains("catty connect") && s.trim_end().ends_with('$')
-    });
-    let label = screen
-        .split("catty: session ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
-    label.to_string()
+    t.start_session(&format!("catty new {args}; echo CLIENT-EXITED-$?"))
 }
 
 /// `catty new` of a shell with a plain prompt.

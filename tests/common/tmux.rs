@@ -245,6 +245,17 @@ impl Tmux {
         }
     }
 
+    /// Runs `command` (a `catty new …` line), waits for the session's shell prompt and
+    /// returns the session's label from the line `catty new` printed.
+    pub fn start_session(&self, command: &str) -> String {
+        self.run(&format!("clear; {command}"));
+        let screen = self.wait_for("the session's prompt", |s| {
+            s.contains("catty connect") && s.trim_end().ends_with('$')
+        });
+        let label = screen.split("catty: session ").nth(1).unwrap();
+        label.split_whitespace().next().unwrap().to_string()
+    }
+
     pub fn wait_for_text(&self, needle: &str) -> String {
         self.wait_for(needle, |s| s.contains(needle))
     }
