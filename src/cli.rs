@@ -159,6 +159,11 @@ pub struct ExecArgs {
     #[argh(option)]
     pub addr: Option<String>,
 
+    /// serve on this inherited listening socket instead of binding --addr (how the local
+    /// provider starts a sandboxed runtime, whose network is its own)
+    #[argh(option)]
+    pub listen_fd: Option<i32>,
+
     /// directory the upload lands in and the program starts in [env: CATTY_WORKSPACE]
     /// (default /workspace)
     #[argh(option)]

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod locks;
 pub mod net;
 pub mod private_dir;
+pub mod process_tree;
 pub mod protocol;
 pub mod random;
 pub mod task;

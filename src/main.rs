@@ -1,14 +1,16 @@
 //! Entry point: picks the mode from the name the binary was called by or its first argument,
 //! runs it, and turns the outcome into an exit code. Only this file prints errors.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
 use argh::FromArgs;
 use catty::cli::{ApiArgs, Catty, ExecArgs, Subcommand};
-use catty::config::{ApiConfig, ClientConfig, Env, ExecConfig, Logging, NewOptions, UsageError};
+use catty::config::{
+    ApiConfig, ClientConfig, Env, ExecConfig, Listen, Logging, NewOptions, UsageError,
+};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -118,8 +120,17 @@ fn exec(args: ExecArgs, env: &Env) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Taken before the runtime opens descriptors of its own, which a wrong number could name.
+    let inherited = match config.listen {
+        Listen::Fd(fd) => Some(inherited_listener(fd)?),
+        Listen::Addr(_) => None,
+    };
     runtime.block_on(async {
-        let listener = listen(config.addr, "").await?;
+        let listener = match (inherited, config.listen) {
+            (Some(listener), _) => tokio::net::TcpListener::from_std(listener)?,
+            (None, Listen::Addr(addr)) => listen(addr, "").await?,
+            (None, Listen::Fd(_)) => unreachable!("taken above"),
+        };
         catty::exec::run(config, listener, terminated()).await
     })?;
     Ok(0)
@@ -149,6 +160,24 @@ async fn listen(addr: SocketAddr, hint: &str) -> anyhow::Result<tokio::net::TcpL
     Ok(listener)
 }
 
+/// Takes the listening socket our parent left at `fd` and prints `listening on ADDR` as
+/// [`listen`] does. The program the runtime starts does not inherit it.
+fn inherited_listener(fd: i32) -> anyhow::Result<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    let not_a_socket = |e| anyhow::anyhow!("--listen-fd {fd}: not a listening socket: {e}");
+    // SAFETY: nothing else in this process owns `fd`: it was inherited for this one use and
+    // is taken once, at start, before anything else opens a descriptor. If it is not open,
+    // `local_addr` fails below.
+    #[allow(unsafe_code)]
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    let addr = listener.local_addr().map_err(not_a_socket)?;
+    rustix::io::fcntl_setfd(&listener, rustix::io::FdFlags::CLOEXEC)?;
+    listener.set_nonblocking(true)?;
+    println!("listening on {addr}");
+    std::io::stdout().flush()?;
+    Ok(listener)
+}
+
 /// Resolves at SIGTERM (how a machine is stopped) or SIGINT (Ctrl-C when run by hand).
 async fn terminated() {
     use tokio::signal::unix::{SignalKind, signal};
@@ -169,6 +198,8 @@ fn init_logging(log: &Logging) {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&log.filter))
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

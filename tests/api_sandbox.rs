@@ -142,3 +142,66 @@ fn sandbox_processes(workspace: &str) -> bool {
         alive(pid) && String::from_utf8_lossy(&cmdline).contains(workspace)
     })
 }
+
+/// The pids of live processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|&pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            alive(pid)
+                && String::from_utf8_lossy(&cmdline)
+                    .replace('\0', " ")
+                    .contains(needle)
+        })
+        .collect()
+}
+
+/// A program that leaves processes behind, one of them in a session of its own (as a
+/// daemon does), is stopped: none of them survives.
+async fn nothing_survives_stop(sandbox: bool) {
+    let d = Daemon::start(sandbox);
+    // Unusual durations name this test's processes on the whole host.
+    let mut n = [0u8; 2];
+    getrandom::fill(&mut n).unwrap();
+    let base = 4_000_000 + u32::from(u16::from_le_bytes(n)) * 10;
+    let (daemonized, background, program) = (base + 1, base + 2, base + 3);
+    let script = format!(
+        "setsid sleep {daemonized} & sleep {background} & echo started; exec sleep {program}"
+    );
+    let created = d
+        .create(serde_json::json!({"agent": "shell", "cmd": ["sh", "-c", script]}))
+        .await;
+    let mut c = Client::attach(&created.connect_url, &created.connect_token).await;
+    c.read_until_contains("started").await;
+    for n in [daemonized, background, program] {
+        let needle = format!("sleep {n}");
+        wait_until(&format!("{needle} to run"), || {
+            !processes_with(&needle).is_empty()
+        });
+    }
+    drop(c);
+    d.stop(&created.label).await;
+    for n in [daemonized, background, program] {
+        let needle = format!("sleep {n}");
+        wait_until(&format!("{needle} to end with the session"), || {
+            processes_with(&needle).is_empty()
+        });
+    }
+}
+
+#[tokio::test]
+async fn no_process_of_a_sandboxed_session_survives_stop() {
+    if let Err(why) = bwrap_installed() {
+        eprintln!("SKIPPED no_process_of_a_sandboxed_session_survives_stop: {why}");
+        return;
+    }
+    nothing_survives_stop(true).await;
+}
+
+#[tokio::test]
+async fn no_process_of_an_unsandboxed_session_survives_stop() {
+    nothing_survives_stop(false).await;
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::common::repo::{git, write_file};
-use crate::common::tmux::Tmux;
+use crate::common::tmux::{Tmux, at_prompt};
 use crate::common::{Runtime, TOKEN};
 use catty::client::upload::{self, History, HistoryOutcome, Uploaded};
 
@@ -118,7 +118,7 @@ fn catty_new_in_a_repository_gives_the_session_its_history() {
     let t = Tmux::start(repo.path(), 100, 30);
     t.run("clear; catty new -- bash --norc --noprofile");
     t.wait_for("the session's prompt", |s| {
-        s.contains("catty connect") && s.trim_end().ends_with('$')
+        s.contains("catty connect") && at_prompt(s)
     });
     t.run("git log --format=%s | tr '\\n' ,; git status --porcelain | wc -l");
     let screen = t.wait_for_text("second,first,3");

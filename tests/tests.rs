@@ -23,5 +23,6 @@ mod fly_fake;
 mod fly_provider;
 mod git_upload;
 mod image_layout;
+mod sandbox_reach;
 mod sync_e2e;
 mod sync_retain;

@@ -55,6 +55,7 @@ pub async fn run(
                 exe: config.exe.clone(),
                 sandbox: config.sandbox,
                 agent_env: config.agent_env.clone(),
+                session_env: config.session_env.clone(),
             })
             .await?;
             serve(Daemon::new(local, store, token), listener, shutdown).await

@@ -29,6 +29,8 @@ pub struct ApiConfig {
     pub exe: PathBuf,
     /// Passed to every session: the agents' API keys.
     pub agent_env: Vec<(String, String)>,
+    /// The variables of ours a local session's environment starts from ([`SESSION_VARS`]).
+    pub session_env: Vec<(String, String)>,
     /// Set when the provider is Fly.io.
     pub fly: Option<FlyConfig>,
     pub log: Logging,
@@ -54,6 +56,10 @@ impl ApiConfig {
             sandbox: !args.no_sandbox,
             exe: current_exe()?,
             agent_env: agent_env(env),
+            session_env: SESSION_VARS
+                .iter()
+                .filter_map(|&k| Some((k.to_string(), env.get(k)?)))
+                .collect(),
             fly: match provider {
                 ProviderKind::Fly => Some(FlyConfig::new(env)?),
                 ProviderKind::Local => None,
@@ -62,6 +68,29 @@ impl ApiConfig {
         })
     }
 }
+
+/// The only variables of the daemon's environment a local session sees: the terminal's and
+/// the locale's, who the user is, and how the runtime logs. Secrets never: the agent's
+/// credential comes with the request that creates the session.
+const SESSION_VARS: [&str; 17] = [
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "LC_COLLATE",
+    "LC_NUMERIC",
+    "LC_TIME",
+    "LC_MONETARY",
+    "TZ",
+    "COLORTERM",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "CATTY_LOG",
+    "CATTY_DEBUG",
+];
 
 /// Every agent's API key that is set, by its variable's name.
 fn agent_env(env: &Env) -> Vec<(String, String)> {

@@ -17,10 +17,19 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
 /// yet pulled, unless configured (the local provider asks for a day).
 const DEFAULT_RETAIN: Duration = Duration::from_secs(3600);
 
+/// Where the runtime takes its connections from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Bind this address.
+    Addr(SocketAddr),
+    /// A listening socket inherited at this descriptor.
+    Fd(i32),
+}
+
 /// Everything `catty exec` needs.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
-    pub addr: SocketAddr,
+    pub listen: Listen,
     pub token: Option<String>,
     pub workspace: PathBuf,
     /// Whose configuration the runtime prepares before the program starts (`CATTY_AGENT`).
@@ -48,6 +57,16 @@ impl ExecConfig {
                 "CATTY_EXEC_ADDR / --addr: {addr:?} is not HOST:PORT"
             ))
         })?;
+        let listen = match args.listen_fd {
+            // 0 to 2 are stdio.
+            Some(fd) if fd < 3 => {
+                return Err(UsageError(format!(
+                    "--listen-fd {fd}: not an inherited socket"
+                )));
+            }
+            Some(fd) => Listen::Fd(fd),
+            None => Listen::Addr(addr),
+        };
         let token = match (args.insecure_no_token, env.get("CONNECT_TOKEN")) {
             (true, _) => None,
             (false, Some(token)) if !token.is_empty() => Some(token),
@@ -77,7 +96,7 @@ impl ExecConfig {
             agent_command(agent, env.get("SHELL"))
         };
         Ok(ExecConfig {
-            addr,
+            listen,
             token,
             workspace: args
                 .workspace
@@ -140,6 +159,7 @@ mod tests {
     fn args() -> ExecArgs {
         ExecArgs {
             addr: None,
+            listen_fd: None,
             workspace: None,
             ttl_sec: None,
             grace_sec: None,
@@ -171,7 +191,7 @@ mod tests {
     #[test]
     fn flag_beats_env_beats_default() {
         let c = config(args(), &[("CONNECT_TOKEN", "t")]).unwrap();
-        assert_eq!(c.addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.listen, Listen::Addr("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(c.grace, DEFAULT_GRACE);
         assert_eq!(c.retain, DEFAULT_RETAIN);
         let c = config(
@@ -184,7 +204,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.addr.to_string(), "127.0.0.1:0");
+        assert_eq!(c.listen, Listen::Addr("127.0.0.1:0".parse().unwrap()));
         assert_eq!(c.grace, Duration::from_secs(3));
         assert_eq!(c.retain, Duration::from_secs(5));
         let flagged = ExecArgs {
@@ -196,7 +216,16 @@ mod tests {
             &[("CONNECT_TOKEN", "t"), ("CATTY_EXEC_ADDR", "127.0.0.1:0")],
         )
         .unwrap();
-        assert_eq!(c.addr.to_string(), "127.0.0.1:9");
+        assert_eq!(c.listen, Listen::Addr("127.0.0.1:9".parse().unwrap()));
+        let inherited = |fd| {
+            let args = ExecArgs {
+                listen_fd: Some(fd),
+                ..args()
+            };
+            config(args, &[("CONNECT_TOKEN", "t")]).map(|c| c.listen)
+        };
+        assert_eq!(inherited(3).unwrap(), Listen::Fd(3));
+        assert!(inherited(2).unwrap_err().0.contains("--listen-fd 2"));
     }
 
     #[test]

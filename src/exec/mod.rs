@@ -9,6 +9,7 @@ mod command;
 mod git;
 mod process;
 mod pty;
+mod reaper;
 mod screen;
 mod server;
 mod session;
@@ -38,6 +39,7 @@ pub async fn run(
     terminate: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     tokio::fs::create_dir_all(&config.workspace).await?;
+    reaper::adopt_orphans();
     let session = Session::new(config.buffer_bytes);
     let app = Arc::new(App {
         session: session.clone(),
@@ -55,6 +57,7 @@ pub async fn run(
         let _ = stop.send(());
     };
     tokio::join!(server, lifecycle);
+    reaper::kill_descendants();
     Ok(())
 }
 

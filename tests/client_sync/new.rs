@@ -8,7 +8,7 @@ use catty::client::sync::Base;
 use super::{commit, set_executable};
 use crate::common::repo::{git, write_file};
 use crate::common::sync_server::tree_entries;
-use crate::common::tmux::Tmux;
+use crate::common::tmux::{Tmux, at_prompt};
 
 #[test]
 fn new_records_what_it_uploaded() {
@@ -23,7 +23,7 @@ fn new_records_what_it_uploaded() {
     let t = Tmux::start(root, 100, 30);
     t.run("clear; catty new -- bash --norc --noprofile");
     t.wait_for("the session's prompt", |s| {
-        s.contains("catty connect") && s.trim_end().ends_with('$')
+        s.contains("catty connect") && at_prompt(s)
     });
     let list: serde_json::Value =
         serde_json::from_slice(&t.catty(&["list", "--json"]).stdout).unwrap();

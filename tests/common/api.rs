@@ -28,14 +28,25 @@ use process::ApiProcess;
 pub struct Daemon {
     process: ApiProcess,
     pub sandbox: bool,
+    /// More of the daemon's environment.
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
     /// Starts a daemon; `sandbox` false passes `--no-sandbox`.
     pub fn start(sandbox: bool) -> Daemon {
+        Daemon::start_in(tempfile::tempdir().unwrap(), sandbox, &[])
+    }
+
+    /// Starts a daemon whose directories are in `root`, with `env` added to its environment.
+    pub fn start_in(root: tempfile::TempDir, sandbox: bool, env: &[(&str, &str)]) -> Daemon {
         let mut daemon = Daemon {
-            process: ApiProcess::new(),
+            process: ApiProcess::new_in(root),
             sandbox,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         daemon.spawn();
         daemon
@@ -68,6 +79,7 @@ impl Daemon {
             .env("HOME", self.process.home())
             .env("PS1", "$ ")
             .env("CATTY_LOG", "catty=debug,info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("FLY_API_TOKEN")
             .env_remove("CATTY_CMD")
             // Its own process group, as in a terminal, so a test can Ctrl-C the group.

@@ -250,7 +250,7 @@ impl Tmux {
     pub fn start_session(&self, command: &str) -> String {
         self.run(&format!("clear; {command}"));
         let screen = self.wait_for("the session's prompt", |s| {
-            s.contains("catty connect") && s.trim_end().ends_with('$')
+            s.contains("catty connect") && at_prompt(s)
         });
         let label = screen.split("catty: session ").nth(1).unwrap();
         label.split_whitespace().next().unwrap().to_string()
@@ -314,4 +314,11 @@ fn check(out: Output) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Whether a session's shell waits at its prompt: the last thing on the screen is bash's
+/// default prompt (`$`, or `#` as root; a session sees none of the caller's `PS1`).
+pub fn at_prompt(screen: &str) -> bool {
+    let s = screen.trim_end();
+    s.ends_with('$') || s.ends_with('#')
 }

@@ -4,8 +4,8 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::task::JoinSet;
 
-use super::sandbox::{Dirs, Sandbox};
+use super::sandbox::{Dirs, Sandbox, Spawned};
 use super::{Liveness, Machine, MachineSpec, Provider, procfs, runtime_process};
 use crate::net::RuntimeUrl;
 use crate::protocol::HEALTHZ_PATH;
@@ -51,12 +51,15 @@ pub struct LocalOptions {
     pub sandbox: bool,
     /// The agents' API keys, passed to every runtime.
     pub agent_env: Vec<(String, String)>,
+    /// The variables of the daemon's environment that sessions see.
+    pub session_env: Vec<(String, String)>,
 }
 
 pub struct Local {
     sessions_dir: PathBuf,
     exe: PathBuf,
     agent_env: Vec<(String, String)>,
+    session_env: Vec<(String, String)>,
     sandbox: Sandbox,
     /// One waiter per runtime this daemon started: it reaps the runtime when it exits, so no
     /// zombie is left while the daemon lives.
@@ -75,10 +78,11 @@ impl Local {
         let sessions_dir = options.state_dir.join("sessions");
         private_dir::create(&sessions_dir)?;
         Ok(Local {
-            sandbox: Sandbox::detect(options.sandbox, &options.exe).await,
+            sandbox: Sandbox::detect(options.sandbox, &options.exe, &sessions_dir).await,
             sessions_dir,
             exe: options.exe,
             agent_env: options.agent_env,
+            session_env: options.session_env,
             reapers: Mutex::new(JoinSet::new()),
         })
     }
@@ -99,8 +103,13 @@ impl Local {
         self.sessions_dir.join(session_id).join(LOG_FILE)
     }
 
-    /// The runtime's command for `spec`, its output going to files in `dir`.
-    fn command(&self, spec: &MachineSpec, dir: &Path) -> anyhow::Result<tokio::process::Command> {
+    /// Starts the runtime for `spec` on `listener`, its output going to files in `dir`.
+    async fn spawn(
+        &self,
+        spec: &MachineSpec,
+        dir: &Path,
+        listener: &std::net::TcpListener,
+    ) -> anyhow::Result<Spawned> {
         let workspace = dir.join("workspace");
         let home = dir.join("home");
         for d in [&workspace, &home] {
@@ -110,43 +119,45 @@ impl Local {
         let out = open(&dir.join(OUT_FILE), true)?;
         let args: Vec<OsString> = vec![
             "exec".into(),
-            "--addr".into(),
-            "127.0.0.1:0".into(),
+            "--listen-fd".into(),
+            listener.as_raw_fd().to_string().into(),
             "--workspace".into(),
             workspace.clone().into(),
         ];
         let dirs = Dirs {
             workspace: &workspace,
             home: &home,
+            binds: &[],
         };
-        let mut cmd = self.sandbox.command(&self.exe, &args, &dirs);
-        cmd.env("CONNECT_TOKEN", &spec.connect_token)
-            .env("CATTY_AGENT", spec.agent.as_str())
-            .env("CATTY_TTL_SEC", spec.ttl_sec.to_string())
+        let env = self.env(spec)?;
+        self.sandbox
+            .spawn(&self.exe, &args, &dirs, &env, listener.as_fd(), (out, log))
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot start the runtime ({}); its log: {}",
+                    self.exe.display(),
+                    dir.join(LOG_FILE).display()
+                )
+            })
+    }
+
+    /// The runtime's whole environment: ours that sessions may see, catty's own, and the
+    /// credential the request brought. `HOME` is set where the private home is.
+    fn env(&self, spec: &MachineSpec) -> anyhow::Result<Vec<(String, String)>> {
+        let mut env = self.session_env.clone();
+        env.extend([
+            ("CONNECT_TOKEN".into(), spec.connect_token.clone()),
+            ("CATTY_AGENT".into(), spec.agent.as_str().into()),
+            ("CATTY_TTL_SEC".into(), spec.ttl_sec.to_string()),
             // The workspace is on this computer: unpulled work may wait for a day.
-            .env("CATTY_RETAIN_SEC", LOCAL_RETAIN_SEC.to_string())
-            .envs(self.agent_env.iter().map(|(k, v)| (k, v)))
-            // The daemon's own settings are not the session's business.
-            .env_remove("FLY_API_TOKEN")
-            .env_remove("CATTY_EXEC_ADDR")
-            .env_remove("CATTY_WORKSPACE")
-            .env_remove("CATTY_CMD");
+            ("CATTY_RETAIN_SEC".into(), LOCAL_RETAIN_SEC.to_string()),
+        ]);
+        env.extend(self.agent_env.iter().cloned());
         if let Some(argv) = &spec.cmd {
-            cmd.env("CATTY_CMD", serde_json::to_string(argv)?);
+            env.push(("CATTY_CMD".into(), serde_json::to_string(argv)?));
         }
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(log)
-            .kill_on_drop(false);
-        // A session of its own, as a machine's runtime (or sshd's per-connection process)
-        // has: the daemon's Ctrl-C or exit must not reach it, and the scheduler weighs it
-        // apart from whoever started the daemon (autogroups), as it does the sandboxed one.
-        // SAFETY: the child only calls setsid, which is async-signal-safe, before it execs.
-        #[allow(unsafe_code)]
-        unsafe {
-            cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
-        }
-        Ok(cmd)
+        Ok(env)
     }
 
     /// Waits for the runtime's address and finds the process to signal later (inside
@@ -220,8 +231,7 @@ impl Local {
         }
         self.reap(child);
         if let Ok(dir) = self.session_dir(session_id) {
-            let _ = remove_dir(&dir.join("workspace")).await;
-            let _ = remove_dir(&dir.join("home")).await;
+            remove_session_dirs(&dir).await;
         }
     }
 }
@@ -233,11 +243,22 @@ impl Provider for Local {
     async fn create(&self, spec: &MachineSpec) -> anyhow::Result<Machine> {
         let dir = self.session_dir(&spec.session_id)?;
         private_dir::create(&dir)?;
-        let mut cmd = self.command(spec, &dir)?;
-        let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start the runtime ({program})"))?;
+        // Bound here, in this computer's network, and inherited: the sandbox's network is
+        // its own, where nobody could reach a port the runtime bound.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .context("cannot bind a port on 127.0.0.1 for the runtime")?;
+        let Spawned { mut child, network } = match self.spawn(spec, &dir, &listener).await {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                remove_session_dirs(&dir).await;
+                return Err(e);
+            }
+        };
+        // The runtime holds the socket now.
+        drop(listener);
+        if let Some(network) = network {
+            self.reap(network);
+        }
         match self.started(&mut child, &spec.session_id, &dir).await {
             Ok(machine) => {
                 tracing::info!(machine = %machine.id, url = %machine.connect_url, sandboxed = self.sandbox.is_on(), "runtime started");
@@ -395,6 +416,12 @@ fn open(path: &Path, truncate: bool) -> anyhow::Result<std::fs::File> {
         .truncate(truncate)
         .open(path)
         .with_context(|| format!("cannot open {}", path.display()))
+}
+
+/// Removes what `spawn` made in a session's directory, on a failed start.
+async fn remove_session_dirs(dir: &Path) {
+    let _ = remove_dir(&dir.join("workspace")).await;
+    let _ = remove_dir(&dir.join("home")).await;
 }
 
 async fn remove_dir(dir: &Path) -> anyhow::Result<()> {

@@ -53,22 +53,6 @@ pub(super) fn cmdline(pid: i32) -> io::Result<Vec<String>> {
         .collect())
 }
 
-/// Direct children of `pid` (all its threads').
-pub(super) fn children(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
-        .flat_map(|list| {
-            list.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
-}
-
 /// A `catty exec` process serving a session of this daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Runtime {

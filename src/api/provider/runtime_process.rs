@@ -10,6 +10,7 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 use super::procfs;
+use crate::process_tree;
 
 /// How long a runtime gets after SIGTERM to hang up its program (which gets 5 s) and exit.
 const STOP_GRACE: Duration = Duration::from_secs(7);
@@ -39,7 +40,7 @@ pub(super) async fn stop(pid: i32, start_time: u64) -> anyhow::Result<()> {
     }
     tracing::warn!(pid = p.pid, "runtime ignored SIGTERM; killing it");
     // A runtime killed hard cannot hang up its program (in a session of its own): do it here.
-    let programs: Vec<_> = procfs::children(p.pid)
+    let programs: Vec<_> = process_tree::children(p.pid)
         .into_iter()
         .filter_map(|c| Some((c, procfs::stat(c).ok()?.start_time)))
         .collect();

@@ -20,7 +20,11 @@ pub struct ApiProcess {
 impl ApiProcess {
     /// The directory, with nothing started yet.
     pub fn new() -> ApiProcess {
-        let root = tempfile::tempdir().unwrap();
+        ApiProcess::new_in(tempfile::tempdir().unwrap())
+    }
+
+    /// The same in `root`, a directory the test chose.
+    pub fn new_in(root: tempfile::TempDir) -> ApiProcess {
         std::fs::create_dir(root.path().join("home")).unwrap();
         ApiProcess {
             child: None,
