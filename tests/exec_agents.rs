@@ -13,6 +13,7 @@ macro_rules! report {
     }};
 }
 
+mod layouts;
 mod screens;
 mod session;
 

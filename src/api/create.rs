@@ -26,6 +26,7 @@ impl<P: Provider> Daemon<P> {
     /// `POST /v1/sessions`: the record first, then the machine, then its `/healthz`.
     pub(super) async fn create(&self, req: CreateSession) -> Result<SessionCreated, ApiError> {
         let ttl_sec = validate(&req)?;
+        self.provider.check(&req).map_err(ApiError::bad_request)?;
         let id = format!("s-{}", random::hex(8));
         let _creating = self.mark_creating(&id);
         let now = unix_now();
@@ -63,6 +64,7 @@ impl<P: Provider> Daemon<P> {
             memory_mb: req.memory_mb,
             ttl_sec,
             connect_token: record.connect_token.clone(),
+            path: req.path,
         };
         let span = tracing::info_span!("session", session = %record.label);
         self.provision(record, spec).instrument(span).await

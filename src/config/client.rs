@@ -47,7 +47,7 @@ pub struct NewOptions {
 impl NewOptions {
     /// The request from the flags, and the directory the session starts from. A directory
     /// that cannot be read is a failure (exit 1), not a usage error.
-    pub fn new(args: NewArgs) -> anyhow::Result<Self> {
+    pub fn new(args: NewArgs, env: &Env) -> anyhow::Result<Self> {
         let agent = match args.agent {
             Some(name) => Agent::parse(&name).ok_or_else(|| {
                 UsageError(format!("--agent {name:?} is unknown ({})", Agent::CHOICES))
@@ -72,6 +72,7 @@ impl NewOptions {
             cpus: args.cpus,
             memory_mb: args.memory_mb,
             ttl_sec,
+            path: env.get("PATH"),
         };
         let dir = std::env::current_dir().context("cannot read the current directory")?;
         Ok(NewOptions {
@@ -106,7 +107,7 @@ mod tests {
                 ttl: None,
                 command: command.iter().map(|c| c.to_string()).collect(),
             };
-            NewOptions::new(args).map(|o| o.create.agent.as_str())
+            NewOptions::new(args, &Env::default()).map(|o| o.create.agent.as_str())
         };
         assert_eq!(agent(None, &[]).unwrap(), "claude");
         assert_eq!(agent(None, &["claude", "--resume"]).unwrap(), "claude");
@@ -120,7 +121,9 @@ mod tests {
     #[test]
     fn no_sync_turns_live_sync_off() {
         use argh::FromArgs;
-        let options = |args: &[&str]| NewOptions::new(NewArgs::from_args(&["new"], args).unwrap());
+        let options = |args: &[&str]| {
+            NewOptions::new(NewArgs::from_args(&["new"], args).unwrap(), &Env::default())
+        };
         assert!(options(&[]).unwrap().sync);
         assert!(!options(&["--no-sync"]).unwrap().sync);
         assert!(options(&["--no-sync"]).unwrap().upload, "uploads still");

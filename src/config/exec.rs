@@ -139,13 +139,16 @@ fn parse_command(cmd: &str) -> Result<Vec<String>, UsageError> {
     Ok(vec!["/bin/sh".into(), "-c".into(), cmd.into()])
 }
 
+/// The shell a session of the shell agent runs when `SHELL` is not set.
+pub const DEFAULT_SHELL: &str = "/bin/bash";
+
 /// The program an agent stands for.
 fn agent_command(agent: Agent, shell: Option<String>) -> Vec<String> {
     match agent {
         Agent::Shell => vec![
             shell
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "/bin/bash".into()),
+                .unwrap_or_else(|| DEFAULT_SHELL.into()),
             "-l".into(),
         ],
         agent => vec![agent.as_str().into()],

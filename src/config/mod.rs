@@ -14,7 +14,7 @@ mod parse;
 pub use api::{ApiConfig, ProviderKind};
 pub use client::{ClientConfig, NewOptions};
 pub use env::Env;
-pub use exec::{DEFAULT_GRACE, ExecConfig, Listen};
+pub use exec::{DEFAULT_GRACE, DEFAULT_SHELL, ExecConfig, Listen};
 pub use fly::{DEFAULT_EXEC_APP, DEFAULT_FLY_API_BASE, DEFAULT_FLY_START_TIMEOUT, FlyConfig};
 pub use logging::Logging;
 pub use parse::{DEFAULT_API_ADDR, parse_duration};

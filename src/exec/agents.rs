@@ -18,27 +18,6 @@ use anyhow::{Context, anyhow};
 use super::command::Command;
 use crate::protocol::Agent;
 
-/// An agent as it is installed: its program and its npm package.
-struct Package {
-    program: &'static str,
-    title: &'static str,
-    npm: &'static str,
-}
-
-fn package(agent: Agent) -> Option<Package> {
-    let (program, title, npm) = match agent {
-        Agent::Claude => ("claude", "Claude Code", "@anthropic-ai/claude-code"),
-        Agent::Codex => ("codex", "Codex", "@openai/codex"),
-        Agent::Gemini => ("gemini", "Gemini CLI", "@google/gemini-cli"),
-        Agent::Shell => return None,
-    };
-    Some(Package {
-        program,
-        title,
-        npm,
-    })
-}
-
 /// The program's environment as the profiles read it: the last value of a name wins, and an
 /// empty value counts as unset.
 struct ChildEnv<'a>(&'a [(String, String)]);
@@ -97,11 +76,12 @@ pub(super) fn cannot_start(command: &Command, error: &io::Error) -> String {
 fn not_installed(command: &Command) -> String {
     let program = command.argv.first().map_or("", String::as_str);
     let name = Path::new(program).file_name().and_then(|n| n.to_str());
-    match package(command.agent) {
-        Some(p) if name == Some(p.program) => format!(
+    let agent = command.agent;
+    match (agent.program(), agent.npm_package()) {
+        (Some(own), Some(npm)) if name == Some(own) => format!(
             "cannot start {program}: {} is not installed on this machine \
-             (install it with `npm install -g {}`)",
-            p.title, p.npm
+             (install it with `npm install -g {npm}`)",
+            agent.title()
         ),
         _ => format!("cannot start {program:?}: no such program on the PATH"),
     }
@@ -139,7 +119,7 @@ fn interpreter(script: &Path) -> Option<String> {
 /// Writes the agent's configuration and adds its environment variables (never replacing a
 /// variable that is already set). Blocking file work runs off the async threads.
 pub(super) async fn prepare(command: &mut Command) -> anyhow::Result<()> {
-    let Some(package) = package(command.agent) else {
+    let Some(program) = command.agent.program() else {
         return Ok(());
     };
     let (agent, argv, cwd, env) = (
@@ -152,13 +132,13 @@ pub(super) async fn prepare(command: &mut Command) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow!("{e}"))
         .and_then(|written| written)
-        .with_context(|| format!("cannot prepare {}'s configuration", package.title))?;
+        .with_context(|| format!("cannot prepare {}'s configuration", agent.title()))?;
     for (name, value) in added {
         if ChildEnv(&command.env).get(&name).is_none() {
             command.env.push((name, value));
         }
     }
-    tracing::info!(agent = package.program, "agent configuration prepared");
+    tracing::info!(agent = program, "agent configuration prepared");
     Ok(())
 }
 

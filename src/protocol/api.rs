@@ -58,6 +58,36 @@ impl Agent {
         }
     }
 
+    /// The program the agent is, as the user types it: `claude`; none for the shell.
+    pub fn program(self) -> Option<&'static str> {
+        match self {
+            Agent::Claude => Some("claude"),
+            Agent::Codex => Some("codex"),
+            Agent::Gemini => Some("gemini"),
+            Agent::Shell => None,
+        }
+    }
+
+    /// What the agent is called in messages: `Claude Code`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Agent::Claude => "Claude Code",
+            Agent::Codex => "Codex",
+            Agent::Gemini => "Gemini CLI",
+            Agent::Shell => "the shell",
+        }
+    }
+
+    /// The npm package that installs the agent.
+    pub fn npm_package(self) -> Option<&'static str> {
+        match self {
+            Agent::Claude => Some("@anthropic-ai/claude-code"),
+            Agent::Codex => Some("@openai/codex"),
+            Agent::Gemini => Some("@google/gemini-cli"),
+            Agent::Shell => None,
+        }
+    }
+
     /// For messages: `claude, codex, gemini or shell`.
     pub const CHOICES: &'static str = "claude, codex, gemini or shell";
 }
@@ -110,6 +140,10 @@ pub struct CreateSession {
     pub memory_mb: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_sec: Option<u64>,
+    /// The `PATH` of the shell that asked: on this computer, the session runs the program
+    /// that shell would (the agent as the user installed it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// Answer to `POST /v1/sessions`: everything a client needs to upload and attach.

@@ -20,10 +20,13 @@ use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::task::JoinSet;
 
+use super::launch::{self, Launch};
 use super::sandbox::{Dirs, Sandbox, Spawned};
 use super::{Liveness, Machine, MachineSpec, Provider, procfs, runtime_process};
+use crate::config::DEFAULT_SHELL;
 use crate::net::RuntimeUrl;
-use crate::protocol::HEALTHZ_PATH;
+use crate::protocol::api::CreateSession;
+use crate::protocol::{Agent, HEALTHZ_PATH};
 use crate::{locks, private_dir};
 
 /// How long a local runtime keeps work not yet pulled after its program exits.
@@ -103,6 +106,31 @@ impl Local {
         self.sessions_dir.join(session_id).join(LOG_FILE)
     }
 
+    /// Where the session's program is and what its sandbox must show for it: the program the
+    /// user's shell would run (`path`, or ours for a request that brought none).
+    fn launch(
+        &self,
+        agent: Agent,
+        cmd: Option<&[String]>,
+        path: Option<&str>,
+    ) -> Result<Launch, String> {
+        let var = |name: &str| {
+            self.session_env
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let program = match (cmd.and_then(|c| c.first()), agent.program()) {
+            (Some(program), _) => program.as_str(),
+            (None, Some(program)) => program,
+            (None, None) => var("SHELL")
+                .filter(|s| !s.is_empty())
+                .unwrap_or(DEFAULT_SHELL),
+        };
+        let path = path.or_else(|| var("PATH")).unwrap_or_default();
+        launch::plan(program, agent, path, &self.sandbox.shown())
+    }
+
     /// Starts the runtime for `spec` on `listener`, its output going to files in `dir`.
     async fn spawn(
         &self,
@@ -110,6 +138,9 @@ impl Local {
         dir: &Path,
         listener: &std::net::TcpListener,
     ) -> anyhow::Result<Spawned> {
+        let launch = self
+            .launch(spec.agent, spec.cmd.as_deref(), spec.path.as_deref())
+            .map_err(anyhow::Error::msg)?;
         let workspace = dir.join("workspace");
         let home = dir.join("home");
         for d in [&workspace, &home] {
@@ -127,9 +158,10 @@ impl Local {
         let dirs = Dirs {
             workspace: &workspace,
             home: &home,
-            binds: &[],
+            binds: &launch.binds,
+            links: &launch.links,
         };
-        let env = self.env(spec)?;
+        let env = self.env(spec, launch.path)?;
         self.sandbox
             .spawn(&self.exe, &args, &dirs, &env, listener.as_fd(), (out, log))
             .await
@@ -142,11 +174,16 @@ impl Local {
             })
     }
 
-    /// The runtime's whole environment: ours that sessions may see, catty's own, and the
-    /// credential the request brought. `HOME` is set where the private home is.
-    fn env(&self, spec: &MachineSpec) -> anyhow::Result<Vec<(String, String)>> {
-        let mut env = self.session_env.clone();
+    /// The runtime's whole environment: ours that sessions may see, the `PATH` the launch
+    /// found the program on, catty's own, and the credential the request brought. `HOME` is
+    /// set where the private home is.
+    fn env(&self, spec: &MachineSpec, path: String) -> anyhow::Result<Vec<(String, String)>> {
+        let mut env: Vec<_> = (self.session_env.iter())
+            .filter(|(k, _)| k != "PATH")
+            .cloned()
+            .collect();
         env.extend([
+            ("PATH".into(), path),
             ("CONNECT_TOKEN".into(), spec.connect_token.clone()),
             ("CATTY_AGENT".into(), spec.agent.as_str().into()),
             ("CATTY_TTL_SEC".into(), spec.ttl_sec.to_string()),
@@ -239,6 +276,11 @@ impl Local {
 impl Provider for Local {
     const NAME: &'static str = "local";
     const AUTHORITATIVE: bool = true;
+
+    fn check(&self, req: &CreateSession) -> Result<(), String> {
+        self.launch(req.agent, req.cmd.as_deref(), req.path.as_deref())
+            .map(drop)
+    }
 
     async fn create(&self, spec: &MachineSpec) -> anyhow::Result<Machine> {
         let dir = self.session_dir(&spec.session_id)?;

@@ -3,6 +3,7 @@
 //! `catty exec` processes on this computer, `fly.rs` with Fly.io Machines.
 
 mod fly;
+mod launch;
 mod local;
 mod procfs;
 mod runtime_process;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::locks;
 use crate::protocol::Agent;
+use crate::protocol::api::CreateSession;
 
 pub use fly::Fly;
 pub use local::{Local, LocalOptions};
@@ -36,6 +38,8 @@ pub struct MachineSpec {
     pub ttl_sec: u64,
     /// The runtime's `CONNECT_TOKEN`.
     pub connect_token: String,
+    /// The `PATH` of the user's shell, where a local session finds its program.
+    pub path: Option<String>,
 }
 
 /// A machine that runs (or ran) one session's runtime. Kept in the session store as is.
@@ -78,6 +82,13 @@ pub trait Provider: Send + Sync + 'static {
     /// from it has no machine. True for local (`/proc` is the truth); a remote API's list can
     /// lag behind a create or come back empty on a bad day.
     const AUTHORITATIVE: bool;
+
+    /// Why the session `req` asks for cannot start here, before anything is made: the line
+    /// for the user. Fly's image has the agents, and a custom one is checked by its runtime.
+    fn check(&self, req: &CreateSession) -> Result<(), String> {
+        let _ = req;
+        Ok(())
+    }
 
     /// Creates and starts a machine for `spec`. On error nothing of it is left running.
     fn create(&self, spec: &MachineSpec) -> impl Future<Output = anyhow::Result<Machine>> + Send;

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use super::launch::Shown;
+
 /// How long the probe at start may take before bubblewrap counts as broken.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,6 +49,8 @@ pub(super) struct Dirs<'a> {
     /// What the session's program needs beyond the system directories (its install tree),
     /// shown read-only at the same paths.
     pub binds: &'a [PathBuf],
+    /// Links made inside (`path` → `target`), where the program's directory is not shown.
+    pub links: &'a [(PathBuf, PathBuf)],
 }
 
 /// A started runtime: the process we spawned (bwrap, or the runtime itself) and, with a
@@ -117,6 +121,20 @@ impl Sandbox {
             }
             Ok(Err(e)) => Err(format!("bwrap cannot be started ({e})")),
             Err(_) => Err("bwrap did not answer".to_string()),
+        }
+    }
+
+    /// What every sandbox shows, for [`launch::plan`](super::launch::plan).
+    pub(super) fn shown(&self) -> Shown<'_> {
+        match self {
+            Sandbox::Off => Shown {
+                system: None,
+                home: None,
+            },
+            Sandbox::Bwrap { home, .. } => Shown {
+                system: Some(&SYSTEM_DIRS[..]),
+                home: home.as_deref(),
+            },
         }
     }
 
@@ -222,6 +240,9 @@ impl Sandbox {
             for bind in dirs.binds {
                 cmd.arg("--ro-bind").arg(bind).arg(bind);
             }
+            for (link, target) in dirs.links {
+                cmd.arg("--symlink").arg(target).arg(link);
+            }
         }
         if let Some(resolv_conf) = own_network {
             cmd.arg("--unshare-net");
@@ -325,10 +346,15 @@ mod tests {
             own_network: Some("/s/resolv.conf".into()),
         };
         let binds = [PathBuf::from("/home/me/.nvm/versions/node/v22")];
+        let links = [(
+            PathBuf::from("/home/me/.local/bin/claude"),
+            PathBuf::from("/home/me/.local/share/claude/versions/2"),
+        )];
         let dirs = Dirs {
             workspace: Path::new("/s/ws"),
             home: Path::new("/s/home"),
             binds: &binds,
+            links: &links,
         };
         let cmd = sandbox.command(Path::new("/x/catty"), &["exec".into()], Some(&dirs), None);
         let argv: Vec<_> = cmd
@@ -347,6 +373,10 @@ mod tests {
             .find("--ro-bind /home/me/.nvm/versions/node/v22 /home/me/.nvm/versions/node/v22")
             .unwrap();
         assert!(home < nvm, "{line}");
+        let link = line
+            .find("--symlink /home/me/.local/share/claude/versions/2 /home/me/.local/bin/claude")
+            .unwrap();
+        assert!(home < link, "{line}");
         assert!(line.contains("--tmpfs /tmp"), "{line}");
         assert!(line.contains("--unshare-net"), "{line}");
         assert!(

@@ -146,6 +146,8 @@ mod tests {
             memory_mb: None,
             ttl_sec: 7200,
             connect_token: "tok".into(),
+            // This computer's PATH means nothing on a machine: never sent.
+            path: Some("/home/me/.local/bin:/usr/bin".into()),
         }
     }
 

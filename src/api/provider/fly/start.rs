@@ -238,6 +238,7 @@ mod tests {
             memory_mb: None,
             ttl_sec: 60,
             connect_token: "t".into(),
+            path: None,
         };
         let text = capacity_error(&spec, &err).to_string();
         assert!(text.contains("in region syd: try another region"), "{text}");
