@@ -1,13 +1,14 @@
 //! Session benchmark: `catty new` against a warm daemon with the local provider, timed from
 //! the command's start to the first byte of the session's prompt in the user's terminal, with
 //! and without uploading a generated 80 MiB / 40,000-file workspace. `cargo bench --bench
-//! session` (or `just bench`).
+//! session` (or `just bench`). With `CATTY_BENCH_BASELINE=/path/to/an/older/catty`, that
+//! binary runs beside this one, round by round, and the table gives the ratio.
 
 // A bench has no public API: `pub` here only shares items between its own modules.
 #![allow(unreachable_pub)]
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,8 @@ use std::time::{Duration, Instant};
 #[allow(dead_code)]
 #[path = "peers/data.rs"]
 mod data;
+// Its `api_command` runs this build only; the baseline is another binary.
+#[allow(dead_code)]
 #[path = "../tests/common/launch.rs"]
 mod launch;
 #[path = "../tests/common/listen.rs"]
@@ -26,33 +29,59 @@ const ROUNDS: usize = 5;
 const PROMPT: &str = "catty-bench$ ";
 
 fn main() {
-    let state = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let project = tempfile::tempdir().unwrap();
     write_workspace(project.path());
+    let mut binaries = vec![("this", PathBuf::from(env!("CARGO_BIN_EXE_catty")))];
+    if let Some(baseline) = std::env::var_os("CATTY_BENCH_BASELINE") {
+        binaries.push(("baseline", PathBuf::from(baseline)));
+    }
+    let mb = WORKSPACE_BYTES as f64 / 1e6;
     for sandbox in [false, true] {
-        let daemon = Daemon::start(state.path(), sandbox);
-        // One session first, so the daemon and the page cache are warm.
-        new_to_prompt(&daemon, empty.path(), &["--no-upload"]);
-        let bare: Vec<f64> = (0..ROUNDS)
-            .map(|_| new_to_prompt(&daemon, empty.path(), &["--no-upload"]))
-            .collect();
-        let upload: Vec<f64> = (0..ROUNDS.min(3))
-            .map(|_| new_to_prompt(&daemon, project.path(), &[]))
-            .collect();
-        let (bare, upload) = (median(bare), median(upload));
-        let mb = WORKSPACE_BYTES as f64 / 1e6;
         println!("sandbox {}:", if sandbox { "on" } else { "off" });
-        println!(
-            "  catty new -- bash, warm daemon, to the first prompt byte: {:7.1} ms (median of {ROUNDS})",
-            bare * 1e3
-        );
-        println!(
-            "  the same with an upload of {FILES} files / {mb:.0} MB:  {:7.1} ms, upload {:.2} s = {:.1} MB/s",
-            upload * 1e3,
-            upload - bare,
-            mb / (upload - bare)
-        );
+        let states: Vec<_> = binaries
+            .iter()
+            .map(|_| tempfile::tempdir().unwrap())
+            .collect();
+        let daemons: Vec<Daemon> = (binaries.iter().zip(&states))
+            .map(|((_, exe), state)| Daemon::start(exe, state.path(), sandbox))
+            .collect();
+        // One session each first, so the daemons and the page cache are warm; then the
+        // binaries take turns, round by round.
+        let mut bare = vec![Vec::new(); daemons.len()];
+        let mut upload = vec![Vec::new(); daemons.len()];
+        for round in 0..=ROUNDS {
+            for (i, daemon) in daemons.iter().enumerate() {
+                let t = new_to_prompt(daemon, empty.path(), &["--no-upload"]);
+                if round > 0 {
+                    bare[i].push(t);
+                }
+                if round > 0 && round <= 3 {
+                    upload[i].push(new_to_prompt(daemon, project.path(), &[]));
+                }
+            }
+        }
+        let bare: Vec<f64> = bare.into_iter().map(median).collect();
+        let upload: Vec<f64> = upload.into_iter().map(median).collect();
+        for (i, (name, _)) in binaries.iter().enumerate() {
+            println!(
+                "  {name:8} catty new -- bash, warm daemon, to the first prompt byte: {:7.1} ms (median of {ROUNDS})",
+                bare[i] * 1e3
+            );
+            println!(
+                "  {name:8} the same with an upload of {FILES} files / {mb:.0} MB:  {:7.1} ms, upload {:.2} s = {:.1} MB/s",
+                upload[i] * 1e3,
+                upload[i] - bare[i],
+                mb / (upload[i] - bare[i])
+            );
+        }
+        if bare.len() == 2 {
+            println!(
+                "  this/baseline: start {:.2}, start with upload {:.2}",
+                bare[0] / bare[1],
+                upload[0] / upload[1]
+            );
+        }
     }
 }
 
@@ -63,23 +92,24 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 struct Daemon {
     child: Child,
+    exe: PathBuf,
     addr: String,
-    state: std::path::PathBuf,
+    state: PathBuf,
 }
 
 impl Daemon {
-    fn start(state: &Path, sandbox: bool) -> Daemon {
-        let mut cmd = launch::api_command(&["--provider", "local"]);
+    fn start(exe: &Path, state: &Path, sandbox: bool) -> Daemon {
+        let mut cmd = Command::new(exe);
+        cmd.args(["api", "--provider", "local"])
+            .stdin(Stdio::null());
         if !sandbox {
             cmd.arg("--no-sandbox");
         }
-        cmd.env("XDG_STATE_HOME", state)
-            .env("CATTY_LOG", "warn")
-            // Sessions inherit the daemon's environment: this is the prompt to wait for.
-            .env("PS1", PROMPT);
+        cmd.env("XDG_STATE_HOME", state).env("CATTY_LOG", "warn");
         let (child, addr) = launch::start_api(cmd);
         Daemon {
             child,
+            exe: exe.to_path_buf(),
             addr: addr.to_string(),
             state: state.to_path_buf(),
         }
@@ -88,7 +118,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_catty"))
+        let _ = Command::new(&self.exe)
             .args(["stop-all-sessions-dangerously", "--yes-i-mean-it"])
             .env("XDG_STATE_HOME", &self.state)
             .env("CATTY_API_ADDR", &self.addr)
@@ -102,10 +132,18 @@ impl Drop for Daemon {
 fn new_to_prompt(daemon: &Daemon, dir: &Path, args: &[&str]) -> f64 {
     let pty = nix::pty::openpty(None, None).unwrap();
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_catty"))
+    let mut child = Command::new(&daemon.exe)
         .arg("new")
         .args(args)
-        .args(["--", "bash", "--norc", "--noprofile"])
+        // Sessions see none of our variables: the prompt to wait for is set here.
+        .args([
+            "--",
+            "env",
+            &format!("PS1={PROMPT}"),
+            "bash",
+            "--norc",
+            "--noprofile",
+        ])
         .current_dir(dir)
         .env("XDG_STATE_HOME", &daemon.state)
         .env("CATTY_API_ADDR", &daemon.addr)

@@ -205,3 +205,49 @@ async fn no_process_of_a_sandboxed_session_survives_stop() {
 async fn no_process_of_an_unsandboxed_session_survives_stop() {
     nothing_survives_stop(false).await;
 }
+
+/// Without slirp4netns the daemon says once what to install, and sandboxes share this
+/// computer's network (as before there was a network of their own): a loopback listener here
+/// is reached from inside.
+#[tokio::test]
+async fn without_slirp4netns_the_daemon_says_so_and_shares_the_network() {
+    if let Err(why) = bwrap_installed() {
+        eprintln!("SKIPPED without_slirp4netns…: {why} (install bubblewrap to run it)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let bin = root.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let bwrap = which("bwrap");
+    std::os::unix::fs::symlink(bwrap, bin.join("bwrap")).unwrap();
+    let path = bin.display().to_string();
+    let d = Daemon::start_in(root, true, &[("PATH", &path)]);
+    let log = d.log();
+    assert_eq!(log.matches("install slirp4netns").count(), 1, "{log}");
+    assert!(
+        log.contains("local sessions run in a bubblewrap sandbox"),
+        "{log}"
+    );
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 5)'; \
+         echo \"loopback=$?\"; echo checks-done; exec sleep 600"
+    );
+    let created = d
+        .create(serde_json::json!({
+            "agent": "shell", "cmd": ["sh", "-c", script], "path": "/usr/bin:/bin"
+        }))
+        .await;
+    let mut c = Client::attach(&created.connect_url, &created.connect_token).await;
+    c.read_until_contains("checks-done").await;
+    assert_eq!(value(&c.text(), "loopback"), 0, "{}", c.text());
+}
+
+fn which(program: &str) -> std::path::PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on the PATH"))
+}

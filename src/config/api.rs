@@ -70,8 +70,9 @@ impl ApiConfig {
 }
 
 /// The only variables of the daemon's environment a local session sees: the terminal's and
-/// the locale's, who the user is, and how the runtime logs. Secrets never: the agent's
-/// credential comes with the request that creates the session.
+/// the locale's, who the user is, and how the runtime logs; `PATH` only for a request that
+/// brings none (`catty new` sends its own). Secrets never: the agent's credential comes with
+/// the request that creates the session.
 const SESSION_VARS: [&str; 17] = [
     "PATH",
     "LANG",
