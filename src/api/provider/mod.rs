@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::locks;
 use crate::protocol::Agent;
+use crate::protocol::api::Credentials;
 
 pub use fly::Fly;
 pub use local::{Local, LocalOptions};
@@ -36,6 +37,9 @@ pub struct MachineSpec {
     pub ttl_sec: u64,
     /// The runtime's `CONNECT_TOKEN`.
     pub connect_token: String,
+    /// The agent's credentials from the request, checked by the daemon: they go into the
+    /// runtime's environment and nowhere else (a spec is never stored).
+    pub credentials: Credentials,
 }
 
 /// A machine that runs (or ran) one session's runtime. Kept in the session store as is.
