@@ -59,8 +59,8 @@ impl Agent {
     /// session gets these (and only these) from the `catty new` that creates it.
     ///
     /// - Claude Code: an API key, or the one-year token `claude setup-token` prints for a
-    ///   Pro/Max subscription. With both set it uses the key (verified on 2.1.197 and
-    ///   2.1.330, whose profile approves the key: requests carry `x-api-key`).
+    ///   Pro/Max subscription. With both set it uses the key, which the runtime's profile
+    ///   approves (tests/exec_agents/credentials.rs: its requests carry `x-api-key`).
     /// - Codex: the user's `auth.json` (a ChatGPT login), written back into a file by the
     ///   runtime; else an API key, which the runtime logs in with.
     /// - Gemini CLI: an API key.
