@@ -41,9 +41,10 @@ fn main() -> ExitCode {
         Subcommand::Exec(args) => exec(args, &env),
         Subcommand::Api(args) => api(args, &env),
         Subcommand::Version(_) => version(),
-        Subcommand::New(args) => client(&env, |config| {
-            let options = NewOptions::new(args, &env);
-            async move { catty::client::new(&config, options?).await }
+        Subcommand::New(args) => NewOptions::new(args, &env).and_then(|options| {
+            client(&env, |config| async move {
+                catty::client::new(&config, options).await
+            })
         }),
         Subcommand::Connect(args) => client(&env, |config| async move {
             catty::client::connect(&config, &args.session, args.watch).await

@@ -209,7 +209,8 @@ async fn an_unknown_agent_is_named_in_the_refusal() {
 #[tokio::test]
 async fn a_body_over_the_limit_is_413_and_creates_nothing() {
     let d = Daemon::start(false);
-    let huge = format!(r#"{{"agent":"shell","cmd":["{}"]}}"#, "x".repeat(100_000));
+    // Past the 1 MiB that leaves room for the largest credentials.
+    let huge = format!(r#"{{"agent":"shell","cmd":["{}"]}}"#, "x".repeat(1 << 20));
     let answer = d.call("POST", "/v1/sessions", &huge).await;
     assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_nothing_created(&d).await;

@@ -13,6 +13,7 @@ macro_rules! report {
     }};
 }
 
+mod credentials;
 mod layouts;
 mod screens;
 mod session;

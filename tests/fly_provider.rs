@@ -3,8 +3,9 @@
 //! upload and attach through the edge with `fly-force-instance-id`, stop and stop-all, and
 //! Fly's bad days (ambiguous 408, 429 bursts, 5xx, stuck machines, empty lists, 401,
 //! capacity), the TTL backstop included; `retain`: a machine outlives its program only while
-//! its work is unpulled.
+//! its work is unpulled; `credentials`: a machine's env has the request's credentials only.
 
+mod credentials;
 mod retain;
 mod support;
 
@@ -16,6 +17,7 @@ use crate::common::api::fly::FlyDaemon;
 use crate::common::fly::{Endpoint, FakeFly, MachineView};
 use crate::common::tmux::Tmux;
 use catty::protocol::api::SessionCreated;
+use credentials::DAEMON_KEYS;
 use hyper::StatusCode;
 use serde_json::json;
 use support::{
@@ -24,17 +26,15 @@ use support::{
 };
 
 /// A daemon with two vendors' keys in its environment and a Claude session made with it, in
-/// `ams` with 2 CPUs and 2 GiB for 15 minutes: what the create tests look at.
+/// `ams` with 2 CPUs and 2 GiB for 15 minutes, with the request's own API key: what the create
+/// tests look at.
 async fn claude_session(fake: &FakeFly) -> (FlyDaemon, SessionCreated, MachineView) {
-    let keys = [
-        ("ANTHROPIC_API_KEY", "sk-ant-test"),
-        ("OPENAI_API_KEY", "sk-oai-test"),
-    ];
-    let d = FlyDaemon::start(fake, &keys);
+    let d = FlyDaemon::start(fake, &DAEMON_KEYS);
     let created = d
         .create(
             json!({"agent": "claude", "cmd": ["bash", "--norc", "-i"], "region": "ams",
-            "cpus": 2, "memory_mb": 2048, "ttl_sec": 900}),
+            "cpus": 2, "memory_mb": 2048, "ttl_sec": 900,
+            "credentials": {"ANTHROPIC_API_KEY": "sk-ant-from-the-request"}}),
         )
         .await;
     let [machine] = made(fake).try_into().unwrap();
@@ -85,11 +85,14 @@ async fn create_sends_the_machine_config_fly_expects() {
         "CATTY_TTL_SEC",
         "CONNECT_TOKEN",
     ];
-    assert_eq!(env, BTreeSet::from(want), "the agent's key only");
+    assert_eq!(env, BTreeSet::from(want), "the request's credential only");
     assert_eq!(config["env"]["CONNECT_TOKEN"], created.connect_token);
     assert_eq!(config["env"]["CATTY_CMD"], r#"["bash","--norc","-i"]"#);
     assert_eq!(config["env"]["CATTY_TTL_SEC"], "900");
-    assert_eq!(config["env"]["ANTHROPIC_API_KEY"], "sk-ant-test");
+    assert_eq!(
+        config["env"]["ANTHROPIC_API_KEY"],
+        "sk-ant-from-the-request"
+    );
     let services = json!([{"protocol": "tcp", "internal_port": 8080,
         "ports": [{"port": 443, "handlers": ["tls", "http"]}, {"port": 80, "handlers": ["http"]}],
         "autostop": "off", "autostart": false}]);

@@ -6,11 +6,13 @@
 
 mod common;
 
+mod api_credentials;
 mod api_http;
 mod api_restart;
 mod api_sandbox;
 mod api_sessions;
 mod boundary;
+mod client_credentials;
 mod client_e2e;
 mod client_sync;
 mod client_upload;

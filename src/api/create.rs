@@ -1,6 +1,7 @@
-//! Creating a session (`POST /v1/sessions`): the record first, `starting`, then the machine,
-//! then its `/healthz`, then `running`. A crash at any point leaves a record the sweep can
-//! finish.
+//! Creating a session (`POST /v1/sessions`): the request checked (its credentials above all),
+//! the record first, `starting`, then the machine, then its `/healthz`, then `running`. A
+//! crash at any point leaves a record the sweep can finish. Credentials go into the machine's
+//! spec only: the record (what the store writes to disk) has no place for them.
 
 use std::time::Duration;
 
@@ -12,7 +13,10 @@ use super::labels;
 use super::provider::{Machine, MachineSpec, Provider};
 use super::store::Record;
 use crate::clock::unix_now;
-use crate::protocol::api::{CreateSession, SessionCreated, SessionState};
+use crate::protocol::Agent;
+use crate::protocol::api::{
+    CREDENTIAL_LIMIT_BYTES, CreateSession, Credentials, SessionCreated, SessionState,
+};
 use crate::random;
 
 /// How long a new machine gets to answer `/healthz`.
@@ -65,6 +69,7 @@ impl<P: Provider> Daemon<P> {
             ttl_sec,
             connect_token: record.connect_token.clone(),
             path: req.path,
+            credentials: req.credentials,
         };
         let span = tracing::info_span!("session", session = %record.label);
         self.provision(record, spec).instrument(span).await
@@ -176,7 +181,38 @@ fn validate(req: &CreateSession) -> Result<u64, ApiError> {
             "ttl_sec must be between 1 and {MAX_TTL_SEC} (7 days), got {ttl_sec}"
         )));
     }
+    check_credentials(req.agent, &req.credentials).map_err(ApiError::bad_request)?;
     Ok(ttl_sec)
+}
+
+/// Only the agent's own credential variables, each with a value the runtime can put in an
+/// environment. The message names the variable, never its value.
+fn check_credentials(agent: Agent, credentials: &Credentials) -> Result<(), String> {
+    let allowed = agent.credential_vars();
+    for (name, value) in credentials.iter() {
+        if !allowed.contains(&name) {
+            return Err(match allowed {
+                [] => format!("credential {name:?}: the {agent} agent takes no credentials"),
+                _ => format!(
+                    "credential {name:?} is not one of {agent}'s ({})",
+                    allowed.join(", ")
+                ),
+            });
+        }
+        if value.trim().is_empty() {
+            return Err(format!("credential {name} is empty"));
+        }
+        if value.contains('\0') {
+            return Err(format!("credential {name} contains a NUL byte"));
+        }
+        if value.len() > CREDENTIAL_LIMIT_BYTES {
+            return Err(format!(
+                "credential {name} is {} bytes, more than the {CREDENTIAL_LIMIT_BYTES} allowed",
+                value.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -209,5 +245,73 @@ mod tests {
         assert!(validate(&cmd(&[])).is_err());
         assert!(validate(&cmd(&[""])).is_err());
         assert!(validate(&cmd(&["bash", "-i"])).is_ok());
+    }
+
+    fn with(agent: Agent, credentials: &[(&str, &str)]) -> Result<u64, ApiError> {
+        validate(&CreateSession {
+            credentials: credentials.iter().copied().collect(),
+            ..req(agent)
+        })
+    }
+
+    #[track_caller]
+    fn refused(result: Result<u64, ApiError>, message: &str) {
+        let err = result.unwrap_err();
+        assert_eq!(err.status, hyper::StatusCode::BAD_REQUEST);
+        assert_eq!(err.message, message);
+    }
+
+    #[test]
+    fn an_agent_takes_its_own_credentials() {
+        let claude = [
+            ("ANTHROPIC_API_KEY", "sk-ant-a"),
+            ("CLAUDE_CODE_OAUTH_TOKEN", "t"),
+        ];
+        assert!(with(Agent::Claude, &claude).is_ok());
+        assert!(
+            with(
+                Agent::Codex,
+                &[("CATTY_CODEX_AUTH", "{}"), ("OPENAI_API_KEY", "k")]
+            )
+            .is_ok()
+        );
+        assert!(with(Agent::Gemini, &[("GEMINI_API_KEY", "AIza")]).is_ok());
+        assert!(with(Agent::Shell, &[]).is_ok());
+    }
+
+    #[test]
+    fn another_agents_credential_is_refused_by_name() {
+        refused(
+            with(Agent::Claude, &[("OPENAI_API_KEY", "sk-secret")]),
+            "credential \"OPENAI_API_KEY\" is not one of claude's \
+             (ANTHROPIC_API_KEY, CLAUDE_CODE_OAUTH_TOKEN)",
+        );
+        refused(
+            with(Agent::Shell, &[("ANTHROPIC_API_KEY", "sk-secret")]),
+            "credential \"ANTHROPIC_API_KEY\": the shell agent takes no credentials",
+        );
+        refused(
+            with(Agent::Gemini, &[("PATH", "/evil")]),
+            "credential \"PATH\" is not one of gemini's (GEMINI_API_KEY)",
+        );
+    }
+
+    #[test]
+    fn empty_nul_and_oversize_values_are_refused_without_showing_them() {
+        refused(
+            with(Agent::Gemini, &[("GEMINI_API_KEY", " \n")]),
+            "credential GEMINI_API_KEY is empty",
+        );
+        refused(
+            with(Agent::Gemini, &[("GEMINI_API_KEY", "AIza\0secret")]),
+            "credential GEMINI_API_KEY contains a NUL byte",
+        );
+        let big = "k".repeat(CREDENTIAL_LIMIT_BYTES + 1);
+        refused(
+            with(Agent::Codex, &[("CATTY_CODEX_AUTH", big.as_str())]),
+            "credential CATTY_CODEX_AUTH is 65537 bytes, more than the 65536 allowed",
+        );
+        let most = "k".repeat(CREDENTIAL_LIMIT_BYTES);
+        assert!(with(Agent::Codex, &[("CATTY_CODEX_AUTH", most.as_str())]).is_ok());
     }
 }

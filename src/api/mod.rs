@@ -45,7 +45,7 @@ pub async fn run(
     tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), "catty api starting");
     match (config.provider, config.fly) {
         (ProviderKind::Fly, Some(fly)) => {
-            let fly = Fly::new(fly, config.agent_env)?;
+            let fly = Fly::new(fly)?;
             serve(Daemon::new(fly, store, token), listener, shutdown).await
         }
         (ProviderKind::Fly, None) => bail!("the fly provider has no configuration"),
@@ -54,7 +54,6 @@ pub async fn run(
                 state_dir: config.state_dir.clone(),
                 exe: config.exe.clone(),
                 sandbox: config.sandbox,
-                agent_env: config.agent_env.clone(),
                 session_env: config.session_env.clone(),
             })
             .await?;

@@ -21,8 +21,11 @@ use super::provider::Provider;
 use crate::net::http::{self, Body};
 use crate::protocol::HEALTHZ_PATH;
 
-/// Request bodies are a few hundred bytes; anything past this is not a session request.
-const BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// Request bodies are a few hundred bytes plus the agent's credentials: at most two of
+/// `CREDENTIAL_LIMIT_BYTES` (64 KiB) each, which JSON can make six times longer (a control
+/// character is written `\u0000`), so 768 KiB; 1 MiB leaves room for the rest and still
+/// turns away anything that is not a session request.
+const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
 /// One TCP connection of HTTP/1 requests.
 pub(super) async fn connection<P: Provider>(daemon: Arc<Daemon<P>>, stream: TcpStream) {
@@ -175,6 +178,18 @@ fn is_loopback_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Agent;
+    use crate::protocol::api::CREDENTIAL_LIMIT_BYTES;
+
+    #[test]
+    fn the_body_limit_holds_the_largest_credentials_escaped() {
+        let most = Agent::ALL
+            .map(|a| a.credential_vars().len())
+            .into_iter()
+            .max();
+        let worst = most.unwrap() * 6 * CREDENTIAL_LIMIT_BYTES;
+        assert!(worst + 64 * 1024 <= BODY_LIMIT_BYTES, "{worst}");
+    }
 
     #[test]
     fn loopback_hosts() {

@@ -19,7 +19,9 @@ use anyhow::{Context, bail};
 
 use crate::config::{ClientConfig, NewOptions};
 use crate::protocol::UPLOAD_LIMIT_BYTES;
-use crate::protocol::api::{SessionCreated, SessionInfo, SessionList};
+use crate::protocol::api::{
+    CODEX_AUTH_VAR, CreateSession, SessionCreated, SessionInfo, SessionList,
+};
 use attach::{Outcome, Target};
 use daemon_client::{DaemonClient, DaemonError};
 pub use stop::{stop, stop_all};
@@ -34,6 +36,9 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
     let history = workspace.as_ref().map(|_| upload::History::start(&cwd));
     let remembering = sync::Remembering::start(&cwd, workspace.as_ref());
     let daemon = DaemonClient::ensure(config).await?;
+    if let Some(note) = credential_note(&options.create, &options.unused_credentials) {
+        eprintln!("catty: {note}");
+    }
     let created: SessionCreated = daemon.post("/v1/sessions", &options.create).await?;
     let label = created.label.clone();
     eprintln!("catty: session {label} (reattach with: catty connect {label})");
@@ -93,6 +98,30 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
         headers: created.headers,
     };
     attach_and_report(&daemon, &created.session_id, &target, false, true, live).await
+}
+
+/// When more than one of the agent's credentials is set here, which one the session uses
+/// (the one sent): the first of [`crate::protocol::Agent::credential_vars`], for Claude Code
+/// the API key over the subscription token, as it does itself. Names only, never a value.
+fn credential_note(create: &CreateSession, unused: &[&str]) -> Option<String> {
+    let vars = create.agent.credential_vars();
+    let used = *vars.iter().find(|name| create.credentials.contains(name))?;
+    let other = *unused.first()?;
+    let name = |var: &str| match var {
+        CODEX_AUTH_VAR => "your Codex login (auth.json)".to_string(),
+        _ => var.to_string(),
+    };
+    let mut note = format!(
+        "{} and {} are both set; {} uses {}",
+        name(used),
+        name(other),
+        create.agent,
+        name(used)
+    );
+    if used != CODEX_AUTH_VAR {
+        note.push_str(&format!(" (unset it to use {other})"));
+    }
+    Some(note)
 }
 
 /// Follows the session's changes into `dir` while attached; lines go through the attach
@@ -287,5 +316,40 @@ fn human_age(secs: u64) -> String {
         60..3600 => format!("{}m", secs / 60),
         3600..86400 => format!("{}h", secs / 3600),
         _ => format!("{}d", secs / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Agent;
+
+    fn create(agent: Agent, names: &[&str]) -> CreateSession {
+        CreateSession {
+            agent,
+            credentials: names.iter().map(|n| (*n, "secret")).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn two_credentials_are_worth_a_line_naming_the_one_in_use() {
+        let oauth = ["CLAUDE_CODE_OAUTH_TOKEN"];
+        assert_eq!(
+            credential_note(&create(Agent::Claude, &["ANTHROPIC_API_KEY"]), &oauth).unwrap(),
+            "ANTHROPIC_API_KEY and CLAUDE_CODE_OAUTH_TOKEN are both set; claude uses \
+             ANTHROPIC_API_KEY (unset it to use CLAUDE_CODE_OAUTH_TOKEN)"
+        );
+        assert_eq!(
+            credential_note(
+                &create(Agent::Codex, &["CATTY_CODEX_AUTH"]),
+                &["OPENAI_API_KEY"]
+            )
+            .unwrap(),
+            "your Codex login (auth.json) and OPENAI_API_KEY are both set; codex uses your \
+             Codex login (auth.json)"
+        );
+        assert_eq!(credential_note(&create(Agent::Claude, &oauth), &[]), None);
+        assert_eq!(credential_note(&create(Agent::Shell, &[]), &[]), None);
     }
 }

@@ -1,5 +1,6 @@
 //! `catty api`'s configuration: where to listen, the state directory, the provider (local,
-//! with or without the sandbox, or Fly.io) and the agents' API keys passed to sessions.
+//! with or without the sandbox, or Fly.io) and the few variables local sessions inherit. No
+//! credential: those come with each request (protocol::api).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +8,6 @@ use std::path::PathBuf;
 use super::parse::{api_addr, current_exe, state_dir};
 use super::{Env, FlyConfig, Logging, UsageError};
 use crate::cli::ApiArgs;
-use crate::protocol::Agent;
 
 /// Where machines run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +27,6 @@ pub struct ApiConfig {
     pub sandbox: bool,
     /// This binary, started as `catty exec` for local sessions.
     pub exe: PathBuf,
-    /// Passed to every session: the agents' API keys.
-    pub agent_env: Vec<(String, String)>,
     /// The variables of ours a local session's environment starts from ([`SESSION_VARS`]).
     pub session_env: Vec<(String, String)>,
     /// Set when the provider is Fly.io.
@@ -55,7 +53,6 @@ impl ApiConfig {
             provider,
             sandbox: !args.no_sandbox,
             exe: current_exe()?,
-            agent_env: agent_env(env),
             session_env: SESSION_VARS
                 .iter()
                 .filter_map(|&k| Some((k.to_string(), env.get(k)?)))
@@ -92,19 +89,6 @@ const SESSION_VARS: [&str; 17] = [
     "CATTY_LOG",
     "CATTY_DEBUG",
 ];
-
-/// Every agent's API key that is set, by its variable's name.
-fn agent_env(env: &Env) -> Vec<(String, String)> {
-    Agent::ALL
-        .into_iter()
-        .filter_map(Agent::key_var)
-        .filter_map(|k| {
-            env.get(k)
-                .filter(|v| !v.is_empty())
-                .map(|v| (k.to_string(), v))
-        })
-        .collect()
-}
 
 #[cfg(test)]
 mod tests {
@@ -143,19 +127,10 @@ mod tests {
     }
 
     #[test]
-    fn agent_keys_that_are_set_go_to_sessions() {
-        let vars = [
-            ("ANTHROPIC_API_KEY", "sk-ant"),
-            ("GEMINI_API_KEY", "g"),
-            ("OTHER_KEY", "x"),
-        ];
+    fn no_credential_of_the_daemons_environment_is_kept() {
+        let vars = [("ANTHROPIC_API_KEY", "sk-ant"), ("LANG", "C.UTF-8")];
         let c = api_config(None, &vars).unwrap();
-        assert_eq!(
-            c.agent_env,
-            [
-                ("ANTHROPIC_API_KEY".into(), "sk-ant".into()),
-                ("GEMINI_API_KEY".into(), "g".into())
-            ]
-        );
+        assert_eq!(c.session_env, [("LANG".into(), "C.UTF-8".into())]);
+        assert!(!format!("{c:?}").contains("sk-ant"));
     }
 }

@@ -1,16 +1,18 @@
 //! The client commands' configuration: how to reach (or start) the daemon, and what
-//! `catty new` asks for.
+//! `catty new` asks for, the chosen agent's credentials from this environment (and Codex's
+//! login file) included.
 
+use std::io::Read;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 use super::parse::{api_addr, current_exe, state_dir};
 use super::{Env, Logging, UsageError, parse_duration};
 use crate::cli::NewArgs;
 use crate::protocol::Agent;
-use crate::protocol::api::CreateSession;
+use crate::protocol::api::{CODEX_AUTH_VAR, CREDENTIAL_LIMIT_BYTES, CreateSession, Credentials};
 
 /// What every client command needs to reach (or start) the daemon.
 #[derive(Debug, Clone)]
@@ -42,11 +44,14 @@ pub struct NewOptions {
     pub sync: bool,
     /// The directory the session starts from: the current one.
     pub dir: PathBuf,
+    /// The agent's other credentials set here, after the one sent: the agent would use the
+    /// first anyway, and Claude Code given both warns that its login may not work.
+    pub unused_credentials: Vec<&'static str>,
 }
 
 impl NewOptions {
-    /// The request from the flags, and the directory the session starts from. A directory
-    /// that cannot be read is a failure (exit 1), not a usage error.
+    /// The request from the flags and `env`, and the directory the session starts from. A
+    /// directory or a login file that cannot be read is a failure (exit 1), not a usage error.
     pub fn new(args: NewArgs, env: &Env) -> anyhow::Result<Self> {
         let agent = match args.agent {
             Some(name) => Agent::parse(&name).ok_or_else(|| {
@@ -65,6 +70,12 @@ impl NewOptions {
             .transpose()?
             .map(|d| d.as_secs());
         let cmd = (!args.command.is_empty()).then_some(args.command);
+        let found = credentials(agent, env)?;
+        let mut set = (agent.credential_vars().iter().copied()).filter(|n| found.contains(n));
+        let credentials = set
+            .next()
+            .and_then(|name| Some([(name, found.get(name)?)].into_iter().collect()))
+            .unwrap_or_default();
         let create = CreateSession {
             agent,
             cmd,
@@ -73,6 +84,7 @@ impl NewOptions {
             memory_mb: args.memory_mb,
             ttl_sec,
             path: env.get("PATH"),
+            credentials,
         };
         let dir = std::env::current_dir().context("cannot read the current directory")?;
         Ok(NewOptions {
@@ -80,8 +92,59 @@ impl NewOptions {
             upload: !args.no_upload,
             sync: !args.no_sync,
             dir,
+            unused_credentials: set.collect(),
         })
     }
+}
+
+/// The chosen agent's credential variables that are set here, and for Codex the login in its
+/// `auth.json` unless `CATTY_CODEX_AUTH` already holds one: sent with every `catty new`, so a
+/// key exported here is the key the session uses.
+fn credentials(agent: Agent, env: &Env) -> anyhow::Result<Credentials> {
+    let set = |name: &&str| env.get(name).filter(|v| !v.trim().is_empty());
+    let mut found: Credentials = agent
+        .credential_vars()
+        .iter()
+        .filter_map(|name| Some((*name, set(name)?)))
+        .collect();
+    if agent == Agent::Codex
+        && !found.contains(CODEX_AUTH_VAR)
+        && let Some(login) = codex_login(env)?
+    {
+        found.insert(CODEX_AUTH_VAR, login);
+    }
+    Ok(found)
+}
+
+/// The contents of `$CODEX_HOME/auth.json` (by default `~/.codex/auth.json`), what
+/// `codex login` writes; none when there is no such file (not logged in, or a login kept in
+/// the system keyring).
+fn codex_login(env: &Env) -> anyhow::Result<Option<String>> {
+    let dir = match (env.non_empty("CODEX_HOME"), env.non_empty("HOME")) {
+        (Some(dir), _) => PathBuf::from(dir),
+        (None, Some(home)) => PathBuf::from(home).join(".codex"),
+        (None, None) => return Ok(None),
+    };
+    let path = dir.join("auth.json");
+    let login = read_at_most(&path, CREDENTIAL_LIMIT_BYTES)
+        .with_context(|| format!("cannot read your Codex login {}", path.display()))?;
+    Ok(login.filter(|text| !text.trim().is_empty()))
+}
+
+/// The file's text, none when it does not exist; an error past `limit` bytes, without
+/// reading more than one byte past it.
+fn read_at_most(path: &Path, limit: usize) -> anyhow::Result<Option<String>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut text = String::new();
+    file.take(limit as u64 + 1).read_to_string(&mut text)?;
+    if text.len() > limit {
+        bail!("it is larger than {limit} bytes");
+    }
+    Ok(Some(text))
 }
 
 /// The agent whose program `program` is (`claude`, `/usr/bin/codex`, …), if any.
@@ -127,5 +190,94 @@ mod tests {
         assert!(options(&[]).unwrap().sync);
         assert!(!options(&["--no-sync"]).unwrap().sync);
         assert!(options(&["--no-sync"]).unwrap().upload, "uploads still");
+    }
+
+    fn names(credentials: &Credentials) -> Vec<&str> {
+        credentials.iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn only_the_chosen_agents_credentials_are_taken() {
+        let env = Env::from_pairs(&[
+            ("ANTHROPIC_API_KEY", "sk-ant-a"),
+            ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-b"),
+            ("OPENAI_API_KEY", "sk-proj-c"),
+            ("GEMINI_API_KEY", " "),
+            ("AWS_SECRET_ACCESS_KEY", "d"),
+        ]);
+        let claude = credentials(Agent::Claude, &env).unwrap();
+        assert_eq!(
+            names(&claude),
+            ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]
+        );
+        assert_eq!(claude.get("ANTHROPIC_API_KEY"), Some("sk-ant-a"));
+        assert!(
+            credentials(Agent::Gemini, &env).unwrap().is_empty(),
+            "blank"
+        );
+        assert!(credentials(Agent::Shell, &env).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_the_credential_in_use_is_sent() {
+        let env = Env::from_pairs(&[
+            ("ANTHROPIC_API_KEY", "sk-ant-a"),
+            ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-b"),
+        ]);
+        let args: NewArgs = argh::FromArgs::from_args(&["new"], &[]).unwrap();
+        let options = NewOptions::new(args, &env).unwrap();
+        assert_eq!(names(&options.create.credentials), ["ANTHROPIC_API_KEY"]);
+        assert_eq!(options.unused_credentials, ["CLAUDE_CODE_OAUTH_TOKEN"]);
+    }
+
+    #[test]
+    fn codex_takes_the_login_file_from_codex_home_or_home() {
+        let home = tempfile::tempdir().unwrap();
+        let codex_dir = home.path().join(".codex");
+        std::fs::create_dir(&codex_dir).unwrap();
+        std::fs::write(codex_dir.join("auth.json"), r#"{"tokens":{}}"#).unwrap();
+        let home_str = home.path().to_str().unwrap();
+        let env = Env::from_pairs(&[("HOME", home_str), ("OPENAI_API_KEY", "sk-proj")]);
+        let codex = credentials(Agent::Codex, &env).unwrap();
+        assert_eq!(names(&codex), ["CATTY_CODEX_AUTH", "OPENAI_API_KEY"]);
+        assert_eq!(codex.get("CATTY_CODEX_AUTH"), Some(r#"{"tokens":{}}"#));
+
+        let elsewhere = tempfile::tempdir().unwrap();
+        let env = Env::from_pairs(&[
+            ("HOME", home_str),
+            ("CODEX_HOME", elsewhere.path().to_str().unwrap()),
+        ]);
+        assert!(
+            credentials(Agent::Codex, &env).unwrap().is_empty(),
+            "no auth.json under CODEX_HOME: nothing"
+        );
+        let set = Env::from_pairs(&[("HOME", home_str), ("CATTY_CODEX_AUTH", "{}")]);
+        let codex = credentials(Agent::Codex, &set).unwrap();
+        assert_eq!(
+            codex.get("CATTY_CODEX_AUTH"),
+            Some("{}"),
+            "the variable wins"
+        );
+    }
+
+    #[test]
+    fn a_login_file_too_large_or_unreadable_is_a_clear_error() {
+        let home = tempfile::tempdir().unwrap();
+        let file = home.path().join("auth.json");
+        std::fs::write(&file, "x".repeat(CREDENTIAL_LIMIT_BYTES + 1)).unwrap();
+        let env = Env::from_pairs(&[("CODEX_HOME", home.path().to_str().unwrap())]);
+        let err = format!("{:#}", credentials(Agent::Codex, &env).unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "cannot read your Codex login {}: it is larger than 65536 bytes",
+                file.display()
+            )
+        );
+        std::fs::remove_file(&file).unwrap();
+        std::fs::create_dir(&file).unwrap();
+        let err = format!("{:#}", credentials(Agent::Codex, &env).unwrap_err());
+        assert!(err.starts_with("cannot read your Codex login"), "{err}");
+        assert!(err.contains("Is a directory"), "{err}");
     }
 }

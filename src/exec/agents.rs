@@ -17,6 +17,7 @@ use anyhow::{Context, anyhow};
 
 use super::command::Command;
 use crate::protocol::Agent;
+use crate::protocol::api::CODEX_AUTH_VAR;
 
 /// The program's environment as the profiles read it: the last value of a name wins, and an
 /// empty value counts as unset.
@@ -117,17 +118,19 @@ fn interpreter(script: &Path) -> Option<String> {
 }
 
 /// Writes the agent's configuration and adds its environment variables (never replacing a
-/// variable that is already set). Blocking file work runs off the async threads.
+/// variable that is already set). Blocking file work runs off the async threads. Codex's
+/// login is for its file only: the program never sees `CATTY_CODEX_AUTH`, written or not.
 pub(super) async fn prepare(command: &mut Command) -> anyhow::Result<()> {
-    let Some(program) = command.agent.program() else {
-        return Ok(());
-    };
     let (agent, argv, cwd, env) = (
         command.agent,
         command.argv.clone(),
         command.cwd.clone(),
         command.env.clone(),
     );
+    command.env.retain(|(name, _)| name != CODEX_AUTH_VAR);
+    let Some(program) = agent.program() else {
+        return Ok(());
+    };
     let added = tokio::task::spawn_blocking(move || write_profile(agent, &argv, &cwd, &env))
         .await
         .map_err(|e| anyhow!("{e}"))
@@ -209,6 +212,21 @@ mod tests {
             "cannot start \"nope\": no such program on the PATH"
         );
         assert!(find_program(&command(Agent::Shell, &["sh"], "/usr/bin:/bin")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_program_never_sees_the_codex_login() {
+        let home = tempfile::tempdir().unwrap();
+        for login in ["{\"tokens\": {}}", "not json"] {
+            let mut cmd = command(Agent::Codex, &["codex"], "/usr/bin:/bin");
+            cmd.env.extend([
+                ("HOME".into(), home.path().display().to_string()),
+                (CODEX_AUTH_VAR.into(), login.into()),
+            ]);
+            let prepared = prepare(&mut cmd).await;
+            assert_eq!(prepared.is_ok(), login.starts_with('{'), "{prepared:?}");
+            assert!(cmd.env.iter().all(|(k, _)| k != CODEX_AUTH_VAR), "{login}");
+        }
     }
 
     #[test]

@@ -11,14 +11,21 @@
 //! | `GET /v1/sessions/{id-or-label}` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/{id-or-label}/stop` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/stop-all` | | [`StopAll`] |
+//!
+//! Credentials come with the request that creates a session ([`CreateSession::credentials`]),
+//! never from the daemon's own environment: `catty new` sends the chosen agent's
+//! [`Agent::credential_vars`] that are set where it runs (Codex's login file as
+//! [`CODEX_AUTH_VAR`]). The daemon refuses (`400`) any other variable, an empty value, a NUL
+//! and a value over [`CREDENTIAL_LIMIT_BYTES`]; it hands them to the session's runtime as
+//! environment variables and keeps them nowhere (not in its store, not in its logs).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// The agents a session can run: the program started when no command is given, the
-/// configuration the runtime prepares for it (`src/exec/agents/`), and the API key variable
-/// it reads. On the wire, its lowercase name.
+/// configuration the runtime prepares for it (`src/exec/agents/`), and the variables that
+/// sign it in. On the wire, its lowercase name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "&'static str")]
 pub enum Agent {
@@ -48,13 +55,21 @@ impl Agent {
         Agent::ALL.into_iter().find(|agent| agent.as_str() == name)
     }
 
-    /// The environment variable holding the agent's API key, passed to its machine only.
-    pub fn key_var(self) -> Option<&'static str> {
+    /// The variables that sign the agent in, the one it uses when several are set first: a
+    /// session gets these (and only these) from the `catty new` that creates it.
+    ///
+    /// - Claude Code: an API key, or the one-year token `claude setup-token` prints for a
+    ///   Pro/Max subscription. With both set it uses the key, which the runtime's profile
+    ///   approves (tests/exec_agents/credentials.rs: its requests carry `x-api-key`).
+    /// - Codex: the user's `auth.json` (a ChatGPT login), written back into a file by the
+    ///   runtime; else an API key, which the runtime logs in with.
+    /// - Gemini CLI: an API key.
+    pub fn credential_vars(self) -> &'static [&'static str] {
         match self {
-            Agent::Claude => Some("ANTHROPIC_API_KEY"),
-            Agent::Codex => Some("OPENAI_API_KEY"),
-            Agent::Gemini => Some("GEMINI_API_KEY"),
-            Agent::Shell => None,
+            Agent::Claude => &["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"],
+            Agent::Codex => &[CODEX_AUTH_VAR, "OPENAI_API_KEY"],
+            Agent::Gemini => &["GEMINI_API_KEY"],
+            Agent::Shell => &[],
         }
     }
 
@@ -125,6 +140,63 @@ impl From<Agent> for &'static str {
     }
 }
 
+/// The contents of the user's Codex `auth.json` (`$CODEX_HOME/auth.json`, by default
+/// `~/.codex/auth.json`: what `codex login` writes). The runtime writes it into the session's
+/// own `$CODEX_HOME` and takes it out of the program's environment.
+pub const CODEX_AUTH_VAR: &str = "CATTY_CODEX_AUTH";
+
+/// The most one credential may hold: API keys are ~100 bytes, OAuth tokens a few hundred, a
+/// Codex `auth.json` (three JWTs) a few KiB.
+pub const CREDENTIAL_LIMIT_BYTES: usize = 64 * 1024;
+
+/// Credentials by variable name (`ANTHROPIC_API_KEY` → the key). Secrets: its `Debug` names
+/// the variables and never shows a value, so a logged request or spec leaks nothing.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Credentials(BTreeMap<String, String>);
+
+impl Credentials {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(name.into(), value.into());
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Every credential, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Credentials")
+            .field(&self.0.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Credentials {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        Credentials(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
 /// `POST /v1/sessions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateSession {
@@ -144,6 +216,9 @@ pub struct CreateSession {
     /// that shell would (the agent as the user installed it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The agent's credentials from the environment of the `catty new` that asks (module doc).
+    #[serde(default, skip_serializing_if = "Credentials::is_empty")]
+    pub credentials: Credentials,
 }
 
 /// Answer to `POST /v1/sessions`: everything a client needs to upload and attach.
@@ -273,6 +348,59 @@ mod tests {
             err.to_string()
                 .contains("unknown agent \"vim\" (claude, codex, gemini or shell)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn each_agent_has_its_own_credentials() {
+        assert_eq!(
+            Agent::Claude.credential_vars(),
+            ["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]
+        );
+        assert_eq!(
+            Agent::Codex.credential_vars(),
+            ["CATTY_CODEX_AUTH", "OPENAI_API_KEY"]
+        );
+        assert_eq!(Agent::Gemini.credential_vars(), ["GEMINI_API_KEY"]);
+        assert!(Agent::Shell.credential_vars().is_empty());
+    }
+
+    #[test]
+    fn credentials_travel_as_a_plain_map_and_only_when_there_are_some() {
+        let none = CreateSession::default();
+        assert_eq!(
+            serde_json::to_string(&none).unwrap(),
+            r#"{"agent":"claude"}"#
+        );
+        let req = CreateSession {
+            credentials: [("ANTHROPIC_API_KEY", "sk-ant-secret")]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let wire = r#"{"agent":"claude","credentials":{"ANTHROPIC_API_KEY":"sk-ant-secret"}}"#;
+        assert_eq!(serde_json::to_string(&req).unwrap(), wire);
+        assert_eq!(serde_json::from_str::<CreateSession>(wire).unwrap(), req);
+    }
+
+    #[test]
+    fn debug_names_the_credentials_but_never_shows_them() {
+        let req = CreateSession {
+            credentials: [
+                ("ANTHROPIC_API_KEY", "sk-ant-secret"),
+                ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-secret"),
+            ]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let debug = format!("{req:?} {req:#?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(
+            debug.contains(
+                r#"credentials: Credentials(["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"])"#
+            ),
+            "{debug}"
         );
     }
 

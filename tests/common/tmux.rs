@@ -86,6 +86,17 @@ impl Tmux {
     /// directory and home, and a daemon started as the client would start it (`catty api`,
     /// logging to the state directory, in its own process group).
     pub fn start(cwd: &Path, cols: u16, rows: u16) -> Tmux {
+        Self::start_with_daemon_env(cwd, cols, rows, &[])
+    }
+
+    /// Like [`Tmux::start`], with `daemon_env` added to the daemon's environment only (the
+    /// panes do not see it).
+    pub fn start_with_daemon_env(
+        cwd: &Path,
+        cols: u16,
+        rows: u16,
+        daemon_env: &[(&str, &str)],
+    ) -> Tmux {
         let (state, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let state_dir = state.path().join("catty");
         std::fs::create_dir_all(&state_dir).unwrap();
@@ -93,6 +104,7 @@ impl Tmux {
         let mut cmd = api_command(&[]);
         cmd.env_remove("CATTY_API_ADDR")
             .envs(pane_env(state.path(), home.path(), None))
+            .envs(daemon_env.iter().copied())
             .stderr(log)
             .process_group(0);
         let (child, api_addr) = start_api(cmd);

@@ -57,7 +57,6 @@ struct Inner {
     exec_url: String,
     image: Option<String>,
     start_timeout: Duration,
-    agent_env: Vec<(String, String)>,
     /// Sessions this daemon is creating a machine for: the reaper leaves them alone.
     creating: Mutex<HashSet<String>>,
 }
@@ -71,7 +70,7 @@ struct FlyPrivate {
 
 impl Fly {
     /// The provider, with its reaper running (until [`Provider::shutdown`]).
-    pub fn new(config: FlyConfig, agent_env: Vec<(String, String)>) -> anyhow::Result<Fly> {
+    pub fn new(config: FlyConfig) -> anyhow::Result<Fly> {
         let api = MachinesApi::new(&config.api_base, &config.app, &config.token)?;
         tracing::info!(app = %config.app, api = %config.api_base, exec_url = %config.exec_url, "fly provider");
         let inner = Arc::new(Inner {
@@ -80,7 +79,6 @@ impl Fly {
             exec_url: config.exec_url,
             image: config.image,
             start_timeout: config.start_timeout,
-            agent_env,
             creating: Mutex::new(HashSet::new()),
         });
         let (stop_reaper, stopped) = watch::channel(false);

@@ -52,8 +52,6 @@ pub struct LocalOptions {
     pub exe: PathBuf,
     /// Use bubblewrap when it works here.
     pub sandbox: bool,
-    /// The agents' API keys, passed to every runtime.
-    pub agent_env: Vec<(String, String)>,
     /// The variables of the daemon's environment that sessions see.
     pub session_env: Vec<(String, String)>,
 }
@@ -61,7 +59,6 @@ pub struct LocalOptions {
 pub struct Local {
     sessions_dir: PathBuf,
     exe: PathBuf,
-    agent_env: Vec<(String, String)>,
     session_env: Vec<(String, String)>,
     sandbox: Sandbox,
     /// One waiter per runtime this daemon started: it reaps the runtime when it exits, so no
@@ -84,7 +81,6 @@ impl Local {
             sandbox: Sandbox::detect(options.sandbox, &options.exe, &sessions_dir).await,
             sessions_dir,
             exe: options.exe,
-            agent_env: options.agent_env,
             session_env: options.session_env,
             reapers: Mutex::new(JoinSet::new()),
         })
@@ -190,7 +186,7 @@ impl Local {
             // The workspace is on this computer: unpulled work may wait for a day.
             ("CATTY_RETAIN_SEC".into(), LOCAL_RETAIN_SEC.to_string()),
         ]);
-        env.extend(self.agent_env.iter().cloned());
+        env.extend(spec.credentials.iter().map(|(k, v)| (k.into(), v.into())));
         if let Some(argv) = &spec.cmd {
             env.push(("CATTY_CMD".into(), serde_json::to_string(argv)?));
         }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::locks;
 use crate::protocol::Agent;
 use crate::protocol::api::CreateSession;
+use crate::protocol::api::Credentials;
 
 pub use fly::Fly;
 pub use local::{Local, LocalOptions};
@@ -40,6 +41,9 @@ pub struct MachineSpec {
     pub connect_token: String,
     /// The `PATH` of the user's shell, where a local session finds its program.
     pub path: Option<String>,
+    /// The agent's credentials from the request, checked by the daemon: they go into the
+    /// runtime's environment and nowhere else (a spec is never stored).
+    pub credentials: Credentials,
 }
 
 /// A machine that runs (or ran) one session's runtime. Kept in the session store as is.

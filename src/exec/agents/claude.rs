@@ -1,6 +1,9 @@
 //! Claude Code: onboarding marked done, the exact workspace trusted, the API key approved by
 //! the last 20 characters of the trimmed key (what Claude Code records), and the auto-updater
 //! off (reference/agents.md §3–4). `~/.claude.json` and `~/.claude/settings.json` are merged.
+//! A subscription token (`CLAUDE_CODE_OAUTH_TOKEN`) needs nothing more: with onboarding done
+//! it is used with no login or approval dialog. With both, Claude Code uses the approved key
+//! (`Agent::credential_vars`) and shows a banner, not a dialog, saying both are set.
 
 use std::path::PathBuf;
 

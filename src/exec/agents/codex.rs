@@ -1,18 +1,33 @@
-//! Codex: logged in with the API key (`auth.json` as `codex login --with-api-key` writes it;
-//! Codex does not use `OPENAI_API_KEY` from the environment by itself), the workspace trusted
-//! and the update check off in `config.toml` (reference/agents.md §7). Both files are merged.
+//! Codex: logged in, with the user's own login (`CATTY_CODEX_AUTH`, their `auth.json`, copied
+//! in whole) or else the API key (`auth.json` as `codex login --with-api-key` writes it; Codex
+//! does not use `OPENAI_API_KEY` from the environment by itself), the workspace trusted and the
+//! update check off in `config.toml` (reference/agents.md §7). `config.toml` is merged.
+//!
+//! The login is a copy: when Codex refreshes its tokens in the session, the new ones stay in
+//! the session's `auth.json` and never flow back to the user's computer (nothing of the
+//! session's home does). The next `catty new` sends whatever the user's file holds then.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use serde_json::Value;
 
 use super::files::{self, Object};
 use super::{ChildEnv, toml};
+use crate::protocol::api::CODEX_AUTH_VAR;
 
 pub(super) fn prepare(env: &ChildEnv, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
     let home = match env.get("CODEX_HOME") {
         Some(dir) => PathBuf::from(dir),
         None => env.home()?.join(".codex"),
     };
-    if let Some(key) = env
+    // Trust first: a login that cannot be written still leaves that done.
+    files::edit_text(&home.join("config.toml"), |text| {
+        toml::trust_project(text, workspace)
+    })?;
+    if let Some(login) = env.get(CODEX_AUTH_VAR) {
+        write_login(&home.join("auth.json"), login)?;
+    } else if let Some(key) = env
         .get("OPENAI_API_KEY")
         .map(str::trim)
         .filter(|k| !k.is_empty())
@@ -22,10 +37,18 @@ pub(super) fn prepare(env: &ChildEnv, workspace: &str) -> anyhow::Result<Vec<(St
             Ok(())
         })?;
     }
-    files::edit_text(&home.join("config.toml"), |text| {
-        toml::trust_project(text, workspace)
-    })?;
     Ok(Vec::new())
+}
+
+/// The user's `auth.json` as it is, once it is known to be a JSON object (Codex would not
+/// start with anything else); private (0600), like Codex's own.
+fn write_login(path: &Path, login: &str) -> anyhow::Result<()> {
+    // serde_json's messages give a position, never the text.
+    match serde_json::from_str::<Value>(login) {
+        Ok(Value::Object(_)) => files::write_private(path, login.as_bytes()),
+        Ok(_) => bail!("{CODEX_AUTH_VAR} is not a JSON object (the contents of auth.json)"),
+        Err(e) => bail!("{CODEX_AUTH_VAR} is not valid JSON ({e})"),
+    }
 }
 
 /// What `codex login --with-api-key` records.
@@ -71,6 +94,46 @@ mod tests {
         prepare(&ChildEnv(&env), "/w").unwrap();
         assert!(!dir.path().join("auth.json").exists());
         assert!(dir.path().join("config.toml").is_file());
+    }
+
+    #[test]
+    fn the_users_login_is_copied_as_it_is_and_wins_over_the_key() {
+        let home = tempfile::tempdir().unwrap();
+        let codex_home = home.path().join("codex");
+        let login = "{\"OPENAI_API_KEY\": null, \"tokens\": {\"refresh_token\": \"rt\"}}\n";
+        let env = [
+            ("CODEX_HOME".to_string(), codex_home.display().to_string()),
+            (CODEX_AUTH_VAR.to_string(), login.to_string()),
+            ("OPENAI_API_KEY".to_string(), "sk-proj-abc".to_string()),
+        ];
+        prepare(&ChildEnv(&env), "/workspace").unwrap();
+        let auth_path = codex_home.join("auth.json");
+        assert_eq!(std::fs::read_to_string(&auth_path).unwrap(), login);
+        let mode = std::fs::metadata(&auth_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_login_that_is_not_a_json_object_is_refused_without_showing_it() {
+        let home = tempfile::tempdir().unwrap();
+        for (login, why) in [
+            (
+                "{\"tokens\": secret",
+                "is not valid JSON (expected value at line 1 column 12)",
+            ),
+            (
+                "[\"secret\"]",
+                "is not a JSON object (the contents of auth.json)",
+            ),
+        ] {
+            let env = [
+                ("HOME".to_string(), home.path().display().to_string()),
+                (CODEX_AUTH_VAR.to_string(), login.to_string()),
+            ];
+            let err = prepare(&ChildEnv(&env), "/w").unwrap_err().to_string();
+            assert_eq!(err, format!("CATTY_CODEX_AUTH {why}"));
+            assert!(!home.path().join(".codex/auth.json").exists());
+        }
     }
 
     #[test]

@@ -27,20 +27,14 @@ const STOP_SIGNAL: &str = "SIGTERM";
 const STOP_TIMEOUT: &str = "30s";
 
 /// The body of `POST /v1/apps/<app>/machines` for one session.
-pub(super) fn create_body(
-    spec: &MachineSpec,
-    image: &str,
-    guest: Guest,
-    agent_env: &[(String, String)],
-    expires_at: u64,
-) -> Value {
+pub(super) fn create_body(spec: &MachineSpec, image: &str, guest: Guest, expires_at: u64) -> Value {
     let mut body = json!({
         // Unique per session: a second create of the same session (after an ambiguous
         // answer) collides on the name instead of making a twin.
         "name": spec.session_id,
         "config": {
             "image": image,
-            "env": env(spec, agent_env),
+            "env": env(spec),
             "guest": guest,
             "services": [{
                 "protocol": "tcp",
@@ -68,7 +62,9 @@ pub(super) fn create_body(
     body
 }
 
-fn env(spec: &MachineSpec, agent_env: &[(String, String)]) -> BTreeMap<String, String> {
+/// catty's own variables and the credentials the request brought: nothing of the daemon's
+/// environment.
+fn env(spec: &MachineSpec) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("CONNECT_TOKEN".to_string(), spec.connect_token.clone()),
         ("CATTY_AGENT".to_string(), spec.agent.to_string()),
@@ -78,11 +74,7 @@ fn env(spec: &MachineSpec, agent_env: &[(String, String)]) -> BTreeMap<String, S
         let argv = serde_json::to_string(argv).expect("strings serialize");
         env.insert("CATTY_CMD".to_string(), argv);
     }
-    if let Some(key) = spec.agent.key_var()
-        && let Some((_, value)) = agent_env.iter().find(|(k, _)| k == key)
-    {
-        env.insert(key.to_string(), value.clone());
-    }
+    env.extend(spec.credentials.iter().map(|(k, v)| (k.into(), v.into())));
     env
 }
 
@@ -135,7 +127,11 @@ mod tests {
     use crate::api::provider::fly::guest;
     use crate::protocol::Agent;
 
-    fn spec(cmd: Option<&[&str]>, region: Option<&str>) -> MachineSpec {
+    fn spec(
+        cmd: Option<&[&str]>,
+        region: Option<&str>,
+        credentials: &[(&str, &str)],
+    ) -> MachineSpec {
         MachineSpec {
             session_id: "s-0123456789abcdef".into(),
             label: "brave-tiger-1234".into(),
@@ -148,22 +144,22 @@ mod tests {
             connect_token: "tok".into(),
             // This computer's PATH means nothing on a machine: never sent.
             path: Some("/home/me/.local/bin:/usr/bin".into()),
+            credentials: credentials.iter().copied().collect(),
         }
     }
 
     /// The whole body, field by field as reference/fly-machines.md sections 2.1, 4 and 5 say.
     #[test]
     fn create_body_golden() {
-        let keys = [
-            ("ANTHROPIC_API_KEY".to_string(), "sk-ant".to_string()),
-            ("OPENAI_API_KEY".to_string(), "sk-oai".to_string()),
+        let credentials = [
+            ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01"),
         ];
         let guest = guest::choose(Some(2), Some(2048)).unwrap();
         let body = create_body(
-            &spec(Some(&["bash", "-l"]), Some("ams")),
+            &spec(Some(&["bash", "-l"]), Some("ams"), &credentials),
             "registry.fly.io/catty-exec:v1@sha256:ab",
             guest,
-            &keys,
             1_700_000_000,
         );
         let want = json!({
@@ -176,6 +172,7 @@ mod tests {
                     "CATTY_AGENT": "claude",
                     "CATTY_CMD": "[\"bash\",\"-l\"]",
                     "CATTY_TTL_SEC": "7200",
+                    "CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01",
                     "CONNECT_TOKEN": "tok",
                 },
                 "guest": {"cpu_kind": "shared", "cpus": 2, "memory_mb": 2048},
@@ -205,12 +202,10 @@ mod tests {
 
     #[test]
     fn only_what_the_session_needs() {
-        let keys = [("OPENAI_API_KEY".to_string(), "sk-oai".to_string())];
         let body = create_body(
-            &spec(None, None),
+            &spec(None, None, &[]),
             "img",
             guest::choose(None, None).unwrap(),
-            &keys,
             0,
         );
         assert!(

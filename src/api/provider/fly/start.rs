@@ -34,7 +34,7 @@ impl Inner {
         let guest = guest::choose(spec.cpus, spec.memory_mb).map_err(|e| anyhow!(e))?;
         let image = self.image().await?;
         let expires_at = unix_now() + spec.ttl_sec;
-        let body = machine_config::create_body(spec, &image, guest, &self.agent_env, expires_at);
+        let body = machine_config::create_body(spec, &image, guest, expires_at);
         let created = self.create_machine(spec, &body).await?;
         tracing::info!(machine = %created.id, region = %created.region, %image, "machine created");
         let deadline = Instant::now() + self.start_timeout;
@@ -239,6 +239,7 @@ mod tests {
             ttl_sec: 60,
             connect_token: "t".into(),
             path: None,
+            credentials: Default::default(),
         };
         let text = capacity_error(&spec, &err).to_string();
         assert!(text.contains("in region syd: try another region"), "{text}");
