@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::Client;
 use crate::common::api::Daemon;
 use crate::common::api::proc::{alive, wait_until};
+use crate::common::{Client, which};
 use catty::protocol::api::SessionState;
 
 const ESCAPE: &str = "/etc/catty-sandbox-escape";
@@ -243,11 +243,4 @@ async fn without_slirp4netns_the_daemon_says_so_and_shares_the_network() {
     let mut c = Client::attach(&created.connect_url, &created.connect_token).await;
     c.read_until_contains("checks-done").await;
     assert_eq!(value(&c.text(), "loopback"), 0, "{}", c.text());
-}
-
-fn which(program: &str) -> std::path::PathBuf {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{program} is not on the PATH"))
 }

@@ -35,6 +35,14 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 /// disk stay quiet; they would crowd each other past their deadlines on a small machine.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The first `program` on this process's `PATH`.
+pub fn which(program: &str) -> std::path::PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on the PATH"))
+}
+
 /// Runs the ignored test `name` (its path in this crate, `module::test`) alone in a new
 /// process of this test binary, set up by `setup` (its environment); panics unless it passed.
 /// For what is per process: a measurement of the process itself, `git`'s global config.

@@ -13,6 +13,7 @@ use super::screens::{self, Classify, Verdict};
 use super::{Installed, installed, random_chars};
 use crate::common::repo::write_file;
 use crate::common::tmux::Tmux;
+use crate::common::which;
 
 /// The npm prefix of an installed copy (`…/claude-code-2.1.330`, whose `bin` is `dir`).
 fn prefix(copy: &Installed) -> &Path {
@@ -182,13 +183,6 @@ fn gemini_in_a_user_npm_prefix() {
             screens::gemini,
         );
     }
-}
-
-fn which(program: &str) -> PathBuf {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{program} is not on the PATH"))
 }
 
 /// An agent that is not installed, or a command not on the PATH: one line that says what to
