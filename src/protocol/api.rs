@@ -13,9 +13,9 @@
 //! | `POST /v1/sessions/stop-all` | | [`StopAll`] |
 //!
 //! Credentials come with the request that creates a session ([`CreateSession::credentials`]),
-//! never from the daemon's own environment: `catty new` sends the chosen agent's
-//! [`Agent::credential_vars`] that are set where it runs (Codex's login file as
-//! [`CODEX_AUTH_VAR`]). The daemon refuses (`400`) any other variable, an empty value, a NUL
+//! never from the daemon's own environment: `catty new` sends the first of the chosen agent's
+//! [`Agent::credential_vars`] that is set where it runs (Codex's login file as
+//! [`CODEX_AUTH_VAR`]), the one the agent would use. The daemon refuses (`400`) any other variable, an empty value, a NUL
 //! and a value over [`CREDENTIAL_LIMIT_BYTES`]; it hands them to the session's runtime as
 //! environment variables and keeps them nowhere (not in its store, not in its logs).
 
