@@ -17,6 +17,7 @@ mod client_e2e;
 mod client_sync;
 mod client_upload;
 mod exec_agents;
+mod exec_hostile;
 mod exec_http;
 mod exec_stream;
 mod exec_sync;

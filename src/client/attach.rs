@@ -149,7 +149,7 @@ impl Attach {
     ) -> Result<ClientSocket, net::DialError> {
         let params = ConnectParams {
             since: self.next_offset,
-            size: (!self.watch).then(tty::size),
+            size: (!self.watch).then(tty::session_size),
             watch: self.watch,
             client: (!self.watch).then(|| self.client_id.clone()),
         };
@@ -363,6 +363,6 @@ enum Step {
 }
 
 fn resize() -> ClientMsg {
-    let (cols, rows) = tty::size();
+    let (cols, rows) = tty::session_size();
     ClientMsg::Resize { cols, rows }
 }

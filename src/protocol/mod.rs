@@ -124,7 +124,8 @@
 //! ## Size, keepalive, versions
 //!
 //! The PTY size is the size of the interactive client that most recently attached, resized or
-//! typed. Each side sends `ping` every [`PING_INTERVAL`] (25 s) when idle; each treats
+//! typed, at most [`MAX_COLS`] x [`MAX_ROWS`] (a larger size in the query is a 400, in a
+//! `resize` an `error`; the client asks for its terminal's size within those). Each side sends `ping` every [`PING_INTERVAL`] (25 s) when idle; each treats
 //! [`DEAD_LINK`] (60 s) without any frame as a dead link (the client reconnects with `since`). `ready.protocol` is [`PROTOCOL_VERSION`];
 //! fields are only ever added. **Unknown types:** the server answers an `error` naming the
 //! type and carries on; the client ignores them.
@@ -163,6 +164,12 @@ pub const DEAD_LINK: Duration = Duration::from_secs(60);
 /// Largest binary frame the runtime sends: big enough for throughput, small enough that a
 /// control message never waits long behind one.
 pub const FRAME_MAX_BYTES: usize = 64 * 1024;
+
+/// The largest terminal a session takes. Its screen emulator costs about 32 bytes a cell and
+/// a redraw about one byte a cell, so a session's screen stays under 16 MiB and a redraw
+/// under a few MiB whatever a client asks; a client whose terminal is larger asks for this.
+pub const MAX_COLS: u16 = 1000;
+pub const MAX_ROWS: u16 = 500;
 
 /// Output bytes a session keeps at least, for clients that resume with `since`.
 pub const OUTPUT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
