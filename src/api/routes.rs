@@ -33,8 +33,7 @@ pub(super) async fn connection<P: Provider>(daemon: Arc<Daemon<P>>, stream: TcpS
         let daemon = daemon.clone();
         async move { Ok::<_, Infallible>(route(&daemon, req).await) }
     });
-    let http =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let http = http::server().serve_connection(TokioIo::new(stream), service);
     if let Err(e) = http.await {
         tracing::debug!("http connection ended: {e}");
     }

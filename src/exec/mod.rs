@@ -130,8 +130,7 @@ async fn connection(app: Arc<App>, stream: TcpStream) {
         let (app, upgrades) = (app.clone(), upgrades.clone());
         async move { Ok::<_, Infallible>(server::route(app, req, upgrades).await) }
     });
-    let http =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let http = crate::net::http::server().serve_connection(TokioIo::new(stream), service);
     if let Err(e) = http.with_upgrades().await {
         tracing::debug!("http connection ended: {e}");
     }

@@ -128,6 +128,13 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
     let spool = match spool(req.into_body(), UPLOAD_LIMIT_BYTES, "upload", ".zip").await {
         Ok(Some(spool)) => spool,
         Ok(None) => return too_large(),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("the upload stopped: {e}; the session can start without it"),
+            );
+        }
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,

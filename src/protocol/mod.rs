@@ -174,6 +174,14 @@ pub const MAX_ROWS: u16 = 500;
 /// Output bytes a session keeps at least, for clients that resume with `since`.
 pub const OUTPUT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
+/// How long the daemon and the runtime wait for a request's head (from the connection's
+/// start, or from the previous request on a kept-alive connection) before closing it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An upload or bundle body that brings no byte for this long is abandoned (408), and the
+/// upload slot is free again.
+pub const BODY_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Largest upload body the runtime reads; beyond it the answer is 413.
 pub const UPLOAD_LIMIT_BYTES: u64 = 100 * 1024 * 1024;
 
