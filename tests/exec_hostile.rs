@@ -150,3 +150,57 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// 2,000 idle connections that never show the token, against a runtime limited to 1024
+/// descriptors: the attached owner keeps working, and `/healthz` and a new attach answer.
+#[tokio::test]
+async fn idle_connections_cannot_lock_the_owner_out() {
+    let rt = Runtime::start(&["cat"], &[]);
+    limit_descriptors(rt.pid(), "1024:1024");
+    // This test's own 2,000 sockets: the soft limit only.
+    limit_descriptors(std::process::id() as i32, "8192:");
+    let mut owner = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    owner.send(b"before\r").await;
+    owner.read_until_contains("before").await;
+
+    let mut idle = Vec::new();
+    let started = Instant::now();
+    for _ in 0..2000 {
+        idle.push(TcpStream::connect(rt.addr).await.unwrap());
+    }
+    let opened = started.elapsed();
+    let started = Instant::now();
+    assert_eq!(http_get(rt.addr, "/healthz").await, "ok");
+    let healthz = started.elapsed();
+    let started = Instant::now();
+    let mut newcomer = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    let attach = started.elapsed();
+    report(&format!(
+        "2,000 idle connections opened in {opened:?}; then /healthz {healthz:?}, attach {attach:?}"
+    ));
+    owner.send(b"after\r").await;
+    owner.read_until_contains("after").await;
+    newcomer.read_until_contains("after").await;
+    assert!(healthz < Duration::from_secs(1) && attach < Duration::from_secs(1));
+    drop(idle);
+}
+
+/// Sets the descriptor limits of process `pid` (`soft:hard`, either may be left out) with
+/// util-linux's prlimit.
+fn limit_descriptors(pid: i32, limits: &str) {
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={limits}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A line shown even when the test passes.
+fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}

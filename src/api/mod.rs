@@ -71,8 +71,8 @@ async fn serve<P: Provider>(
     // Reconcile before the first request, so every answer reflects what really runs.
     daemon.sweep().await;
     let (stop, stopped) = watch::channel(false);
-    let server = crate::net::serve(listener, until(stopped.clone()), |stream| {
-        routes::connection(daemon.clone(), stream)
+    let server = crate::net::serve(listener, until(stopped.clone()), |stream, proven| {
+        routes::connection(daemon.clone(), stream, proven)
     });
     let signal = async {
         shutdown.await;

@@ -14,6 +14,7 @@ use super::session::Session;
 use super::spool::spool;
 use super::sync::SyncBack;
 use super::{git, unpack};
+use crate::net::Proven;
 use crate::net::http::{self, Body, error};
 use crate::protocol::api::UploadDone;
 use crate::protocol::sync::{
@@ -44,8 +45,12 @@ pub(super) async fn route(
     app: Arc<App>,
     mut req: Request<Incoming>,
     upgrades: mpsc::Sender<Upgrade>,
+    proven: &Proven,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if app.token.is_some() && authorized(&app, &req) {
+        proven.set();
+    }
     match (req.method(), path.as_str()) {
         (&Method::GET, HEALTHZ_PATH) => http::text("ok"),
         (
