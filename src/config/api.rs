@@ -71,7 +71,7 @@ impl ApiConfig {
 
 /// Live sessions a daemon runs at most unless `CATTY_MAX_SESSIONS` says otherwise: each is an
 /// agent of a few hundred MiB on this computer, or a machine that costs money on Fly.io.
-pub const DEFAULT_MAX_SESSIONS: usize = 32;
+const DEFAULT_MAX_SESSIONS: usize = 32;
 
 fn max_sessions(env: &Env) -> Result<usize, UsageError> {
     match env.non_empty("CATTY_MAX_SESSIONS") {
