@@ -188,7 +188,7 @@ pub fn check_size(cols: u64, rows: u64) -> Result<(u16, u16), String> {
         Ok((cols as u16, rows as u16))
     } else {
         Err(format!(
-            "the terminal must be 1 to {MAX_COLS} columns by 1 to {MAX_ROWS} rows, got {cols}x{rows}"
+            "the terminal must be 1 to {MAX_COLS} cols by 1 to {MAX_ROWS} rows, got {cols}x{rows}"
         ))
     }
 }
