@@ -218,7 +218,7 @@ impl ConnectParams {
                 "mode" if value == "watch" => params.watch = true,
                 "mode" if value == "interactive" => params.watch = false,
                 "mode" => return Err(format!("mode must be watch or interactive, got {value:?}")),
-                "client" if valid_client_id(value) => params.client = Some(value.to_string()),
+                "client" if valid_id(value) => params.client = Some(value.to_string()),
                 "client" => return Err("client must be 16 to 64 of [0-9A-Za-z_-]".to_string()),
                 _ => {}
             }
@@ -249,7 +249,9 @@ impl ConnectParams {
     }
 }
 
-fn valid_client_id(id: &str) -> bool {
+/// A client-chosen id (`client=` of `/connect`, `request_id` of a create): 16 to 64 of
+/// `[0-9A-Za-z_-]`.
+pub fn valid_id(id: &str) -> bool {
     (16..=64).contains(&id.len())
         && id
             .bytes()
@@ -477,7 +479,7 @@ mod fuzz {
                     prop_assert!((1..=MAX_COLS).contains(&cols) && (1..=MAX_ROWS).contains(&rows));
                 }
                 if let Some(client) = &params.client {
-                    prop_assert!(valid_client_id(client));
+                    prop_assert!(valid_id(client));
                 }
                 prop_assert_eq!(ConnectParams::parse(&params.to_query()), Ok(params));
             }
