@@ -1,7 +1,11 @@
 //! Command-line shapes (argh). Raw values only: `config/` validates them and adds the
 //! environment.
 
+mod conventions;
+
 use argh::FromArgs;
+
+pub use conventions::{USAGE, explain, normalize};
 
 /// Run a coding agent on a remote machine and stream its terminal to yours.
 #[derive(FromArgs, Debug)]

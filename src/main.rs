@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use catty::cli::{ApiArgs, Catty, ExecArgs, Subcommand};
+use catty::cli::{self, ApiArgs, Catty, ExecArgs, Subcommand};
 use catty::config::{
     ApiConfig, ClientConfig, Env, ExecConfig, Listen, Logging, NewOptions, UsageError,
 };
@@ -23,7 +23,22 @@ fn main() -> ExitCode {
     let parsed = match invoked.as_str() {
         "catty-exec-runtime" => ExecArgs::from_args(&[&invoked], &rest).map(Subcommand::Exec),
         "catty-api" => ApiArgs::from_args(&[&invoked], &rest).map(Subcommand::Api),
-        _ => Catty::from_args(&[&invoked], &rest).map(|catty| catty.command),
+        _ if rest.is_empty() => {
+            let _ = writeln!(std::io::stderr(), "{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+        _ => {
+            let normalized = cli::normalize(&rest);
+            let words: Vec<&str> = normalized.iter().map(String::as_str).collect();
+            Catty::from_args(&[&invoked], &words)
+                .map(|catty| catty.command)
+                .map_err(|mut early| {
+                    if early.status.is_err() {
+                        early.output = cli::explain(&normalized, &early.output);
+                    }
+                    early
+                })
+        }
     };
     let command = match parsed {
         Ok(command) => command,
@@ -36,6 +51,12 @@ fn main() -> ExitCode {
             return code;
         }
     };
+    if matches!(
+        command,
+        Subcommand::List(_) | Subcommand::Diff(_) | Subcommand::Version(_)
+    ) {
+        end_quietly_on_a_closed_pipe();
+    }
     let env = Env::process();
     let result = match command {
         Subcommand::Exec(args) => exec(args, &env),
@@ -178,6 +199,15 @@ fn inherited_listener(fd: i32) -> anyhow::Result<std::net::TcpListener> {
     println!("listening on {addr}");
     std::io::stdout().flush()?;
     Ok(listener)
+}
+
+/// For commands that only print: when the reader of a pipe goes away (`catty list | head -1`),
+/// end at once and quietly as `ls` does. Rust ignores SIGPIPE, and `println!` would panic.
+fn end_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called at start, before any thread exists; SIG_DFL installs no handler code.
+    #[allow(unsafe_code)]
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// Resolves at SIGTERM (how a machine is stopped) or SIGINT (Ctrl-C when run by hand).

@@ -12,6 +12,7 @@ mod api_restart;
 mod api_sandbox;
 mod api_sessions;
 mod boundary;
+mod cli;
 mod client_credentials;
 mod client_e2e;
 mod client_sync;

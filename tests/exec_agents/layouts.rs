@@ -197,7 +197,7 @@ fn a_missing_program_is_one_line_and_no_session() {
         "export PATH={}:/usr/bin:/bin",
         catty_dir.display()
     ));
-    for (args, line) in [
+    for (i, (args, line)) in [
         (
             "--agent gemini",
             "catty: Gemini CLI is not installed here (gemini is not on your PATH): \
@@ -207,19 +207,22 @@ fn a_missing_program_is_one_line_and_no_session() {
             "-- no-such-tool --flag",
             "catty: no-such-tool is not on your PATH",
         ),
-    ] {
-        tmux.run(&format!("clear; catty new {args}; echo exit=$?"));
-        // Not the typed line, which says `exit=$?`: the line the shell printed.
-        let screen = tmux.wait_for("the exit code", |s| {
-            s.lines().any(|l| l.starts_with("exit="))
-        });
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A mark of its own per try: the screen may still show the last one's.
+        let mark = format!("exit-{i}=");
+        tmux.run(&format!("clear; catty new {args}; echo {mark}$?"));
+        // Not the typed line, which says `{mark}$?`: the line the shell printed.
+        let screen = tmux.wait_for("the exit code", |s| s.lines().any(|l| l.starts_with(&mark)));
         // `clear` ran first: the screen is what `catty new` printed, then the exit code.
         let printed: Vec<&str> = screen
             .lines()
-            .take_while(|l| !l.starts_with("exit="))
+            .take_while(|l| !l.starts_with(&mark))
             .collect();
         assert_eq!(printed, [line], "{screen}");
-        assert!(screen.contains("exit=1"), "{screen}");
+        assert!(screen.contains(&format!("{mark}1")), "{screen}");
     }
     let list = tmux.catty(&["list", "--json"]);
     let sessions: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();

@@ -1,0 +1,77 @@
+//! The command line as users of gh and git expect it, against the real binary: versions,
+//! help, a bare `catty`, "did you mean", exit codes, and a closed pipe.
+
+use std::process::{Command, Output};
+
+fn catty(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_catty"))
+        .args(args)
+        .env("XDG_STATE_HOME", "/nonexistent/catty-cli-test")
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn versions_and_help_answer_as_usual() {
+    let want = format!("catty {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [&["--version"][..], &["-V"], &["version"]] {
+        let out = catty(args);
+        assert!(out.status.success(), "{args:?}");
+        assert_eq!(text(&out.stdout), want, "{args:?}");
+    }
+    for args in [&["-h"][..], &["--help"], &["new", "-h"], &["ls", "--help"]] {
+        let out = catty(args);
+        assert!(out.status.success(), "{args:?}");
+        assert!(text(&out.stdout).starts_with("Usage: catty"), "{args:?}");
+    }
+    let bare = catty(&[]);
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(
+        text(&bare.stderr).contains("catty <command>"),
+        "{}",
+        text(&bare.stderr)
+    );
+    assert!(
+        text(&bare.stderr).contains("new "),
+        "{}",
+        text(&bare.stderr)
+    );
+}
+
+#[test]
+fn mistakes_exit_2_with_the_closest_name() {
+    let out = catty(&["lsit"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .starts_with("catty: unknown command \"lsit\"; did you mean `catty list`?"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = catty(&["new", "--agnet", "codex"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("did you mean `catty new --agent`?"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Output into a pipe nobody reads any more ends the command quietly, as `ls` does: no
+/// panic, no error message.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_catty"))
+        .arg("--version")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stderr), "");
+    assert!(!out.status.success());
+}
