@@ -169,6 +169,11 @@ pub struct ExecArgs {
     #[argh(option)]
     pub workspace: Option<String>,
 
+    /// directory for the output transcript, kept outside the workspace [env:
+    /// CATTY_TRANSCRIPT] (default: `transcript` beside the workspace)
+    #[argh(option)]
+    pub transcript: Option<String>,
+
     /// end the session after this many seconds [env: CATTY_TTL_SEC] (default: no limit)
     #[argh(option)]
     pub ttl_sec: Option<u64>,

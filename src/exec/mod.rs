@@ -15,6 +15,7 @@ mod server;
 mod session;
 mod spool;
 mod stream;
+mod transcript;
 mod sync;
 pub mod unpack;
 
@@ -40,7 +41,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     tokio::fs::create_dir_all(&config.workspace).await?;
     reaper::adopt_orphans();
-    let session = Session::new(config.buffer_bytes);
+    let transcript = match &config.transcript {
+        Some(dir) => transcript::Transcript::open(dir, config.transcript_bytes)?,
+        None => transcript::Transcript::disabled(),
+    };
+    let session = Session::new(config.buffer_bytes, transcript);
     let app = Arc::new(App {
         session: session.clone(),
         token: config.token.clone(),
