@@ -170,7 +170,8 @@ pub struct ExecArgs {
     pub workspace: Option<String>,
 
     /// directory for the output transcript, kept outside the workspace [env:
-    /// CATTY_TRANSCRIPT] (default: `transcript` beside the workspace)
+    /// CATTY_TRANSCRIPT] (default: beside the workspace, WORKSPACE.transcript; its bound:
+    /// CATTY_TRANSCRIPT_BYTES, default 1 GiB, 0 for none)
     #[argh(option)]
     pub transcript: Option<String>,
 

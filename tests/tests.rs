@@ -21,6 +21,7 @@ mod exec_http;
 mod exec_stream;
 mod exec_sync;
 mod exec_terminal;
+mod exec_transcript;
 mod fly_fake;
 mod fly_provider;
 mod git_upload;

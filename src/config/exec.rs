@@ -140,13 +140,16 @@ impl ExecConfig {
     }
 }
 
-/// `name` in the workspace's parent directory (`/workspace` → `/transcript`; the local
-/// provider's `<state>/sessions/<id>/workspace` → `<state>/sessions/<id>/transcript`).
-fn beside(workspace: &std::path::Path, name: &str) -> PathBuf {
-    match workspace.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.join(name),
-        _ => std::env::temp_dir().join(format!("catty-{name}")),
+/// A directory beside the workspace, named after it (`/workspace` → `/workspace.transcript`):
+/// outside it, and never shared by two runtimes whose workspaces share a parent (tests put
+/// theirs in `/tmp`). The local provider passes `<state>/sessions/<id>/transcript` itself.
+fn beside(workspace: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = workspace.as_os_str().to_owned();
+    if name.is_empty() || name == "/" {
+        return std::env::temp_dir().join(format!("catty.{suffix}"));
     }
+    name.push(format!(".{suffix}"));
+    PathBuf::from(name)
 }
 
 /// The program's environment: the runtime's own, minus the connect token, with `TERM` set.
@@ -270,10 +273,10 @@ mod tests {
     fn transcript_beside_the_workspace_unless_told() {
         let vars = [("CONNECT_TOKEN", "t"), ("CATTY_WORKSPACE", "/s/1/workspace")];
         let c = config(args(), &vars).unwrap();
-        assert_eq!(c.transcript, Some(PathBuf::from("/s/1/transcript")));
+        assert_eq!(c.transcript, Some(PathBuf::from("/s/1/workspace.transcript")));
         assert_eq!(c.transcript_bytes, DEFAULT_TRANSCRIPT_BYTES);
         let c = config(args(), &[("CONNECT_TOKEN", "t")]).unwrap();
-        assert_eq!(c.transcript, Some(PathBuf::from("/transcript")));
+        assert_eq!(c.transcript, Some(PathBuf::from("/workspace.transcript")));
         let told = [
             ("CONNECT_TOKEN", "t"),
             ("CATTY_TRANSCRIPT", "/t"),

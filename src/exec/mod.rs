@@ -7,6 +7,7 @@ mod agents;
 mod buffer;
 mod command;
 mod git;
+mod logs;
 mod process;
 mod pty;
 mod reaper;
@@ -41,8 +42,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     tokio::fs::create_dir_all(&config.workspace).await?;
     reaper::adopt_orphans();
+    // Output must flow even without a disk for it: a transcript that cannot be made is a
+    // warning.
     let transcript = match &config.transcript {
-        Some(dir) => transcript::Transcript::open(dir, config.transcript_bytes)?,
+        Some(dir) => transcript::Transcript::open(dir, config.transcript_bytes)
+            .inspect_err(|e| tracing::warn!("no transcript: {e:#}"))
+            .unwrap_or_else(|_| transcript::Transcript::disabled()),
         None => transcript::Transcript::disabled(),
     };
     let session = Session::new(config.buffer_bytes, transcript);

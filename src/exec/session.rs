@@ -22,6 +22,7 @@ use crate::protocol::{
     ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FRAME_MAX_BYTES, INPUT_ACK_BYTES,
     PROTOCOL_VERSION, ServerMsg,
 };
+pub(super) use history::{Found, Span};
 use phase::Phase;
 use upload_slot::Upload;
 

@@ -33,6 +33,8 @@ pub(super) struct Transcript {
 }
 
 struct Shared {
+    /// Where the segment files are (removed with them when the runtime ends).
+    dir: Option<PathBuf>,
     segments: Mutex<Segments>,
     /// Bytes sent to the writer and not yet written.
     queued: AtomicUsize,
@@ -72,6 +74,7 @@ impl Transcript {
             }
         }
         let shared = Arc::new(Shared {
+            dir: Some(dir.to_path_buf()),
             segments: Mutex::new(Segments {
                 segment_bytes: (bound_bytes / 2).max(1),
                 list: VecDeque::new(),
@@ -96,6 +99,7 @@ impl Transcript {
     pub(super) fn disabled() -> Transcript {
         Transcript {
             shared: Arc::new(Shared {
+                dir: None,
                 segments: Mutex::new(Segments {
                     segment_bytes: 1,
                     list: VecDeque::new(),
@@ -164,10 +168,16 @@ impl Transcript {
 
 impl Drop for Transcript {
     fn drop(&mut self) {
-        // The writer ends once the queue is drained; a local disk makes that quick.
+        // The writer ends once the queue is drained; a local disk makes that quick. The
+        // transcript is read through the runtime only, so it ends with it.
         drop(self.tx.take());
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
+        }
+        remove(locks::lock(&self.shared.segments).clear());
+        if let Some(dir) = &self.shared.dir {
+            // Only when empty: the directory may hold files of someone else's.
+            let _ = std::fs::remove_dir(dir);
         }
     }
 }
