@@ -14,7 +14,7 @@ use super::session::{Found, Session, Span};
 use crate::net::http::{Body, error};
 use crate::protocol::FRAME_MAX_BYTES;
 use crate::protocol::transcript::{
-    END_HEADER, EXIT_HEADER, START_HEADER, TRANSCRIPT_WAIT, TranscriptParams,
+    ENDED_HEADER, END_HEADER, EXIT_HEADER, START_HEADER, TRANSCRIPT_WAIT, TranscriptParams,
 };
 
 pub(super) async fn answer(session: &Arc<Session>, query: Option<&str>) -> Response<Body> {
@@ -37,6 +37,8 @@ pub(super) async fn answer(session: &Arc<Session>, query: Option<&str>) -> Respo
     headers.insert(END_HEADER, HeaderValue::from(span.end));
     if let Some(status) = &span.exited {
         headers.insert(EXIT_HEADER, HeaderValue::from(status.code));
+    } else if span.ended {
+        headers.insert(ENDED_HEADER, HeaderValue::from_static("1"));
     }
     resp
 }

@@ -88,7 +88,8 @@
 //! with a `content-length`, and headers: [`transcript::START_HEADER`] the offset of the first
 //! byte (`N`, or the oldest byte kept when `N` is older: the client sees the truncation),
 //! [`transcript::END_HEADER`] one past the last, and, once the program has exited, its code
-//! in [`transcript::EXIT_HEADER`] (then nothing more will come). With `wait=1` an answer
+//! in [`transcript::EXIT_HEADER`] (then nothing more will come; [`transcript::ENDED_HEADER`]
+//! says the same when the session is being ended from outside first). With `wait=1` an answer
 //! that would be empty waits for output, the exit or the session's end, at most
 //! [`transcript::TRANSCRIPT_WAIT`] (then it is empty): a client follows a program by asking
 //! again from the end it got. An answer holds one chunk of at most [`FRAME_MAX_BYTES`] in

@@ -12,6 +12,9 @@ pub const END_HEADER: &str = "x-catty-end";
 /// Present once the program has exited and the answer reaches the end of its output: the
 /// exit code (128+N for a signal). Nothing follows.
 pub const EXIT_HEADER: &str = "x-catty-exit";
+/// Present when the session is being ended from outside (TTL, shutdown) before the program
+/// exited: nothing more will come either.
+pub const ENDED_HEADER: &str = "x-catty-ended";
 
 /// With `wait`, how long an answer waits for output past `since` before it answers empty:
 /// under the clients' idle timeout, so a quiet program never looks like a dead link.
