@@ -10,7 +10,9 @@ use hyper::{Request, StatusCode};
 
 /// `seq 1 N` as the PTY shows it.
 fn seq(to: u64) -> Vec<u8> {
-    (1..=to).flat_map(|i| format!("{i}\r\n").into_bytes()).collect()
+    (1..=to)
+        .flat_map(|i| format!("{i}\r\n").into_bytes())
+        .collect()
 }
 
 /// Starts the program with a client that leaves at once, and waits until it has exited:
@@ -48,7 +50,9 @@ async fn transcript(rt: &Runtime, query: &str, token: Option<&str>) -> HttpReply
 
 fn segment_sizes(dir: &std::path::Path) -> Vec<u64> {
     let entries = std::fs::read_dir(dir).unwrap();
-    entries.map(|e| e.unwrap().metadata().unwrap().len()).collect()
+    entries
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .collect()
 }
 
 /// Far more than the memory ring (8 MiB) with nobody attached: `since=0` still gets every
@@ -65,7 +69,10 @@ async fn resume_from_zero_gets_every_byte_past_the_ring() {
     assert!(output == expected, "the resumed stream differs from seq's");
     let (offset, _, output) = resume(&rt, 1_000_001).await;
     assert_eq!(offset, 1_000_001);
-    assert!(output == expected[1_000_001..], "a resume in the middle differs");
+    assert!(
+        output == expected[1_000_001..],
+        "a resume in the middle differs"
+    );
 }
 
 /// A small bound: the files never hold more, and an offset older than the oldest kept is
@@ -107,12 +114,15 @@ async fn old_offsets_start_at_the_transcripts_oldest_byte() {
     let (offset, truncated, output) = resume(&rt, 0).await;
     assert!(truncated);
     let kept = expected.len() as u64 - offset;
-    assert!(kept >= BOUND / 2 && kept <= BOUND, "{kept} bytes kept");
+    assert!((BOUND / 2..=BOUND).contains(&kept), "{kept} bytes kept");
     assert!(kept > 8 * 1024 * 1024, "more than the ring: {kept}");
     assert!(output == expected[offset as usize..]);
     let reply = transcript(&rt, "since=0", Some(TOKEN)).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.header(START_HEADER), Some(offset.to_string().as_str()));
+    assert_eq!(
+        reply.header(START_HEADER),
+        Some(offset.to_string().as_str())
+    );
     let end = expected.len().to_string();
     assert_eq!(reply.header(END_HEADER), Some(end.as_str()));
     assert_eq!(reply.header(EXIT_HEADER), Some("0"));

@@ -141,7 +141,9 @@ impl Tail {
         }
         self.open.extend_from_slice(text);
         // A line still being written counts as one.
-        let keep = self.lines.saturating_sub(usize::from(!self.open.is_empty()));
+        let keep = self
+            .lines
+            .saturating_sub(usize::from(!self.open.is_empty()));
         while self.done.len() > keep {
             self.done.pop_front();
         }

@@ -298,9 +298,14 @@ pub async fn logs(
     let daemon = DaemonClient::ensure(config).await?;
     let info = find(&daemon, session).await?;
     let (label, state) = (&info.label, info.state.as_str());
-    logs::print(&info.connect_url, &info.connect_token, &info.headers, &options)
-        .await
-        .with_context(|| format!("cannot read the output of {label} (the session is {state})"))?;
+    logs::print(
+        &info.connect_url,
+        &info.connect_token,
+        &info.headers,
+        &options,
+    )
+    .await
+    .with_context(|| format!("cannot read the output of {label} (the session is {state})"))?;
     Ok(0)
 }
 

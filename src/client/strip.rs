@@ -68,13 +68,17 @@ mod tests {
 
     #[test]
     fn colours_titles_and_cursor_moves_go() {
-        let input = b"\x1b[1;31mred\x1b[0m \x1b]0;title\x07plain\r\n\x1b(Bnext\x1b[2K\x1bPq#0\x1b\\!\r\n";
+        let input =
+            b"\x1b[1;31mred\x1b[0m \x1b]0;title\x07plain\r\n\x1b(Bnext\x1b[2K\x1bPq#0\x1b\\!\r\n";
         assert_eq!(strip(&[input]), "red plain\nnext!\n");
     }
 
     #[test]
     fn a_sequence_cut_between_chunks_still_goes() {
-        assert_eq!(strip(&[b"a\x1b[3", b"8;5;12", b"mb\x1b", b"]2;t\x1b", b"\\c"]), "abc");
+        assert_eq!(
+            strip(&[b"a\x1b[3", b"8;5;12", b"mb\x1b", b"]2;t\x1b", b"\\c"]),
+            "abc"
+        );
     }
 
     #[test]

@@ -271,9 +271,15 @@ mod tests {
 
     #[test]
     fn transcript_beside_the_workspace_unless_told() {
-        let vars = [("CONNECT_TOKEN", "t"), ("CATTY_WORKSPACE", "/s/1/workspace")];
+        let vars = [
+            ("CONNECT_TOKEN", "t"),
+            ("CATTY_WORKSPACE", "/s/1/workspace"),
+        ];
         let c = config(args(), &vars).unwrap();
-        assert_eq!(c.transcript, Some(PathBuf::from("/s/1/workspace.transcript")));
+        assert_eq!(
+            c.transcript,
+            Some(PathBuf::from("/s/1/workspace.transcript"))
+        );
         assert_eq!(c.transcript_bytes, DEFAULT_TRANSCRIPT_BYTES);
         let c = config(args(), &[("CONNECT_TOKEN", "t")]).unwrap();
         assert_eq!(c.transcript, Some(PathBuf::from("/workspace.transcript")));
@@ -283,7 +289,10 @@ mod tests {
             ("CATTY_TRANSCRIPT_BYTES", "4096"),
         ];
         let c = config(args(), &told).unwrap();
-        assert_eq!((c.transcript, c.transcript_bytes), (Some("/t".into()), 4096));
+        assert_eq!(
+            (c.transcript, c.transcript_bytes),
+            (Some("/t".into()), 4096)
+        );
         let off = [("CONNECT_TOKEN", "t"), ("CATTY_TRANSCRIPT_BYTES", "0")];
         assert_eq!(config(args(), &off).unwrap().transcript, None);
         let bad = [("CONNECT_TOKEN", "t"), ("CATTY_TRANSCRIPT_BYTES", "1G")];

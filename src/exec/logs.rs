@@ -14,7 +14,7 @@ use super::session::{Found, Session, Span};
 use crate::net::http::{Body, error};
 use crate::protocol::FRAME_MAX_BYTES;
 use crate::protocol::transcript::{
-    ENDED_HEADER, END_HEADER, EXIT_HEADER, START_HEADER, TRANSCRIPT_WAIT, TranscriptParams,
+    END_HEADER, ENDED_HEADER, EXIT_HEADER, START_HEADER, TRANSCRIPT_WAIT, TranscriptParams,
 };
 
 pub(super) async fn answer(session: &Arc<Session>, query: Option<&str>) -> Response<Body> {

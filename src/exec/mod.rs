@@ -16,8 +16,8 @@ mod server;
 mod session;
 mod spool;
 mod stream;
-mod transcript;
 mod sync;
+mod transcript;
 pub mod unpack;
 
 use std::convert::Infallible;

@@ -17,10 +17,10 @@ use super::sync::SyncBack;
 use super::{git, logs, unpack};
 use crate::net::http::{self, Body, error};
 use crate::protocol::api::UploadDone;
-use crate::protocol::transcript::TRANSCRIPT_PATH;
 use crate::protocol::sync::{
     SYNC_BUNDLE_PATH, SYNC_FILE_PATH, SYNC_MANIFEST_PATH, SYNC_PULLED_PATH,
 };
+use crate::protocol::transcript::TRANSCRIPT_PATH;
 use crate::protocol::{
     CONNECT_PATH, ConnectParams, GIT_PATH, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH,
 };

@@ -119,7 +119,10 @@ impl Transcript {
         let queued = self.shared.queued.load(Ordering::Acquire);
         if queued + data.len() > QUEUE_BYTES {
             if !self.shared.dropping.swap(true, Ordering::Relaxed) {
-                tracing::warn!(offset, "the transcript's disk falls behind; dropping output");
+                tracing::warn!(
+                    offset,
+                    "the transcript's disk falls behind; dropping output"
+                );
             }
             return;
         }
@@ -249,7 +252,10 @@ fn write_loop(shared: &Shared, dir: &Path, rx: mpsc::Receiver<Chunk>) {
 fn append(shared: &Shared, dir: &Path, mut offset: u64, mut data: &[u8]) -> io::Result<()> {
     let end = locks::lock(&shared.segments).end();
     if end.is_some_and(|end| end != offset) {
-        tracing::warn!(offset, "the transcript has a gap; it keeps output from here on");
+        tracing::warn!(
+            offset,
+            "the transcript has a gap; it keeps output from here on"
+        );
         remove(locks::lock(&shared.segments).clear());
     }
     while !data.is_empty() {
@@ -267,7 +273,10 @@ fn append(shared: &Shared, dir: &Path, mut offset: u64, mut data: &[u8]) -> io::
             continue;
         }
         let n = data.len().min(room as usize);
-        let file = locks::lock(&shared.segments).list.back().map(|s| s.file.clone());
+        let file = locks::lock(&shared.segments)
+            .list
+            .back()
+            .map(|s| s.file.clone());
         let file = file.ok_or_else(|| io::Error::other("no segment"))?;
         (&*file).write_all(&data[..n])?;
         if let Some(s) = locks::lock(&shared.segments).list.back_mut() {

@@ -68,10 +68,7 @@ mod tests {
         };
         assert_eq!(p.to_query(), "since=42&wait=1");
         assert_eq!(TranscriptParams::parse(&p.to_query()), Ok(p));
-        assert_eq!(
-            TranscriptParams::parse(""),
-            Ok(TranscriptParams::default())
-        );
+        assert_eq!(TranscriptParams::parse(""), Ok(TranscriptParams::default()));
         assert!(TranscriptParams::parse("since=-1").is_err());
         assert!(TranscriptParams::parse("tail=3").is_err());
         assert!(TranscriptParams::parse("wait=yes").is_err());

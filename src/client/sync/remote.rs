@@ -107,7 +107,11 @@ impl Remote {
     }
 
     /// `POST endpoint` without a body, its answer's body read and dropped.
-    pub(in crate::client) async fn post(&self, endpoint: &str, wait: Duration) -> Result<(), RemoteError> {
+    pub(in crate::client) async fn post(
+        &self,
+        endpoint: &str,
+        wait: Duration,
+    ) -> Result<(), RemoteError> {
         self.send(Method::POST, endpoint, wait)
             .await?
             .collect(64 * 1024)
