@@ -139,3 +139,17 @@ async fn transcript_needs_the_token() {
     let reply = transcript(&rt, "since=x", Some(TOKEN)).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
 }
+
+/// A transcript that cannot be made (no such place) is a warning: output flows from memory.
+#[tokio::test]
+async fn output_flows_without_a_place_for_the_transcript() {
+    let rt = Runtime::start(
+        &["seq", "1", "1000"],
+        &[("CATTY_TRANSCRIPT", "/proc/catty-cannot-be-here")],
+    );
+    let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    c.read_until("exit", |c| c.exit.is_some()).await;
+    assert!(c.output == seq(1000));
+    let reply = transcript(&rt, "since=0", Some(TOKEN)).await;
+    assert!(reply.body == seq(1000));
+}
