@@ -15,6 +15,10 @@ use crate::protocol::transcript::{
     TranscriptParams,
 };
 
+/// The longest line `--tail` keeps whole; of a longer one, its end. So the memory a tail
+/// takes is bounded by the lines asked for, whatever the runtime sends.
+const TAIL_LINE_MAX_BYTES: usize = 1024 * 1024;
+
 /// What `catty logs` was asked for.
 #[derive(Debug, Clone, Default)]
 pub struct LogsOptions {
@@ -133,13 +137,22 @@ impl Printer {
 }
 
 impl Tail {
+    /// Keeps only the end of an overlong line (it grows by at most a chunk before this).
+    fn cut_open(&mut self) {
+        if self.open.len() > TAIL_LINE_MAX_BYTES {
+            self.open.drain(..self.open.len() - TAIL_LINE_MAX_BYTES);
+        }
+    }
+
     fn push(&mut self, mut text: &[u8]) {
         while let Some(at) = text.iter().position(|&b| b == b'\n') {
             self.open.extend_from_slice(&text[..=at]);
+            self.cut_open();
             self.done.push_back(std::mem::take(&mut self.open));
             text = &text[at + 1..];
         }
         self.open.extend_from_slice(text);
+        self.cut_open();
         // A line still being written counts as one.
         let keep = self
             .lines
@@ -176,5 +189,16 @@ mod tests {
         assert_eq!(tail(2, &["a\nb\nc", "d"]), "b\ncd");
         assert_eq!(tail(5, &["a\nb\n"]), "a\nb\n");
         assert_eq!(tail(0, &["a\nb"]), "");
+    }
+
+    #[test]
+    fn an_overlong_line_keeps_its_end() {
+        let long = "x".repeat(TAIL_LINE_MAX_BYTES + 10);
+        let kept = tail(1, &[&long, "yz"]);
+        assert_eq!(kept.len(), TAIL_LINE_MAX_BYTES);
+        assert!(kept.ends_with("xyz"));
+        let kept = tail(1, &[&format!("{long}\n")]);
+        assert_eq!(kept.len(), TAIL_LINE_MAX_BYTES);
+        assert!(kept.ends_with("x\n"));
     }
 }
