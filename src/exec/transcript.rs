@@ -3,6 +3,9 @@
 //! it, fed through a queue bounded in bytes, so the PTY pump never waits on the disk; when
 //! the queue is full or the disk fails, the transcript drops what it held and starts afresh
 //! at the next byte (a warning says so), so what it holds is always one contiguous range.
+//! The pump wakes the writer only for a bulk of output or after the writer fell asleep; small
+//! output (keystroke echoes) waits for the writer's next round, at most [`ROUND`] later, so a
+//! keystroke costs the runtime thread no syscall for the transcript.
 //!
 //! On disk it is at most two segment files, each named by the offset of its first byte
 //! (`<dir>/<offset>.out`) and at most half the bound long: when the newer one is full, the
@@ -17,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
 
 use crate::locks;
 
@@ -25,11 +29,20 @@ use crate::locks;
 /// yet on disk are still in memory (readers go from the transcript on to the ring).
 pub(super) const QUEUE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Queued output that wakes the writer at once: a bulk of it goes to disk without delay.
+const WAKE_BYTES: usize = 256 * 1024;
+
+/// The longest small output waits in the queue; a round that finds nothing puts the writer
+/// to sleep until the next output.
+const ROUND: Duration = Duration::from_secs(1);
+
 /// The transcript of one session; disabled, it keeps nothing.
 pub(super) struct Transcript {
     shared: Arc<Shared>,
     tx: Option<mpsc::Sender<Chunk>>,
     writer: Option<JoinHandle<()>>,
+    /// The writer thread, to wake it.
+    thread: Option<Thread>,
 }
 
 struct Shared {
@@ -40,6 +53,8 @@ struct Shared {
     queued: AtomicUsize,
     /// Set while bytes are being dropped for a full queue: one warning per gap.
     dropping: AtomicBool,
+    /// The writer sleeps until woken (it found nothing in a whole round).
+    asleep: AtomicBool,
 }
 
 struct Chunk {
@@ -81,6 +96,7 @@ impl Transcript {
             }),
             queued: AtomicUsize::new(0),
             dropping: AtomicBool::new(false),
+            asleep: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel::<Chunk>();
         let writer = {
@@ -92,6 +108,7 @@ impl Transcript {
         Ok(Transcript {
             shared,
             tx: Some(tx),
+            thread: Some(writer.thread().clone()),
             writer: Some(writer),
         })
     }
@@ -106,9 +123,11 @@ impl Transcript {
                 }),
                 queued: AtomicUsize::new(0),
                 dropping: AtomicBool::new(false),
+                asleep: AtomicBool::new(false),
             }),
             tx: None,
             writer: None,
+            thread: None,
         }
     }
 
@@ -116,7 +135,7 @@ impl Transcript {
     /// [`QUEUE_BYTES`] in the queue the bytes are dropped and the transcript restarts later.
     pub(super) fn push(&self, offset: u64, data: &[u8]) {
         let Some(tx) = &self.tx else { return };
-        let queued = self.shared.queued.load(Ordering::Acquire);
+        let queued = self.shared.queued.load(Ordering::SeqCst);
         if queued + data.len() > QUEUE_BYTES {
             if !self.shared.dropping.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -127,12 +146,26 @@ impl Transcript {
             return;
         }
         self.shared.dropping.store(false, Ordering::Relaxed);
-        self.shared.queued.fetch_add(data.len(), Ordering::AcqRel);
+        // Counted before it is sent, so the count never runs below what is in the queue.
+        // SeqCst with the writer's store of `asleep` and load of `queued`: one of the two
+        // sides sees the other, so output never waits on a writer asleep for good.
+        let queued = self.shared.queued.fetch_add(data.len(), Ordering::SeqCst) + data.len();
         let chunk = Chunk {
             offset,
             data: data.to_vec(),
         };
+        // The writer parks rather than blocks in `recv`, so this send wakes nobody.
         let _ = tx.send(chunk);
+        if queued >= WAKE_BYTES || self.shared.asleep.swap(false, Ordering::SeqCst) {
+            self.wake();
+        }
+    }
+
+    /// A futex wake only when the writer is parked; otherwise it finds the token.
+    fn wake(&self) {
+        if let Some(thread) = &self.thread {
+            thread.unpark();
+        }
     }
 
     /// The range on disk: the oldest byte kept and one past the newest written.
@@ -163,7 +196,8 @@ impl Transcript {
     /// Waits until everything queued is written (tests only).
     #[cfg(test)]
     fn flush(&self) {
-        while self.shared.queued.load(Ordering::Acquire) > 0 {
+        while self.shared.queued.load(Ordering::SeqCst) > 0 {
+            self.wake();
             std::thread::yield_now();
         }
     }
@@ -174,6 +208,7 @@ impl Drop for Transcript {
         // The writer ends once the queue is drained; a local disk makes that quick. The
         // transcript is read through the runtime only, so it ends with it.
         drop(self.tx.take());
+        self.wake();
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
@@ -231,9 +266,31 @@ impl Segments {
 
 fn write_loop(shared: &Shared, dir: &Path, rx: mpsc::Receiver<Chunk>) {
     let mut failing = false;
-    for chunk in rx {
+    let mut idle_rounds = 0;
+    loop {
+        let chunk = match rx.try_recv() {
+            Ok(chunk) => chunk,
+            Err(mpsc::TryRecvError::Disconnected) => return,
+            Err(mpsc::TryRecvError::Empty) => {
+                idle_rounds += 1;
+                if idle_rounds == 1 {
+                    std::thread::park_timeout(ROUND);
+                } else {
+                    // Asleep first, then the queue checked once more: output pushed in
+                    // between either is seen here or wakes the park below (its token).
+                    shared.asleep.store(true, Ordering::SeqCst);
+                    if shared.queued.load(Ordering::SeqCst) == 0 {
+                        std::thread::park();
+                    }
+                    shared.asleep.store(false, Ordering::SeqCst);
+                    idle_rounds = 0;
+                }
+                continue;
+            }
+        };
+        idle_rounds = 0;
         let result = append(shared, dir, chunk.offset, &chunk.data);
-        shared.queued.fetch_sub(chunk.data.len(), Ordering::AcqRel);
+        shared.queued.fetch_sub(chunk.data.len(), Ordering::SeqCst);
         match result {
             Ok(()) => failing = false,
             Err(e) => {
@@ -391,6 +448,29 @@ mod tests {
         let t = Transcript::open(dir.path(), 100).unwrap();
         assert_eq!(t.range(), None);
         assert_eq!(files(dir.path()), [("notes.txt".to_string(), 4)]);
+    }
+
+    /// Waits for `done` up to ten seconds (the writer's rounds are one).
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what} in time");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn small_output_reaches_the_disk_and_wakes_a_sleeping_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Transcript::open(dir.path(), 100).unwrap();
+        t.push(0, b"a");
+        wait_for("a written", || t.range() == Some((0, 1)));
+        wait_for("the writer asleep", || {
+            t.shared.asleep.load(Ordering::SeqCst)
+        });
+        t.push(1, b"b");
+        wait_for("b written", || t.range() == Some((0, 2)));
+        assert_eq!(read_all(&t, 0), b"ab");
     }
 
     #[test]
