@@ -20,6 +20,7 @@ pub enum Subcommand {
     New(NewArgs),
     Connect(ConnectArgs),
     List(ListArgs),
+    Logs(LogsArgs),
     Pull(PullArgs),
     Diff(DiffArgs),
     Stop(StopArgs),
@@ -86,6 +87,32 @@ pub struct ListArgs {
     /// print JSON instead of a table
     #[argh(switch)]
     pub json: bool,
+}
+
+/// Print a session's output: what its program wrote to the terminal, as text (escape
+/// sequences removed) unless --raw. The runtime keeps the last 1 GiB by default.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "logs")]
+pub struct LogsArgs {
+    /// the session's label or id
+    #[argh(positional)]
+    pub session: String,
+
+    /// follow: print new output as it comes, until the program exits
+    #[argh(switch, short = 'f')]
+    pub follow: bool,
+
+    /// start at this byte offset of the output (default: the oldest byte kept)
+    #[argh(option)]
+    pub since: Option<u64>,
+
+    /// print only the last N lines (of the text, or of the raw bytes with --raw)
+    #[argh(option)]
+    pub tail: Option<usize>,
+
+    /// print the bytes as the program wrote them, escape sequences included
+    #[argh(switch)]
+    pub raw: bool,
 }
 
 /// Bring a session's work back: its files into the directory it started from (conflicts
@@ -172,6 +199,12 @@ pub struct ExecArgs {
     /// (default /workspace)
     #[argh(option)]
     pub workspace: Option<String>,
+
+    /// directory for the output transcript, kept outside the workspace [env:
+    /// CATTY_TRANSCRIPT] (default: beside the workspace, WORKSPACE.transcript; its bound:
+    /// CATTY_TRANSCRIPT_BYTES, default 1 GiB, 0 for none)
+    #[argh(option)]
+    pub transcript: Option<String>,
 
     /// end the session after this many seconds [env: CATTY_TTL_SEC] (default: no limit)
     #[argh(option)]

@@ -73,6 +73,15 @@ fn main() -> ExitCode {
         Subcommand::List(args) => client(&env, |config| async move {
             catty::client::list(&config, args.json).await
         }),
+        Subcommand::Logs(args) => client(&env, |config| async move {
+            let options = catty::client::LogsOptions {
+                follow: args.follow,
+                since: args.since,
+                tail: args.tail,
+                raw: args.raw,
+            };
+            catty::client::logs(&config, &args.session, options).await
+        }),
         Subcommand::Pull(args) => client(&env, |config| async move {
             catty::client::pull(&config, &args.session).await
         }),

@@ -36,8 +36,10 @@ fn assemble() -> tempfile::TempDir {
 
 /// `image-layout.sh run ROOT [ARGS]` with the daemon's share of the environment.
 fn start(root: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Runtime {
+    let transcript = tempfile::tempdir().unwrap();
     let mut cmd = Command::new("bash");
     cmd.args([SCRIPT, "run"])
+        .env("CATTY_TRANSCRIPT", transcript.path())
         .arg(root.path())
         .args(args)
         .env_remove("CATTY_CMD")
@@ -55,6 +57,7 @@ fn start(root: tempfile::TempDir, env: &[(&str, &str)], args: &[&str]) -> Runtim
         child,
         addr,
         workspace: root,
+        transcript,
     }
 }
 

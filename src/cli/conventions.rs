@@ -18,6 +18,7 @@ usage: catty <command> [<args>]
   list       the sessions (alias: ls)
   pull       bring a session's work back
   diff       what a session changed
+  logs       a session's output, from its start (-f follows)
   stop       stop a session (its work is pulled first)
   version    print catty's version (also --version, -V)
 
@@ -138,7 +139,7 @@ mod tests {
     #[test]
     fn the_help_lists_what_suggestions_come_from() {
         let commands = commands();
-        for c in ["new", "connect", "list", "pull", "diff", "stop", "version"] {
+        for c in ["new", "connect", "list", "pull", "diff", "logs", "stop", "version"] {
             assert!(commands.iter().any(|k| k == c), "{c} in {commands:?}");
         }
         assert!(

@@ -1,4 +1,4 @@
-//! The client commands: `new`, `connect`, `list`, `pull`, `diff`, `stop`,
+//! The client commands: `new`, `connect`, `list`, `logs`, `pull`, `diff`, `stop`,
 //! `stop-all-sessions-dangerously`.
 //! They talk to the daemon (starting it when nothing answers) and attach to runtimes. Each
 //! returns the process's exit code; errors go up to `main`.
@@ -6,7 +6,9 @@
 mod attach;
 mod daemon_client;
 mod escape;
+mod logs;
 mod stop;
+mod strip;
 pub mod sync;
 mod tty;
 mod unacked;
@@ -24,6 +26,7 @@ use crate::protocol::api::{
 };
 use attach::{Outcome, Target};
 use daemon_client::{DaemonClient, DaemonError, Unanswered};
+pub use logs::LogsOptions;
 pub use stop::{stop, stop_all};
 
 pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
@@ -307,6 +310,25 @@ pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
             age
         );
     }
+    Ok(0)
+}
+
+pub async fn logs(
+    config: &ClientConfig,
+    session: &str,
+    options: LogsOptions,
+) -> anyhow::Result<i32> {
+    let daemon = DaemonClient::ensure(config).await?;
+    let info = find(&daemon, session).await?;
+    let (label, state) = (&info.label, info.state.as_str());
+    logs::print(
+        &info.connect_url,
+        &info.connect_token,
+        &info.headers,
+        &options,
+    )
+    .await
+    .with_context(|| format!("cannot read the output of {label} (the session is {state})"))?;
     Ok(0)
 }
 

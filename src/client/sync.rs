@@ -15,7 +15,7 @@ mod disk;
 mod fetch;
 mod live;
 mod planner;
-mod remote;
+pub(super) mod remote;
 
 pub use apply::Say;
 pub use base::Base;

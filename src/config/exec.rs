@@ -17,6 +17,10 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(60);
 /// yet pulled, unless configured (the local provider asks for a day).
 const DEFAULT_RETAIN: Duration = Duration::from_secs(3600);
 
+/// The transcript's bound on disk unless `CATTY_TRANSCRIPT_BYTES` says otherwise (0 turns
+/// it off): a long agent session's output many times over, a small part of a machine's disk.
+const DEFAULT_TRANSCRIPT_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// Where the runtime takes its connections from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listen {
@@ -43,6 +47,11 @@ pub struct ExecConfig {
     /// less than `grace` in effect.
     pub retain: Duration,
     pub buffer_bytes: usize,
+    /// The directory of the output transcript (`None`: no transcript), outside the
+    /// workspace so the program's files and sync-back never see it.
+    pub transcript: Option<PathBuf>,
+    /// The most the transcript's files hold together.
+    pub transcript_bytes: u64,
     pub log: Logging,
 }
 
@@ -95,14 +104,28 @@ impl ExecConfig {
         } else {
             agent_command(agent, env.get("SHELL"))
         };
+        let workspace: PathBuf = args
+            .workspace
+            .or_else(|| env.get("CATTY_WORKSPACE"))
+            .unwrap_or_else(|| "/workspace".into())
+            .into();
+        let transcript_bytes = match env.get("CATTY_TRANSCRIPT_BYTES") {
+            Some(text) => text.trim().parse().map_err(|_| {
+                UsageError(format!(
+                    "CATTY_TRANSCRIPT_BYTES must be a number of bytes, got {text:?}"
+                ))
+            })?,
+            None => DEFAULT_TRANSCRIPT_BYTES,
+        };
+        let transcript = args
+            .transcript
+            .or_else(|| env.get("CATTY_TRANSCRIPT"))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| beside(&workspace, "transcript"));
         Ok(ExecConfig {
             listen,
             token,
-            workspace: args
-                .workspace
-                .or_else(|| env.get("CATTY_WORKSPACE"))
-                .unwrap_or_else(|| "/workspace".into())
-                .into(),
+            workspace,
             agent,
             command,
             child_env: child_env(env),
@@ -110,9 +133,23 @@ impl ExecConfig {
             grace: seconds(args.grace_sec, env, "CATTY_GRACE_SEC")?.unwrap_or(DEFAULT_GRACE),
             retain: seconds(args.retain_sec, env, "CATTY_RETAIN_SEC")?.unwrap_or(DEFAULT_RETAIN),
             buffer_bytes: OUTPUT_BUFFER_BYTES,
+            transcript: (transcript_bytes > 0).then_some(transcript),
+            transcript_bytes,
             log: Logging::new(env),
         })
     }
+}
+
+/// A directory beside the workspace, named after it (`/workspace` → `/workspace.transcript`):
+/// outside it, and never shared by two runtimes whose workspaces share a parent (tests put
+/// theirs in `/tmp`). The local provider passes `<state>/sessions/<id>/transcript` itself.
+fn beside(workspace: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = workspace.as_os_str().to_owned();
+    if name.is_empty() || name == "/" {
+        return std::env::temp_dir().join(format!("catty.{suffix}"));
+    }
+    name.push(format!(".{suffix}"));
+    PathBuf::from(name)
 }
 
 /// The program's environment: the runtime's own, minus the connect token, with `TERM` set.
@@ -164,6 +201,7 @@ mod tests {
             addr: None,
             listen_fd: None,
             workspace: None,
+            transcript: None,
             ttl_sec: None,
             grace_sec: None,
             retain_sec: None,
@@ -229,6 +267,36 @@ mod tests {
         };
         assert_eq!(inherited(3).unwrap(), Listen::Fd(3));
         assert!(inherited(2).unwrap_err().0.contains("--listen-fd 2"));
+    }
+
+    #[test]
+    fn transcript_beside_the_workspace_unless_told() {
+        let vars = [
+            ("CONNECT_TOKEN", "t"),
+            ("CATTY_WORKSPACE", "/s/1/workspace"),
+        ];
+        let c = config(args(), &vars).unwrap();
+        assert_eq!(
+            c.transcript,
+            Some(PathBuf::from("/s/1/workspace.transcript"))
+        );
+        assert_eq!(c.transcript_bytes, DEFAULT_TRANSCRIPT_BYTES);
+        let c = config(args(), &[("CONNECT_TOKEN", "t")]).unwrap();
+        assert_eq!(c.transcript, Some(PathBuf::from("/workspace.transcript")));
+        let told = [
+            ("CONNECT_TOKEN", "t"),
+            ("CATTY_TRANSCRIPT", "/t"),
+            ("CATTY_TRANSCRIPT_BYTES", "4096"),
+        ];
+        let c = config(args(), &told).unwrap();
+        assert_eq!(
+            (c.transcript, c.transcript_bytes),
+            (Some("/t".into()), 4096)
+        );
+        let off = [("CONNECT_TOKEN", "t"), ("CATTY_TRANSCRIPT_BYTES", "0")];
+        assert_eq!(config(args(), &off).unwrap().transcript, None);
+        let bad = [("CONNECT_TOKEN", "t"), ("CATTY_TRANSCRIPT_BYTES", "1G")];
+        assert!(config(args(), &bad).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod agents;
 mod buffer;
 mod command;
 mod git;
+mod logs;
 mod process;
 mod pty;
 mod reaper;
@@ -16,6 +17,7 @@ mod session;
 mod spool;
 mod stream;
 mod sync;
+mod transcript;
 pub mod unpack;
 
 use std::convert::Infallible;
@@ -41,7 +43,15 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     tokio::fs::create_dir_all(&config.workspace).await?;
     reaper::adopt_orphans();
-    let session = Session::new(config.buffer_bytes);
+    // Output must flow even without a disk for it: a transcript that cannot be made is a
+    // warning.
+    let transcript = match &config.transcript {
+        Some(dir) => transcript::Transcript::open(dir, config.transcript_bytes)
+            .inspect_err(|e| tracing::warn!("no transcript: {e:#}"))
+            .unwrap_or_else(|_| transcript::Transcript::disabled()),
+        None => transcript::Transcript::disabled(),
+    };
+    let session = Session::new(config.buffer_bytes, transcript);
     let app = Arc::new(App {
         session: session.clone(),
         token: config.token.clone(),

@@ -1,5 +1,6 @@
 //! The runtime's HTTP endpoints: `/healthz`, `/upload`, the `/connect` upgrade, `/git`
-//! (answered by `git.rs`) and the sync-back requests (`/sync/…`, answered by `sync/`).
+//! (answered by `git.rs`), the sync-back requests (`/sync/…`, answered by `sync/`) and
+//! `/transcript` (`logs.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,13 +14,14 @@ use tokio::sync::mpsc;
 use super::session::Session;
 use super::spool::spool;
 use super::sync::SyncBack;
-use super::{git, unpack};
+use super::{git, logs, unpack};
 use crate::net::Proven;
 use crate::net::http::{self, Body, error};
 use crate::protocol::api::UploadDone;
 use crate::protocol::sync::{
     SYNC_BUNDLE_PATH, SYNC_FILE_PATH, SYNC_MANIFEST_PATH, SYNC_PULLED_PATH,
 };
+use crate::protocol::transcript::TRANSCRIPT_PATH;
 use crate::protocol::{
     CONNECT_PATH, ConnectParams, GIT_PATH, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH,
 };
@@ -56,7 +58,7 @@ pub(super) async fn route(
         (
             _,
             UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH | SYNC_BUNDLE_PATH
-            | SYNC_PULLED_PATH,
+            | SYNC_PULLED_PATH | TRANSCRIPT_PATH,
         ) if !authorized(&app, &req) => {
             linger(req.into_body());
             error(
@@ -73,10 +75,11 @@ pub(super) async fn route(
         (&Method::GET, SYNC_BUNDLE_PATH) => app.sync.bundle(req.uri().query()).await,
         (&Method::POST, SYNC_PULLED_PATH) => app.sync.pulled(req.uri().query()),
         (&Method::GET, SYNC_PULLED_PATH) => app.sync.unpulled().await,
+        (&Method::GET, TRANSCRIPT_PATH) => logs::answer(&app.session, req.uri().query()).await,
         (
             _,
             HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH
-            | SYNC_BUNDLE_PATH | SYNC_PULLED_PATH,
+            | SYNC_BUNDLE_PATH | SYNC_PULLED_PATH | TRANSCRIPT_PATH,
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -90,7 +93,7 @@ pub(super) async fn route(
     }
 }
 
-/// `/upload`, `/git`, `/connect` and `/sync/…` need the token, unless the runtime runs
+/// `/upload`, `/git`, `/connect`, `/sync/…` and `/transcript` need the token, unless the runtime runs
 /// without one.
 pub(super) fn authorized<B>(app: &App, req: &Request<B>) -> bool {
     app.token

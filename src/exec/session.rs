@@ -4,6 +4,7 @@
 //! state under one short-held lock (never across an await), changed only by `Session`'s
 //! methods, which notify waiters themselves; the I/O tasks are `process.rs` and `stream.rs`.
 
+mod history;
 mod phase;
 mod upload_slot;
 
@@ -15,11 +16,13 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::buffer::{OutputBuffer, Position};
 use super::screen::Screen;
+use super::transcript::Transcript;
 use crate::locks;
 use crate::protocol::{
     ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FRAME_MAX_BYTES, INPUT_ACK_BYTES,
     PROTOCOL_VERSION, ServerMsg,
 };
+pub(super) use history::{Found, Span};
 use phase::Phase;
 use upload_slot::Upload;
 
@@ -39,6 +42,8 @@ pub(super) struct Session {
     progress: Notify,
     input_tx: mpsc::Sender<Bytes>,
     input_rx: Mutex<Option<mpsc::Receiver<Bytes>>>,
+    /// Every output byte on disk, for offsets the ring no longer holds (`session/history.rs`).
+    transcript: Arc<Transcript>,
 }
 
 struct State {
@@ -81,6 +86,8 @@ pub(super) struct Attached {
 pub(super) enum Next {
     /// Bytes were appended to the caller's buffer, starting at its cursor.
     Output,
+    /// The cursor is older than the ring but on disk: read it with `read_transcript`.
+    Transcript(u64),
     Exit(ExitStatus),
     /// The connection must end, with this message as an `error`.
     Close(String),
@@ -88,7 +95,7 @@ pub(super) enum Next {
 }
 
 impl Session {
-    pub(super) fn new(buffer_bytes: usize) -> Arc<Self> {
+    pub(super) fn new(buffer_bytes: usize, transcript: Transcript) -> Arc<Self> {
         let (input_tx, input_rx) = mpsc::channel(INPUT_QUEUE_FRAMES);
         Arc::new(Session {
             state: Mutex::new(State {
@@ -107,6 +114,7 @@ impl Session {
             progress: Notify::new(),
             input_tx,
             input_rx: Mutex::new(Some(input_rx)),
+            transcript: Arc::new(transcript),
         })
     }
 
@@ -128,7 +136,11 @@ impl Session {
 
     /// Appends the program's output and wakes the writers: one lock, one notify per read.
     pub(super) fn push_output(&self, data: &[u8]) {
-        self.lock().buffer.push(data);
+        let mut st = self.lock();
+        // Under the lock, so the transcript gets the bytes in the ring's order.
+        self.transcript.push(st.buffer.end(), data);
+        st.buffer.push(data);
+        drop(st);
         self.notify_changed();
     }
 
@@ -155,7 +167,10 @@ impl Session {
         st.next_conn += 1;
         let (start, truncated, redraw) = match params.since {
             Some(since) => match st.buffer.position(since) {
-                Position::Evicted { start } => (start, true, None),
+                Position::Evicted { start } => match self.oldest_kept(start) {
+                    oldest if since >= oldest => (since, false, None),
+                    oldest => (oldest, true, None),
+                },
                 Position::Kept => (since, false, None),
                 Position::End => (st.buffer.end(), false, None),
             },
@@ -241,6 +256,9 @@ impl Session {
             Position::Kept => {
                 st.buffer.copy_from(c.cursor, FRAME_MAX_BYTES, out);
                 Next::Output
+            }
+            Position::Evicted { start } if self.oldest_kept(start) <= c.cursor => {
+                Next::Transcript(c.cursor)
             }
             Position::Evicted { .. } => {
                 Next::Close("fell behind the output buffer; reconnect with since".into())

@@ -111,6 +111,18 @@ where
                     tokio::task::yield_now().await;
                 }
             }
+            Next::Transcript(offset) => {
+                let Some(bytes) = session.read_transcript(offset, FRAME_MAX_BYTES).await else {
+                    let message = "fell behind the transcript; reconnect with since".into();
+                    ws.write_frame(text(&ServerMsg::Error { message })).await?;
+                    return ws.write_frame(Frame::close(1000, b"")).await;
+                };
+                let n = bytes.len();
+                ws.write_frame(Frame::binary(Payload::Owned(bytes))).await?;
+                session.advance(conn, n);
+                sent = Instant::now();
+                tokio::task::yield_now().await;
+            }
             Next::Exit(status) => {
                 ws.write_frame(text(&ServerMsg::Exit(status))).await?;
                 return ws.write_frame(Frame::close(1000, b"exited")).await;

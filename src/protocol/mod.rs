@@ -14,6 +14,7 @@
 //! | `GET /sync/bundle[?base=SHA]` | bearer | the session's commits as a git bundle |
 //! | `POST /sync/pulled?generation=G` | bearer | the client applied generation `G`; `204` |
 //! | `GET /sync/pulled` | bearer | [`sync::Pulled`]: whether work is kept for a pull |
+//! | `GET /transcript?since=N[&wait=1]` | bearer | the output from offset `N` as raw bytes (below) |
 //!
 //! Auth is `Authorization: Bearer <CONNECT_TOKEN>`, compared in constant time; a missing or
 //! wrong token is `401`. Errors are JSON: `{"error":{"code":"…","message":"…"}}`
@@ -74,6 +75,28 @@
 //! A client treats all of it as hostile input (SPEC section 9): it checks every path and
 //! size before it writes, and writes nothing outside its directory or into `.git/`.
 //!
+//! # The transcript (`GET /transcript`)
+//!
+//! Every output byte is kept in memory (the most recent [`OUTPUT_BUFFER_BYTES`]) and on the
+//! runtime's disk, outside the workspace, in a transcript bounded by `CATTY_TRANSCRIPT_BYTES`
+//! (default 1 GiB; the files never hold more, and hold at least the most recent half of it).
+//! When the disk cannot keep up or fails, the output still flows; the transcript then starts
+//! again after the gap, and a warning is logged.
+//!
+//! `GET /transcript?since=N` ([`transcript::TranscriptParams`]) answers `200` with the bytes
+//! from `N` to the end of the output at the time of the answer, `application/octet-stream`
+//! with a `content-length`, and headers: [`transcript::START_HEADER`] the offset of the first
+//! byte (`N`, or the oldest byte kept when `N` is older: the client sees the truncation),
+//! [`transcript::END_HEADER`] one past the last, and, once the program has exited, its code
+//! in [`transcript::EXIT_HEADER`] (then nothing more will come; [`transcript::ENDED_HEADER`]
+//! says the same when the session is being ended from outside first). With `wait=1` an answer
+//! that would be empty waits for output, the exit or the session's end, at most
+//! [`transcript::TRANSCRIPT_WAIT`] (then it is empty): a client follows a program by asking
+//! again from the end it got. An answer holds one chunk of at most [`FRAME_MAX_BYTES`] in
+//! memory; if its bytes stop being kept while it is sent, it is cut (an error, never short).
+//! `400` for another query. It works while the runtime is up, after the exit too (the grace
+//! and retention periods).
+//!
 //! # The terminal stream (`GET /connect`)
 //!
 //! Query parameters ([`ConnectParams`]), all optional:
@@ -94,9 +117,10 @@
 //!
 //! Order on a new connection: the server sends `ready` first. If the client gave no `since`,
 //! `ready` has `"redraw":true` and the next binary frame is a rendering of the current screen,
-//! which is *not* part of the numbered stream; numbered output from `offset` follows it. If
-//! `since` is older than the oldest byte kept (at least the most recent
-//! [`OUTPUT_BUFFER_BYTES`], 8 MiB, are), `ready`
+//! which is *not* part of the numbered stream; numbered output from `offset` follows it. A
+//! `since` still in memory or in the transcript (above) resumes exactly there, from the disk
+//! first, then memory. If `since` is older than the oldest byte kept (at least the most
+//! recent [`OUTPUT_BUFFER_BYTES`], 8 MiB, are), `ready`
 //! has `"truncated":true` and `offset` is the oldest byte kept. A `since` beyond the end of the
 //! stream is clamped to the end. When the process has exited and the client has received every
 //! byte, the server sends `exit`.
@@ -117,8 +141,9 @@
 //! While at least one interactive client is attached, the runtime stops reading the PTY when
 //! the slowest interactive client is more than [`FLOW_WINDOW_BYTES`] behind, so the program
 //! slows down and nothing is dropped. Watch clients never hold the program back; a watch
-//! client that falls out of the buffer gets an `error` and is disconnected (it reconnects
-//! with `since` and sees `truncated`). With no client attached the program runs freely.
+//! client that falls out of the buffer reads on from the transcript; one that falls out of
+//! that too gets an `error` and is disconnected (it reconnects with `since` and sees
+//! `truncated`). With no client attached the program runs freely.
 //! Control messages never wait behind output.
 //!
 //! ## Connections
@@ -142,6 +167,7 @@ pub mod control;
 pub mod git;
 pub mod percent;
 pub mod sync;
+pub mod transcript;
 pub mod workspace;
 
 use std::time::Duration;

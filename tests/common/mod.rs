@@ -72,14 +72,18 @@ pub struct Runtime {
     pub child: Child,
     pub addr: SocketAddr,
     pub workspace: tempfile::TempDir,
+    /// The output transcript's directory (`CATTY_TRANSCRIPT`), apart from the workspace.
+    pub transcript: tempfile::TempDir,
 }
 
 impl Runtime {
     /// Like [`Runtime::start`], but in a given workspace (e.g. nested in a directory the test
     /// inspects for stray writes).
     pub fn start_in(workspace: tempfile::TempDir, argv: &[&str], env: &[(&str, &str)]) -> Runtime {
+        let transcript = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_catty"));
         cmd.arg("exec")
+            .env("CATTY_TRANSCRIPT", transcript.path())
             .args(["--addr", "127.0.0.1:0", "--workspace"])
             .arg(workspace.path())
             .arg("--")
@@ -99,6 +103,7 @@ impl Runtime {
             child,
             addr,
             workspace,
+            transcript,
         }
     }
 

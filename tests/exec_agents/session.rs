@@ -48,6 +48,7 @@ impl AgentSession {
     ) -> AgentSession {
         let workspace = tempfile::tempdir().unwrap();
         git(workspace.path(), &["init", "-q"]);
+        let transcript = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_catty"));
         cmd.args(["exec", "--addr", "127.0.0.1:0", "--workspace"])
             .arg(workspace.path())
@@ -60,6 +61,7 @@ impl AgentSession {
             .env("CONNECT_TOKEN", TOKEN)
             .env("CATTY_GRACE_SEC", "5")
             .env("CATTY_LOG", "catty=debug")
+            .env("CATTY_TRANSCRIPT", transcript.path())
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(common::runtime_log());
@@ -69,6 +71,7 @@ impl AgentSession {
             child,
             addr,
             workspace,
+            transcript,
         };
         let client = Client::connect(addr, &sized(SCREEN.0, SCREEN.1))
             .await

@@ -139,7 +139,8 @@ impl Local {
             .map_err(anyhow::Error::msg)?;
         let workspace = dir.join("workspace");
         let home = dir.join("home");
-        for d in [&workspace, &home] {
+        let transcript = dir.join("transcript");
+        for d in [&workspace, &home, &transcript] {
             private_dir::create(d)?;
         }
         let log = open(&dir.join(LOG_FILE), false)?;
@@ -150,9 +151,12 @@ impl Local {
             listener.as_raw_fd().to_string().into(),
             "--workspace".into(),
             workspace.clone().into(),
+            "--transcript".into(),
+            transcript.clone().into(),
         ];
         let dirs = Dirs {
             workspace: &workspace,
+            transcript: &transcript,
             home: &home,
             binds: &launch.binds,
             links: &launch.links,
@@ -347,6 +351,7 @@ impl Provider for Local {
             .with_context(|| format!("cannot stop runtime {}", machine.id))?;
         let dir = self.session_dir(&machine.session_id)?;
         remove_dir(&dir.join("workspace")).await?;
+        remove_dir(&dir.join("transcript")).await?;
         remove_dir(&dir.join("home")).await
     }
 
@@ -459,6 +464,7 @@ fn open(path: &Path, truncate: bool) -> anyhow::Result<std::fs::File> {
 /// Removes what `spawn` made in a session's directory, on a failed start.
 async fn remove_session_dirs(dir: &Path) {
     let _ = remove_dir(&dir.join("workspace")).await;
+    let _ = remove_dir(&dir.join("transcript")).await;
     let _ = remove_dir(&dir.join("home")).await;
 }
 

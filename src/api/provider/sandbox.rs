@@ -45,6 +45,8 @@ pub(super) enum Sandbox {
 /// One session's part of the sandbox.
 pub(super) struct Dirs<'a> {
     pub workspace: &'a Path,
+    /// The runtime's output transcript, writable, outside the workspace.
+    pub transcript: &'a Path,
     pub home: &'a Path,
     /// What the session's program needs beyond the system directories (its install tree),
     /// shown read-only at the same paths.
@@ -237,6 +239,7 @@ impl Sandbox {
         if let Some(dirs) = dirs {
             cmd.arg("--bind").arg(dirs.home).arg(self.home(dirs));
             cmd.arg("--bind").arg(dirs.workspace).arg(dirs.workspace);
+            cmd.arg("--bind").arg(dirs.transcript).arg(dirs.transcript);
             for bind in dirs.binds {
                 cmd.arg("--ro-bind").arg(bind).arg(bind);
             }
@@ -352,6 +355,7 @@ mod tests {
         )];
         let dirs = Dirs {
             workspace: Path::new("/s/ws"),
+            transcript: Path::new("/s/transcript"),
             home: Path::new("/s/home"),
             binds: &binds,
             links: &links,

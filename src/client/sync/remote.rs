@@ -23,7 +23,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_CONNECTIONS: usize = 8;
 
 /// How to reach a session's runtime.
-pub(super) struct Remote {
+pub(in crate::client) struct Remote {
     runtime: RuntimeUrl,
     headers: HeaderMap,
     idle: std::sync::Mutex<Vec<Conn>>,
@@ -37,7 +37,7 @@ struct Conn {
 
 /// Why a request to the runtime failed.
 #[derive(Debug)]
-pub(super) enum RemoteError {
+pub(in crate::client) enum RemoteError {
     /// The runtime cannot be reached, or the link broke: try again later.
     Unreachable(String),
     /// The runtime answered this error status.
@@ -63,7 +63,7 @@ impl fmt::Display for RemoteError {
 impl std::error::Error for RemoteError {}
 
 /// An answer whose body is being read; its connection is kept once the body is whole.
-pub(super) struct Reply<'a> {
+pub(in crate::client) struct Reply<'a> {
     remote: &'a Remote,
     conn: Option<Conn>,
     body: Incoming,
@@ -72,7 +72,7 @@ pub(super) struct Reply<'a> {
 }
 
 impl Remote {
-    pub(super) fn new(
+    pub(in crate::client) fn new(
         connect_url: &str,
         token: &str,
         extra: &BTreeMap<String, String>,
@@ -98,7 +98,7 @@ impl Remote {
 
     /// `GET endpoint` (a path with its query), waiting at most `wait` for the answer's head.
     /// A success (2xx) is the reply; anything else an error with the runtime's message.
-    pub(super) async fn get(
+    pub(in crate::client) async fn get(
         &self,
         endpoint: &str,
         wait: Duration,
@@ -107,7 +107,11 @@ impl Remote {
     }
 
     /// `POST endpoint` without a body, its answer's body read and dropped.
-    pub(super) async fn post(&self, endpoint: &str, wait: Duration) -> Result<(), RemoteError> {
+    pub(in crate::client) async fn post(
+        &self,
+        endpoint: &str,
+        wait: Duration,
+    ) -> Result<(), RemoteError> {
         self.send(Method::POST, endpoint, wait)
             .await?
             .collect(64 * 1024)
@@ -186,7 +190,7 @@ impl Remote {
 
 impl Reply<'_> {
     /// The next bytes of the body; `None` at its end (the connection is then kept).
-    pub(super) async fn chunk(&mut self) -> Result<Option<Bytes>, RemoteError> {
+    pub(in crate::client) async fn chunk(&mut self) -> Result<Option<Bytes>, RemoteError> {
         loop {
             let frame = match tokio::time::timeout(IDLE_TIMEOUT, self.body.frame()).await {
                 Err(_) => return Err(RemoteError::Unreachable("the answer stalled".into())),
@@ -208,7 +212,7 @@ impl Reply<'_> {
     }
 
     /// The whole body, refused past `limit` bytes.
-    pub(super) async fn collect(&mut self, limit: usize) -> Result<Bytes, RemoteError> {
+    pub(in crate::client) async fn collect(&mut self, limit: usize) -> Result<Bytes, RemoteError> {
         let mut all = BytesMut::new();
         while let Some(chunk) = self.chunk().await? {
             if all.len() + chunk.len() > limit {
@@ -222,7 +226,7 @@ impl Reply<'_> {
     }
 
     /// A header's value, when it is text.
-    pub(super) fn header(&self, name: &str) -> Option<&str> {
+    pub(in crate::client) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
