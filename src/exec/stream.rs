@@ -94,6 +94,7 @@ where
         // Control replies go before any output.
         while let Ok(frame) = control.try_recv() {
             ws.write_frame(frame).await?;
+            sent = Instant::now();
         }
         changed.borrow_and_update();
         chunk.clear();
@@ -120,7 +121,10 @@ where
             }
             Next::Idle => tokio::select! {
                 frame = control.recv() => match frame {
-                    Some(frame) => ws.write_frame(frame).await?,
+                    Some(frame) => {
+                        ws.write_frame(frame).await?;
+                        sent = Instant::now();
+                    }
                     None => return Ok(()),
                 },
                 _ = changed.changed() => {}
@@ -186,6 +190,10 @@ async fn control_message(
             Some(ServerMsg::Pong)
         }
         Ok(ClientMsg::Pong) => None,
+        Ok(ClientMsg::Detach) => {
+            session.leaving(conn);
+            None
+        }
         Err(e @ ParseError::UnknownType(_)) => error(&e.to_string()),
         Err(e @ ParseError::Malformed(_)) => error(&e.to_string()),
     }

@@ -154,11 +154,19 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// large enough to keep a fast link busy, small enough that Ctrl-C shows quickly.
 pub const FLOW_WINDOW_BYTES: u64 = 1024 * 1024;
 
-/// Each side pings a connection that has been quiet this long.
-pub const PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Each side pings a connection it has sent nothing on for this long, and the other answers:
+/// on an idle link one small frame a second each way (about 20 bytes of WebSocket, some 90
+/// with TCP/IP headers), so a client hears from a healthy runtime at least every second and
+/// can tell a dead link from a quiet program.
+pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 
-/// No frame for this long means the link is dead: more than two missed pings.
-pub const DEAD_LINK: Duration = Duration::from_secs(60);
+/// No frame for this long means the link is dead (eight missed pings): the client
+/// reconnects and the runtime drops the connection, both well within 10 s of the failure.
+pub const DEAD_LINK: Duration = Duration::from_secs(8);
+
+/// How long an interactive client that vanished without `detach` still holds flow control,
+/// so a fast program pauses for it to come back instead of running ahead of it.
+pub const HOLD: Duration = Duration::from_secs(15);
 
 /// Largest binary frame the runtime sends: big enough for throughput, small enough that a
 /// control message never waits long behind one.
