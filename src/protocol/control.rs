@@ -306,8 +306,12 @@ mod tests {
             ),
             (
                 ServerMsg::Ready {
+                    offset: 42,
+                    protocol: 1,
+                    truncated: false,
+                    redraw: false,
+                    input: Some(0),
                     end: Some(99),
-                    ..ready(false, false, Some(0))
                 },
                 r#"{"type":"ready","offset":42,"protocol":1,"input":0,"end":99}"#,
             ),
