@@ -97,7 +97,16 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
         token: created.connect_token,
         headers: created.headers,
     };
-    attach_and_report(&daemon, &created.session_id, &target, false, true, live).await
+    attach_and_report(
+        config,
+        &daemon,
+        &created.session_id,
+        &target,
+        false,
+        true,
+        live,
+    )
+    .await
 }
 
 /// When more than one of the agent's credentials is set here, which one the session uses
@@ -165,10 +174,20 @@ pub async fn connect(config: &ClientConfig, session: &str, watch: bool) -> anyho
         token: info.connect_token,
         headers: info.headers,
     };
-    attach_and_report(&daemon, &info.session_id, &target, watch, false, live).await
+    attach_and_report(
+        config,
+        &daemon,
+        &info.session_id,
+        &target,
+        watch,
+        false,
+        live,
+    )
+    .await
 }
 
 async fn attach_and_report(
+    config: &ClientConfig,
     daemon: &DaemonClient,
     session_id: &str,
     target: &Target,
@@ -178,7 +197,7 @@ async fn attach_and_report(
 ) -> anyhow::Result<i32> {
     let live = Live { daemon, session_id };
     let label = &target.label;
-    match attach::run(target, watch, from_start, &live).await? {
+    match attach::run(target, watch, from_start, config.replay_max_bytes, &live).await? {
         Outcome::Exited(status) => {
             match &status.signal {
                 Some(signal) => eprintln!("catty: session {label} ended: killed by {signal}"),
