@@ -14,6 +14,7 @@ mod api_sessions;
 mod boundary;
 mod client_credentials;
 mod client_e2e;
+mod client_link;
 mod client_sync;
 mod client_upload;
 mod exec_agents;

@@ -25,7 +25,7 @@ use crate::protocol::{ClientMsg, ConnectParams, DEAD_LINK, ExitStatus, PING_INTE
 const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 /// How often the loop looks at the link: a ping when one is due, the status line, the
 /// dead-link deadline. One timer for the whole connection, never one per frame.
-const TICK: Duration = Duration::from_millis(500);
+const TICK: Duration = Duration::from_millis(250);
 /// A link that worked this long was good: the first attempt after losing it is immediate.
 const GOOD_LINK: Duration = Duration::from_secs(1);
 /// Waits between attempts after that, doubling up to the maximum.

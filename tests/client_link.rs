@@ -1,0 +1,97 @@
+//! The link as a user sees it in a real terminal: `catty connect` in tmux, attached through a
+//! proxy that stalls (a silent drop) to a real runtime; a daemon stand-in points it there.
+
+use std::time::{Duration, Instant};
+
+use crate::client_e2e::assert_consecutive;
+use crate::common::lookup::{LABEL, Lookup};
+use crate::common::tmux::Tmux;
+use crate::common::{Proxy, Runtime};
+
+/// Counts to N, a line every 20 ms, then says `counted-42`.
+const COUNTER: &str = "import sys,time\nfor i in range(1, int(sys.argv[1]) + 1):\n    print(i, flush=True)\n    time.sleep(0.02)\nprint('counted-%d' % 42, flush=True)\ntime.sleep(30)";
+
+/// Slack for the checks on when the status line shows: tmux's polling, a loaded machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// A counter in a runtime, a proxy in front of it, and a terminal attached through it.
+struct Linked {
+    _runtime: Runtime,
+    proxy: Proxy,
+    _lookup: Lookup,
+    tmux: Tmux,
+    // Last: the proxy and the lookup run on it.
+    _tokio: tokio::runtime::Runtime,
+}
+
+fn attached(lines: u64, connect: &str) -> Linked {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let count = lines.to_string();
+    let runtime = Runtime::start(&["python3", "-c", COUNTER, &count], &[]);
+    let proxy = tokio.block_on(Proxy::start(runtime.addr));
+    let state = tempfile::tempdir().unwrap();
+    let lookup = tokio.block_on(Lookup::start(proxy.addr, state.path()));
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux::start_with(dir.path(), 80, 24, state, lookup.addr);
+    tmux.run(&format!("{connect} {LABEL}"));
+    tmux.wait_for("counting past 20", |s| {
+        s.lines()
+            .any(|l| l.trim().parse::<u64>().is_ok_and(|n| n > 20))
+    });
+    Linked {
+        _runtime: runtime,
+        proxy,
+        _lookup: lookup,
+        tmux,
+        _tokio: tokio,
+    }
+}
+
+/// Stalls the link until the client says it is reconnecting; returns when the status line
+/// first showed and when it said reconnecting, counted from the stall.
+fn stall_until_reconnecting(l: &Linked) -> (Duration, Duration) {
+    l.proxy.stall();
+    let stalled = Instant::now();
+    l.tmux
+        .wait_for("the status line", |s| s.contains("catty: no contact for"));
+    let shown = stalled.elapsed();
+    l.tmux
+        .wait_for("reconnecting", |s| s.contains("reconnecting…"));
+    let reconnecting = stalled.elapsed();
+    l.proxy.resume();
+    (shown, reconnecting)
+}
+
+#[test]
+fn silent_drop_shows_status_then_replays_every_line_once() {
+    let l = attached(900, "catty connect");
+    let (shown, reconnecting) = stall_until_reconnecting(&l);
+    assert!(
+        shown < Duration::from_secs(2) + SLACK,
+        "status after {shown:?}"
+    );
+    assert!(
+        reconnecting < Duration::from_secs(10) + SLACK,
+        "reconnecting after {reconnecting:?}"
+    );
+    l.tmux.wait_for_text("counted-42");
+    let history = l.tmux.history();
+    assert_consecutive(&history, 900);
+    let first = history.lines().find_map(|l| l.trim().parse::<u64>().ok());
+    assert_eq!(first, Some(1), "{history}");
+    assert!(
+        !history.contains("catty:"),
+        "the status left a trace:\n{history}"
+    );
+}
+
+#[test]
+fn gap_past_the_threshold_repaints_with_one_notice() {
+    let l = attached(900, "CATTY_REPLAY_MAX_BYTES=1000 catty connect");
+    stall_until_reconnecting(&l);
+    l.tmux.wait_for_text("counted-42");
+    let history = l.tmux.history();
+    let notice = format!("of output while away; catty logs {LABEL} has all of it");
+    assert_eq!(history.matches(&notice).count(), 1, "{history}");
+    assert!(history.contains("catty: skipped "), "{history}");
+}
