@@ -208,7 +208,7 @@ fn vm_rss_kib(pid: i32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// With no client attached the program runs freely into the buffer; a client that comes
+/// With no client attached (the last one detached) the program runs freely into the buffer; a client that comes
 /// back with an offset that fell out gets `truncated` and the exact tail.
 #[tokio::test]
 async fn detached_program_runs_on_and_old_offsets_are_truncated() {
@@ -216,6 +216,9 @@ async fn detached_program_runs_on_and_old_offsets_are_truncated() {
     let expected = seq(1, 3000000);
     let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
     c.read_until("first output", |c| !c.output.is_empty()).await;
+    // A detach, so the client holds nothing (a vanished one would hold the program).
+    c.control(&ClientMsg::Detach).await;
+    c.read_to_close().await;
     drop(c);
     // The program finishes (23 MB of output) with nobody attached.
     common::wait_for_no_children(rt.pid());

@@ -26,6 +26,8 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 /// How often the loop looks at the link: a ping when one is due, the status line, the
 /// dead-link deadline. One timer for the whole connection, never one per frame.
 const TICK: Duration = Duration::from_millis(250);
+/// How long a detach waits for the runtime to confirm it by closing the connection.
+const DETACH_WAIT: Duration = Duration::from_secs(2);
 /// A link that worked this long was good: the first attempt after losing it is immediate.
 const GOOD_LINK: Duration = Duration::from_secs(1);
 /// Waits between attempts after that, doubling up to the maximum.
@@ -272,6 +274,7 @@ impl Attach {
                     for frame in frames {
                         let _ = send(&mut write, frame).await;
                     }
+                    await_close(&mut events).await;
                     return Ended::Done(Outcome::Detached);
                 }
                 Step::Done(outcome) => return Ended::Done(outcome),
@@ -412,6 +415,20 @@ enum Step {
     Done(Outcome),
     Lost(String),
     Repaint(u64),
+}
+
+/// After `detach`, waits briefly for the runtime to end the connection, which says it read
+/// the message (a socket closed at once could lose it, and the program would be held for
+/// us). Output still arriving is not shown: we are leaving.
+async fn await_close(events: &mut mpsc::Receiver<Event>) {
+    let closed = async {
+        while let Some(event) = events.recv().await {
+            if let Event::Closed(_) = event {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DETACH_WAIT, closed).await;
 }
 
 fn resize() -> ClientMsg {

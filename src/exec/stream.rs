@@ -158,7 +158,17 @@ where
         *locks::lock(heard) = Instant::now();
         let reply = match frame.opcode {
             OpCode::Binary => session.input(conn, &frame.payload).await,
-            OpCode::Text => control_message(session, conn, &frame.payload, &control).await,
+            OpCode::Text => {
+                let parsed =
+                    ClientMsg::parse(std::str::from_utf8(&frame.payload).unwrap_or_default());
+                if let Ok(ClientMsg::Detach) = parsed {
+                    // On purpose: nothing held for this client. Ending the connection here
+                    // tells the client its `detach` was read before its socket closes.
+                    session.leaving(conn);
+                    return Ok(());
+                }
+                control_message(session, conn, parsed, &control).await
+            }
             OpCode::Close => return Ok(()),
             _ => None,
         };
@@ -173,10 +183,10 @@ where
 async fn control_message(
     session: &Session,
     conn: ConnId,
-    payload: &[u8],
+    parsed: Result<ClientMsg, ParseError>,
     control: &Control,
 ) -> Option<ServerMsg> {
-    match ClientMsg::parse(std::str::from_utf8(payload).unwrap_or_default()) {
+    match parsed {
         Ok(ClientMsg::Resize { cols, rows }) if cols > 0 && rows > 0 => {
             session.resize(conn, (cols, rows));
             None
@@ -189,11 +199,7 @@ async fn control_message(
             }
             Some(ServerMsg::Pong)
         }
-        Ok(ClientMsg::Pong) => None,
-        Ok(ClientMsg::Detach) => {
-            session.leaving(conn);
-            None
-        }
+        Ok(ClientMsg::Pong | ClientMsg::Detach) => None,
         Err(e @ ParseError::UnknownType(_)) => error(&e.to_string()),
         Err(e @ ParseError::Malformed(_)) => error(&e.to_string()),
     }
