@@ -2,6 +2,7 @@
 //! failures by reconnecting with `since` (output) and resending unacknowledged input.
 
 mod frames;
+mod reconnect;
 mod status;
 
 use std::collections::BTreeMap;
@@ -18,21 +19,14 @@ use self::status::Status;
 use super::escape::{self, Action, Escapes};
 use super::tty;
 use super::unacked::Unacked;
-use crate::net::{self, ClientSocket, RuntimeUrl};
-use crate::protocol::{ClientMsg, ConnectParams, DEAD_LINK, ExitStatus, PING_INTERVAL, ServerMsg};
+use crate::net::{ClientSocket, RuntimeUrl};
+use crate::protocol::{ClientMsg, DEAD_LINK, ExitStatus, PING_INTERVAL, ServerMsg};
 
-/// Reconnecting stops after this long without a working link.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
 /// How often the loop looks at the link: a ping when one is due, the status line, the
 /// dead-link deadline. One timer for the whole connection, never one per frame.
 const TICK: Duration = Duration::from_millis(250);
 /// How long a detach waits for the runtime to confirm it by closing the connection.
 const DETACH_WAIT: Duration = Duration::from_secs(2);
-/// A link that worked this long was good: the first attempt after losing it is immediate.
-const GOOD_LINK: Duration = Duration::from_secs(1);
-/// Waits between attempts after that, doubling up to the maximum.
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Where to attach.
 pub(super) struct Target {
@@ -122,110 +116,6 @@ impl Attach {
         })
     }
 
-    /// Connects and reconnects until the attach ends.
-    async fn run(
-        &mut self,
-        runtime: &RuntimeUrl,
-        target: &Target,
-        live: &impl Attachable,
-    ) -> Outcome {
-        let mut lost_since: Option<Instant> = None;
-        let mut backoff = Duration::ZERO;
-        loop {
-            let why = match self.connect(runtime, target).await {
-                Ok(socket) => {
-                    lost_since = None;
-                    let up = Instant::now();
-                    let ended = self.serve(socket).await;
-                    if up.elapsed() >= GOOD_LINK {
-                        backoff = Duration::ZERO;
-                    }
-                    match ended {
-                        Ended::Done(outcome) => return outcome,
-                        Ended::Lost(why) => why,
-                        Ended::Repaint(skipped) => {
-                            self.next_offset = None;
-                            tty::note(&status::skipped_notice(skipped, &target.label));
-                            continue;
-                        }
-                    }
-                }
-                Err(e) => e.to_string(),
-            };
-            let since = *lost_since.get_or_insert_with(Instant::now);
-            if let Err(gone) = live.check().await {
-                return Outcome::Gone(self.last_error.take().unwrap_or(gone));
-            }
-            if since.elapsed() > GIVE_UP_AFTER {
-                return Outcome::Gone(format!(
-                    "no connection for {} minutes ({why})",
-                    GIVE_UP_AFTER.as_secs() / 60
-                ));
-            }
-            if let Some(outcome) = self.wait(backoff).await {
-                return outcome;
-            }
-            backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
-        }
-    }
-
-    fn show_reconnecting(&mut self) {
-        self.status.update(self.last_contact.elapsed(), true);
-    }
-
-    async fn connect(
-        &mut self,
-        runtime: &RuntimeUrl,
-        target: &Target,
-    ) -> Result<ClientSocket, net::DialError> {
-        let params = ConnectParams {
-            since: self.next_offset,
-            size: (!self.watch).then(tty::size),
-            watch: self.watch,
-            client: (!self.watch).then(|| self.client_id.clone()),
-        };
-        let auth = format!("Bearer {}", target.token);
-        let mut headers: Vec<(&str, &str)> = vec![("authorization", &auth)];
-        headers.extend(target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let connecting = net::dial_runtime(runtime, &params, &headers);
-        tokio::pin!(connecting);
-        let deadline = tokio::time::sleep(DEAD_LINK);
-        tokio::pin!(deadline);
-        let mut tick = tokio::time::interval(TICK);
-        loop {
-            tokio::select! {
-                dialed = &mut connecting => return dialed,
-                () = &mut deadline => {
-                    let after = format!("no answer within {} s", DEAD_LINK.as_secs());
-                    let timed_out = std::io::Error::new(std::io::ErrorKind::TimedOut, after);
-                    return Err(net::DialError::Connect(timed_out));
-                }
-                _ = tick.tick() => self.show_reconnecting(),
-            }
-        }
-    }
-
-    /// Waits out a backoff while still honouring escapes and keeping what is typed.
-    async fn wait(&mut self, backoff: Duration) -> Option<Outcome> {
-        let sleep = tokio::time::sleep(backoff);
-        tokio::pin!(sleep);
-        let mut tick = tokio::time::interval(TICK);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return None,
-                _ = tick.tick() => self.show_reconnecting(),
-                input = self.stdin.recv(), if self.stdin_open => match self.typed(input) {
-                    // Bytes typed before `~.` stay unsent: there is no link to send them on.
-                    Typed::Detach(_) => return Some(Outcome::Detached),
-                    Typed::Send(bytes) => self.unacked.push(&bytes),
-                    Typed::Nothing => {}
-                },
-                _ = self.term.recv() => return Some(Outcome::Terminated),
-                _ = self.hup.recv() => return Some(Outcome::Terminated),
-            }
-        }
-    }
-
     /// Serves one connection until it ends.
     async fn serve(&mut self, socket: ClientSocket) -> Ended {
         let (read, mut write) = socket.split(tokio::io::split);
@@ -257,7 +147,7 @@ impl Attach {
                     Typed::Nothing => Step::Continue,
                 },
                 _ = self.winch.recv(), if !self.watch => Step::Send(vec![control(&resize())]),
-                _ = tick.tick() => self.tick(&mut conn),
+                _ = tick.tick() => self.tick(&mut conn, !events.is_empty()),
                 _ = self.term.recv() => Step::Done(Outcome::Terminated),
                 _ = self.hup.recv() => Step::Done(Outcome::Terminated),
             };
@@ -286,8 +176,13 @@ impl Attach {
 
     /// Keepalive: a ping each [`PING_INTERVAL`] (the runtime answers, so a healthy link is
     /// never silent for long), the status line once the runtime has been silent for a while
-    /// (missing pongs, not missing output), and a dead link after [`DEAD_LINK`].
-    fn tick(&mut self, conn: &mut Connection) -> Step {
+    /// (missing pongs, not missing output), and a dead link after [`DEAD_LINK`]. Frames
+    /// waiting in `events` (we were slow, writing to the terminal) count as contact.
+    fn tick(&mut self, conn: &mut Connection, pending: bool) -> Step {
+        if pending {
+            conn.last_frame = Instant::now();
+            self.last_contact = conn.last_frame;
+        }
         let silent = conn.last_frame.elapsed();
         if silent > DEAD_LINK {
             return Step::Lost(format!("no contact for {} s", silent.as_secs()));
