@@ -23,7 +23,7 @@ pub struct ClientConfig {
     pub exe: PathBuf,
     pub log: Logging,
     /// After an outage, output up to this many bytes is replayed; a larger gap is skipped for
-    /// a repaint of the screen (`CATTY_REPLAY_MAX_BYTES`, default [`REPLAY_MAX_BYTES`]).
+    /// a repaint of the screen (`CATTY_REPLAY_MAX_BYTES`, default `REPLAY_MAX_BYTES`).
     pub replay_max_bytes: u64,
 }
 

@@ -90,7 +90,18 @@
 //!   Every byte the process writes is numbered from 0. After `ready{offset: N}`, binary frames carry consecutive bytes from `N` on, with no
 //!   gap and no repeat, except for one redraw frame (below).
 //! - **Binary, client → server**: input bytes for the PTY.
-//! - **Text**: JSON control messages, [`ClientMsg`] and [`ServerMsg`].
+//! - **Text**: JSON control messages, [`ClientMsg`] and [`ServerMsg`]:
+//!
+//! | direction | message | meaning |
+//! | --- | --- | --- |
+//! | client → server | `{"type":"resize","cols":C,"rows":R}` | this client's terminal size |
+//! | client → server | `{"type":"signal","name":"SIGINT"}` | a signal for the foreground job ([`Signal`]) |
+//! | client → server | `{"type":"detach"}` | leaving on purpose: hold nothing for me; the server ends the connection |
+//! | either way | `{"type":"ping"}` / `{"type":"pong"}` | keepalive (below) |
+//! | server → client | `{"type":"ready","offset":N,"protocol":1,…}` | first on every connection; optional `truncated`, `redraw`, `input`, `end` (below) |
+//! | server → client | `{"type":"ack","input":M}` | this client id's input applied so far |
+//! | server → client | `{"type":"exit","code":0,"signal":null}` | after the last output byte |
+//! | server → client | `{"type":"error","message":"…"}` | a message not understood, or why the connection ends |
 //!
 //! Order on a new connection: the server sends `ready` first. If the client gave no `since`,
 //! `ready` has `"redraw":true` and the next binary frame is a rendering of the current screen,
@@ -98,8 +109,11 @@
 //! `since` is older than the oldest byte kept (at least the most recent
 //! [`OUTPUT_BUFFER_BYTES`], 8 MiB, are), `ready`
 //! has `"truncated":true` and `offset` is the oldest byte kept. A `since` beyond the end of the
-//! stream is clamped to the end. When the process has exited and the client has received every
-//! byte, the server sends `exit`.
+//! stream is clamped to the end. `ready.end` is where the stream ended when the connection
+//! started, so a resuming client knows the size of its gap before any byte arrives (it may
+//! close and come back without `since`, for a redraw, when the gap is too large to replay).
+//! When the process has exited and the client has received every byte, the server sends
+//! `exit`.
 //!
 //! ## Input exactly once
 //!
@@ -118,14 +132,29 @@
 //! the slowest interactive client is more than [`FLOW_WINDOW_BYTES`] behind, so the program
 //! slows down and nothing is dropped. Watch clients never hold the program back; a watch
 //! client that falls out of the buffer gets an `error` and is disconnected (it reconnects
-//! with `since` and sees `truncated`). With no client attached the program runs freely.
-//! Control messages never wait behind output.
+//! with `since` and sees `truncated`). Control messages never wait behind output.
+//!
+//! An interactive client whose connection ends without `detach` (a reset, a dead link, a
+//! killed client) keeps its place for [`HOLD`] (15 s) after the runtime notices: its last
+//! cursor still counts for flow control, so a fast program pauses for it to come back. The
+//! same `client=ID` attaching again takes the place over; `detach` (read before the
+//! connection ends: the server closes it in answer, and the client waits for that close)
+//! or the hold running out releases it. With no client attached or held for, the program
+//! runs freely.
 //!
 //! ## Size, keepalive, versions
 //!
 //! The PTY size is the size of the interactive client that most recently attached, resized or
-//! typed. Each side sends `ping` every [`PING_INTERVAL`] (25 s) when idle; each treats
-//! [`DEAD_LINK`] (60 s) without any frame as a dead link (the client reconnects with `since`). `ready.protocol` is [`PROTOCOL_VERSION`];
+//! typed.
+//!
+//! Keepalive: the client sends `ping` every [`PING_INTERVAL`] (1 s), the runtime pings when it
+//! has sent nothing for as long, and each answers the other's `ping` with `pong`. An idle
+//! session costs one small frame a second each way. So a healthy link is never silent for
+//! much more than a second, whatever the program does: the client shows its status line
+//! after 2 s without any frame, and each side treats [`DEAD_LINK`] (8 s) without any frame
+//! as a dead link (the client reconnects with `since`, the runtime drops the connection and
+//! holds the client's place), so a silent drop is noticed within 10 s. Older peers interoperate:
+//! each answers the other's pings. `ready.protocol` is [`PROTOCOL_VERSION`];
 //! fields are only ever added. **Unknown types:** the server answers an `error` naming the
 //! type and carries on; the client ignores them.
 
