@@ -5,6 +5,8 @@
 //! methods, which notify waiters themselves; the I/O tasks are `process.rs` and `stream.rs`.
 
 mod phase;
+#[cfg(test)]
+mod tests;
 mod upload_slot;
 
 use std::collections::HashMap;

@@ -158,17 +158,13 @@ where
         *locks::lock(heard) = Instant::now();
         let reply = match frame.opcode {
             OpCode::Binary => session.input(conn, &frame.payload).await,
-            OpCode::Text => {
-                let parsed =
-                    ClientMsg::parse(std::str::from_utf8(&frame.payload).unwrap_or_default());
-                if let Ok(ClientMsg::Detach) = parsed {
-                    // On purpose: nothing held for this client. Ending the connection here
-                    // tells the client its `detach` was read before its socket closes.
-                    session.leaving(conn);
-                    return Ok(());
-                }
-                control_message(session, conn, parsed, &control).await
+            OpCode::Text if is_detach(&frame.payload) => {
+                // On purpose: nothing is held for this client. Ending the connection here
+                // tells the client its `detach` was read before its socket closes.
+                session.leaving(conn);
+                return Ok(());
             }
+            OpCode::Text => control_message(session, conn, &frame.payload, &control).await,
             OpCode::Close => return Ok(()),
             _ => None,
         };
@@ -183,10 +179,10 @@ where
 async fn control_message(
     session: &Session,
     conn: ConnId,
-    parsed: Result<ClientMsg, ParseError>,
+    payload: &[u8],
     control: &Control,
 ) -> Option<ServerMsg> {
-    match parsed {
+    match ClientMsg::parse(std::str::from_utf8(payload).unwrap_or_default()) {
         Ok(ClientMsg::Resize { cols, rows }) if cols > 0 && rows > 0 => {
             session.resize(conn, (cols, rows));
             None
@@ -203,6 +199,12 @@ async fn control_message(
         Err(e @ ParseError::UnknownType(_)) => error(&e.to_string()),
         Err(e @ ParseError::Malformed(_)) => error(&e.to_string()),
     }
+}
+
+/// Whether a text frame is `detach` (a text frame is rare: a resize, a ping a second).
+fn is_detach(payload: &[u8]) -> bool {
+    let text = std::str::from_utf8(payload).unwrap_or_default();
+    matches!(ClientMsg::parse(text), Ok(ClientMsg::Detach))
 }
 
 async fn signal(session: &Session, conn: ConnId, signal: Signal) -> Option<ServerMsg> {
