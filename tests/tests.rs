@@ -19,6 +19,7 @@ mod client_sync;
 mod client_upload;
 mod exec_agents;
 mod exec_hold;
+mod exec_hostile;
 mod exec_http;
 mod exec_stream;
 mod exec_sync;

@@ -327,6 +327,6 @@ async fn await_close(events: &mut mpsc::Receiver<Event>) {
 }
 
 fn resize() -> ClientMsg {
-    let (cols, rows) = tty::size();
+    let (cols, rows) = tty::session_size();
     ClientMsg::Resize { cols, rows }
 }

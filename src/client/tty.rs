@@ -44,6 +44,11 @@ pub(super) fn size() -> (u16, u16) {
     }
 }
 
+/// The size to give the session: the terminal's, within what a session takes.
+pub(super) fn session_size() -> (u16, u16) {
+    crate::protocol::control::clamp_size(size())
+}
+
 /// Bytes read at once from stdin.
 const READ_BYTES: usize = 4096;
 

@@ -12,6 +12,7 @@ use super::pty;
 use super::session::{Attached, ConnId, Next, Session};
 use crate::locks;
 use crate::net::forward_obligated;
+use crate::protocol::control::check_size;
 use crate::protocol::{
     ClientMsg, ConnectParams, DEAD_LINK, FRAME_MAX_BYTES, PING_INTERVAL, ParseError, ServerMsg,
     Signal,
@@ -183,11 +184,13 @@ async fn control_message(
     control: &Control,
 ) -> Option<ServerMsg> {
     match ClientMsg::parse(std::str::from_utf8(payload).unwrap_or_default()) {
-        Ok(ClientMsg::Resize { cols, rows }) if cols > 0 && rows > 0 => {
-            session.resize(conn, (cols, rows));
+        Ok(ClientMsg::Resize { cols, rows }) => {
+            match check_size(cols.into(), rows.into()) {
+                Ok(size) => session.resize(conn, size),
+                Err(e) => return error(&e),
+            }
             None
         }
-        Ok(ClientMsg::Resize { .. }) => error("resize needs cols and rows above 0"),
         Ok(ClientMsg::Signal { name }) => signal(session, conn, name).await,
         Ok(ClientMsg::Ping) => {
             if let Some(ack) = session.input_ack(conn) {

@@ -103,7 +103,7 @@ async fn read_directory(
     zip: &Path,
     limits: &Limits,
 ) -> Result<(archive::Archive, Vec<CentralEntry>), UnpackError> {
-    let mut archive = archive::open(zip).await?;
+    let mut archive = archive::open(zip, limits).await?;
     let mut records: Vec<CentralEntry> = archive.cdrs().iter().map(record).collect();
     // Validation stops at the first entry past the limit; the rest need not be read.
     records.truncate(

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{MAX_COLS, MAX_ROWS};
+
 /// A text frame from the client to the runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -189,6 +191,25 @@ pub struct ConnectParams {
     pub client: Option<String>,
 }
 
+/// A terminal size a session takes: 1 to [`MAX_COLS`] columns by 1 to [`MAX_ROWS`] rows, in
+/// the query and in `resize` alike.
+pub fn check_size(cols: u64, rows: u64) -> Result<(u16, u16), String> {
+    let within = |n: u64, max: u16| (1..=u64::from(max)).contains(&n);
+    if within(cols, MAX_COLS) && within(rows, MAX_ROWS) {
+        Ok((cols as u16, rows as u16))
+    } else {
+        Err(format!(
+            "the terminal must be 1 to {MAX_COLS} columns by 1 to {MAX_ROWS} rows, got {cols}x{rows}"
+        ))
+    }
+}
+
+/// The size to ask for with a terminal of `cols` x `rows`: the same, or the largest a session
+/// takes (a larger terminal shows the session in its top left corner).
+pub fn clamp_size((cols, rows): (u16, u16)) -> (u16, u16) {
+    (cols.clamp(1, MAX_COLS), rows.clamp(1, MAX_ROWS))
+}
+
 impl ConnectParams {
     /// Parses a query string (without `?`). Unknown keys are ignored, for newer clients.
     pub fn parse(query: &str) -> Result<Self, String> {
@@ -201,16 +222,10 @@ impl ConnectParams {
                     .parse()
                     .map_err(|_| format!("{what} must be a number, got {value:?}"))
             };
-            let dimension = |what: &str| -> Result<u16, String> {
-                match number(what)? {
-                    n @ 1..=10_000 => Ok(n as u16),
-                    n => Err(format!("{what} must be between 1 and 10000, got {n}")),
-                }
-            };
             match key {
                 "since" => params.since = Some(number("since")?),
-                "cols" => cols = Some(dimension("cols")?),
-                "rows" => rows = Some(dimension("rows")?),
+                "cols" => cols = Some(number("cols")?),
+                "rows" => rows = Some(number("rows")?),
                 "mode" if value == "watch" => params.watch = true,
                 "mode" if value == "interactive" => params.watch = false,
                 "mode" => return Err(format!("mode must be watch or interactive, got {value:?}")),
@@ -220,7 +235,7 @@ impl ConnectParams {
             }
         }
         params.size = match (cols, rows) {
-            (Some(c), Some(r)) => Some((c, r)),
+            (Some(c), Some(r)) => Some(check_size(c, r)?),
             (None, None) => None,
             _ => return Err("cols and rows go together".to_string()),
         };

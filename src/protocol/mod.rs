@@ -145,7 +145,8 @@
 //! ## Size, keepalive, versions
 //!
 //! The PTY size is the size of the interactive client that most recently attached, resized or
-//! typed.
+//! typed, at most [`MAX_COLS`] x [`MAX_ROWS`] (a larger size in the query is a 400, in a
+//! `resize` an `error`; the client asks for its terminal's size within those).
 //!
 //! Keepalive: the client sends `ping` every [`PING_INTERVAL`] (1 s), the runtime pings when it
 //! has sent nothing for as long, and each answers the other's `ping` with `pong`. An idle
@@ -153,8 +154,8 @@
 //! much more than a second, whatever the program does: the client shows its status line
 //! after 2 s without any frame, and each side treats [`DEAD_LINK`] (8 s) without any frame
 //! as a dead link (the client reconnects with `since`, the runtime drops the connection and
-//! holds the client's place), so a silent drop is noticed within 10 s. Older peers interoperate:
-//! each answers the other's pings. `ready.protocol` is [`PROTOCOL_VERSION`];
+//! holds the client's place), so a silent drop is noticed within 10 s. Older peers
+//! interoperate: each answers the other's pings. `ready.protocol` is [`PROTOCOL_VERSION`];
 //! fields are only ever added. **Unknown types:** the server answers an `error` naming the
 //! type and carries on; the client ignores them.
 
@@ -200,6 +201,12 @@ pub const HOLD: Duration = Duration::from_secs(15);
 /// Largest binary frame the runtime sends: big enough for throughput, small enough that a
 /// control message never waits long behind one.
 pub const FRAME_MAX_BYTES: usize = 64 * 1024;
+
+/// The largest terminal a session takes. Its screen emulator costs about 32 bytes a cell and
+/// a redraw about one byte a cell, so a session's screen stays under 16 MiB and a redraw
+/// under a few MiB whatever a client asks; a client whose terminal is larger asks for this.
+pub const MAX_COLS: u16 = 1000;
+pub const MAX_ROWS: u16 = 500;
 
 /// Output bytes a session keeps at least, for clients that resume with `since`.
 pub const OUTPUT_BUFFER_BYTES: usize = 8 * 1024 * 1024;

@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{DEADLINE, HttpReply};
+use crate::common::{DEADLINE, HttpReply, peak_rss_bytes};
 use catty::protocol::api::UploadDone;
 use hyper::StatusCode;
 use tokio::io::AsyncWriteExt;
@@ -94,6 +94,35 @@ async fn hostile_archives_are_400_naming_the_entry_and_leave_nothing() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An archive refused as a whole (more entries than allowed) is refused before its entries
+/// are read: a 400 saying why, nothing written, and the runtime's memory barely moved.
+#[tokio::test]
+async fn archives_over_the_limits_are_refused_before_reading_them() {
+    let refused: Vec<_> = zips()
+        .cases
+        .iter()
+        .filter(|c| c.message.is_some())
+        .collect();
+    assert!(!refused.is_empty());
+    for case in refused {
+        let s = Sandbox::start(&["sleep", "100"]);
+        let idle = peak_rss_bytes(s.rt.pid());
+        let err = s.upload(&case.file).await.error(StatusCode::BAD_REQUEST);
+        assert_eq!(err.code, "bad_archive", "{}", case.file);
+        let message = case.message.as_deref().unwrap();
+        assert!(
+            err.message.contains(message),
+            "{}: {}",
+            case.file,
+            err.message
+        );
+        let used = peak_rss_bytes(s.rt.pid()).saturating_sub(idle);
+        assert!(used < 64 * MIB, "{}: {used} bytes", case.file);
+        s.assert_untouched(&case.file);
+        s.upload_ok("good.zip").await;
+    }
 }
 
 /// A fresh runtime refuses `file` naming `bad`, writes nothing, and then takes a good upload.

@@ -24,6 +24,9 @@ pub struct Zips {
 pub struct Case {
     pub file: String,
     pub bad_entry: Option<String>,
+    /// For an archive refused as a whole: what the refusal says.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// One entry as stored in the archive; `mtime` is its DOS time read as UTC.

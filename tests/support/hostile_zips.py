@@ -97,10 +97,22 @@ HOSTILE = [
     ("fifo.zip", "fifo", lambda zf: add_special(zf, "fifo", stat.S_IFIFO)),
     ("duplicate.zip", "dup.txt", add_duplicate),
     ("file_as_parent.zip", "a/b", lambda zf: (add_file(zf, "a"), add_file(zf, "a/b"))),
-    # ok.txt is entry 0, so the count passes 200,000 at entry 200,000: many/199999.
-    ("too_many_entries.zip", f"many/{MANY_ENTRIES - 2}", add_many),
     ("bomb.zip", "bomb.bin", add_bomb),
 ]
+
+
+# (file, what the refusal says, writer): refused as a whole, before any entry is read.
+REFUSED = [
+    ("too_many_entries.zip", "more than the 200000 entries allowed", add_many),
+]
+
+
+def corrupt_deflate(path, name):
+    # Garbage over the start of NAME's deflate stream, past its local header and name.
+    data = bytearray(path.read_bytes())
+    at = data.index(name.encode(), data.index(b"PK\x03\x04", 1)) + len(name) + 10
+    data[at : at + 40] = b"\xff" * 40
+    path.write_bytes(bytes(data))
 
 
 def write_zip(path, fill, with_ok=True):
@@ -119,6 +131,14 @@ def main():
     for file, bad_entry, fill in HOSTILE:
         write_zip(out / file, fill)
         cases.append({"file": file, "bad_entry": bad_entry})
+    # A deflate stream that does not decode: the entry is named like any other bad one.
+    data = bytes(range(256)) * 400
+    write_zip(out / "corrupt_deflate.zip", lambda zf: add_file(zf, "data.bin", data))
+    corrupt_deflate(out / "corrupt_deflate.zip", "data.bin")
+    cases.append({"file": "corrupt_deflate.zip", "bad_entry": "data.bin"})
+    for file, message, fill in REFUSED:
+        write_zip(out / file, fill)
+        cases.append({"file": file, "bad_entry": None, "message": message})
     write_zip(out / "good.zip", add_good, with_ok=False)
     cases.append({"file": "good.zip", "bad_entry": None})
     (out / "cases.json").write_text(json.dumps(cases, indent=2) + "\n")

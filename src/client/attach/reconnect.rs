@@ -75,7 +75,7 @@ impl Attach {
     ) -> Result<ClientSocket, net::DialError> {
         let params = ConnectParams {
             since: self.next_offset,
-            size: (!self.watch).then(tty::size),
+            size: (!self.watch).then(tty::session_size),
             watch: self.watch,
             client: (!self.watch).then(|| self.client_id.clone()),
         };

@@ -10,10 +10,10 @@ use async_zip::error::ZipError;
 use tokio::io::AsyncReadExt;
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
-use super::UnpackError;
 use super::entry::{CentralEntry, Kind, kind_of};
-use super::error::{entry_error, io_at, is_data_error, read_error};
+use super::error::{entry_error, io_at, is_system_error, one_line, read_error};
 use super::positioned::Positioned;
+use super::{Limits, UnpackError};
 
 pub(super) type Archive = ZipArchiveReader<Compat<Positioned>>;
 
@@ -22,14 +22,16 @@ const MAX_LINK_TARGET_BYTES: u64 = 4095;
 /// The smallest central directory record: an archive declaring more entries than fit is lying.
 const MIN_CDR_BYTES: u64 = 46;
 
-pub(super) async fn open(zip: &Path) -> Result<Archive, UnpackError> {
+pub(super) async fn open(zip: &Path, limits: &Limits) -> Result<Archive, UnpackError> {
     let file = std::fs::File::open(zip).map_err(io_at(zip))?;
     let len = file.metadata().map_err(io_at(zip))?.len();
     // untrusted() caps would reject before our limits, with a message naming no entry. These
-    // bounds follow from the file's size, so they only refuse archives whose headers lie.
+    // bounds follow from the file's size, so they only refuse archives whose headers lie;
+    // and an archive declaring more entries than allowed is refused before any is read.
+    let max_entries = (len / MIN_CDR_BYTES + 1).min(limits.max_entries);
     let opts = ZipOptions {
-        max_cd_num_files: len / MIN_CDR_BYTES + 1,
-        max_cd_num_files_load: len / MIN_CDR_BYTES + 1,
+        max_cd_num_files: max_entries,
+        max_cd_num_files_load: max_entries,
         max_cd_size_in_bytes: len,
         max_compressed_size_per_file: len,
         max_uncompressed_size_per_file: u64::MAX,
@@ -38,8 +40,13 @@ pub(super) async fn open(zip: &Path) -> Result<Archive, UnpackError> {
     ZipArchiveReader::open_with_options(Positioned::new(file).compat(), opts)
         .await
         .map_err(|err| match err {
-            ZipError::UpstreamReadError(err) if !is_data_error(&err) => io_at(zip)(err),
-            err => UnpackError::Archive(err.to_string()),
+            ZipError::UpstreamReadError(err) if is_system_error(&err) => io_at(zip)(err),
+            ZipError::NumFilesAboveMax(_) if max_entries == limits.max_entries => {
+                UnpackError::TooManyEntries {
+                    max: limits.max_entries,
+                }
+            }
+            err => UnpackError::Archive(one_line(&err.to_string())),
         })
 }
 

@@ -14,6 +14,8 @@ pub enum UnpackError {
     BadEntry { name: String, reason: String },
     /// Not a readable zip archive.
     Archive(String),
+    /// More entries than the limits allow, as the central directory declares them.
+    TooManyEntries { max: u64 },
     /// The server's side failed: the workspace or the spooled file.
     Io(io::Error),
 }
@@ -38,6 +40,9 @@ impl fmt::Display for UnpackError {
         match self {
             UnpackError::BadEntry { name, reason } => write!(f, "entry {name:?}: {reason}"),
             UnpackError::Archive(msg) => write!(f, "not a readable zip archive: {msg}"),
+            UnpackError::TooManyEntries { max } => {
+                write!(f, "the archive holds more than the {max} entries allowed")
+            }
             UnpackError::Io(err) => write!(f, "{err}"),
         }
     }
@@ -55,16 +60,22 @@ pub(super) fn io_at(path: &Path) -> impl Fn(io::Error) -> UnpackError + '_ {
     }
 }
 
-/// Malformed archive data shows up as these kinds; anything else is a real I/O failure.
-pub(super) fn is_data_error(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
-    )
+/// Whether reading the spooled archive failed in the system (a disk error: ours), not in
+/// its contents (a truncated file, a deflate stream that does not decode: the upload's).
+pub(super) fn is_system_error(err: &io::Error) -> bool {
+    err.raw_os_error().is_some()
+}
+
+/// A parser's message as one plain line: its first line, without escape sequences (the zip
+/// parser appends a multi-line, coloured backtrace).
+pub(super) fn one_line(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    let plain: String = first.chars().filter(|c| !c.is_control()).collect();
+    plain.trim().trim_end_matches(':').to_string()
 }
 
 pub(super) fn read_error(name: &[u8], err: io::Error) -> UnpackError {
-    if is_data_error(&err) {
+    if !is_system_error(&err) {
         UnpackError::bad(name, format!("corrupt data: {err}"))
     } else {
         UnpackError::Io(err)
@@ -74,7 +85,10 @@ pub(super) fn read_error(name: &[u8], err: io::Error) -> UnpackError {
 pub(super) fn entry_error(name: &[u8], err: ZipError) -> UnpackError {
     match err {
         ZipError::UpstreamReadError(err) => read_error(name, err),
-        err => UnpackError::bad(name, format!("unreadable entry: {err}")),
+        err => UnpackError::bad(
+            name,
+            format!("unreadable entry: {}", one_line(&err.to_string())),
+        ),
     }
 }
 

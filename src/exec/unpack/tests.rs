@@ -267,15 +267,20 @@ async fn limits_reject_before_writing() {
         ("f4", FILE, b"4"),
     ])
     .await;
-    f.reject(
-        &Limits {
+    // The central directory says 5 entries: refused before any is read.
+    let err = f
+        .unpack(&Limits {
             max_entries: 3,
             max_total_bytes: 1 << 20,
-        },
-        "f3",
-        "more than 3 entries",
-    )
-    .await;
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the archive holds more than the 3 entries allowed"
+    );
+    assert!(err.is_bad_input());
+    f.assert_clean("too many entries");
 
     let f = Fixture::new();
     f.write(&[OK, ("big.bin", FILE, &[7; 200])]).await;
@@ -316,14 +321,36 @@ async fn corrupt_data_is_a_bad_entry_and_cleaned_up() {
     f.reject(&Limits::DEFAULT, "c.txt", "corrupt data").await;
 }
 
+/// Deflate data that does not decode is the upload's fault (400), named by its entry.
+#[tokio::test]
+async fn corrupt_deflate_is_a_bad_entry() {
+    let f = Fixture::new();
+    let data: Vec<u8> = (0..20_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let data: &'static [u8] = Box::leak(data.into_boxed_slice());
+    f.write(&[OK, ("d.bin", FILE, data)]).await;
+    let mut bytes = std::fs::read(&f.zip).unwrap();
+    // Past d.bin's local header (30 bytes and its name): garbage in its deflate stream.
+    let name_at = bytes.windows(5).position(|w| w == b"d.bin").unwrap();
+    bytes[name_at + 5 + 10..name_at + 5 + 50].fill(0xff);
+    std::fs::write(&f.zip, &bytes).unwrap();
+    f.reject(&Limits::DEFAULT, "d.bin", "corrupt data").await;
+}
+
 #[tokio::test]
 async fn a_file_that_is_not_a_zip_is_bad_input() {
-    for junk in [b"this is not a zip archive\n".as_slice(), b""] {
+    let mut prefixed = b"JUNKJUNKJUNK".to_vec();
+    let good = Fixture::new();
+    good.write(&[OK]).await;
+    prefixed.extend(std::fs::read(&good.zip).unwrap());
+    for junk in [b"this is not a zip archive\n".as_slice(), b"", &prefixed] {
         let f = Fixture::new();
         std::fs::write(&f.zip, junk).unwrap();
         let err = f.unpack(&Limits::DEFAULT).await.unwrap_err();
         assert!(matches!(err, UnpackError::Archive(_)), "{err:?}");
         assert!(err.is_bad_input());
+        // One plain line, whatever the parser had to say.
+        let text = err.to_string();
+        assert!(!text.contains('\n') && !text.contains('\x1b'), "{text:?}");
         f.assert_clean("not a zip");
     }
 }
