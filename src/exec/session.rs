@@ -340,9 +340,12 @@ impl Session {
         (count.applied - count.acked >= INPUT_ACK_BYTES).then(|| count.ack())
     }
 
-    /// The current input acknowledgement for a connection that has a client id.
+    /// The input acknowledgement for a connection that has a client id, when there is news
+    /// since the last one (a ping a second would otherwise carry an ack a second).
     pub(super) fn input_ack(&self, conn: ConnId) -> Option<ServerMsg> {
-        self.lock().input_count(conn).map(InputCount::ack)
+        let mut st = self.lock();
+        let count = st.input_count(conn)?;
+        (count.applied > count.acked).then(|| count.ack())
     }
 
     pub(super) fn resize(&self, conn: ConnId, size: (u16, u16)) {

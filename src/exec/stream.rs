@@ -2,7 +2,7 @@
 //! that sends control replies first and output from the connection's cursor otherwise.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,6 +20,11 @@ use crate::protocol::{
 
 /// Control frames waiting for the writer.
 const CONTROL_QUEUE_FRAMES: usize = 32;
+
+/// The runtime pings a connection it has sent nothing on for this long. A client pings every
+/// [`PING_INTERVAL`] and our pongs count as sent, so a current client's link carries one
+/// frame a second each way; pinging after one interval would race its pings and double that.
+const QUIET_BEFORE_PING: Duration = PING_INTERVAL.saturating_mul(2);
 
 type Control = mpsc::Sender<Frame<'static>>;
 
@@ -89,7 +94,7 @@ where
     let mut changed = session.subscribe();
     let mut chunk = Vec::with_capacity(FRAME_MAX_BYTES);
     let mut sent = Instant::now();
-    let keepalive = tokio::time::sleep(PING_INTERVAL);
+    let keepalive = tokio::time::sleep(QUIET_BEFORE_PING);
     tokio::pin!(keepalive);
     loop {
         // Control replies go before any output.
@@ -130,11 +135,11 @@ where
                 },
                 _ = changed.changed() => {}
                 () = &mut keepalive => {
-                    if sent.elapsed() >= PING_INTERVAL {
+                    if sent.elapsed() >= QUIET_BEFORE_PING {
                         ws.write_frame(text(&ServerMsg::Ping)).await?;
                         sent = Instant::now();
                     }
-                    keepalive.as_mut().reset((sent + PING_INTERVAL).into());
+                    keepalive.as_mut().reset((sent + QUIET_BEFORE_PING).into());
                 }
             },
         }

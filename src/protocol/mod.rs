@@ -120,7 +120,8 @@
 //! A client that passes `client=ID` numbers its own input bytes from 0 for the life of that
 //! id. The runtime counts the bytes of each id that it has applied (written to the PTY) and
 //! reports the count as `ready.input` on every connection, and as `{"type":"ack","input":M}`
-//! now and then while connected (after each 16 KiB of input, and in reply to every `ping`).
+//! now and then while connected (after each 16 KiB of input, and in reply to a `ping` when
+//! input was applied since the last acknowledgement).
 //! The client keeps what it sent and drops it once acknowledged; after a reconnect it
 //! resends only the bytes from `ready.input` on. When a connection with an id arrives, any
 //! older connection with the same id is cut first and its late input discarded, so a byte is
