@@ -25,19 +25,25 @@ struct Linked {
 }
 
 fn attached(lines: u64, connect: &str) -> Linked {
-    let tokio = tokio::runtime::Runtime::new().unwrap();
     let count = lines.to_string();
-    let runtime = Runtime::start(&["python3", "-c", COUNTER, &count], &[]);
+    let l = attached_to(&["python3", "-c", COUNTER, &count], connect);
+    l.tmux.wait_for("counting past 20", |s| {
+        s.lines()
+            .any(|l| l.trim().parse::<u64>().is_ok_and(|n| n > 20))
+    });
+    l
+}
+
+/// `argv` in a runtime, and a terminal running `CONNECT LABEL` through a proxy to it.
+fn attached_to(argv: &[&str], connect: &str) -> Linked {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let runtime = Runtime::start(argv, &[]);
     let proxy = tokio.block_on(Proxy::start(runtime.addr));
     let state = tempfile::tempdir().unwrap();
     let lookup = tokio.block_on(Lookup::start(proxy.addr, state.path()));
     let dir = tempfile::tempdir().unwrap();
     let tmux = Tmux::start_with(dir.path(), 80, 24, state, lookup.addr);
     tmux.run(&format!("{connect} {LABEL}"));
-    tmux.wait_for("counting past 20", |s| {
-        s.lines()
-            .any(|l| l.trim().parse::<u64>().is_ok_and(|n| n > 20))
-    });
     Linked {
         _runtime: runtime,
         proxy,
@@ -94,4 +100,23 @@ fn gap_past_the_threshold_repaints_with_one_notice() {
     let notice = format!("of output while away; catty logs {LABEL} has all of it");
     assert_eq!(history.matches(&notice).count(), 1, "{history}");
     assert!(history.contains("catty: skipped "), "{history}");
+}
+
+#[test]
+fn a_quiet_program_on_a_healthy_link_shows_no_status() {
+    let l = attached_to(
+        &["sh", "-c", "echo quiet-$((40+2)); exec sleep 60"],
+        "catty connect",
+    );
+    l.tmux.wait_for_text("quiet-42");
+    // Longer than the status delay and the dead link together: pongs keep the link alive.
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let screen = l.tmux.screen();
+        assert!(
+            !screen.contains("catty:"),
+            "a status on a quiet link:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
