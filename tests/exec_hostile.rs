@@ -1,8 +1,15 @@
 //! Hostile clients against the real runtime: each case ends in a clear refusal, the runtime
 //! alive, its memory within a stated ceiling, and other clients unaffected.
 
-use crate::common::{Client, Runtime, peak_rss_bytes, sized};
-use catty::protocol::{ClientMsg, ConnectParams, MAX_COLS, MAX_ROWS};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{Client, Runtime, TOKEN, peak_rss_bytes, sized};
+use catty::protocol::{
+    BODY_STALL_TIMEOUT, ClientMsg, ConnectParams, HEADER_READ_TIMEOUT, MAX_COLS, MAX_ROWS,
+};
 
 /// What one client's behaviour may add to the runtime's resident memory.
 const CEILING_BYTES: u64 = 64 * 1024 * 1024;
@@ -65,4 +72,135 @@ async fn a_huge_terminal_is_refused_and_the_largest_costs_little() {
     // Still serving: the first client's echo.
     let mut check = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
     check.read_until("the redraw", |c| c.redraw.is_some()).await;
+}
+
+/// Connections that send nothing, or half a request head, or sit idle after a request, are
+/// closed after the header timeout; the runtime answers others meanwhile.
+#[tokio::test]
+async fn idle_and_half_sent_requests_are_closed() {
+    let rt = Runtime::start(&["sleep", "600"], &[]);
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(rt.addr).await.unwrap();
+    let mut half = TcpStream::connect(rt.addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut kept = TcpStream::connect(rt.addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        http_get(rt.addr, "/healthz").await,
+        "ok",
+        "others are answered"
+    );
+    let limit = HEADER_READ_TIMEOUT + Duration::from_secs(3);
+    for (what, conn) in [
+        ("silent", &mut silent),
+        ("half", &mut half),
+        ("kept", &mut kept),
+    ] {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(limit, conn.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "{what}: still open after {limit:?}");
+    }
+    assert!(started.elapsed() >= HEADER_READ_TIMEOUT - Duration::from_secs(1));
+}
+
+/// An upload that stops moving (2 bytes of 100,000 sent, the socket kept open) is abandoned
+/// with a 408 after the stall timeout, and the slot is free: the next upload works.
+#[tokio::test]
+async fn a_stalled_upload_is_abandoned_and_the_slot_freed() {
+    let rt = Runtime::start(&["sh", "-c", "echo started; exec sleep 600"], &[]);
+    let mut conn = TcpStream::connect(rt.addr).await.unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-type: application/zip\r\ncontent-length: 100000\r\n\r\nPK",
+        rt.addr
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let limit = BODY_STALL_TIMEOUT + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    let answered = tokio::time::timeout(limit, async {
+        while !String::from_utf8_lossy(&reply).contains("\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            reply.extend_from_slice(&buf[..n]);
+        }
+    });
+    answered.await.expect("an answer within the stall timeout");
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    // The program still starts: an attach gets the session.
+    let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    c.read_until_contains("started").await;
+}
+
+/// `GET path` on a fresh connection; the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).await.unwrap();
+    reply
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// 2,000 idle connections that never show the token, against a runtime limited to 1024
+/// descriptors: the attached owner keeps working, and `/healthz` and a new attach answer.
+#[tokio::test]
+async fn idle_connections_cannot_lock_the_owner_out() {
+    let rt = Runtime::start(&["cat"], &[]);
+    limit_descriptors(rt.pid(), "1024:1024");
+    // This test's own 2,000 sockets: the soft limit only.
+    limit_descriptors(std::process::id() as i32, "8192:");
+    let mut owner = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    owner.send(b"before\r").await;
+    owner.read_until_contains("before").await;
+
+    let mut idle = Vec::new();
+    let started = Instant::now();
+    for _ in 0..2000 {
+        idle.push(TcpStream::connect(rt.addr).await.unwrap());
+    }
+    let opened = started.elapsed();
+    let started = Instant::now();
+    assert_eq!(http_get(rt.addr, "/healthz").await, "ok");
+    let healthz = started.elapsed();
+    let started = Instant::now();
+    let mut newcomer = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    let attach = started.elapsed();
+    report(&format!(
+        "2,000 idle connections opened in {opened:?}; then /healthz {healthz:?}, attach {attach:?}"
+    ));
+    owner.send(b"after\r").await;
+    owner.read_until_contains("after").await;
+    newcomer.read_until_contains("after").await;
+    assert!(healthz < Duration::from_secs(1) && attach < Duration::from_secs(1));
+    drop(idle);
+}
+
+/// Sets the descriptor limits of process `pid` (`soft:hard`, either may be left out) with
+/// util-linux's prlimit.
+fn limit_descriptors(pid: i32, limits: &str) {
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={limits}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A line shown even when the test passes.
+fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

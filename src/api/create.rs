@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use hyper::StatusCode;
+
 use tracing::Instrument;
 
 use super::daemon::Daemon;
@@ -34,8 +36,13 @@ impl<P: Provider> Daemon<P> {
         let id = format!("s-{}", random::hex(8));
         let _creating = self.mark_creating(&id);
         let now = unix_now();
+        let max = self.max_sessions;
         let record = self
             .modify(|records| {
+                // Counted with the record written, so concurrent creates cannot pass the cap.
+                if records.iter().filter(|r| r.state.is_live()).count() >= max {
+                    return None;
+                }
                 let label = labels::generate(|l| records.iter().any(|r| r.label == l));
                 records.push(Record {
                     id: id.clone(),
@@ -53,10 +60,21 @@ impl<P: Provider> Daemon<P> {
                     ended_at: None,
                     reason: None,
                 });
-                records.last().cloned().expect("just pushed")
+                records.last().cloned()
             })
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "session_limit",
+                    format!(
+                        "{max} sessions are running, this daemon's limit: stop one with \
+                         `catty stop <label>`, or restart the daemon with a larger \
+                         CATTY_MAX_SESSIONS"
+                    ),
+                )
+            })?;
         self.new_deadline.notify_one();
         let spec = MachineSpec {
             session_id: id.clone(),
@@ -257,7 +275,7 @@ mod tests {
     #[track_caller]
     fn refused(result: Result<u64, ApiError>, message: &str) {
         let err = result.unwrap_err();
-        assert_eq!(err.status, hyper::StatusCode::BAD_REQUEST);
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
         assert_eq!(err.message, message);
     }
 

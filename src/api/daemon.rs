@@ -26,11 +26,14 @@ pub(super) struct Daemon<P> {
     /// Wakes the sweep loop: a new session brings a deadline that may come before its next
     /// sweep.
     pub new_deadline: Notify,
+    /// Live sessions (starting or running) at most; a create past it is refused.
+    pub max_sessions: usize,
 }
 
 impl<P: Provider> Daemon<P> {
-    pub(super) fn new(provider: P, store: Store, token: String) -> Daemon<P> {
+    pub(super) fn new(provider: P, store: Store, token: String, max_sessions: usize) -> Daemon<P> {
         Daemon {
+            max_sessions,
             provider,
             store: tokio::sync::Mutex::new(store),
             creating: Mutex::new(HashSet::new()),

@@ -15,6 +15,9 @@ use super::store::Store;
 use crate::clock::unix_now;
 use crate::protocol::api::{CreateSession, SessionState};
 
+/// A small cap, so a test can reach it.
+const MAX_SESSIONS: usize = 3;
+
 #[derive(Default)]
 struct Fake {
     fail_create: bool,
@@ -93,7 +96,7 @@ impl Provider for Fake {
 fn start(fake: Fake) -> (Daemon<Fake>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    (Daemon::new(fake, store, "t".repeat(64)), dir)
+    (Daemon::new(fake, store, "t".repeat(64), MAX_SESSIONS), dir)
 }
 
 fn shell(ttl_sec: Option<u64>) -> CreateSession {
@@ -214,4 +217,24 @@ async fn stop_all_marks_every_live_session_and_counts_machines() {
         SessionState::Stopped
     );
     assert_eq!(daemon.stop_all().await.unwrap().stopped, 0);
+}
+
+/// Past the cap a create is refused with 429 and nothing is made; ending one makes room.
+#[tokio::test]
+async fn live_sessions_are_capped() {
+    let (daemon, _dir) = start(Fake::default());
+    let mut labels = Vec::new();
+    for _ in 0..MAX_SESSIONS {
+        labels.push(daemon.create(shell(None)).await.unwrap().label);
+    }
+    let err = daemon.create(shell(None)).await.unwrap_err();
+    assert_eq!(err.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        err.message.contains("CATTY_MAX_SESSIONS"),
+        "{}",
+        err.message
+    );
+    assert_eq!(daemon.records().await.len(), MAX_SESSIONS);
+    daemon.stop(&labels[0]).await.unwrap();
+    daemon.create(shell(None)).await.unwrap();
 }

@@ -43,10 +43,11 @@ pub async fn run(
     let token = load_or_create_token(&config.state_dir)?;
     let store = Store::open(&config.state_dir)?;
     tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), "catty api starting");
+    let max = config.max_sessions;
     match (config.provider, config.fly) {
         (ProviderKind::Fly, Some(fly)) => {
             let fly = Fly::new(fly)?;
-            serve(Daemon::new(fly, store, token), listener, shutdown).await
+            serve(Daemon::new(fly, store, token, max), listener, shutdown).await
         }
         (ProviderKind::Fly, None) => bail!("the fly provider has no configuration"),
         (ProviderKind::Local, _) => {
@@ -57,7 +58,7 @@ pub async fn run(
                 session_env: config.session_env.clone(),
             })
             .await?;
-            serve(Daemon::new(local, store, token), listener, shutdown).await
+            serve(Daemon::new(local, store, token, max), listener, shutdown).await
         }
     }
 }
@@ -71,8 +72,8 @@ async fn serve<P: Provider>(
     // Reconcile before the first request, so every answer reflects what really runs.
     daemon.sweep().await;
     let (stop, stopped) = watch::channel(false);
-    let server = crate::net::serve(listener, until(stopped.clone()), |stream| {
-        routes::connection(daemon.clone(), stream)
+    let server = crate::net::serve(listener, until(stopped.clone()), |stream, proven| {
+        routes::connection(daemon.clone(), stream, proven)
     });
     let signal = async {
         shutdown.await;

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use super::daemon::Daemon;
 use super::error::ApiError;
 use super::provider::Provider;
+use crate::net::Proven;
 use crate::net::http::{self, Body};
 use crate::protocol::HEALTHZ_PATH;
 
@@ -27,14 +28,20 @@ use crate::protocol::HEALTHZ_PATH;
 /// turns away anything that is not a session request.
 const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
-/// One TCP connection of HTTP/1 requests.
-pub(super) async fn connection<P: Provider>(daemon: Arc<Daemon<P>>, stream: TcpStream) {
+/// One TCP connection of HTTP/1 requests; `proven` once one of them shows the token.
+pub(super) async fn connection<P: Provider>(
+    daemon: Arc<Daemon<P>>,
+    stream: TcpStream,
+    proven: Proven,
+) {
     let service = service_fn(move |req| {
         let daemon = daemon.clone();
+        if http::bearer_matches(&req, &daemon.token) {
+            proven.set();
+        }
         async move { Ok::<_, Infallible>(route(&daemon, req).await) }
     });
-    let http =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let http = http::server().serve_connection(TokioIo::new(stream), service);
     if let Err(e) = http.await {
         tracing::debug!("http connection ended: {e}");
     }

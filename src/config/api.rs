@@ -29,6 +29,8 @@ pub struct ApiConfig {
     pub exe: PathBuf,
     /// The variables of ours a local session's environment starts from ([`SESSION_VARS`]).
     pub session_env: Vec<(String, String)>,
+    /// Live sessions at most (`CATTY_MAX_SESSIONS`, default [`DEFAULT_MAX_SESSIONS`]).
+    pub max_sessions: usize,
     /// Set when the provider is Fly.io.
     pub fly: Option<FlyConfig>,
     pub log: Logging,
@@ -57,12 +59,29 @@ impl ApiConfig {
                 .iter()
                 .filter_map(|&k| Some((k.to_string(), env.get(k)?)))
                 .collect(),
+            max_sessions: max_sessions(env)?,
             fly: match provider {
                 ProviderKind::Fly => Some(FlyConfig::new(env)?),
                 ProviderKind::Local => None,
             },
             log: Logging::new(env),
         })
+    }
+}
+
+/// Live sessions a daemon runs at most unless `CATTY_MAX_SESSIONS` says otherwise: each is an
+/// agent of a few hundred MiB on this computer, or a machine that costs money on Fly.io.
+const DEFAULT_MAX_SESSIONS: usize = 32;
+
+fn max_sessions(env: &Env) -> Result<usize, UsageError> {
+    match env.non_empty("CATTY_MAX_SESSIONS") {
+        None => Ok(DEFAULT_MAX_SESSIONS),
+        Some(text) => match text.parse() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(UsageError(format!(
+                "CATTY_MAX_SESSIONS must be a whole number above 0, got {text:?}"
+            ))),
+        },
     }
 }
 

@@ -28,6 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ExecConfig;
+use crate::net::Proven;
 use server::App;
 use session::Session;
 
@@ -49,9 +50,11 @@ pub async fn run(
         sync: sync::SyncBack::new(config.workspace.clone()),
     });
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = crate::net::serve(listener, async { stopped.await.unwrap_or(()) }, |stream| {
-        connection(app.clone(), stream)
-    });
+    let server = crate::net::serve(
+        listener,
+        async { stopped.await.unwrap_or(()) },
+        |stream, proven| connection(app.clone(), stream, proven),
+    );
     let lifecycle = async {
         lifecycle(&session, &app.sync, &config, terminate).await;
         let _ = stop.send(());
@@ -123,15 +126,15 @@ fn ttl_message(config: &ExecConfig) -> String {
 }
 
 /// One TCP connection: HTTP requests, then the WebSocket session if `/connect` upgraded it.
-async fn connection(app: Arc<App>, stream: TcpStream) {
+/// `proven` is set once a request shows the token.
+async fn connection(app: Arc<App>, stream: TcpStream, proven: Proven) {
     let session = app.session.clone();
     let (upgrades, mut upgraded) = mpsc::channel(1);
     let service = service_fn(move |req| {
-        let (app, upgrades) = (app.clone(), upgrades.clone());
-        async move { Ok::<_, Infallible>(server::route(app, req, upgrades).await) }
+        let (app, upgrades, proven) = (app.clone(), upgrades.clone(), proven.clone());
+        async move { Ok::<_, Infallible>(server::route(app, req, upgrades, &proven).await) }
     });
-    let http =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let http = crate::net::http::server().serve_connection(TokioIo::new(stream), service);
     if let Err(e) = http.with_upgrades().await {
         tracing::debug!("http connection ended: {e}");
     }

@@ -14,6 +14,7 @@ use super::session::Session;
 use super::spool::spool;
 use super::sync::SyncBack;
 use super::{git, unpack};
+use crate::net::Proven;
 use crate::net::http::{self, Body, error};
 use crate::protocol::api::UploadDone;
 use crate::protocol::sync::{
@@ -44,8 +45,12 @@ pub(super) async fn route(
     app: Arc<App>,
     mut req: Request<Incoming>,
     upgrades: mpsc::Sender<Upgrade>,
+    proven: &Proven,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if app.token.is_some() && authorized(&app, &req) {
+        proven.set();
+    }
     match (req.method(), path.as_str()) {
         (&Method::GET, HEALTHZ_PATH) => http::text("ok"),
         (
@@ -128,6 +133,13 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
     let spool = match spool(req.into_body(), UPLOAD_LIMIT_BYTES, "upload", ".zip").await {
         Ok(Some(spool)) => spool,
         Ok(None) => return too_large(),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("the upload stopped: {e}; the session can start without it"),
+            );
+        }
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,

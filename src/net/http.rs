@@ -9,6 +9,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
+use crate::protocol::HEADER_READ_TIMEOUT;
 use crate::protocol::api::ErrorBody;
 
 /// The body of every answer: complete bytes ([`full`]), or a stream (the runtime's files and
@@ -17,6 +18,17 @@ use crate::protocol::api::ErrorBody;
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// A complete body.
+/// The HTTP/1 server of the daemon and the runtime: a request's head must arrive within
+/// [`HEADER_READ_TIMEOUT`], and a kept-alive connection idle that long is closed, so idle
+/// connections cannot hold descriptors for ever.
+pub fn server() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+}
+
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})

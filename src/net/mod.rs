@@ -12,7 +12,7 @@ mod url;
 mod ws;
 
 pub use dial::{ClientSocket, DialError, dial, dial_runtime, dial_with};
-pub use serve::{DRAIN_TIMEOUT, serve};
+pub use serve::{DRAIN_TIMEOUT, Proven, serve};
 pub use tls::{Stream, TlsRoots, connect, connect_with};
 pub use url::{BadUrl, RuntimeUrl};
 pub use ws::forward_obligated;

@@ -449,3 +449,73 @@ mod tests {
         }
     }
 }
+
+/// Property tests: whatever a peer sends, the parsers answer (never panic), and what they
+/// accept is within the contract. `PROPTEST_CASES` sets how many inputs (README).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_parsed_or_refused(text in "\\PC{0,300}") {
+            let _ = ClientMsg::parse(&text);
+            let _ = ServerMsg::parse(&text);
+            let _ = ConnectParams::parse(&text);
+        }
+
+        #[test]
+        fn client_messages_within_the_contract(
+            kind in prop::sample::select(vec!["resize", "signal", "ping", "pong", "ack", "other"]),
+            cols in any::<i64>(),
+            rows in any::<i64>(),
+            name in "(SIG)?[A-Z0-9]{0,6}",
+        ) {
+            let text = format!(
+                r#"{{"type":"{kind}","cols":{cols},"rows":{rows},"name":"{name}"}}"#
+            );
+            match ClientMsg::parse(&text) {
+                Ok(ClientMsg::Resize { cols: c, rows: r }) => {
+                    prop_assert_eq!((i64::from(c), i64::from(r)), (cols, rows));
+                }
+                Ok(ClientMsg::Signal { name: signal }) => {
+                    prop_assert_eq!(Signal::from_name(&name), Some(signal));
+                }
+                Ok(_) => prop_assert!(kind == "ping" || kind == "pong"),
+                Err(ParseError::UnknownType(t)) => prop_assert!(!CLIENT_TYPES.contains(&t.as_str())),
+                Err(ParseError::Malformed(_)) => prop_assert!(kind != "ping" && kind != "pong"),
+            }
+        }
+
+        #[test]
+        fn queries_within_the_contract(
+            pairs in prop::collection::vec(
+                ("(since|cols|rows|mode|client|other)", "[0-9a-zA-Z_=-]{0,70}"),
+                0..8,
+            ),
+        ) {
+            let query: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            if let Ok(params) = ConnectParams::parse(&query.join("&")) {
+                if let Some((cols, rows)) = params.size {
+                    prop_assert!((1..=MAX_COLS).contains(&cols) && (1..=MAX_ROWS).contains(&rows));
+                }
+                if let Some(client) = &params.client {
+                    prop_assert!(valid_client_id(client));
+                }
+                prop_assert_eq!(ConnectParams::parse(&params.to_query()), Ok(params));
+            }
+        }
+
+        #[test]
+        fn valid_params_round_trip(
+            since in any::<Option<u64>>(),
+            size in prop::option::of((1..=MAX_COLS, 1..=MAX_ROWS)),
+            watch in any::<bool>(),
+            client in prop::option::of("[0-9A-Za-z_-]{16,64}"),
+        ) {
+            let params = ConnectParams { since, size, watch, client };
+            prop_assert_eq!(ConnectParams::parse(&params.to_query()), Ok(params));
+        }
+    }
+}

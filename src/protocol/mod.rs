@@ -143,6 +143,13 @@
 //! or the hold running out releases it. With no client attached or held for, the program
 //! runs freely.
 //!
+//! ## Connections
+//!
+//! The daemon and the runtime each keep at most [`MAX_CONNECTIONS`] connections; past it a
+//! new one takes the place of the oldest that has not shown the token. A request head must
+//! arrive within [`HEADER_READ_TIMEOUT`], also between requests on a kept-alive connection;
+//! a request body that brings nothing for [`BODY_STALL_TIMEOUT`] is abandoned (408).
+//!
 //! ## Size, keepalive, versions
 //!
 //! The PTY size is the size of the interactive client that most recently attached, resized or
@@ -211,6 +218,19 @@ pub const MAX_ROWS: u16 = 500;
 
 /// Output bytes a session keeps at least, for clients that resume with `since`.
 pub const OUTPUT_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Connections the daemon and the runtime each keep open at most, under the common limit of
+/// 1024 descriptors with room for a session's files. Past it, a new connection closes the
+/// oldest one that has not shown the token; with every one proven, the new one is closed.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// How long the daemon and the runtime wait for a request's head (from the connection's
+/// start, or from the previous request on a kept-alive connection) before closing it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An upload or bundle body that brings no byte for this long is abandoned (408), and the
+/// upload slot is free again.
+pub const BODY_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest upload body the runtime reads; beyond it the answer is 413.
 pub const UPLOAD_LIMIT_BYTES: u64 = 100 * 1024 * 1024;

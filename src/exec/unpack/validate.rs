@@ -369,3 +369,93 @@ mod tests {
         assert_eq!(reason, "archive declares more than 100 bytes uncompressed");
     }
 }
+
+/// Property tests: archives of generated names, types and link targets built from the
+/// pieces attacks are made of (`..`, `/`, `.`, NUL, links to links). Whatever validation
+/// accepts stays in the workspace: relative paths without `..`, no duplicates, no parent
+/// that is a file or a link, every link target inside. `PROPTEST_CASES` sets how many.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::exec::unpack::testing::{DIR, FIFO, FILE, LINK};
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    /// Mostly plain names, so that many archives pass and their links get checked.
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            12 => prop::sample::select(vec!["a", "b", "c", "d"]),
+            2 => Just(".."),
+            1 => prop::sample::select(vec![".", "", "/", "\0"]),
+        ]
+    }
+
+    fn path() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(piece(), 1..4).prop_map(|parts| parts.join("/").into_bytes())
+    }
+
+    fn entry() -> impl Strategy<Value = CentralEntry> {
+        let mode = prop_oneof![
+            8 => prop::sample::select(vec![FILE, DIR, LINK, 0]),
+            1 => Just(FIFO),
+        ];
+        (path(), mode, path()).prop_map(|(name, mode, target)| CentralEntry {
+            name,
+            mode,
+            size: 1,
+            mtime: None,
+            link: (mode == LINK).then_some(target),
+            problem: None,
+        })
+    }
+
+    /// The link target `target` of the link at `link`, resolved lexically: `None` if it
+    /// leaves the workspace.
+    fn resolve(link: &Path, target: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let mut at: Vec<Vec<u8>> = link
+            .parent()?
+            .iter()
+            .map(|c| c.as_bytes().to_vec())
+            .collect();
+        for part in target.split(|&b| b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => {
+                    at.pop()?;
+                }
+                name => at.push(name.to_vec()),
+            }
+        }
+        Some(at)
+    }
+
+    proptest! {
+        #[test]
+        fn what_is_accepted_stays_inside(records in prop::collection::vec(entry(), 1..6)) {
+            let limits = Limits { max_entries: 100, max_total_bytes: 1 << 20 };
+            let Ok(plan) = validate(&records, &limits) else { return Ok(()) };
+            prop_assert_eq!(plan.len(), records.len());
+            let kinds: HashMap<&Path, Kind> =
+                plan.iter().map(|p| (p.path.as_path(), p.kind)).collect();
+            prop_assert_eq!(kinds.len(), plan.len(), "duplicates");
+            for (p, r) in plan.iter().zip(&records) {
+                let bytes = p.path.as_os_str().as_bytes();
+                prop_assert!(!bytes.is_empty() && !bytes.contains(&0));
+                prop_assert!(p.path.is_relative());
+                prop_assert!(p.path.iter().all(|c| c != ".."), "{:?}", p.path);
+                for parent in p.path.ancestors().skip(1) {
+                    prop_assert!(
+                        !matches!(kinds.get(parent), Some(Kind::File | Kind::Symlink)),
+                        "{:?} under a file or link",
+                        p.path
+                    );
+                }
+                if p.kind == Kind::Symlink {
+                    let target = r.link.as_deref().unwrap_or_default();
+                    prop_assert!(!target.starts_with(b"/"));
+                    prop_assert!(resolve(&p.path, target).is_some(), "{:?} escapes", p.path);
+                }
+            }
+        }
+    }
+}
