@@ -209,7 +209,10 @@ fn a_missing_program_is_one_line_and_no_session() {
         ),
     ] {
         tmux.run(&format!("clear; catty new {args}; echo exit=$?"));
-        let screen = tmux.wait_for_text("exit=");
+        // A line that starts with it: the typed command holds `exit=` too.
+        let screen = tmux.wait_for("the exit code", |s| {
+            s.lines().any(|l| l.starts_with("exit="))
+        });
         // `clear` ran first: the screen is what `catty new` printed, then the exit code.
         let printed: Vec<&str> = screen
             .lines()
