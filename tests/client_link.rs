@@ -7,6 +7,8 @@ use crate::client_e2e::assert_consecutive;
 use crate::common::lookup::{LABEL, Lookup};
 use crate::common::tmux::Tmux;
 use crate::common::{Proxy, Runtime};
+use crate::exec_hold::{end_of_output, wait_for_growth};
+use catty::protocol::HOLD;
 
 /// Counts to N, a line every 20 ms, then says `counted-42`.
 const COUNTER: &str = "import sys,time\nfor i in range(1, int(sys.argv[1]) + 1):\n    print(i, flush=True)\n    time.sleep(0.02)\nprint('counted-%d' % 42, flush=True)\ntime.sleep(30)";
@@ -16,12 +18,12 @@ const SLACK: Duration = Duration::from_millis(1500);
 
 /// A counter in a runtime, a proxy in front of it, and a terminal attached through it.
 struct Linked {
-    _runtime: Runtime,
+    runtime: Runtime,
     proxy: Proxy,
     _lookup: Lookup,
     tmux: Tmux,
     // Last: the proxy and the lookup run on it.
-    _tokio: tokio::runtime::Runtime,
+    tokio: tokio::runtime::Runtime,
 }
 
 fn attached(lines: u64, connect: &str) -> Linked {
@@ -45,11 +47,11 @@ fn attached_to(argv: &[&str], connect: &str) -> Linked {
     let tmux = Tmux::start_with(dir.path(), 80, 24, state, lookup.addr);
     tmux.run(&format!("{connect} {LABEL}"));
     Linked {
-        _runtime: runtime,
+        runtime,
         proxy,
         _lookup: lookup,
         tmux,
-        _tokio: tokio,
+        tokio,
     }
 }
 
@@ -119,4 +121,23 @@ fn a_quiet_program_on_a_healthy_link_shows_no_status() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn enter_tilde_dot_releases_a_flooding_program_at_once() {
+    let l = attached_to(&["seq", "1", "1000000000"], "catty connect");
+    l.tmux.wait_for("output", |s| {
+        s.lines().any(|l| l.trim().parse::<u64>().is_ok())
+    });
+    l.tmux.keys(&["Enter"]);
+    l.tmux.type_text("~.");
+    l.tmux.wait_for_text("detached from");
+    // Held, the program could write at most a window past where the client was.
+    let end = l.tokio.block_on(end_of_output(&l.runtime));
+    let grew = l.tokio.block_on(wait_for_growth(
+        &l.runtime,
+        end + 64 * 1024 * 1024,
+        HOLD / 2,
+    ));
+    assert!(grew.is_some(), "the program stayed paused after Enter ~ .");
 }

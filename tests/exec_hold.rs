@@ -9,7 +9,7 @@ use catty::protocol::{ClientMsg, ConnectParams, FLOW_WINDOW_BYTES, HOLD, ServerM
 use crate::common::{Client, DEADLINE, Runtime, client_id, sized};
 
 /// Where the program's output ends now.
-async fn end_of_output(rt: &Runtime) -> u64 {
+pub async fn end_of_output(rt: &Runtime) -> u64 {
     let probe = ConnectParams {
         since: Some(u64::MAX),
         watch: true,
@@ -41,7 +41,7 @@ async fn flood_then_vanish(rt: &Runtime, say_detach: bool) -> u64 {
 }
 
 /// Waits (at most `within`) for the output to end past `end`; returns when it did.
-async fn wait_for_growth(rt: &Runtime, end: u64, within: Duration) -> Option<Instant> {
+pub async fn wait_for_growth(rt: &Runtime, end: u64, within: Duration) -> Option<Instant> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if end_of_output(rt).await > end {
