@@ -253,10 +253,10 @@ impl Attach {
                 end,
                 ..
             } => {
-                if let (Some(expected), Some(end)) = (self.next_offset, end)
-                    && end.saturating_sub(expected) > self.replay_max
+                if let Some(skipped) =
+                    status::gap_to_skip(self.next_offset, end, truncated, self.replay_max)
                 {
-                    return Step::Repaint(end - expected);
+                    return Step::Repaint(skipped);
                 }
                 if truncated && let Some(expected) = self.next_offset {
                     tty::note(&format!(

@@ -1,6 +1,6 @@
 //! The one status line shown while the link is silent ("catty: no contact for 4 s…"), and
-//! the notice a reconnect prints when it skips a gap too large to replay. Text is pure logic;
-//! drawing goes through `tty`.
+//! what a reconnect skips: which gaps are too large to replay, and the notice it prints then.
+//! Text and decisions are pure logic; drawing goes through `tty`.
 //!
 //! Where it is drawn: the bottom row, between a save and a restore of the cursor (`tty::status`),
 //! and it is erased before any byte of the session is written again. Nothing of the session is
@@ -52,6 +52,20 @@ fn text(silent: Duration, reconnecting: bool) -> String {
     }
 }
 
+/// After an outage, the bytes to skip for a repaint instead of replaying them: a gap from our
+/// offset `expected` to the stream's `end` larger than `max`, or one the runtime no longer
+/// holds whole (`truncated`: a replay would start mid-stream and garble the screen). `None`:
+/// replay (also on a fresh attach, and with an older runtime that does not say `end`).
+pub(super) fn gap_to_skip(
+    expected: Option<u64>,
+    end: Option<u64>,
+    truncated: bool,
+    max: u64,
+) -> Option<u64> {
+    let gap = end?.saturating_sub(expected?);
+    (gap > max || truncated).then_some(gap)
+}
+
 /// The line printed when a reconnect repaints instead of replaying `skipped` bytes.
 pub(super) fn skipped_notice(skipped: u64, label: &str) -> String {
     format!(
@@ -96,6 +110,16 @@ mod tests {
         let mut status = Status::default();
         status.update(STATUS_AFTER - Duration::from_millis(1), true);
         assert!(status.drawn.is_none());
+    }
+
+    #[test]
+    fn gaps_past_the_limit_or_truncated_are_skipped() {
+        assert_eq!(gap_to_skip(Some(100), Some(1100), false, 1000), None);
+        assert_eq!(gap_to_skip(Some(100), Some(1101), false, 1000), Some(1001));
+        assert_eq!(gap_to_skip(Some(100), Some(200), true, 1000), Some(100));
+        // A fresh attach, and an older runtime without `end`: nothing to decide.
+        assert_eq!(gap_to_skip(None, Some(5000), false, 1000), None);
+        assert_eq!(gap_to_skip(Some(0), None, true, 1000), None);
     }
 
     #[test]
