@@ -165,3 +165,54 @@ async fn a_second_daemon_on_the_same_state_refuses() {
     // The first one is unharmed.
     assert!(d.list().await.is_empty());
 }
+
+/// Creates carrying request ids, the daemon killed while they run, then every request tried
+/// again after a restart (as `catty new` does when the daemon does not answer): each request
+/// gets exactly one session, the one its first try returned if it returned one, and trying
+/// once more changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_tried_again_after_a_crash_makes_one_session() {
+    let mut d = Daemon::start(false);
+    let requests: Vec<String> = (0..CONCURRENT_CREATES)
+        .map(|i| format!("request-{i:02}-{}", random_below(u64::MAX)))
+        .collect();
+    let body = |id: &str| serde_json::json!({"agent": "shell", "cmd": ["bash", "--norc", "-i"], "request_id": id});
+    let mut creates = JoinSet::new();
+    for id in &requests {
+        let (client, body, id) = (d.client(), body(id), id.clone());
+        creates.spawn(async move { (id, client.try_create(&body).await.ok()) });
+    }
+    // Killed once the first answers: the others are at every stage of their creation.
+    let mut first = std::collections::HashMap::new();
+    let (id, created) = creates.join_next().await.unwrap().unwrap();
+    first.insert(id, created.map(|c| c.session_id));
+    d.kill9();
+    while let Some(done) = creates.join_next().await {
+        let (id, created) = done.unwrap();
+        first.insert(id, created.map(|c| c.session_id));
+    }
+    d.spawn();
+    let mut sessions = HashSet::new();
+    for id in &requests {
+        let again = d.client().create(body(id)).await;
+        if let Some(Some(earlier)) = first.get(id) {
+            assert_eq!(&again.session_id, earlier, "{id}");
+        }
+        assert_eq!(
+            d.client().create(body(id)).await.session_id,
+            again.session_id
+        );
+        sessions.insert(again.session_id);
+    }
+    assert_eq!(sessions.len(), requests.len());
+    let live: Vec<SessionInfo> = (d.list().await.into_iter())
+        .filter(|s| s.state.is_live())
+        .collect();
+    assert_eq!(live.len(), requests.len(), "{live:?}");
+    assert_eq!(runtimes(&d.state_dir()).len(), requests.len());
+    eprintln!(
+        "{} of {} first tries answered before the kill",
+        first.values().filter(|c| c.is_some()).count(),
+        requests.len()
+    );
+}

@@ -37,7 +37,7 @@ async fn a_huge_terminal_is_refused_and_the_largest_costs_little() {
     assert_eq!(
         c.errors[0],
         format!(
-            "the terminal must be 1 to {MAX_COLS} columns by 1 to {MAX_ROWS} rows, got 65535x65535"
+            "the terminal must be 1 to {MAX_COLS} cols by 1 to {MAX_ROWS} rows, got 65535x65535"
         )
     );
     let too_big = ConnectParams {

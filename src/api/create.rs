@@ -19,10 +19,15 @@ use crate::protocol::Agent;
 use crate::protocol::api::{
     CREDENTIAL_LIMIT_BYTES, CreateSession, Credentials, SessionCreated, SessionState,
 };
+use crate::protocol::control::valid_id;
 use crate::random;
 
 /// How long a new machine gets to answer `/healthz`.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request tried again waits for its first try beyond the first try's own wait.
+const RETRY_GRACE: Duration = Duration::from_secs(30);
+/// Between two looks at the first try of a request tried again.
+const RETRY_POLL: Duration = Duration::from_millis(50);
 /// A session's time to live unless the request says otherwise: two hours, as the runtime.
 pub(super) const DEFAULT_TTL_SEC: u64 = 2 * 3600;
 /// The longest time to live a request may ask for: a week.
@@ -37,8 +42,20 @@ impl<P: Provider> Daemon<P> {
         let _creating = self.mark_creating(&id);
         let now = unix_now();
         let max = self.max_sessions;
-        let record = self
+        let request_id = req.request_id.clone();
+        let made = self
             .modify(|records| {
+                // Looked up with the record written, so two tries of one request make one.
+                // One whose machine was never made (the daemon died first) is no answer: the
+                // request makes its session now.
+                let answers = |r: &&Record| {
+                    request_id.is_some()
+                        && r.request_id == request_id
+                        && (r.state.is_live() || r.machine.is_some())
+                };
+                if let Some(earlier) = records.iter().find(answers) {
+                    return Some(Err(earlier.id.clone()));
+                }
                 // Counted with the record written, so concurrent creates cannot pass the cap.
                 if records.iter().filter(|r| r.state.is_live()).count() >= max {
                     return None;
@@ -59,8 +76,9 @@ impl<P: Provider> Daemon<P> {
                     destroy_pending: false,
                     ended_at: None,
                     reason: None,
+                    request_id: request_id.clone(),
                 });
-                records.last().cloned()
+                records.last().cloned().map(Ok)
             })
             .await
             .map_err(ApiError::internal)?
@@ -75,6 +93,10 @@ impl<P: Provider> Daemon<P> {
                     ),
                 )
             })?;
+        let record = match made {
+            Ok(record) => record,
+            Err(earlier) => return self.created_before(&earlier).await,
+        };
         self.new_deadline.notify_one();
         let spec = MachineSpec {
             session_id: id.clone(),
@@ -148,6 +170,49 @@ impl<P: Provider> Daemon<P> {
         })
     }
 
+    /// The answer to a request tried again (`request_id`): the session its first try made,
+    /// once that one is running (a try still under way, or left `starting` by a daemon that
+    /// died, is waited for; the sweep settles the latter).
+    async fn created_before(&self, id: &str) -> Result<SessionCreated, ApiError> {
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT + RETRY_GRACE;
+        loop {
+            let record = (self.records().await.into_iter())
+                .find(|r| r.id == id)
+                .ok_or_else(|| ApiError::conflict("this request's session was removed"))?;
+            match (record.state, &record.machine) {
+                (SessionState::Running, Some(machine)) => {
+                    return Ok(SessionCreated {
+                        session_id: record.id.clone(),
+                        label: record.label.clone(),
+                        machine_id: machine.id.clone(),
+                        connect_url: machine.connect_url.clone(),
+                        connect_token: record.connect_token.clone(),
+                        headers: machine.headers.clone(),
+                    });
+                }
+                (SessionState::Starting | SessionState::Running, _)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(RETRY_POLL).await;
+                }
+                (SessionState::Starting | SessionState::Running, _) => {
+                    return Err(ApiError::machine(format!(
+                        "session {} of this request did not start in time",
+                        record.label
+                    )));
+                }
+                (state, _) => {
+                    return Err(ApiError::conflict(format!(
+                        "session {} of this request is {}: {}",
+                        record.label,
+                        state.as_str(),
+                        record.reason.as_deref().unwrap_or("it ended")
+                    )));
+                }
+            }
+        }
+    }
+
     /// Moves a starting session on (attaching `machine`, or to `to`); false when it is no
     /// longer starting (stopped meanwhile).
     async fn advance(
@@ -188,6 +253,11 @@ fn validate(req: &CreateSession) -> Result<u64, ApiError> {
     {
         return Err(ApiError::bad_request(
             "cmd must be a non-empty list of arguments",
+        ));
+    }
+    if req.request_id.as_deref().is_some_and(|id| !valid_id(id)) {
+        return Err(ApiError::bad_request(
+            "request_id must be 16 to 64 of [0-9A-Za-z_-]",
         ));
     }
     if req.cpus == Some(0) || req.memory_mb == Some(0) {

@@ -238,3 +238,32 @@ async fn live_sessions_are_capped() {
     daemon.stop(&labels[0]).await.unwrap();
     daemon.create(shell(None)).await.unwrap();
 }
+
+/// Tries of one request, at once or one after the other, make one session; another request
+/// makes its own; an id of the wrong shape is refused.
+#[tokio::test]
+async fn one_request_id_makes_one_session() {
+    let (daemon, _dir) = start(Fake::default());
+    let req = CreateSession {
+        request_id: Some("abcdefghijklmnop".into()),
+        ..shell(None)
+    };
+    let (a, b) = tokio::join!(daemon.create(req.clone()), daemon.create(req.clone()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.session_id, b.session_id);
+    assert_eq!(daemon.create(req).await.unwrap().session_id, a.session_id);
+    let other = CreateSession {
+        request_id: Some("qrstuvwxyz012345".into()),
+        ..shell(None)
+    };
+    assert_ne!(daemon.create(other).await.unwrap().session_id, a.session_id);
+    assert_eq!(daemon.records().await.len(), 2);
+    let bad = CreateSession {
+        request_id: Some("short".into()),
+        ..shell(None)
+    };
+    assert_eq!(
+        daemon.create(bad).await.unwrap_err().status,
+        StatusCode::BAD_REQUEST
+    );
+}

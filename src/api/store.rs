@@ -44,6 +44,9 @@ pub(super) struct Record {
     /// Why it ended, in a few words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The id the creating request carried: a retry of it gets this session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Record {
@@ -187,6 +190,7 @@ mod tests {
 
     fn record(id: &str, label: &str, state: SessionState) -> Record {
         Record {
+            request_id: None,
             id: id.into(),
             label: label.into(),
             state,

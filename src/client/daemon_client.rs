@@ -43,6 +43,17 @@ impl std::fmt::Display for DaemonError {
 
 impl std::error::Error for DaemonError {}
 
+/// The daemon did not answer at all (not running, or it died mid-request): the request may or
+/// may not have been carried out.
+#[derive(Debug)]
+pub(super) struct Unanswered(String);
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl DaemonClient {
     /// Connects to the daemon, starting it first if nothing answers.
     pub(super) async fn ensure(config: &ClientConfig) -> anyhow::Result<DaemonClient> {
@@ -94,7 +105,7 @@ impl DaemonClient {
             .body(Full::new(body))?;
         let (status, bytes) = send(self.addr, req)
             .await
-            .with_context(|| self.unreachable())?;
+            .with_context(|| Unanswered(self.unreachable()))?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .context("the daemon's answer is not what this catty expects");

@@ -23,7 +23,7 @@ use crate::protocol::api::{
     CODEX_AUTH_VAR, CreateSession, SessionCreated, SessionInfo, SessionList,
 };
 use attach::{Outcome, Target};
-use daemon_client::{DaemonClient, DaemonError};
+use daemon_client::{DaemonClient, DaemonError, Unanswered};
 pub use stop::{stop, stop_all};
 
 pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
@@ -35,11 +35,11 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
     // The git history is found and bundled while the session is being created.
     let history = workspace.as_ref().map(|_| upload::History::start(&cwd));
     let remembering = sync::Remembering::start(&cwd, workspace.as_ref());
-    let daemon = DaemonClient::ensure(config).await?;
+    let mut daemon = DaemonClient::ensure(config).await?;
     if let Some(note) = credential_note(&options.create, &options.unused_credentials) {
         eprintln!("catty: {note}");
     }
-    let created: SessionCreated = daemon.post("/v1/sessions", &options.create).await?;
+    let created = create(config, &mut daemon, &options.create).await?;
     let label = created.label.clone();
     eprintln!("catty: session {label} (reattach with: catty connect {label})");
     let (state_dir, id) = (&config.state_dir, &created.session_id);
@@ -107,6 +107,29 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
         live,
     )
     .await
+}
+
+/// How many times `catty new` sends its create when the daemon does not answer.
+const CREATE_TRIES: usize = 3;
+
+/// `POST /v1/sessions`, tried again (the daemon restarted if need be) when the daemon does not
+/// answer: the request's id makes every try get the one session the first made, if it did.
+async fn create(
+    config: &ClientConfig,
+    daemon: &mut DaemonClient,
+    create: &CreateSession,
+) -> anyhow::Result<SessionCreated> {
+    let mut tries = 1;
+    loop {
+        match daemon.post("/v1/sessions", create).await {
+            Err(e) if e.downcast_ref::<Unanswered>().is_some() && tries < CREATE_TRIES => {
+                tracing::warn!("creating the session: {e:#}; trying again");
+                tries += 1;
+                *daemon = DaemonClient::ensure(config).await?;
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// When more than one of the agent's credentials is set here, which one the session uses

@@ -104,6 +104,8 @@ impl NewOptions {
             memory_mb: args.memory_mb,
             ttl_sec,
             path: env.get("PATH"),
+            // The same for every try of this create (client/mod.rs).
+            request_id: Some(crate::random::hex(16)),
             credentials,
         };
         let dir = std::env::current_dir().context("cannot read the current directory")?;

@@ -57,11 +57,14 @@ pub(super) async fn route(
             _,
             UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH | SYNC_BUNDLE_PATH
             | SYNC_PULLED_PATH,
-        ) if !authorized(&app, &req) => error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token",
-        ),
+        ) if !authorized(&app, &req) => {
+            linger(req.into_body());
+            error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token",
+            )
+        }
         (&Method::POST, UPLOAD_PATH) => upload(&app, req).await,
         (&Method::GET, CONNECT_PATH) => connect(&mut req, upgrades).await,
         (_, GIT_PATH) => git::receive(&app, req).await,
@@ -117,6 +120,29 @@ async fn connect(req: &mut Request<Incoming>, upgrades: mpsc::Sender<Upgrade>) -
     }
 }
 
+/// How long a refused request's body is still read and thrown away after the answer.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and drops what is left of a refused request's body for [`LINGER`] at most (and no
+/// more than an upload may hold), so the answer is not lost: closing a socket with unread
+/// data sends a reset, which would take the answer with it before the client reads it.
+fn linger(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    tokio::spawn(async move {
+        let mut left = UPLOAD_LIMIT_BYTES;
+        let drain = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                left = left.saturating_sub(n);
+                if left == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    });
+}
+
 async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
     let declared = req
         .headers()
@@ -127,7 +153,10 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
     }
     let slot = match app.session.begin_upload() {
         Ok(slot) => slot,
-        Err(why) => return error(StatusCode::CONFLICT, "conflict", why),
+        Err(why) => {
+            linger(req.into_body());
+            return error(StatusCode::CONFLICT, "conflict", why);
+        }
     };
     let started = std::time::Instant::now();
     let spool = match spool(req.into_body(), UPLOAD_LIMIT_BYTES, "upload", ".zip").await {

@@ -216,6 +216,10 @@ pub struct CreateSession {
     /// that shell would (the agent as the user installed it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Chosen by the client (16 to 64 of `[0-9A-Za-z_-]`) and sent again with every try of
+    /// this create: a retry after a lost answer gets the session the first try made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     /// The agent's credentials from the environment of the `catty new` that asks (module doc).
     #[serde(default, skip_serializing_if = "Credentials::is_empty")]
     pub credentials: Credentials,

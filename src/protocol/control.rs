@@ -199,7 +199,7 @@ pub fn check_size(cols: u64, rows: u64) -> Result<(u16, u16), String> {
         Ok((cols as u16, rows as u16))
     } else {
         Err(format!(
-            "the terminal must be 1 to {MAX_COLS} columns by 1 to {MAX_ROWS} rows, got {cols}x{rows}"
+            "the terminal must be 1 to {MAX_COLS} cols by 1 to {MAX_ROWS} rows, got {cols}x{rows}"
         ))
     }
 }
@@ -229,7 +229,7 @@ impl ConnectParams {
                 "mode" if value == "watch" => params.watch = true,
                 "mode" if value == "interactive" => params.watch = false,
                 "mode" => return Err(format!("mode must be watch or interactive, got {value:?}")),
-                "client" if valid_client_id(value) => params.client = Some(value.to_string()),
+                "client" if valid_id(value) => params.client = Some(value.to_string()),
                 "client" => return Err("client must be 16 to 64 of [0-9A-Za-z_-]".to_string()),
                 _ => {}
             }
@@ -260,7 +260,9 @@ impl ConnectParams {
     }
 }
 
-fn valid_client_id(id: &str) -> bool {
+/// A client-chosen id (`client=` of `/connect`, `request_id` of a create): 16 to 64 of
+/// `[0-9A-Za-z_-]`.
+pub fn valid_id(id: &str) -> bool {
     (16..=64).contains(&id.len())
         && id
             .bytes()
@@ -501,7 +503,7 @@ mod fuzz {
                     prop_assert!((1..=MAX_COLS).contains(&cols) && (1..=MAX_ROWS).contains(&rows));
                 }
                 if let Some(client) = &params.client {
-                    prop_assert!(valid_client_id(client));
+                    prop_assert!(valid_id(client));
                 }
                 prop_assert_eq!(ConnectParams::parse(&params.to_query()), Ok(params));
             }

@@ -209,7 +209,7 @@ fn a_missing_program_is_one_line_and_no_session() {
         ),
     ] {
         tmux.run(&format!("clear; catty new {args}; echo exit=$?"));
-        // A line that starts with it: the typed command holds `exit=` too.
+        // Not the typed line, which says `exit=$?`: the line the shell printed.
         let screen = tmux.wait_for("the exit code", |s| {
             s.lines().any(|l| l.starts_with("exit="))
         });
