@@ -234,7 +234,7 @@ fn detach_connect_two_clients_and_watch() {
 const SLOW_COUNT: &str = "python3 -c 'import sys,time\nfor i in range(1, int(sys.argv[1]) + 1):\n    print(i)\n    if i % 1000 == 0: sys.stdout.flush(); time.sleep(0.01)'";
 
 /// Every line that is a number, in order, must count up by one.
-fn assert_consecutive(history: &str, last: u64) {
+pub fn assert_consecutive(history: &str, last: u64) {
     let numbers: Vec<u64> = history
         .lines()
         .filter_map(|l| l.trim().parse().ok())

@@ -139,7 +139,9 @@ mod tests {
     #[test]
     fn the_help_lists_what_suggestions_come_from() {
         let commands = commands();
-        for c in ["new", "connect", "list", "pull", "diff", "logs", "stop", "version"] {
+        for c in [
+            "new", "connect", "list", "pull", "diff", "logs", "stop", "version",
+        ] {
             assert!(commands.iter().any(|k| k == c), "{c} in {commands:?}");
         }
         assert!(

@@ -2,6 +2,8 @@
 //! failures by reconnecting with `since` (output) and resending unacknowledged input.
 
 mod frames;
+mod reconnect;
+mod status;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -13,21 +15,18 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use self::frames::{Event, binary, control, read_frames, send};
+use self::status::Status;
 use super::escape::{self, Action, Escapes};
 use super::tty;
 use super::unacked::Unacked;
-use crate::net::{self, ClientSocket, RuntimeUrl};
-use crate::protocol::{ClientMsg, ConnectParams, DEAD_LINK, ExitStatus, PING_INTERVAL, ServerMsg};
+use crate::net::{ClientSocket, RuntimeUrl};
+use crate::protocol::{ClientMsg, DEAD_LINK, ExitStatus, PING_INTERVAL, ServerMsg};
 
-/// Reconnecting stops after this long without a working link.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
-/// A link that comes back within this long leaves no trace on the screen.
-const STATUS_DELAY: Duration = Duration::from_secs(1);
-/// A link that worked this long was good: the first attempt after losing it is immediate.
-const GOOD_LINK: Duration = Duration::from_secs(1);
-/// Waits between attempts after that, doubling up to the maximum.
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often the loop looks at the link: a ping when one is due, the status line, the
+/// dead-link deadline. One timer for the whole connection, never one per frame.
+const TICK: Duration = Duration::from_millis(250);
+/// How long a detach waits for the runtime to confirm it by closing the connection.
+const DETACH_WAIT: Duration = Duration::from_secs(2);
 
 /// Where to attach.
 pub(super) struct Target {
@@ -54,57 +53,27 @@ pub(super) trait Attachable {
 }
 
 /// Attaches until the session exits, the user detaches, or the session is gone.
+/// `replay_max` is the largest gap replayed after an outage; a larger one is repainted.
 pub(super) async fn run(
     target: &Target,
     watch: bool,
     from_start: bool,
+    replay_max: u64,
     live: &impl Attachable,
 ) -> anyhow::Result<Outcome> {
     let runtime = RuntimeUrl::parse(&target.connect_url)?;
     let _raw = tty::RawGuard::enter()?;
-    let mut attach = Attach::new(watch, from_start)?;
-    let mut lost_since: Option<Instant> = None;
-    let mut backoff = Duration::ZERO;
-    loop {
-        let why = match attach.connect(&runtime, target).await {
-            Ok(socket) => {
-                lost_since = None;
-                let up = Instant::now();
-                let ended = attach.serve(socket).await;
-                if up.elapsed() >= GOOD_LINK {
-                    backoff = Duration::ZERO;
-                }
-                match ended {
-                    Ended::Done(outcome) => return Ok(outcome),
-                    Ended::Lost(why) => why,
-                }
-            }
-            Err(e) => e.to_string(),
-        };
-        let since = *lost_since.get_or_insert_with(Instant::now);
-        if let Err(gone) = live.check().await {
-            return Ok(Outcome::Gone(attach.last_error.take().unwrap_or(gone)));
-        }
-        if since.elapsed() > GIVE_UP_AFTER {
-            return Ok(Outcome::Gone(format!(
-                "no connection for {} minutes ({why})",
-                GIVE_UP_AFTER.as_secs() / 60
-            )));
-        }
-        if since.elapsed() > STATUS_DELAY {
-            attach.show_status(&why);
-        }
-        if let Some(outcome) = attach.wait(backoff).await {
-            attach.clear_status();
-            return Ok(outcome);
-        }
-        backoff = (backoff * 2).clamp(BACKOFF_FIRST, BACKOFF_MAX);
-    }
+    let mut attach = Attach::new(watch, from_start, replay_max)?;
+    let outcome = attach.run(&runtime, target, live).await;
+    attach.status.clear();
+    Ok(outcome)
 }
 
 enum Ended {
     Done(Outcome),
     Lost(String),
+    /// The gap since our offset is too large to replay: this many bytes are skipped.
+    Repaint(u64),
 }
 
 /// What survives from one connection to the next.
@@ -121,11 +90,14 @@ struct Attach {
     term: Signal,
     hup: Signal,
     last_error: Option<String>,
-    status_shown: bool,
+    status: Status,
+    /// When the runtime was last heard from, over all connections: what the status line shows.
+    last_contact: Instant,
+    replay_max: u64,
 }
 
 impl Attach {
-    fn new(watch: bool, from_start: bool) -> std::io::Result<Attach> {
+    fn new(watch: bool, from_start: bool, replay_max: u64) -> std::io::Result<Attach> {
         Ok(Attach {
             watch,
             client_id: crate::random::hex(16),
@@ -138,68 +110,10 @@ impl Attach {
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
             last_error: None,
-            status_shown: false,
+            status: Status::default(),
+            last_contact: Instant::now(),
+            replay_max,
         })
-    }
-
-    async fn connect(
-        &self,
-        runtime: &RuntimeUrl,
-        target: &Target,
-    ) -> Result<ClientSocket, net::DialError> {
-        let params = ConnectParams {
-            since: self.next_offset,
-            size: (!self.watch).then(tty::session_size),
-            watch: self.watch,
-            client: (!self.watch).then(|| self.client_id.clone()),
-        };
-        let auth = format!("Bearer {}", target.token);
-        let mut headers: Vec<(&str, &str)> = vec![("authorization", &auth)];
-        headers.extend(target.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let connecting = net::dial_runtime(runtime, &params, &headers);
-        let timed_out = || {
-            let after = format!("no answer within {} s", DEAD_LINK.as_secs());
-            net::DialError::Connect(std::io::Error::new(std::io::ErrorKind::TimedOut, after))
-        };
-        tokio::time::timeout(DEAD_LINK, connecting)
-            .await
-            .map_err(|_| timed_out())?
-    }
-
-    /// Shows the reconnecting status line. It overwrites the bottom row, so what is on the
-    /// screen is no longer the session's: the next attach asks for a repaint rather than the
-    /// bytes since.
-    fn show_status(&mut self, why: &str) {
-        tty::status(&format!(
-            "catty: connection lost ({why}); reconnecting… (Enter ~ . to detach)"
-        ));
-        self.status_shown = true;
-        self.next_offset = None;
-    }
-
-    fn clear_status(&mut self) {
-        if std::mem::take(&mut self.status_shown) {
-            tty::clear_status();
-        }
-    }
-
-    /// Waits out a backoff while still honouring escapes and keeping what is typed.
-    async fn wait(&mut self, backoff: Duration) -> Option<Outcome> {
-        let sleep = tokio::time::sleep(backoff);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                () = &mut sleep => return None,
-                input = self.stdin.recv(), if self.stdin_open => match self.typed(input) {
-                    // Bytes typed before `~.` stay unsent: there is no link to send them on.
-                    Typed::Detach(_) => return Some(Outcome::Detached),
-                    Typed::Send(bytes) => self.unacked.push(&bytes),
-                    Typed::Nothing => {}
-                },
-                _ = self.term.recv() => return Some(Outcome::Terminated),
-                _ = self.hup.recv() => return Some(Outcome::Terminated),
-            }
-        }
     }
 
     /// Serves one connection until it ends.
@@ -212,14 +126,20 @@ impl Attach {
             ready: false,
             redraw_next: false,
             last_frame: Instant::now(),
+            last_ping: Instant::now(),
         };
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let step = tokio::select! {
                 event = events.recv() => self.event(&mut conn, event),
                 input = self.stdin.recv(), if conn.ready && self.stdin_open => match self.typed(input) {
-                    Typed::Detach(before) => Step::SendThenDetach(before.map(binary).into_iter().collect()),
+                    Typed::Detach(before) => {
+                        // `detach` tells the runtime not to hold the program for us.
+                        let mut frames: Vec<_> = before.map(binary).into_iter().collect();
+                        frames.push(control(&ClientMsg::Detach));
+                        Step::SendThenDetach(frames)
+                    }
                     Typed::Send(bytes) => {
                         self.unacked.push(&bytes);
                         Step::Send(vec![binary(bytes)])
@@ -227,10 +147,7 @@ impl Attach {
                     Typed::Nothing => Step::Continue,
                 },
                 _ = self.winch.recv(), if !self.watch => Step::Send(vec![control(&resize())]),
-                _ = ping.tick() => match conn.last_frame.elapsed() > DEAD_LINK {
-                    true => Step::Lost(format!("no answer for {} s", DEAD_LINK.as_secs())),
-                    false => Step::Send(vec![control(&ClientMsg::Ping)]),
-                },
+                _ = tick.tick() => self.tick(&mut conn, !events.is_empty()),
                 _ = self.term.recv() => Step::Done(Outcome::Terminated),
                 _ = self.hup.recv() => Step::Done(Outcome::Terminated),
             };
@@ -247,12 +164,35 @@ impl Attach {
                     for frame in frames {
                         let _ = send(&mut write, frame).await;
                     }
+                    await_close(&mut events).await;
                     return Ended::Done(Outcome::Detached);
                 }
                 Step::Done(outcome) => return Ended::Done(outcome),
                 Step::Lost(why) => return Ended::Lost(why),
+                Step::Repaint(skipped) => return Ended::Repaint(skipped),
             }
         }
+    }
+
+    /// Keepalive: a ping each [`PING_INTERVAL`] (the runtime answers, so a healthy link is
+    /// never silent for long), the status line once the runtime has been silent for a while
+    /// (missing pongs, not missing output), and a dead link after [`DEAD_LINK`]. Frames
+    /// waiting in `events` (we were slow, writing to the terminal) count as contact.
+    fn tick(&mut self, conn: &mut Connection, pending: bool) -> Step {
+        if pending {
+            conn.last_frame = Instant::now();
+            self.last_contact = conn.last_frame;
+        }
+        let silent = conn.last_frame.elapsed();
+        if silent > DEAD_LINK {
+            return Step::Lost(format!("no contact for {} s", silent.as_secs()));
+        }
+        self.status.update(self.last_contact.elapsed(), false);
+        if conn.last_ping.elapsed() + TICK / 2 < PING_INTERVAL {
+            return Step::Continue;
+        }
+        conn.last_ping = Instant::now();
+        Step::Send(vec![control(&ClientMsg::Ping)])
     }
 
     fn typed(&mut self, input: Option<Bytes>) -> Typed {
@@ -281,6 +221,9 @@ impl Attach {
 
     fn event(&mut self, conn: &mut Connection, event: Option<Event>) -> Step {
         conn.last_frame = Instant::now();
+        self.last_contact = conn.last_frame;
+        // The link is back: the status line goes before anything of the session's is written.
+        self.status.clear();
         match event {
             Some(Event::Output(bytes)) => {
                 if std::mem::take(&mut conn.redraw_next) {
@@ -307,15 +250,20 @@ impl Attach {
                 truncated,
                 redraw,
                 input,
+                end,
                 ..
             } => {
+                if let Some(skipped) =
+                    status::gap_to_skip(self.next_offset, end, truncated, self.replay_max)
+                {
+                    return Step::Repaint(skipped);
+                }
                 if truncated && let Some(expected) = self.next_offset {
                     tty::note(&format!(
                         "catty: {} bytes of output were dropped while away",
                         offset - expected
                     ));
                 }
-                self.clear_status();
                 conn.ready = true;
                 conn.redraw_next = redraw;
                 self.next_offset = Some(offset);
@@ -345,6 +293,7 @@ struct Connection {
     ready: bool,
     redraw_next: bool,
     last_frame: Instant,
+    last_ping: Instant,
 }
 
 enum Typed {
@@ -360,6 +309,21 @@ enum Step {
     SendThenDetach(Vec<Frame<'static>>),
     Done(Outcome),
     Lost(String),
+    Repaint(u64),
+}
+
+/// After `detach`, waits briefly for the runtime to end the connection, which says it read
+/// the message (a socket closed at once could lose it, and the program would be held for
+/// us). Output still arriving is not shown: we are leaving.
+async fn await_close(events: &mut mpsc::Receiver<Event>) {
+    let closed = async {
+        while let Some(event) = events.recv().await {
+            if let Event::Closed(_) = event {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DETACH_WAIT, closed).await;
 }
 
 fn resize() -> ClientMsg {

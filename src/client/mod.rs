@@ -100,7 +100,16 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
         token: created.connect_token,
         headers: created.headers,
     };
-    attach_and_report(&daemon, &created.session_id, &target, false, true, live).await
+    attach_and_report(
+        config,
+        &daemon,
+        &created.session_id,
+        &target,
+        false,
+        true,
+        live,
+    )
+    .await
 }
 
 /// How many times `catty new` sends its create when the daemon does not answer.
@@ -191,10 +200,20 @@ pub async fn connect(config: &ClientConfig, session: &str, watch: bool) -> anyho
         token: info.connect_token,
         headers: info.headers,
     };
-    attach_and_report(&daemon, &info.session_id, &target, watch, false, live).await
+    attach_and_report(
+        config,
+        &daemon,
+        &info.session_id,
+        &target,
+        watch,
+        false,
+        live,
+    )
+    .await
 }
 
 async fn attach_and_report(
+    config: &ClientConfig,
     daemon: &DaemonClient,
     session_id: &str,
     target: &Target,
@@ -204,7 +223,7 @@ async fn attach_and_report(
 ) -> anyhow::Result<i32> {
     let live = Live { daemon, session_id };
     let label = &target.label;
-    match attach::run(target, watch, from_start, &live).await? {
+    match attach::run(target, watch, from_start, config.replay_max_bytes, &live).await? {
         Outcome::Exited(status) => {
             match &status.signal {
                 Some(signal) => eprintln!("catty: session {label} ended: killed by {signal}"),

@@ -187,10 +187,11 @@ pub(super) fn status(message: &str) {
     let _ = err.flush();
 }
 
-/// Removes the status line.
+/// Removes the status line: the bottom row erased in the default colours, the cursor (and
+/// the session's colours) restored.
 pub(super) fn clear_status() {
     let (_, rows) = size();
     let mut err = io::stderr().lock();
-    let _ = write!(err, "\x1b7\x1b[{rows};1H\x1b[K\x1b8");
+    let _ = write!(err, "\x1b7\x1b[{rows};1H\x1b[0m\x1b[K\x1b8");
     let _ = err.flush();
 }

@@ -22,7 +22,14 @@ pub struct ClientConfig {
     /// This binary, started as `catty api` when no daemon answers.
     pub exe: PathBuf,
     pub log: Logging,
+    /// After an outage, output up to this many bytes is replayed; a larger gap is skipped for
+    /// a repaint of the screen (`CATTY_REPLAY_MAX_BYTES`, default `REPLAY_MAX_BYTES`).
+    pub replay_max_bytes: u64,
 }
+
+/// The largest gap a reconnecting client replays: a few seconds of a fast writer through a
+/// terminal; past it, replaying would keep the user waiting longer than a repaint.
+pub(super) const REPLAY_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 impl ClientConfig {
     pub fn new(env: &Env) -> Result<Self, UsageError> {
@@ -31,7 +38,20 @@ impl ClientConfig {
             state_dir: state_dir(env)?,
             exe: current_exe()?,
             log: Logging::new(env),
+            replay_max_bytes: replay_max_bytes(env)?,
         })
+    }
+}
+
+/// `CATTY_REPLAY_MAX_BYTES`, whole bytes, else [`REPLAY_MAX_BYTES`].
+fn replay_max_bytes(env: &Env) -> Result<u64, UsageError> {
+    const NAME: &str = "CATTY_REPLAY_MAX_BYTES";
+    match env.get(NAME) {
+        None => Ok(REPLAY_MAX_BYTES),
+        Some(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| UsageError(format!("{NAME} must be a number of bytes, got {s:?}"))),
     }
 }
 
@@ -158,6 +178,14 @@ fn agent_of_program(program: &str) -> Option<Agent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replay_max_bytes_comes_from_the_environment() {
+        let read = |pairs: &[(&str, &str)]| replay_max_bytes(&Env::from_pairs(pairs));
+        assert_eq!(read(&[]).unwrap(), REPLAY_MAX_BYTES);
+        assert_eq!(read(&[("CATTY_REPLAY_MAX_BYTES", "1000")]).unwrap(), 1000);
+        assert!(read(&[("CATTY_REPLAY_MAX_BYTES", "16M")]).is_err());
+    }
 
     #[test]
     fn new_infers_the_agent_from_the_command() {

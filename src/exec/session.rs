@@ -6,6 +6,8 @@
 
 mod history;
 mod phase;
+#[cfg(test)]
+mod tests;
 mod upload_slot;
 
 use std::collections::HashMap;
@@ -13,13 +15,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 
 use super::buffer::{OutputBuffer, Position};
 use super::screen::Screen;
 use super::transcript::Transcript;
 use crate::locks;
 use crate::protocol::{
-    ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FRAME_MAX_BYTES, INPUT_ACK_BYTES,
+    ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FRAME_MAX_BYTES, HOLD, INPUT_ACK_BYTES,
     PROTOCOL_VERSION, ServerMsg,
 };
 pub(super) use history::{Found, Span};
@@ -60,6 +63,10 @@ struct State {
     /// Set when the session is being ended from outside (TTL, shutdown): the message every
     /// connection receives before it is closed.
     ended: Option<String>,
+    /// Places kept by interactive clients that vanished without `detach` (by the connection
+    /// they had): flow control counts them like attached cursors until [`HOLD`] runs out or
+    /// the same client id attaches again.
+    holds: HashMap<ConnId, Hold>,
 }
 
 struct Conn {
@@ -67,6 +74,15 @@ struct Conn {
     watch: bool,
     size: Option<(u16, u16)>,
     client: Option<String>,
+    /// The client said `detach`: when this connection ends it holds nothing.
+    leaving: bool,
+}
+
+/// Where a vanished interactive client stood, and until when it holds the program there.
+struct Hold {
+    cursor: u64,
+    client: Option<String>,
+    until: Instant,
 }
 
 struct InputCount {
@@ -109,6 +125,7 @@ impl Session {
                 phase: Phase::NotStarted(None),
                 upload: Upload::Open,
                 ended: None,
+                holds: HashMap::new(),
             }),
             changed: watch::Sender::new(()),
             progress: Notify::new(),
@@ -149,14 +166,25 @@ impl Session {
         self.push_output(format!("{line}\r\n").as_bytes());
     }
 
-    /// Flow control: waits while the slowest interactive client is a window or more behind.
+    /// Flow control: waits while the slowest interactive client (attached, or held for one
+    /// that vanished) is a window or more behind. A timer is set only while a hold blocks.
     pub(super) async fn wait_for_window(&self) {
         loop {
             let progress = self.progress.notified();
-            if self.lock().may_read() {
-                return;
+            let expiry = {
+                let st = self.lock();
+                if st.may_read() {
+                    return;
+                }
+                st.holds.values().map(|h| h.until).min()
+            };
+            match expiry {
+                Some(at) => tokio::select! {
+                    () = progress => {}
+                    () = tokio::time::sleep_until(at) => {}
+                },
+                None => progress.await,
             }
-            progress.await;
         }
     }
 
@@ -194,6 +222,10 @@ impl Session {
             st.conns.remove(&old);
             applied
         });
+        // The client is back: its new cursor replaces the place held for it.
+        if let Some(id) = params.client.as_ref().filter(|_| !params.watch) {
+            st.holds.retain(|_, h| h.client.as_ref() != Some(id));
+        }
         st.conns.insert(
             conn,
             Conn {
@@ -201,6 +233,7 @@ impl Session {
                 watch: params.watch,
                 size: params.size,
                 client: params.client.clone(),
+                leaving: false,
             },
         );
         if !params.watch {
@@ -210,6 +243,7 @@ impl Session {
             }
             st.claim_size(conn, self);
         }
+        let end = st.buffer.end();
         drop(st);
         self.notify_changed();
         Attached {
@@ -220,6 +254,7 @@ impl Session {
                 truncated,
                 redraw: redraw.is_some(),
                 input,
+                end: Some(end),
             },
             redraw,
         }
@@ -233,9 +268,31 @@ impl Session {
         self.progress.notify_one();
     }
 
+    /// The client of `conn` detaches on purpose: its end will hold nothing.
+    pub(super) fn leaving(&self, conn: ConnId) {
+        if let Some(c) = self.lock().conns.get_mut(&conn) {
+            c.leaving = true;
+        }
+    }
+
+    /// A connection ended. An interactive one that did not say `detach` keeps its place for
+    /// [`HOLD`]; expired holds are forgotten here too.
     pub(super) fn detach(&self, conn: ConnId) {
         let mut st = self.lock();
-        st.conns.remove(&conn);
+        let now = Instant::now();
+        st.holds.retain(|_, h| h.until > now);
+        if let Some(c) = st.conns.remove(&conn).filter(|c| !c.watch && !c.leaving) {
+            let until = now + HOLD;
+            let (cursor, client) = (c.cursor, c.client);
+            st.holds.insert(
+                conn,
+                Hold {
+                    cursor,
+                    client,
+                    until,
+                },
+            );
+        }
         if st.size_owner == Some(conn) {
             st.size_owner = None;
         }
@@ -301,9 +358,12 @@ impl Session {
         (count.applied - count.acked >= INPUT_ACK_BYTES).then(|| count.ack())
     }
 
-    /// The current input acknowledgement for a connection that has a client id.
+    /// The input acknowledgement for a connection that has a client id, when there is news
+    /// since the last one (a ping a second would otherwise carry an ack a second).
     pub(super) fn input_ack(&self, conn: ConnId) -> Option<ServerMsg> {
-        self.lock().input_count(conn).map(InputCount::ack)
+        let mut st = self.lock();
+        let count = st.input_count(conn)?;
+        (count.applied > count.acked).then(|| count.ack())
     }
 
     pub(super) fn resize(&self, conn: ConnId, size: (u16, u16)) {
@@ -351,14 +411,12 @@ impl State {
         session.notify_changed();
     }
 
-    /// Bytes the slowest interactive client still has to receive.
+    /// Bytes the slowest interactive client, attached or held for, still has to receive.
     fn interactive_lag(&self) -> u64 {
-        let slowest = self
-            .conns
-            .values()
-            .filter(|c| !c.watch)
-            .map(|c| c.cursor)
-            .min();
+        let now = Instant::now();
+        let attached = self.conns.values().filter(|c| !c.watch).map(|c| c.cursor);
+        let held = self.holds.values().filter(|h| h.until > now);
+        let slowest = attached.chain(held.map(|h| h.cursor)).min();
         slowest.map_or(0, |cursor| self.buffer.end().saturating_sub(cursor))
     }
 

@@ -2,7 +2,7 @@
 //! that sends control replies first and output from the connection's cursor otherwise.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,6 +20,11 @@ use crate::protocol::{
 
 /// Control frames waiting for the writer.
 const CONTROL_QUEUE_FRAMES: usize = 32;
+
+/// The runtime pings a connection it has sent nothing on for this long. A client pings every
+/// [`PING_INTERVAL`] and our pongs count as sent, so a current client's link carries one
+/// frame a second each way; pinging after one interval would race its pings and double that.
+const QUIET_BEFORE_PING: Duration = PING_INTERVAL.saturating_mul(2);
 
 type Control = mpsc::Sender<Frame<'static>>;
 
@@ -89,12 +94,13 @@ where
     let mut changed = session.subscribe();
     let mut chunk = Vec::with_capacity(FRAME_MAX_BYTES);
     let mut sent = Instant::now();
-    let keepalive = tokio::time::sleep(PING_INTERVAL);
+    let keepalive = tokio::time::sleep(QUIET_BEFORE_PING);
     tokio::pin!(keepalive);
     loop {
         // Control replies go before any output.
         while let Ok(frame) = control.try_recv() {
             ws.write_frame(frame).await?;
+            sent = Instant::now();
         }
         changed.borrow_and_update();
         chunk.clear();
@@ -133,16 +139,19 @@ where
             }
             Next::Idle => tokio::select! {
                 frame = control.recv() => match frame {
-                    Some(frame) => ws.write_frame(frame).await?,
+                    Some(frame) => {
+                        ws.write_frame(frame).await?;
+                        sent = Instant::now();
+                    }
                     None => return Ok(()),
                 },
                 _ = changed.changed() => {}
                 () = &mut keepalive => {
-                    if sent.elapsed() >= PING_INTERVAL {
+                    if sent.elapsed() >= QUIET_BEFORE_PING {
                         ws.write_frame(text(&ServerMsg::Ping)).await?;
                         sent = Instant::now();
                     }
-                    keepalive.as_mut().reset((sent + PING_INTERVAL).into());
+                    keepalive.as_mut().reset((sent + QUIET_BEFORE_PING).into());
                 }
             },
         }
@@ -167,6 +176,12 @@ where
         *locks::lock(heard) = Instant::now();
         let reply = match frame.opcode {
             OpCode::Binary => session.input(conn, &frame.payload).await,
+            OpCode::Text if is_detach(&frame.payload) => {
+                // On purpose: nothing is held for this client. Ending the connection here
+                // tells the client its `detach` was read before its socket closes.
+                session.leaving(conn);
+                return Ok(());
+            }
             OpCode::Text => control_message(session, conn, &frame.payload, &control).await,
             OpCode::Close => return Ok(()),
             _ => None,
@@ -200,10 +215,16 @@ async fn control_message(
             }
             Some(ServerMsg::Pong)
         }
-        Ok(ClientMsg::Pong) => None,
+        Ok(ClientMsg::Pong | ClientMsg::Detach) => None,
         Err(e @ ParseError::UnknownType(_)) => error(&e.to_string()),
         Err(e @ ParseError::Malformed(_)) => error(&e.to_string()),
     }
+}
+
+/// Whether a text frame is `detach` (a text frame is rare: a resize, a ping a second).
+fn is_detach(payload: &[u8]) -> bool {
+    let text = std::str::from_utf8(payload).unwrap_or_default();
+    matches!(ClientMsg::parse(text), Ok(ClientMsg::Detach))
 }
 
 async fn signal(session: &Session, conn: ConnId, signal: Signal) -> Option<ServerMsg> {

@@ -8,10 +8,17 @@ use super::{MAX_COLS, MAX_ROWS};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ClientMsg {
-    Resize { cols: u16, rows: u16 },
-    Signal { name: Signal },
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
+    Signal {
+        name: Signal,
+    },
     Ping,
     Pong,
+    /// The user detached on purpose: this client stops holding the program back at once.
+    Detach,
 }
 
 /// A text frame from the runtime to the client.
@@ -31,6 +38,10 @@ pub enum ServerMsg {
         /// Input bytes of this client id applied so far (only with `client=`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         input: Option<u64>,
+        /// The end of the output stream when this connection started, so a resuming client
+        /// knows the gap before the bytes arrive (absent from older runtimes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        end: Option<u64>,
     },
     /// Input bytes of this client id applied so far.
     Ack {
@@ -72,7 +83,7 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["resize", "signal", "ping", "pong"];
+const CLIENT_TYPES: &[&str] = &["resize", "signal", "ping", "pong", "detach"];
 const SERVER_TYPES: &[&str] = &["ready", "ack", "exit", "ping", "pong", "error"];
 
 /// Parses a control message, telling an unknown `type` apart from a malformed message.
@@ -278,6 +289,7 @@ mod tests {
                 r#"{"type":"signal","name":"SIGINT"}"#,
             ),
             (ClientMsg::Ping, r#"{"type":"ping"}"#),
+            (ClientMsg::Detach, r#"{"type":"detach"}"#),
             (ClientMsg::Pong, r#"{"type":"pong"}"#),
         ];
         for (msg, wire) in cases {
@@ -294,6 +306,7 @@ mod tests {
             truncated,
             redraw,
             input,
+            end: None,
         };
         let cases = [
             (
@@ -307,6 +320,17 @@ mod tests {
             (
                 ready(false, true, None),
                 r#"{"type":"ready","offset":42,"protocol":1,"redraw":true}"#,
+            ),
+            (
+                ServerMsg::Ready {
+                    offset: 42,
+                    protocol: 1,
+                    truncated: false,
+                    redraw: false,
+                    input: Some(0),
+                    end: Some(99),
+                },
+                r#"{"type":"ready","offset":42,"protocol":1,"input":0,"end":99}"#,
             ),
             (ServerMsg::Ack { input: 9 }, r#"{"type":"ack","input":9}"#),
             (

@@ -1,6 +1,8 @@
 //! Test support: a real `catty exec` process on a loopback port (killed on drop), a
-//! WebSocket client that tracks output offsets, and a TCP proxy whose links can be cut; the
-//! daemon's harness (`api`), the Fly.io fake (`fly`) a real terminal (`tmux`) and a session for sync-back (`sync_server`) beside.
+//! WebSocket client that tracks output offsets, and a TCP proxy whose links can be cut or
+//! stalled (`proxy`); the daemon's harness (`api`), the Fly.io fake (`fly`) a real terminal
+//! (`tmux`), a daemon that only looks sessions up (`lookup`) and a session for sync-back
+//! (`sync_server`) beside.
 
 /// The daemon's harness (`api_*` tests and `fly_provider`).
 pub mod api;
@@ -8,23 +10,23 @@ pub mod fly;
 mod http;
 pub mod launch;
 mod listen;
+pub mod lookup;
+mod proxy;
 pub mod repo;
 pub mod sync_server;
 pub mod tmux;
 
 pub use http::{HttpReply, http_send, parse_http_reply};
 pub use listen::listening_addr;
+pub use proxy::Proxy;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use catty::net::{ClientSocket, DialError, dial};
 use catty::protocol::{ClientMsg, ConnectParams, ExitStatus, ServerMsg};
 use fastwebsockets::{Frame, OpCode, Payload};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
 /// Every wait in the tests ends by this deadline at the latest.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -276,42 +278,6 @@ impl Client {
             .write_frame(Frame::text(Payload::Owned(text.as_bytes().to_vec())))
             .await
             .unwrap();
-    }
-}
-
-/// A TCP proxy from a loopback port to `target` whose open links can be cut at will.
-pub struct Proxy {
-    pub addr: SocketAddr,
-    links: Arc<Mutex<JoinSet<()>>>,
-    _accept: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let links = Arc::new(Mutex::new(JoinSet::new()));
-        let accept_links = links.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let Ok(mut outbound) = TcpStream::connect(target).await else {
-                    continue;
-                };
-                accept_links.lock().unwrap().spawn(async move {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                });
-            }
-        });
-        Proxy {
-            addr,
-            links,
-            _accept: accept,
-        }
-    }
-
-    /// Drops every open link at once, as a network failure would.
-    pub fn cut(&self) {
-        self.links.lock().unwrap().abort_all();
     }
 }
 

@@ -9,10 +9,10 @@ use fastwebsockets::{Frame, OpCode, Payload, WebSocketWrite};
 use tokio::sync::mpsc;
 
 use crate::net;
-use crate::protocol::{ClientMsg, ServerMsg};
+use crate::protocol::{ClientMsg, DEAD_LINK, ServerMsg};
 
 /// A write that takes this long means the link is dead.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+const WRITE_TIMEOUT: Duration = DEAD_LINK;
 
 /// What the reader task hands the attach loop.
 pub(super) enum Event {
