@@ -9,7 +9,9 @@ use tokio::net::TcpStream;
 use crate::common::{Client, Runtime, TOKEN, peak_rss_bytes, sized};
 use catty::protocol::{
     BODY_STALL_TIMEOUT, ClientMsg, ConnectParams, HEADER_READ_TIMEOUT, MAX_COLS, MAX_ROWS,
+    MESSAGE_MAX_BYTES,
 };
+use fastwebsockets::{Frame, OpCode, Payload};
 
 /// What one client's behaviour may add to the runtime's resident memory.
 const CEILING_BYTES: u64 = 64 * 1024 * 1024;
@@ -208,4 +210,55 @@ fn limit_descriptors(pid: i32, limits: &str) {
 fn report(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// A fragmented message that never ends, a frame too large, and text that is not UTF-8:
+/// each closes that connection with its RFC 6455 code, the runtime's memory stays bounded,
+/// and another client's echo goes on.
+#[tokio::test]
+async fn oversized_and_malformed_messages_close_with_their_codes() {
+    let rt = Runtime::start(&["cat"], &[]);
+    let mut other = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    other.send(b"first\r").await;
+    other.read_until_contains("first").await;
+    let idle = peak_rss_bytes(rt.pid());
+
+    // 64 MiB in 64 KiB fragments, never finished: cut at MESSAGE_MAX_BYTES.
+    let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = c
+        .send_frame(Frame::new(
+            false,
+            OpCode::Binary,
+            None,
+            Payload::Borrowed(&chunk),
+        ))
+        .await;
+    for _ in 0..1024 {
+        if sent.is_err() {
+            break;
+        }
+        let piece = Frame::new(false, OpCode::Continuation, None, Payload::Borrowed(&chunk));
+        sent = c.send_frame(piece).await;
+    }
+    c.read_to_close().await;
+    assert_eq!(c.close_code, Some(1009));
+
+    let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    let big = vec![b'y'; MESSAGE_MAX_BYTES + 1];
+    let _ = c.send_frame(Frame::binary(Payload::Borrowed(&big))).await;
+    c.read_to_close().await;
+    assert_eq!(c.close_code, Some(1009));
+
+    let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    let _ = c
+        .send_frame(Frame::text(Payload::Borrowed(b"{\"type\":\"ping\xff\"}")))
+        .await;
+    c.read_to_close().await;
+    assert_eq!(c.close_code, Some(1007));
+
+    let used = peak_rss_bytes(rt.pid()).saturating_sub(idle);
+    assert!(used < CEILING_BYTES, "{used} bytes");
+    other.send(b"after\r").await;
+    other.read_until_contains("after").await;
 }

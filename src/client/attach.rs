@@ -269,8 +269,9 @@ impl Attach {
                 self.next_offset = Some(offset);
                 let resend = self.unacked.resend_from(input.unwrap_or(0));
                 let mut frames = Vec::new();
-                if !resend.is_empty() {
-                    frames.push(Frame::binary(Payload::Owned(resend)));
+                // In frames of the usual size: a message past MESSAGE_MAX_BYTES would be refused.
+                for part in resend.chunks(crate::protocol::FRAME_MAX_BYTES) {
+                    frames.push(Frame::binary(Payload::Owned(part.to_vec())));
                 }
                 Step::Send(frames)
             }

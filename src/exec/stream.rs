@@ -14,8 +14,8 @@ use crate::locks;
 use crate::net::forward_obligated;
 use crate::protocol::control::check_size;
 use crate::protocol::{
-    ClientMsg, ConnectParams, DEAD_LINK, FRAME_MAX_BYTES, PING_INTERVAL, ParseError, ServerMsg,
-    Signal,
+    ClientMsg, ConnectParams, DEAD_LINK, FRAME_MAX_BYTES, MESSAGE_MAX_BYTES, PING_INTERVAL,
+    ParseError, ServerMsg, Signal,
 };
 
 /// Control frames waiting for the writer.
@@ -36,6 +36,10 @@ where
     let attached = session.attach(&params);
     let conn = attached.conn;
     tracing::info!(conn, watch = params.watch, since = ?params.since, "client attached");
+    let mut ws = ws;
+    // Frames up to twice the limit are read whole, so the refusal (1009) keeps the stream in
+    // step and its close frame arrives; a larger one ends the connection at its header.
+    ws.set_max_message_size(2 * MESSAGE_MAX_BYTES);
     let (read, write) = ws.split(tokio::io::split);
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_FRAMES);
     let heard = Mutex::new(Instant::now());
@@ -97,9 +101,14 @@ where
     let keepalive = tokio::time::sleep(QUIET_BEFORE_PING);
     tokio::pin!(keepalive);
     loop {
-        // Control replies go before any output.
+        // Control replies go before any output; after a close frame, nothing (the reader
+        // ends the connection).
         while let Ok(frame) = control.try_recv() {
+            let close = frame.opcode == OpCode::Close;
             ws.write_frame(frame).await?;
+            if close {
+                std::future::pending::<()>().await;
+            }
             sent = Instant::now();
         }
         changed.borrow_and_update();
@@ -139,6 +148,10 @@ where
             }
             Next::Idle => tokio::select! {
                 frame = control.recv() => match frame {
+                    Some(frame) if frame.opcode == OpCode::Close => {
+                        ws.write_frame(frame).await?;
+                        std::future::pending::<()>().await;
+                    }
                     Some(frame) => {
                         ws.write_frame(frame).await?;
                         sent = Instant::now();
@@ -161,34 +174,120 @@ where
 async fn read_loop<R>(
     session: &Session,
     conn: ConnId,
-    read: fastwebsockets::WebSocketRead<R>,
+    mut read: fastwebsockets::WebSocketRead<R>,
     control: Control,
     heard: &Mutex<Instant>,
 ) -> Result<(), WebSocketError>
 where
     R: AsyncRead + Unpin,
 {
-    let mut reader = fastwebsockets::FragmentCollectorRead::new(read);
     // Pongs and close replies required by the WebSocket protocol go through the writer.
     let mut obligated = |frame| forward_obligated(&control, frame, std::convert::identity);
+    let mut message = Message::default();
     loop {
-        let frame = reader.read_frame(&mut obligated).await?;
+        let frame = match read.read_frame(&mut obligated).await {
+            Ok(frame) => Ok(frame),
+            Err(WebSocketError::FrameTooLarge) => Err(TOO_BIG),
+            Err(WebSocketError::InvalidUTF8) => Err(NOT_UTF8),
+            Err(e) => return Err(e),
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(refusal) => return refuse(&control, refusal, &mut read).await,
+        };
         *locks::lock(heard) = Instant::now();
-        let reply = match frame.opcode {
-            OpCode::Binary => session.input(conn, &frame.payload).await,
-            OpCode::Text if is_detach(&frame.payload) => {
+        let (opcode, payload) = match message.add(frame) {
+            Ok(Some(whole)) => whole,
+            Ok(None) => continue,
+            Err(refusal) => return refuse(&control, refusal, &mut read).await,
+        };
+        let reply = match opcode {
+            OpCode::Binary => session.input(conn, &payload).await,
+            OpCode::Text if std::str::from_utf8(&payload).is_err() => {
+                return refuse(&control, NOT_UTF8, &mut read).await;
+            }
+            OpCode::Text if is_detach(&payload) => {
                 // On purpose: nothing is held for this client. Ending the connection here
                 // tells the client its `detach` was read before its socket closes.
                 session.leaving(conn);
                 return Ok(());
             }
-            OpCode::Text => control_message(session, conn, &frame.payload, &control).await,
+            OpCode::Text => control_message(session, conn, &payload, &control).await,
             OpCode::Close => return Ok(()),
             _ => None,
         };
         if let Some(reply) = reply {
             // A full queue means the writer is stuck; the reader need not wait for it.
             let _ = control.try_send(text(&reply));
+        }
+    }
+}
+
+/// How long a refused client's remaining frames are read after the close frame.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Why a connection is closed, as RFC 6455 codes it.
+type Refusal = (u16, &'static str);
+const TOO_BIG: Refusal = (1009, "message too big");
+const NOT_UTF8: Refusal = (1007, "text is not UTF-8");
+const BAD_FRAGMENTS: Refusal = (1002, "fragments out of order");
+
+/// Closes the connection with `code`: the writer sends the close frame, and what the client
+/// still sends is read and dropped until its own close frame, for [`LINGER`] at most, so the
+/// close frame is not lost to a reset (closing a socket with unread data sends one).
+async fn refuse<R>(
+    control: &Control,
+    (code, reason): Refusal,
+    read: &mut fastwebsockets::WebSocketRead<R>,
+) -> Result<(), WebSocketError>
+where
+    R: AsyncRead + Unpin,
+{
+    tracing::info!(code, reason, "closing a client's connection");
+    let _ = control.send(Frame::close(code, reason.as_bytes())).await;
+    let mut ignore = |_| std::future::ready(Ok::<(), WebSocketError>(()));
+    let drain = async {
+        loop {
+            match read.read_frame(&mut ignore).await {
+                Ok(frame) if frame.opcode == OpCode::Close => return,
+                Ok(_) | Err(WebSocketError::FrameTooLarge | WebSocketError::InvalidUTF8) => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+    Ok(())
+}
+
+/// A client message put together from its fragments, within [`MESSAGE_MAX_BYTES`].
+#[derive(Default)]
+struct Message {
+    started: Option<(OpCode, Vec<u8>)>,
+}
+
+impl Message {
+    /// Adds a frame (unmasked); returns the message once whole. Control frames (close,
+    /// ping, pong) may come between fragments and are whole by themselves.
+    fn add(&mut self, frame: Frame<'_>) -> Result<Option<(OpCode, Vec<u8>)>, Refusal> {
+        let payload = &frame.payload[..];
+        match (frame.opcode, frame.fin, self.started.as_mut()) {
+            (OpCode::Close | OpCode::Ping | OpCode::Pong, _, _) => {
+                Ok(Some((frame.opcode, payload.to_vec())))
+            }
+            (OpCode::Continuation, fin, Some((_, bytes))) => {
+                if bytes.len() + payload.len() > MESSAGE_MAX_BYTES {
+                    return Err(TOO_BIG);
+                }
+                bytes.extend_from_slice(payload);
+                Ok(if fin { self.started.take() } else { None })
+            }
+            (OpCode::Continuation, _, None) | (_, _, Some(_)) => Err(BAD_FRAGMENTS),
+            (_, _, None) if payload.len() > MESSAGE_MAX_BYTES => Err(TOO_BIG),
+            (opcode, true, None) => Ok(Some((opcode, payload.to_vec()))),
+            (opcode, false, None) => {
+                self.started = Some((opcode, payload.to_vec()));
+                Ok(None)
+            }
         }
     }
 }

@@ -170,6 +170,10 @@
 //!
 //! ## Connections
 //!
+//! A client message may be at most [`MESSAGE_MAX_BYTES`] whole or in fragments (else the
+//! connection is closed with 1009), a text message must be UTF-8 (else 1007), and fragments
+//! must come in order (else 1002).
+//!
 //! The daemon and the runtime each keep at most [`MAX_CONNECTIONS`] connections; past it a
 //! new one takes the place of the oldest that has not shown the token. A request head must
 //! arrive within [`HEADER_READ_TIMEOUT`], also between requests on a kept-alive connection;
@@ -231,6 +235,11 @@ pub const DEAD_LINK: Duration = Duration::from_secs(8);
 /// How long an interactive client that vanished without `detach` still holds flow control,
 /// so a fast program pauses for it to come back instead of running ahead of it.
 pub const HOLD: Duration = Duration::from_secs(15);
+
+/// Largest message a client may send, whole or in fragments: input is the client's reads
+/// and pastes, sent in frames of at most [`FRAME_MAX_BYTES`], and control messages are a few
+/// bytes. A larger one closes the connection with 1009 (message too big).
+pub const MESSAGE_MAX_BYTES: usize = 1024 * 1024;
 
 /// Largest binary frame the runtime sends: big enough for throughput, small enough that a
 /// control message never waits long behind one.

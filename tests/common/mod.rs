@@ -25,7 +25,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use catty::net::{ClientSocket, DialError, dial};
-use catty::protocol::{ClientMsg, ConnectParams, ExitStatus, ServerMsg};
+use catty::protocol::{ClientMsg, ConnectParams, ExitStatus, PING_INTERVAL, ServerMsg};
 use fastwebsockets::{Frame, OpCode, Payload};
 
 /// Every wait in the tests ends by this deadline at the latest.
@@ -154,6 +154,12 @@ pub struct Client {
     pub exit: Option<ExitStatus>,
     pub errors: Vec<String>,
     pub acks: Vec<u64>,
+    /// The code of the server's close frame, once it came.
+    pub close_code: Option<u16>,
+    /// Whether reading also pings now and then, as a real client does: the runtime drops a
+    /// client it has not heard from for `DEAD_LINK`. Off for a test of silence itself.
+    pub keepalive: bool,
+    last_sent: Instant,
     expect_redraw: bool,
 }
 
@@ -189,6 +195,9 @@ impl Client {
             exit: None,
             errors: Vec::new(),
             acks: Vec::new(),
+            close_code: None,
+            keepalive: true,
+            last_sent: Instant::now(),
             expect_redraw: redraw,
         })
     }
@@ -196,6 +205,13 @@ impl Client {
     /// Reads one frame. `Ok(false)` when the connection is closed.
     pub async fn step(&mut self) -> Result<bool, fastwebsockets::WebSocketError> {
         let frame = self.ws.read_frame().await?;
+        if self.keepalive && self.last_sent.elapsed() >= PING_INTERVAL {
+            let ping = ClientMsg::Ping.to_json().into_bytes();
+            self.ws
+                .write_frame(Frame::text(Payload::Owned(ping)))
+                .await?;
+            self.last_sent = Instant::now();
+        }
         match frame.opcode {
             OpCode::Binary if std::mem::take(&mut self.expect_redraw) => {
                 self.redraw = Some(frame.payload.to_vec())
@@ -209,7 +225,11 @@ impl Client {
                     _ => {}
                 }
             }
-            OpCode::Close => return Ok(false),
+            OpCode::Close => {
+                let code = frame.payload.get(..2);
+                self.close_code = code.map(|c| u16::from_be_bytes([c[0], c[1]]));
+                return Ok(false);
+            }
             _ => {}
         }
         Ok(true)
@@ -271,6 +291,14 @@ impl Client {
             .write_frame(Frame::text(Payload::Owned(msg.to_json().into_bytes())))
             .await
             .unwrap();
+    }
+
+    /// Sends `frame` as it is (fragments, odd opcodes); an error once the server closed.
+    pub async fn send_frame(
+        &mut self,
+        frame: Frame<'_>,
+    ) -> Result<(), fastwebsockets::WebSocketError> {
+        self.ws.write_frame(frame).await
     }
 
     pub async fn send_text(&mut self, text: &str) {
