@@ -8,15 +8,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use bytes::Bytes;
-use catty::protocol::Agent;
-use catty::protocol::api::{SessionInfo, SessionState};
+use catty::protocol::api::SessionInfo;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-
-use super::TOKEN;
 
 pub const LABEL: &str = "quiet-otter-4321";
 const SESSION_ID: &str = "s-fedcba9876543210";
@@ -83,18 +80,5 @@ fn error(code: &str, message: &str) -> String {
 }
 
 fn info(runtime: SocketAddr) -> SessionInfo {
-    SessionInfo {
-        session_id: SESSION_ID.into(),
-        label: LABEL.into(),
-        state: SessionState::Running,
-        agent: Agent::Shell,
-        provider: "local".into(),
-        region: None,
-        machine_id: "m-1".into(),
-        created_at: 0,
-        expires_at: u64::MAX / 2,
-        connect_url: format!("http://{runtime}"),
-        connect_token: TOKEN.into(),
-        headers: Default::default(),
-    }
+    super::running_session(SESSION_ID, LABEL, runtime)
 }

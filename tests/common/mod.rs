@@ -37,6 +37,29 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 /// disk stay quiet; they would crowd each other past their deadlines on a small machine.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A running local session as a daemon describes it, its runtime at `runtime`.
+pub fn running_session(
+    session_id: &str,
+    label: &str,
+    runtime: SocketAddr,
+) -> catty::protocol::api::SessionInfo {
+    use catty::protocol::api::{SessionInfo, SessionState};
+    SessionInfo {
+        session_id: session_id.into(),
+        label: label.into(),
+        state: SessionState::Running,
+        agent: catty::protocol::Agent::Shell,
+        provider: "local".into(),
+        region: None,
+        machine_id: "m-1".into(),
+        created_at: 0,
+        expires_at: u64::MAX / 2,
+        connect_url: format!("http://{runtime}"),
+        connect_token: TOKEN.into(),
+        headers: Default::default(),
+    }
+}
+
 /// The first `program` on this process's `PATH`.
 pub fn which(program: &str) -> std::path::PathBuf {
     std::env::split_paths(&std::env::var_os("PATH").unwrap())

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use catty::protocol::Agent;
 use catty::protocol::api::{SessionInfo, SessionState};
 use catty::protocol::sync::{EntryKind, Manifest, ManifestEntry, parse_file_query};
 use futures_util::StreamExt;
@@ -294,20 +293,7 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
 
 /// The session as the daemon describes it, its runtime at `addr`.
 fn session_info(addr: SocketAddr) -> SessionInfo {
-    SessionInfo {
-        session_id: SESSION_ID.into(),
-        label: LABEL.into(),
-        state: SessionState::Running,
-        agent: Agent::Shell,
-        provider: "local".into(),
-        region: None,
-        machine_id: "m-1".into(),
-        created_at: 0,
-        expires_at: u64::MAX / 2,
-        connect_url: format!("http://{addr}"),
-        connect_token: TOKEN.into(),
-        headers: Default::default(),
-    }
+    super::running_session(SESSION_ID, LABEL, addr)
 }
 
 /// `GET /sync/manifest[?after=G]`: waits (at most 25 s) while the generation is still `G`.
