@@ -11,7 +11,8 @@ use std::process::Command;
 use crate::common::repo::{git, git_oracle, write_file};
 use crate::common::tmux::{Tmux, at_prompt};
 
-/// Lists the live sessions as JSON values.
+/// Lists the live sessions as JSON values, checking that the listing holds no secret: no
+/// session's connect token, not the daemon's own token, and times as RFC 3339.
 fn sessions(t: &Tmux) -> Vec<serde_json::Value> {
     let out = t.catty(&["list", "--json"]);
     assert!(
@@ -19,7 +20,31 @@ fn sessions(t: &Tmux) -> Vec<serde_json::Value> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let text = String::from_utf8_lossy(&out.stdout);
+    let state = t.state_dir();
+    let records = std::fs::read_to_string(state.join("sessions.json")).unwrap_or_default();
+    let records: serde_json::Value = serde_json::from_str(&records).unwrap_or_default();
+    let mut secrets: Vec<String> = (records["sessions"].as_array().into_iter().flatten())
+        .filter_map(|r| Some(r["connect_token"].as_str()?.to_string()))
+        .collect();
+    assert!(
+        !secrets.is_empty() || text.trim() == "[]",
+        "no record to check against"
+    );
+    secrets.extend(std::fs::read_to_string(state.join("api.token")).ok());
+    for secret in secrets.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        assert!(
+            !text.contains(secret),
+            "catty list --json shows a token:\n{text}"
+        );
+    }
+    assert!(!text.contains("token"), "{text}");
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for s in &all {
+        let created = s["created_at"].as_str().unwrap_or_default();
+        assert!(created.ends_with('Z') && created.contains('T'), "{s}");
+    }
+    all
 }
 
 /// The one session of this test.

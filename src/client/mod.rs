@@ -306,7 +306,8 @@ pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
     let daemon = DaemonClient::ensure(config).await?;
     let list: SessionList = daemon.get("/v1/sessions").await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&list.sessions)?);
+        let listed: Vec<Listed> = list.sessions.iter().map(Listed::from).collect();
+        println!("{}", serde_json::to_string_pretty(&listed)?);
         return Ok(0);
     }
     if list.sessions.is_empty() {
@@ -330,6 +331,39 @@ pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// A session as `catty list --json` shows it: what a script needs, times in RFC 3339, and no
+/// secret (the connect token and the routing headers stay between catty and the daemon).
+#[derive(serde::Serialize)]
+struct Listed<'a> {
+    session_id: &'a str,
+    label: &'a str,
+    state: &'static str,
+    agent: &'static str,
+    provider: &'a str,
+    region: Option<&'a str>,
+    machine_id: &'a str,
+    created_at: String,
+    expires_at: String,
+    connect_url: &'a str,
+}
+
+impl<'a> From<&'a SessionInfo> for Listed<'a> {
+    fn from(s: &'a SessionInfo) -> Listed<'a> {
+        Listed {
+            session_id: &s.session_id,
+            label: &s.label,
+            state: s.state.as_str(),
+            agent: s.agent.as_str(),
+            provider: &s.provider,
+            region: s.region.as_deref(),
+            machine_id: &s.machine_id,
+            created_at: crate::clock::rfc3339(s.created_at),
+            expires_at: crate::clock::rfc3339(s.expires_at),
+            connect_url: &s.connect_url,
+        }
+    }
 }
 
 pub async fn logs(

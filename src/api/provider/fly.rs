@@ -10,7 +10,6 @@ mod machine_config;
 mod machines_api;
 mod reaper;
 mod start;
-mod time;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use super::guest::Guest;
 use super::machines_api::{FlyMachine, ImageRef};
-use super::time;
 use crate::api::provider::MachineSpec;
+use crate::clock::rfc3339;
 
 /// Metadata keys. Never Fly's own `fly_*` keys: a machine carrying `fly_platform_version` and
 /// a process group would be adopted (and replaced) by `fly deploy`.
@@ -83,7 +83,7 @@ fn metadata(spec: &MachineSpec, expires_at: u64) -> BTreeMap<&'static str, Strin
         (META_SESSION, spec.session_id.clone()),
         (META_LABEL, spec.label.clone()),
         (META_AGENT, spec.agent.to_string()),
-        (META_EXPIRES_AT, time::format(expires_at)),
+        (META_EXPIRES_AT, rfc3339(expires_at)),
     ])
 }
 

@@ -10,7 +10,8 @@ use tokio::sync::watch;
 
 use super::machine_config::{META_EXPIRES_AT, META_SESSION};
 use super::machines_api::FlyMachine;
-use super::{Inner, is_gone, time};
+use super::{Inner, is_gone};
+use crate::clock::parse_rfc3339;
 use crate::clock::unix_now;
 use crate::locks;
 
@@ -49,13 +50,13 @@ impl Inner {
         if is_gone(&m.state) {
             return None;
         }
-        let expires_at = m.meta(META_EXPIRES_AT).and_then(time::parse);
+        let expires_at = m.meta(META_EXPIRES_AT).and_then(parse_rfc3339);
         if expires_at.is_some_and(|t| t + EXPIRY_SLACK_SEC <= now) {
             return Some("past its expires_at");
         }
         let limit = self.start_timeout.as_secs() + STUCK_SLACK_SEC;
         let stuck = matches!(m.state.as_str(), "created" | "starting")
-            && time::parse(&m.created_at).is_some_and(|t| t + limit <= now)
+            && parse_rfc3339(&m.created_at).is_some_and(|t| t + limit <= now)
             && !locks::lock(&self.creating).contains(session);
         stuck.then_some("that never started")
     }
