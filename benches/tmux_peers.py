@@ -89,8 +89,10 @@ def main():
     dir = tempfile.mkdtemp(prefix="tmux-peers-")
     sshd_proc, ssh_argv = sshd(dir)
     api_addr = f"127.0.0.1:{free_port()}"
-    env = f"env XDG_STATE_HOME={dir}/state CATTY_API_ADDR={api_addr} PS1='{PROMPT} '"
-    catty_argv = f"cd {dir} && {env} {CATTY} new --no-upload -- bash --norc --noprofile -i"
+    env = f"env XDG_STATE_HOME={dir}/state CATTY_API_ADDR={api_addr}"
+    # Sessions see none of the caller's variables: the prompt is set in the session.
+    session = f"env 'PS1={PROMPT} ' bash --norc --noprofile -i"
+    catty_argv = f"cd {dir} && {env} {CATTY} new --no-upload -- {session}"
     tmux("kill-server", check=False)
     tmux("new-session", "-d", "-s", "ssh", "-x", "120", "-y", "40", ssh_argv)
     tmux("new-session", "-d", "-s", "catty", "-x", "120", "-y", "40", catty_argv)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{Client, Runtime, TOKEN, peak_rss_bytes, sized};
+use crate::common::{Client, Runtime, TOKEN, peak_rss_bytes, sized, succeeded};
 use catty::protocol::{
     BODY_STALL_TIMEOUT, ClientMsg, ConnectParams, HEADER_READ_TIMEOUT, MAX_COLS, MAX_ROWS,
     MESSAGE_MAX_BYTES,
@@ -199,11 +199,7 @@ fn limit_descriptors(pid: i32, limits: &str) {
         .args(["--pid", &pid.to_string(), &format!("--nofile={limits}")])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out);
 }
 
 /// A line shown even when the test passes.

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{self, Client, Runtime, TOKEN, http_send, sized};
+use crate::common::{self, Client, Runtime, TOKEN, http_send, sized, succeeded};
 use bytes::Bytes;
 use catty::client::upload;
 use catty::protocol::api::UploadDone;
@@ -26,11 +26,7 @@ fn assemble() -> tempfile::TempDir {
         .arg(env!("CARGO_BIN_EXE_catty"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out);
     root
 }
 

@@ -24,7 +24,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `catty api --provider local` on a loopback port of the kernel's choosing with
-    /// `state` as `XDG_STATE_HOME`. Sessions inherit its environment, so the prompt is set here.
+    /// `state` as `XDG_STATE_HOME`.
     pub fn start(state: &Path, sandbox: bool) -> Daemon {
         std::fs::create_dir_all(state).unwrap();
         let mut cmd = api_command(&["--provider", "local"]);
@@ -35,7 +35,6 @@ impl Daemon {
         let log = std::fs::File::create(state.join("api.log")).unwrap();
         cmd.env("XDG_STATE_HOME", state)
             .env("CATTY_LOG", "info")
-            .env("PS1", PROMPT)
             .stderr(log);
         let (child, addr) = start_api(cmd);
         Daemon {
@@ -67,7 +66,9 @@ impl Daemon {
         if !upload {
             argv.push("--no-upload");
         }
-        argv.extend(["--", "bash", "--norc", "--noprofile"]);
+        // Sessions see none of our variables: the prompt to wait for is set in the session.
+        let prompt = format!("PS1={PROMPT}");
+        argv.extend(["--", "env", &prompt, "bash", "--norc", "--noprofile"]);
         Term::spawn(self.name(), &argv, &self.env(), cwd)
     }
 

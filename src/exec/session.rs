@@ -282,16 +282,12 @@ impl Session {
         let now = Instant::now();
         st.holds.retain(|_, h| h.until > now);
         if let Some(c) = st.conns.remove(&conn).filter(|c| !c.watch && !c.leaving) {
-            let until = now + HOLD;
-            let (cursor, client) = (c.cursor, c.client);
-            st.holds.insert(
-                conn,
-                Hold {
-                    cursor,
-                    client,
-                    until,
-                },
-            );
+            let hold = Hold {
+                cursor: c.cursor,
+                client: c.client,
+                until: now + HOLD,
+            };
+            st.holds.insert(conn, hold);
         }
         if st.size_owner == Some(conn) {
             st.size_owner = None;

@@ -60,6 +60,16 @@ pub fn running_session(
     }
 }
 
+/// `out` of a program that must have succeeded; its stderr is the failure message.
+pub fn succeeded(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The first `program` on this process's `PATH`.
 pub fn which(program: &str) -> std::path::PathBuf {
     std::env::split_paths(&std::env::var_os("PATH").unwrap())

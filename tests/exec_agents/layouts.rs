@@ -13,7 +13,7 @@ use super::screens::{self, Classify, Verdict};
 use super::{Installed, installed, random_chars};
 use crate::common::repo::write_file;
 use crate::common::tmux::Tmux;
-use crate::common::which;
+use crate::common::{succeeded, which};
 
 /// The npm prefix of an installed copy (`…/claude-code-2.1.330`, whose `bin` is `dir`).
 fn prefix(copy: &Installed) -> &Path {
@@ -29,11 +29,7 @@ fn hard_copy(from: &Path, to: &Path) {
         .arg(to)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out);
 }
 
 /// An npm prefix at `to` holding `copy`'s package, with its `bin/PROGRAM` link as npm makes
