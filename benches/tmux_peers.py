@@ -110,6 +110,8 @@ def main():
         tmux("kill-server", check=False)
         sshd_proc.kill()
         subprocess.run(["pkill", "-f", f"catty api --addr {api_addr}"])
+        # Sessions outlive their daemon: end the one this run made (its workspace is here).
+        subprocess.run(["pkill", "-f", f"{dir}/state/catty/sessions"])
     for figure in ["ctrl-c", "echo"]:
         medians = {}
         for name in panes:
