@@ -17,6 +17,7 @@ mod client_credentials;
 mod client_e2e;
 mod client_link;
 mod client_logs;
+mod client_pacing;
 mod client_sync;
 mod client_upload;
 mod exec_agents;

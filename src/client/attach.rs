@@ -2,6 +2,7 @@
 //! failures by reconnecting with `since` (output) and resending unacknowledged input.
 
 mod frames;
+mod output;
 mod reconnect;
 mod status;
 
@@ -15,6 +16,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use self::frames::{Event, binary, control, read_frames, send};
+use self::output::Output;
 use self::status::Status;
 use super::escape::{self, Action, Escapes};
 use super::tty;
@@ -27,6 +29,8 @@ use crate::protocol::{ClientMsg, DEAD_LINK, ExitStatus, PING_INTERVAL, ServerMsg
 const TICK: Duration = Duration::from_millis(250);
 /// How long a detach waits for the runtime to confirm it by closing the connection.
 const DETACH_WAIT: Duration = Duration::from_secs(2);
+/// How long output still waiting for the terminal may hold up leaving, unless it exited.
+const FLUSH_WAIT: Duration = Duration::from_secs(1);
 
 /// Where to attach.
 pub(super) struct Target {
@@ -65,6 +69,13 @@ pub(super) async fn run(
     let _raw = tty::RawGuard::enter()?;
     let mut attach = Attach::new(watch, from_start, replay_max)?;
     let outcome = attach.run(&runtime, target, live).await;
+    // Everything the session wrote reaches the terminal before it leaves raw mode; when the
+    // session did not end, a terminal that takes nothing does not keep us.
+    let flushing = attach.output.flush();
+    match outcome {
+        Outcome::Exited(_) => flushing.await?,
+        _ => drop(tokio::time::timeout(FLUSH_WAIT, flushing).await),
+    }
     attach.status.clear();
     Ok(outcome)
 }
@@ -83,6 +94,8 @@ struct Attach {
     /// Offset of the next output byte; `None` until the first `ready` of a fresh attach.
     next_offset: Option<u64>,
     unacked: Unacked,
+    /// Output on its way to the terminal, and the window it asks of the runtime.
+    output: Output,
     escapes: Escapes,
     stdin: tty::Stdin,
     stdin_open: bool,
@@ -103,6 +116,7 @@ impl Attach {
             client_id: crate::random::hex(16),
             next_offset: from_start.then_some(0),
             unacked: Unacked::default(),
+            output: Output::new(),
             escapes: Escapes::default(),
             stdin: tty::Stdin::new(),
             stdin_open: true,
@@ -127,12 +141,18 @@ impl Attach {
             redraw_next: false,
             last_frame: Instant::now(),
             last_ping: Instant::now(),
+            ping_sent: None,
         };
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let step = tokio::select! {
-                event = events.recv() => self.event(&mut conn, event),
+                // Frames wait while the terminal is far behind (only with an older runtime).
+                event = events.recv(), if self.output.has_room() => self.event(&mut conn, event),
+                written = self.output.writable(), if self.output.waiting() => match written {
+                    Ok(()) => self.shown(false),
+                    Err(_) => Step::Done(Outcome::Terminated),
+                },
                 input = self.stdin.recv(), if conn.ready && self.stdin_open => match self.typed(input) {
                     Typed::Detach(before) => {
                         // `detach` tells the runtime not to hold the program for us.
@@ -187,12 +207,27 @@ impl Attach {
         if silent > DEAD_LINK {
             return Step::Lost(format!("no contact for {} s", silent.as_secs()));
         }
-        self.status.update(self.last_contact.elapsed(), false);
+        // Not over output still on its way: the line would land inside it.
+        if !self.output.waiting() {
+            self.status.update(self.last_contact.elapsed(), false);
+        }
+        self.output.idle();
         if conn.last_ping.elapsed() + TICK / 2 < PING_INTERVAL {
             return Step::Continue;
         }
         conn.last_ping = Instant::now();
-        Step::Send(vec![control(&ClientMsg::Ping)])
+        conn.ping_sent.get_or_insert(conn.last_ping);
+        let mut frames = vec![control(&ClientMsg::Ping)];
+        frames.extend(self.output.report(true).map(|msg| control(&msg)));
+        Step::Send(frames)
+    }
+
+    /// Output reached the terminal: a `shown` report when one is due.
+    fn shown(&mut self, due: bool) -> Step {
+        match self.output.report(due) {
+            Some(msg) => Step::Send(vec![control(&msg)]),
+            None => Step::Continue,
+        }
     }
 
     fn typed(&mut self, input: Option<Bytes>) -> Typed {
@@ -207,7 +242,7 @@ impl Attach {
                 Action::Detach => {
                     return Typed::Detach((!send.is_empty()).then(|| Bytes::from(send)));
                 }
-                Action::Help => tty::note(escape::HELP),
+                Action::Help => drop(self.output.note(escape::HELP)),
                 Action::Send(bytes) if !self.watch => send.extend_from_slice(&bytes),
                 Action::Send(_) => {}
             }
@@ -226,13 +261,15 @@ impl Attach {
         self.status.clear();
         match event {
             Some(Event::Output(bytes)) => {
+                let mut end = None;
                 if std::mem::take(&mut conn.redraw_next) {
                     // A picture of the screen, not part of the numbered stream.
                 } else if let Some(offset) = &mut self.next_offset {
                     *offset += bytes.len() as u64;
+                    end = Some(*offset);
                 }
-                match tty::write_output(&bytes) {
-                    Ok(()) => Step::Continue,
+                match self.output.write(bytes, end) {
+                    Ok(()) => self.shown(false),
                     Err(_) => Step::Done(Outcome::Terminated),
                 }
             }
@@ -247,11 +284,11 @@ impl Attach {
         match msg {
             ServerMsg::Ready {
                 offset,
+                protocol,
                 truncated,
                 redraw,
                 input,
                 end,
-                ..
             } => {
                 if let Some(skipped) =
                     status::gap_to_skip(self.next_offset, end, truncated, self.replay_max)
@@ -259,7 +296,7 @@ impl Attach {
                     return Step::Repaint(skipped);
                 }
                 if truncated && let Some(expected) = self.next_offset {
-                    tty::note(&format!(
+                    let _ = self.output.note(&format!(
                         "catty: {} bytes of output were dropped while away",
                         offset - expected
                     ));
@@ -267,6 +304,7 @@ impl Attach {
                 conn.ready = true;
                 conn.redraw_next = redraw;
                 self.next_offset = Some(offset);
+                self.output.connected(offset, protocol >= 2);
                 let resend = self.unacked.resend_from(input.unwrap_or(0));
                 let mut frames = Vec::new();
                 // In frames of the usual size: a message past MESSAGE_MAX_BYTES would be refused.
@@ -281,7 +319,12 @@ impl Attach {
             }
             ServerMsg::Exit(status) => Step::Done(Outcome::Exited(status)),
             ServerMsg::Ping => Step::Send(vec![control(&ClientMsg::Pong)]),
-            ServerMsg::Pong => Step::Continue,
+            ServerMsg::Pong => {
+                if let Some(sent) = conn.ping_sent.take() {
+                    self.output.round_trip(sent.elapsed());
+                }
+                Step::Continue
+            }
             ServerMsg::Error { message } => {
                 self.last_error = Some(message);
                 Step::Continue
@@ -295,6 +338,8 @@ struct Connection {
     redraw_next: bool,
     last_frame: Instant,
     last_ping: Instant,
+    /// The ping awaiting its pong (the oldest, when several are out): its round trip.
+    ping_sent: Option<Instant>,
 }
 
 enum Typed {

@@ -160,13 +160,6 @@ fn read_blocking(tx: mpsc::Sender<Bytes>) {
     }
 }
 
-/// Writes session output to the terminal.
-pub(super) fn write_output(bytes: &[u8]) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    out.write_all(bytes)?;
-    out.flush()
-}
-
 /// A line of our own on stderr, correct in raw mode too (raw mode turns off `\n` → `\r\n`).
 pub(super) fn note(message: &str) {
     let mut err = io::stderr().lock();

@@ -19,8 +19,9 @@ use super::sync::SyncBack;
 use crate::protocol::ExitStatus;
 use crate::task::AbortOnDrop;
 
-/// Bytes read from the PTY at once.
+/// Bytes read from the PTY at once, at most and at least.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+const MIN_READ_BYTES: usize = 4 * 1024;
 
 /// The output pump lets other tasks run (the input writer above all) after this much.
 const YIELD_EVERY_BYTES: usize = 64 * 1024;
@@ -103,17 +104,21 @@ async fn pump_output(
     let mut exited = None;
     let mut read_since_yield = 0;
     loop {
-        session.wait_for_window().await;
+        // No more than the window has room for (a small window is a slow terminal's), but
+        // not a trickle either.
+        let room = session.wait_for_window().await;
+        let want = (room as usize).clamp(MIN_READ_BYTES, READ_CHUNK_BYTES);
+        let buf = &mut buf[..want];
         let n = match exited {
             // The process is gone: what is still in the PTY is its last output. The kernel
             // hands slave writes to the master a moment later, so wait briefly for them; a
             // descendant still holding the slave must not keep the session open, though.
-            Some(_) => match tokio::time::timeout(DRAIN_WAIT, master.read(&mut buf)).await {
+            Some(_) => match tokio::time::timeout(DRAIN_WAIT, master.read(buf)).await {
                 Ok(read) => read.unwrap_or(0),
                 Err(_) => 0,
             },
             None => tokio::select! {
-                read = master.read(&mut buf) => read.unwrap_or(0),
+                read = master.read(buf) => read.unwrap_or(0),
                 status = child.wait() => {
                     exited = Some(status?);
                     continue;

@@ -22,8 +22,8 @@ use super::screen::Screen;
 use super::transcript::Transcript;
 use crate::locks;
 use crate::protocol::{
-    ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FRAME_MAX_BYTES, HOLD, INPUT_ACK_BYTES,
-    PROTOCOL_VERSION, ServerMsg,
+    ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FLOW_WINDOW_MIN_BYTES, FRAME_MAX_BYTES, HOLD,
+    INPUT_ACK_BYTES, PING_INTERVAL, PROTOCOL_VERSION, STUCK_READER, ServerMsg,
 };
 pub(super) use history::{Found, Span};
 use phase::Phase;
@@ -70,7 +70,22 @@ struct State {
 }
 
 struct Conn {
+    /// The next byte to send.
     cursor: u64,
+    /// Flow control's place for this client (interactive only): what its terminal has taken,
+    /// as it reported with `shown`, or the cursor until it reports.
+    place: u64,
+    reports: bool,
+    /// Where its stream started: the least its first report may say.
+    start: u64,
+    /// Its window: what it asked for, or [`FLOW_WINDOW_BYTES`].
+    window: u64,
+    /// When `place` last moved, and when the client was last heard from (input or a ping):
+    /// a place that stands still while the client pings is a stuck reader.
+    moved: Instant,
+    heard: Instant,
+    /// Found stuck: flow control ignores it until it is within its window again.
+    stuck: bool,
     watch: bool,
     size: Option<(u16, u16)>,
     client: Option<String>,
@@ -80,7 +95,8 @@ struct Conn {
 
 /// Where a vanished interactive client stood, and until when it holds the program there.
 struct Hold {
-    cursor: u64,
+    place: u64,
+    window: u64,
     client: Option<String>,
     until: Instant,
 }
@@ -166,19 +182,17 @@ impl Session {
         self.push_output(format!("{line}\r\n").as_bytes());
     }
 
-    /// Flow control: waits while the slowest interactive client (attached, or held for one
-    /// that vanished) is a window or more behind. A timer is set only while a hold blocks.
-    pub(super) async fn wait_for_window(&self) {
+    /// Flow control: waits while an interactive client (attached, or held for one that
+    /// vanished) is its window or more behind, then says how many bytes may be read. A timer
+    /// is set only while a hold or a client that may be stuck blocks.
+    pub(super) async fn wait_for_window(&self) -> u64 {
         loop {
             let progress = self.progress.notified();
-            let expiry = {
-                let st = self.lock();
-                if st.may_read() {
-                    return;
-                }
-                st.holds.values().map(|h| h.until).min()
+            let wake = match self.lock().flow(Instant::now()) {
+                Flow::Read(room) => return room,
+                Flow::Wait(wake) => wake,
             };
-            match expiry {
+            match wake {
                 Some(at) => tokio::select! {
                     () = progress => {}
                     () = tokio::time::sleep_until(at) => {}
@@ -226,10 +240,18 @@ impl Session {
         if let Some(id) = params.client.as_ref().filter(|_| !params.watch) {
             st.holds.retain(|_, h| h.client.as_ref() != Some(id));
         }
+        let now = Instant::now();
         st.conns.insert(
             conn,
             Conn {
                 cursor: start,
+                place: start,
+                reports: false,
+                start,
+                window: FLOW_WINDOW_BYTES,
+                moved: now,
+                heard: now,
+                stuck: false,
                 watch: params.watch,
                 size: params.size,
                 client: params.client.clone(),
@@ -275,15 +297,17 @@ impl Session {
         }
     }
 
-    /// A connection ended. An interactive one that did not say `detach` keeps its place for
-    /// [`HOLD`]; expired holds are forgotten here too.
+    /// A connection ended. An interactive one that did not say `detach` (and was not a stuck
+    /// reader) keeps its place for [`HOLD`]; expired holds are forgotten here too.
     pub(super) fn detach(&self, conn: ConnId) {
         let mut st = self.lock();
         let now = Instant::now();
         st.holds.retain(|_, h| h.until > now);
-        if let Some(c) = st.conns.remove(&conn).filter(|c| !c.watch && !c.leaving) {
+        let held = st.conns.remove(&conn);
+        if let Some(c) = held.filter(|c| !c.watch && !c.leaving && !c.stuck) {
             let hold = Hold {
-                cursor: c.cursor,
+                place: c.place,
+                window: c.window,
                 client: c.client,
                 until: now + HOLD,
             };
@@ -325,11 +349,29 @@ impl Session {
 
     /// Records that `n` bytes were sent to the connection.
     pub(super) fn advance(&self, conn: ConnId, n: usize) {
-        if let Some(c) = self.lock().conns.get_mut(&conn) {
+        let mut st = self.lock();
+        let end = st.buffer.end();
+        if let Some(c) = st.conns.get_mut(&conn) {
             c.cursor += n as u64;
-            if !c.watch {
+            if !c.watch && !c.reports {
+                c.move_place(c.cursor, end);
                 self.progress.notify_one();
             }
+        }
+    }
+
+    /// The client's terminal has taken the output up to `offset`, and it asks for `window`:
+    /// both within bounds (a place only moves forward, and never past what was sent).
+    pub(super) fn shown(&self, conn: ConnId, offset: u64, window: u64) {
+        let mut st = self.lock();
+        let end = st.buffer.end();
+        if let Some(c) = st.conns.get_mut(&conn).filter(|c| !c.watch) {
+            let least = if c.reports { c.place } else { c.start };
+            c.reports = true;
+            c.window = window.clamp(FLOW_WINDOW_MIN_BYTES, FLOW_WINDOW_BYTES);
+            c.heard = Instant::now();
+            c.move_place(offset.clamp(least, c.cursor), end);
+            self.progress.notify_one();
         }
     }
 
@@ -346,6 +388,7 @@ impl Session {
             return None;
         }
         permit.send(Bytes::copy_from_slice(data));
+        st.heard(conn);
         if st.size_owner != Some(conn) {
             st.claim_size(conn, self);
         }
@@ -354,10 +397,12 @@ impl Session {
         (count.applied - count.acked >= INPUT_ACK_BYTES).then(|| count.ack())
     }
 
-    /// The input acknowledgement for a connection that has a client id, when there is news
-    /// since the last one (a ping a second would otherwise carry an ack a second).
-    pub(super) fn input_ack(&self, conn: ConnId) -> Option<ServerMsg> {
+    /// The client pinged. Returns the input acknowledgement for a connection that has a
+    /// client id, when there is news since the last one (a ping a second would otherwise
+    /// carry an ack a second).
+    pub(super) fn pinged(&self, conn: ConnId) -> Option<ServerMsg> {
         let mut st = self.lock();
+        st.heard(conn);
         let count = st.input_count(conn)?;
         (count.applied > count.acked).then(|| count.ack())
     }
@@ -407,18 +452,82 @@ impl State {
         session.notify_changed();
     }
 
-    /// Bytes the slowest interactive client, attached or held for, still has to receive.
-    fn interactive_lag(&self) -> u64 {
-        let now = Instant::now();
-        let attached = self.conns.values().filter(|c| !c.watch).map(|c| c.cursor);
-        let held = self.holds.values().filter(|h| h.until > now);
-        let slowest = attached.chain(held.map(|h| h.cursor)).min();
-        slowest.map_or(0, |cursor| self.buffer.end().saturating_sub(cursor))
+    fn heard(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.heard = Instant::now();
+        }
     }
 
-    /// Flow control: may the pump read more output now?
-    fn may_read(&self) -> bool {
-        self.ended.is_some() || self.interactive_lag() <= FLOW_WINDOW_BYTES
+    /// Flow control: how much the pump may read now (the least room in any window), or until
+    /// when at most to wait (a hold running out, a client turning out to be stuck).
+    fn flow(&mut self, now: Instant) -> Flow {
+        if self.ended.is_some() {
+            return Flow::Read(FLOW_WINDOW_BYTES);
+        }
+        let end = self.buffer.end();
+        let mut room = FLOW_WINDOW_BYTES;
+        let mut blocked = false;
+        let mut wake: Option<Instant> = None;
+        let mut wake_at = |at: Instant| wake = Some(wake.map_or(at, |w| w.min(at)));
+        for (id, c) in self.conns.iter_mut().filter(|(_, c)| !c.watch) {
+            let lag = end.saturating_sub(c.place);
+            if lag < c.window {
+                c.stuck = false;
+                room = room.min(c.window - lag);
+            } else if !c.stuck {
+                let still = now.saturating_duration_since(c.moved);
+                let pinging = now.saturating_duration_since(c.heard) < 2 * PING_INTERVAL;
+                if still >= STUCK_READER && pinging {
+                    tracing::info!(
+                        conn = id,
+                        "a client took nothing for {still:?}; not waiting for it"
+                    );
+                    c.stuck = true;
+                } else {
+                    blocked = true;
+                    // Looked at again when it may be stuck, and while it is silent, each
+                    // ping interval (its pings may resume; a dead link ends it anyway).
+                    wake_at(match still < STUCK_READER {
+                        true => c.moved + STUCK_READER,
+                        false => now + PING_INTERVAL,
+                    });
+                }
+            }
+        }
+        for h in self.holds.values().filter(|h| h.until > now) {
+            let lag = end.saturating_sub(h.place);
+            if lag < h.window {
+                room = room.min(h.window - lag);
+            } else {
+                blocked = true;
+                wake_at(h.until);
+            }
+        }
+        match blocked {
+            true => Flow::Wait(wake),
+            false => Flow::Read(room),
+        }
+    }
+}
+
+/// What flow control allows the pump.
+enum Flow {
+    /// Read at most this many bytes.
+    Read(u64),
+    /// Wait for a client to move, or until this instant.
+    Wait(Option<Instant>),
+}
+
+impl Conn {
+    /// Moves the place; a stuck reader back within its window of `end` counts again.
+    fn move_place(&mut self, place: u64, end: u64) {
+        if place != self.place {
+            self.place = place;
+            self.moved = Instant::now();
+        }
+        if end - place < self.window {
+            self.stuck = false;
+        }
     }
 }
 

@@ -308,8 +308,12 @@ async fn control_message(
             None
         }
         Ok(ClientMsg::Signal { name }) => signal(session, conn, name).await,
+        Ok(ClientMsg::Shown { offset, window }) => {
+            session.shown(conn, offset, window);
+            None
+        }
         Ok(ClientMsg::Ping) => {
-            if let Some(ack) = session.input_ack(conn) {
+            if let Some(ack) = session.pinged(conn) {
                 let _ = control.try_send(text(&ack));
             }
             Some(ServerMsg::Pong)

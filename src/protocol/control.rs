@@ -19,6 +19,12 @@ pub enum ClientMsg {
     Pong,
     /// The user detached on purpose: this client stops holding the program back at once.
     Detach,
+    /// The client's terminal has taken the output up to `offset`; flow control keeps at most
+    /// `window` bytes between the program and it (clamped to the window limits).
+    Shown {
+        offset: u64,
+        window: u64,
+    },
 }
 
 /// A text frame from the runtime to the client.
@@ -83,7 +89,7 @@ impl std::fmt::Display for ParseError {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["resize", "signal", "ping", "pong", "detach"];
+const CLIENT_TYPES: &[&str] = &["resize", "signal", "ping", "pong", "detach", "shown"];
 const SERVER_TYPES: &[&str] = &["ready", "ack", "exit", "ping", "pong", "error"];
 
 /// Parses a control message, telling an unknown `type` apart from a malformed message.
@@ -291,6 +297,13 @@ mod tests {
             (ClientMsg::Ping, r#"{"type":"ping"}"#),
             (ClientMsg::Detach, r#"{"type":"detach"}"#),
             (ClientMsg::Pong, r#"{"type":"pong"}"#),
+            (
+                ClientMsg::Shown {
+                    offset: 4096,
+                    window: 65536,
+                },
+                r#"{"type":"shown","offset":4096,"window":65536}"#,
+            ),
         ];
         for (msg, wire) in cases {
             assert_eq!(msg.to_json(), wire);

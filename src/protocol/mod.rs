@@ -120,6 +120,7 @@
 //! | client → server | `{"type":"resize","cols":C,"rows":R}` | this client's terminal size |
 //! | client → server | `{"type":"signal","name":"SIGINT"}` | a signal for the foreground job ([`Signal`]) |
 //! | client → server | `{"type":"detach"}` | leaving on purpose: hold nothing for me; the server ends the connection |
+//! | client → server | `{"type":"shown","offset":N,"window":W}` | my terminal has taken output up to `N`; keep at most `W` bytes in flight for me (protocol 2) |
 //! | either way | `{"type":"ping"}` / `{"type":"pong"}` | keepalive (below) |
 //! | server → client | `{"type":"ready","offset":N,"protocol":1,…}` | first on every connection; optional `truncated`, `redraw`, `input`, `end` (below) |
 //! | server → client | `{"type":"ack","input":M}` | this client id's input applied so far |
@@ -154,8 +155,22 @@
 //! ## Flow control
 //!
 //! While at least one interactive client is attached, the runtime stops reading the PTY when
-//! the slowest interactive client is more than [`FLOW_WINDOW_BYTES`] behind, so the program
-//! slows down and nothing is dropped. Watch clients never hold the program back; a watch
+//! the slowest interactive client is more than its window behind, so the program slows down
+//! and nothing is dropped. A client's place is what it last reported `shown` (the bytes its
+//! terminal has taken), or, until it reports, what was sent to it; its window is the `window`
+//! it last reported, within [`FLOW_WINDOW_MIN_BYTES`] and [`FLOW_WINDOW_BYTES`], or
+//! [`FLOW_WINDOW_BYTES`] until it reports. So every byte between the program and a
+//! reporting client's terminal (the runtime's buffer, both sockets, the client's queue)
+//! counts, and the client sizes the window to what its terminal drains in a moment: a
+//! Ctrl-C waits behind that much output, not behind a fixed megabyte. A client reports
+//! whenever a quarter of its window was shown since its last report, and with its ping
+//! when anything was.
+//!
+//! A stuck reader cannot hold the program for everyone: an interactive client that holds the
+//! pump back, whose place has not moved for [`STUCK_READER`] while its link is alive (it
+//! still pings), stops counting until it is within its window again; it catches up by offset
+//! meanwhile (from the transcript when the ring has moved on). A silent link is not a stuck
+//! reader: it is dropped after [`DEAD_LINK`] and held for [`HOLD`] (below). Watch clients never hold the program back; a watch
 //! client that falls out of the buffer reads on from the transcript; one that falls out of
 //! that too gets an `error` and is disconnected (it reconnects with `since` and sees
 //! `truncated`). Control messages never wait behind output.
@@ -216,11 +231,24 @@ pub const CONNECT_PATH: &str = "/connect";
 pub const GIT_PATH: &str = "/git";
 
 /// Version carried in `ready.protocol`; bumped only for changes an old peer cannot ignore.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: the client may report `shown` (an older runtime would answer it with an `error`).
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// How far the slowest interactive client may lag before the runtime stops reading the PTY:
-/// large enough to keep a fast link busy, small enough that Ctrl-C shows quickly.
+/// How far the slowest interactive client may lag before the runtime stops reading the PTY,
+/// at most: the window of a client that does not report `shown`, and the largest one a
+/// client may ask for. Large enough to keep a fast link busy.
 pub const FLOW_WINDOW_BYTES: u64 = 1024 * 1024;
+
+/// The smallest window a client may ask for: four reports' worth of a slow terminal, so the
+/// program is not stopped between two reports.
+pub const FLOW_WINDOW_MIN_BYTES: u64 = 16 * 1024;
+
+/// An interactive client holding the program back whose place has not moved for this long,
+/// while it still pings, stops holding it. A terminal that takes nothing for 5 s is stopped,
+/// not slow (a window drains in well under a second), and neither the program nor the other
+/// clients should wait on it; a client whose link went silent is dropped after [`DEAD_LINK`]
+/// and held for [`HOLD`] instead.
+pub const STUCK_READER: Duration = Duration::from_secs(5);
 
 /// Each side pings a connection it has sent nothing on for this long, and the other answers:
 /// on an idle link one small frame a second each way (about 20 bytes of WebSocket, some 90

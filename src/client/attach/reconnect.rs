@@ -40,7 +40,8 @@ impl Attach {
                         Ended::Lost(why) => why,
                         Ended::Repaint(skipped) => {
                             self.next_offset = None;
-                            tty::note(&status::skipped_notice(skipped, &target.label));
+                            let notice = status::skipped_notice(skipped, &target.label);
+                            let _ = self.output.note(&notice);
                             continue;
                         }
                     }
