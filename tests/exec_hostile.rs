@@ -208,7 +208,8 @@ fn report(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// A fragmented message that never ends, a frame too large, and text that is not UTF-8:
+/// A fragmented message that never ends, a frame too large, text that is not UTF-8 and an
+/// unmasked frame:
 /// each closes that connection with its RFC 6455 code, the runtime's memory stays bounded,
 /// and another client's echo goes on.
 #[tokio::test]
@@ -253,8 +254,16 @@ async fn oversized_and_malformed_messages_close_with_their_codes() {
     c.read_to_close().await;
     assert_eq!(c.close_code, Some(1007));
 
+    // An unmasked client frame: a protocol error (1002), its input never reaches the program.
+    let mut c = Client::connect(rt.addr, &sized(80, 24)).await.unwrap();
+    let unmasked = Frame::binary(Payload::Borrowed(b"unmasked-input\r"));
+    let _ = c.send_unmasked(unmasked).await;
+    c.read_to_close().await;
+    assert_eq!(c.close_code, Some(1002));
+
     let used = peak_rss_bytes(rt.pid()).saturating_sub(idle);
     assert!(used < CEILING_BYTES, "{used} bytes");
     other.send(b"after\r").await;
     other.read_until_contains("after").await;
+    assert!(!String::from_utf8_lossy(&other.output).contains("unmasked-input"));
 }

@@ -191,10 +191,13 @@ where
             Err(WebSocketError::InvalidUTF8) => Err(NOT_UTF8),
             Err(e) => return Err(e),
         };
-        let frame = match frame {
+        let mut frame = match frame {
             Ok(frame) => frame,
             Err(refusal) => return refuse(&control, refusal, &mut read).await,
         };
+        if !masked(&mut frame) {
+            return refuse(&control, UNMASKED, &mut read).await;
+        }
         *locks::lock(heard) = Instant::now();
         let (opcode, payload) = match message.add(frame) {
             Ok(Some(whole)) => whole,
@@ -231,6 +234,15 @@ type Refusal = (u16, &'static str);
 const TOO_BIG: Refusal = (1009, "message too big");
 const NOT_UTF8: Refusal = (1007, "text is not UTF-8");
 const BAD_FRAGMENTS: Refusal = (1002, "fragments out of order");
+const UNMASKED: Refusal = (1002, "client frames must be masked");
+
+/// Whether a client frame came masked, as RFC 6455 requires (5.1). fastwebsockets unmasks
+/// the payload but keeps the mask, and shows it only in the header it would write.
+fn masked(frame: &mut Frame<'_>) -> bool {
+    let mut head = [0u8; 14];
+    frame.fmt_head(&mut head);
+    head[1] & 0x80 != 0
+}
 
 /// Closes the connection with `code`: the writer sends the close frame, and what the client
 /// still sends is read and dropped until its own close frame, for [`LINGER`] at most, so the

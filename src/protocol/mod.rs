@@ -187,7 +187,7 @@
 //!
 //! A client message may be at most [`MESSAGE_MAX_BYTES`] whole or in fragments (else the
 //! connection is closed with 1009), a text message must be UTF-8 (else 1007), and fragments
-//! must come in order (else 1002).
+//! must come in order and every frame masked (else 1002).
 //!
 //! The daemon and the runtime each keep at most [`MAX_CONNECTIONS`] connections; past it a
 //! new one takes the place of the oldest that has not shown the token. A request head must

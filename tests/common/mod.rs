@@ -334,6 +334,17 @@ impl Client {
         self.ws.write_frame(frame).await
     }
 
+    /// Sends `frame` without the mask every client frame must carry (RFC 6455, 5.1).
+    pub async fn send_unmasked(
+        &mut self,
+        frame: Frame<'_>,
+    ) -> Result<(), fastwebsockets::WebSocketError> {
+        self.ws.set_auto_apply_mask(false);
+        let sent = self.ws.write_frame(frame).await;
+        self.ws.set_auto_apply_mask(true);
+        sent
+    }
+
     pub async fn send_text(&mut self, text: &str) {
         self.ws
             .write_frame(Frame::text(Payload::Owned(text.as_bytes().to_vec())))
