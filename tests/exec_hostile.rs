@@ -8,8 +8,8 @@ use tokio::net::TcpStream;
 
 use crate::common::{Client, Runtime, TOKEN, peak_rss_bytes, sized, succeeded};
 use catty::protocol::{
-    BODY_STALL_TIMEOUT, ClientMsg, ConnectParams, HEADER_READ_TIMEOUT, MAX_COLS, MAX_ROWS,
-    MESSAGE_MAX_BYTES,
+    BODY_STALL_TIMEOUT, ClientMsg, ConnectParams, DEAD_LINK, HEADER_READ_TIMEOUT, MAX_COLS,
+    MAX_ROWS, MESSAGE_MAX_BYTES,
 };
 use fastwebsockets::{Frame, OpCode, Payload};
 
@@ -266,4 +266,42 @@ async fn oversized_and_malformed_messages_close_with_their_codes() {
     other.send(b"after\r").await;
     other.read_until_contains("after").await;
     assert!(!String::from_utf8_lossy(&other.output).contains("unmasked-input"));
+}
+
+/// Input for a program that does not read it waits in the client's socket, not in the
+/// runtime's memory: at most `INPUT_QUEUE_BYTES` is queued, the client is not taken for a
+/// dead link while its sends wait (longer than `DEAD_LINK`), and every byte reaches the
+/// program, once, when it reads.
+#[tokio::test]
+async fn input_the_program_does_not_read_waits_in_the_clients_socket() {
+    const FRAMES: usize = 96;
+    let total = FRAMES * MESSAGE_MAX_BYTES;
+    let script =
+        format!("stty raw -echo; echo ready; sleep 10; head -c {total} >/dev/null; echo took-all");
+    let rt = Runtime::start(&["sh", "-c", &script], &[]);
+    let params = ConnectParams {
+        client: Some(crate::common::client_id()),
+        ..sized(80, 24)
+    };
+    let mut c = Client::connect(rt.addr, &params).await.unwrap();
+    c.read_until_contains("ready").await;
+    let idle = peak_rss_bytes(rt.pid());
+    let frame = vec![b'x'; MESSAGE_MAX_BYTES];
+    let started = Instant::now();
+    for _ in 0..FRAMES {
+        c.send_frame(Frame::binary(Payload::Borrowed(&frame)))
+            .await
+            .expect("the runtime kept the connection while input waited");
+    }
+    assert!(
+        started.elapsed() > DEAD_LINK,
+        "the sends did not wait for the program"
+    );
+    c.read_until("all input applied", |c| {
+        c.acks.last() == Some(&(total as u64))
+    })
+    .await;
+    c.read_until_contains("took-all").await;
+    let used = peak_rss_bytes(rt.pid()).saturating_sub(idle);
+    assert!(used < 16 * 1024 * 1024, "{used} bytes for waiting input");
 }

@@ -6,7 +6,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use nix::sys::signal::Signal;
 use tokio::process::Child;
 use tokio::sync::mpsc;
@@ -14,7 +13,7 @@ use tokio::sync::mpsc;
 use super::agents;
 use super::command::Command;
 use super::pty::{self, Master, Spawn};
-use super::session::Session;
+use super::session::{Input, Session};
 use super::sync::SyncBack;
 use crate::protocol::ExitStatus;
 use crate::task::AbortOnDrop;
@@ -142,8 +141,9 @@ async fn pump_output(
     }
 }
 
-async fn write_input(master: Arc<Master>, mut input: mpsc::Receiver<Bytes>) {
-    while let Some(bytes) = input.recv().await {
+async fn write_input(master: Arc<Master>, mut input: mpsc::Receiver<Input>) {
+    // The room the bytes took in the queue is given back once they are written.
+    while let Some((bytes, _room)) = input.recv().await {
         if let Err(e) = master.write_all(&bytes).await {
             tracing::warn!("writing input to the pty failed: {e}");
         }

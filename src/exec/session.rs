@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use super::buffer::{OutputBuffer, Position};
@@ -23,7 +23,7 @@ use super::transcript::Transcript;
 use crate::locks;
 use crate::protocol::{
     ConnectParams, ExitStatus, FLOW_WINDOW_BYTES, FLOW_WINDOW_MIN_BYTES, FRAME_MAX_BYTES, HOLD,
-    INPUT_ACK_BYTES, PING_INTERVAL, PROTOCOL_VERSION, STUCK_READER, ServerMsg,
+    INPUT_ACK_BYTES, INPUT_QUEUE_BYTES, PING_INTERVAL, PROTOCOL_VERSION, STUCK_READER, ServerMsg,
 };
 pub(super) use history::{Found, Span};
 use phase::Phase;
@@ -32,8 +32,13 @@ use upload_slot::Upload;
 /// Size used until an interactive client tells us its own.
 pub(super) const DEFAULT_SIZE: (u16, u16) = (80, 24);
 
-/// Input frames queued for the PTY before a client's reads are back-pressured.
+/// Input frames queued for the PTY before a client's reads are back-pressured (and at most
+/// [`INPUT_QUEUE_BYTES`] in them).
 const INPUT_QUEUE_FRAMES: usize = 64;
+
+/// Input on its way to the PTY, with its share of [`INPUT_QUEUE_BYTES`], given back once
+/// written.
+pub(super) type Input = (Bytes, OwnedSemaphorePermit);
 
 pub(super) type ConnId = u64;
 
@@ -43,8 +48,10 @@ pub(super) struct Session {
     changed: watch::Sender<()>,
     /// A client moved its cursor: the output pump may be allowed to read again.
     progress: Notify,
-    input_tx: mpsc::Sender<Bytes>,
-    input_rx: Mutex<Option<mpsc::Receiver<Bytes>>>,
+    input_tx: mpsc::Sender<Input>,
+    input_rx: Mutex<Option<mpsc::Receiver<Input>>>,
+    /// Bytes of input that may still be queued ([`INPUT_QUEUE_BYTES`] in all).
+    input_room: Arc<Semaphore>,
     /// Every output byte on disk, for offsets the ring no longer holds (`session/history.rs`).
     transcript: Arc<Transcript>,
 }
@@ -147,6 +154,7 @@ impl Session {
             progress: Notify::new(),
             input_tx,
             input_rx: Mutex::new(Some(input_rx)),
+            input_room: Arc::new(Semaphore::new(INPUT_QUEUE_BYTES)),
             transcript: Arc::new(transcript),
         })
     }
@@ -163,7 +171,7 @@ impl Session {
         self.changed.send_replace(());
     }
 
-    pub(super) fn take_input(&self) -> Option<mpsc::Receiver<Bytes>> {
+    pub(super) fn take_input(&self) -> Option<mpsc::Receiver<Input>> {
         locks::lock(&self.input_rx).take()
     }
 
@@ -382,12 +390,19 @@ impl Session {
         }
         // Reserve queue space before counting, so that counting and queueing happen together
         // under the lock and a connection cut in between cannot apply bytes twice.
+        let bytes = data.len().min(INPUT_QUEUE_BYTES) as u32;
+        let room = self
+            .input_room
+            .clone()
+            .acquire_many_owned(bytes)
+            .await
+            .ok()?;
         let permit = self.input_tx.reserve().await.ok()?;
         let mut st = self.lock();
         if !st.is_interactive(conn) || matches!(st.phase, Phase::Exited(_)) {
             return None;
         }
-        permit.send(Bytes::copy_from_slice(data));
+        permit.send((Bytes::copy_from_slice(data), room));
         st.heard(conn);
         if st.size_owner != Some(conn) {
             st.claim_size(conn, self);

@@ -42,7 +42,7 @@ where
     ws.set_max_message_size(2 * MESSAGE_MAX_BYTES);
     let (read, write) = ws.split(tokio::io::split);
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_FRAMES);
-    let heard = Mutex::new(Instant::now());
+    let heard = Mutex::new(Some(Instant::now()));
     tokio::select! {
         result = write_loop(&session, write, control_rx, attached) => {
             if let Err(e) = result {
@@ -62,13 +62,18 @@ where
     tracing::info!(conn, "client detached");
 }
 
+/// When the client was last heard from; `None` while its input waits for room in the queue
+/// (we are not reading it then, so its silence says nothing).
+type Heard = Mutex<Option<Instant>>;
+
 /// Returns once the client has sent nothing for [`DEAD_LINK`].
 ///
 /// Timers here are long-lived and reset only when they fire: a timer set afresh for every
 /// frame would wake the runtime's driver (an extra syscall or two) on every keystroke.
-async fn dead_link(heard: &Mutex<Instant>) {
+async fn dead_link(heard: &Heard) {
     loop {
-        let deadline = *locks::lock(heard) + DEAD_LINK;
+        let last = (*locks::lock(heard)).unwrap_or_else(Instant::now);
+        let deadline = last + DEAD_LINK;
         if deadline <= Instant::now() {
             return;
         }
@@ -176,7 +181,7 @@ async fn read_loop<R>(
     conn: ConnId,
     mut read: fastwebsockets::WebSocketRead<R>,
     control: Control,
-    heard: &Mutex<Instant>,
+    heard: &Heard,
 ) -> Result<(), WebSocketError>
 where
     R: AsyncRead + Unpin,
@@ -198,14 +203,19 @@ where
         if !masked(&mut frame) {
             return refuse(&control, UNMASKED, &mut read).await;
         }
-        *locks::lock(heard) = Instant::now();
+        *locks::lock(heard) = Some(Instant::now());
         let (opcode, payload) = match message.add(frame) {
             Ok(Some(whole)) => whole,
             Ok(None) => continue,
             Err(refusal) => return refuse(&control, refusal, &mut read).await,
         };
         let reply = match opcode {
-            OpCode::Binary => session.input(conn, &payload).await,
+            OpCode::Binary => {
+                *locks::lock(heard) = None;
+                let ack = session.input(conn, &payload).await;
+                *locks::lock(heard) = Some(Instant::now());
+                ack
+            }
             OpCode::Text if std::str::from_utf8(&payload).is_err() => {
                 return refuse(&control, NOT_UTF8, &mut read).await;
             }

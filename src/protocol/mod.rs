@@ -189,6 +189,9 @@
 //! connection is closed with 1009), a text message must be UTF-8 (else 1007), and fragments
 //! must come in order and every frame masked (else 1002).
 //!
+//! Input waiting for the program is at most [`INPUT_QUEUE_BYTES`] per session; past it the
+//! runtime stops reading input until the program reads.
+//!
 //! The daemon and the runtime each keep at most [`MAX_CONNECTIONS`] connections; past it a
 //! new one takes the place of the oldest that has not shown the token. A request head must
 //! arrive within [`HEADER_READ_TIMEOUT`], also between requests on a kept-alive connection;
@@ -297,6 +300,12 @@ pub const BODY_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest upload body the runtime reads; beyond it the answer is 413.
 pub const UPLOAD_LIMIT_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Input a session holds for its program at most, over all its clients. Past it the runtime
+/// reads no more input until the program takes some, so a client's sends wait (TCP's own
+/// back-pressure) instead of the runtime's memory growing; such a client is not taken for a
+/// dead link while it waits.
+pub const INPUT_QUEUE_BYTES: usize = MESSAGE_MAX_BYTES;
 
 /// The runtime acknowledges a client's input after this many bytes (and on every ping).
 pub const INPUT_ACK_BYTES: u64 = 16 * 1024;
