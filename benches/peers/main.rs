@@ -9,6 +9,8 @@
 mod bulk;
 mod contender;
 mod daemon;
+// Its bulk-file writer is the stream bench's: here each shell makes that file (`bulk.rs`).
+#[allow(dead_code)]
 mod data;
 mod echo;
 mod interrupt;
@@ -62,22 +64,16 @@ pub struct Ctx {
     pub project: PathBuf,
     pub empty: PathBuf,
     pub workspace_bytes: usize,
-    /// The 256 MiB file; not under /tmp, which the sandbox replaces with its own.
-    pub bulk: PathBuf,
     _scratch: tempfile::TempDir,
-    _bulk_dir: tempfile::TempDir,
 }
 
 impl Ctx {
     fn new() -> Ctx {
         let scratch_dir = scratch_dir();
-        let bulk_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let scratch = scratch_dir.path().to_path_buf();
         let (project, empty) = (scratch.join("project"), scratch.join("empty"));
         std::fs::create_dir_all(&empty).unwrap();
-        let bulk = bulk_dir.path().join("bulk.txt");
         let started = Instant::now();
-        data::write_bulk_file(&bulk);
         let workspace_bytes = data::write_workspace(&project);
         eprintln!(
             "inputs generated in {:.1} s",
@@ -91,9 +87,7 @@ impl Ctx {
             project,
             empty,
             workspace_bytes,
-            bulk,
             _scratch: scratch_dir,
-            _bulk_dir: bulk_dir,
         }
     }
 

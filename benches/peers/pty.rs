@@ -97,6 +97,12 @@ impl Term {
         self.received
     }
 
+    /// Bytes read and consumed by the waits so far (a pattern waited for included): the
+    /// difference between two calls is what the terminal showed in between.
+    pub fn consumed(&self) -> u64 {
+        self.received - self.pending.len() as u64
+    }
+
     /// Types `bytes`; returns the instant just before they were written.
     pub fn write(&mut self, bytes: &[u8]) -> Instant {
         let at = Instant::now();
