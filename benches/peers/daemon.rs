@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::PROMPT;
 use crate::launch::{api_command, start_api};
 use crate::proc;
 use crate::pty::Term;
+use crate::{PROMPT, SHELL};
 
 const CATTY: &str = env!("CARGO_BIN_EXE_catty");
 /// A session with an 80 MiB upload on a busy machine: seconds; minutes mean it is stuck.
@@ -62,13 +62,8 @@ impl Daemon {
 
     /// `catty new [--no-upload] -- bash` on a new terminal in `cwd`, not waited for.
     pub fn spawn_new(&self, cwd: &Path, upload: bool) -> Term {
-        let mut argv = vec![CATTY, "new"];
-        if !upload {
-            argv.push("--no-upload");
-        }
-        // Sessions see none of our variables: the prompt to wait for is set in the session.
-        let prompt = format!("PS1={PROMPT}");
-        argv.extend(["--", "env", &prompt, "bash", "--norc", "--noprofile"]);
+        let argv = new_argv(upload);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         Term::spawn(self.name(), &argv, &self.env(), cwd)
     }
 
@@ -184,12 +179,25 @@ pub fn new_to_prompt(daemon: &Daemon, cwd: &Path, upload: bool) -> f64 {
 }
 
 /// The label in `catty: session LABEL (reattach with …)`.
-fn label_in(seen: &str) -> String {
+pub fn label_in(seen: &str) -> String {
     let after = seen
         .split("catty: session ")
         .nth(1)
         .unwrap_or_else(|| panic!("no session label in {seen:?}"));
     after.split_whitespace().next().unwrap().to_string()
+}
+
+/// `catty new [--no-upload] -- bash` with the bench's prompt (sessions see none of our
+/// variables: it is set in the session).
+pub fn new_argv(upload: bool) -> Vec<String> {
+    let mut argv = vec![CATTY, "new"];
+    if !upload {
+        argv.push("--no-upload");
+    }
+    let prompt = format!("PS1={PROMPT}");
+    argv.extend(["--", "env", &prompt]);
+    argv.extend(SHELL);
+    argv.into_iter().map(String::from).collect()
 }
 
 /// Where the bench keeps a daemon's state.

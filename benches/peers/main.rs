@@ -1,11 +1,11 @@
 //! Peers benchmark: catty (local provider, sandbox off and on), OpenSSH (a private sshd on a
 //! loopback port) and a bare PTY (the physical limit), each driven through a PTY this bench
-//! owns like a user's terminal, in one run. `cargo bench --bench peers` (or `just bench`)
-//! runs every mode; `cargo bench --bench peers -- echo bulk` only those (modes: echo, bulk,
-//! interrupt, interrupt-slow, upload, startup, memory, resume). Prints one table.
-//! `CATTY_BENCH_TRIALS=N` sets the trials of the modes that count them (interrupt,
-//! interrupt-slow), `CATTY_BENCH_TERMINAL_RATE` the slow terminal's bytes a second
-//! (interrupt-slow; default 4,000,000).
+//! owns like a user's terminal, or in a tmux pane (`tmux`), in one run. `cargo bench --bench
+//! peers` (or `just bench`) runs every mode; `cargo bench --bench peers -- echo bulk` only
+//! those (modes: echo, bulk, interrupt, interrupt-slow, tmux, upload, startup, memory,
+//! resume). Prints one table. `CATTY_BENCH_TRIALS=N` sets the trials of the modes that count
+//! them (interrupt, interrupt-slow, tmux), `CATTY_BENCH_TERMINAL_RATE` the slow terminal's
+//! bytes a second (interrupt-slow; default 4,000,000).
 
 // A bench has no public API: `pub` here only shares items between its own modules.
 #![allow(unreachable_pub)]
@@ -23,12 +23,15 @@ mod launch;
 #[path = "../../tests/common/listen.rs"]
 mod listen;
 mod memory;
+mod panes;
 mod proc;
 mod pty;
 mod report;
 mod resume;
 mod sshd;
 mod startup;
+mod tmux;
+mod turns;
 mod upload;
 
 use std::path::PathBuf;
@@ -44,15 +47,18 @@ use sshd::Sshd;
 /// Every contender's shell prompt. `[` appears in no output measured, so scanning a flood
 /// for the prompt is one memchr per chunk.
 pub const PROMPT: &str = "[peers]$ ";
+/// Every contender's shell, started with `PS1` set to `PROMPT`.
+pub const SHELL: [&str; 3] = ["bash", "--norc", "--noprofile"];
 
 /// One figure: its rows, every contender measured.
 type Figure = fn(&Ctx) -> Vec<Row>;
 
-const FIGURES: [(&str, Figure); 8] = [
+const FIGURES: [(&str, Figure); 9] = [
     ("echo", echo::run),
     ("bulk", bulk::run),
     ("interrupt", interrupt::run),
     ("interrupt-slow", interrupt::run_slow),
+    ("tmux", tmux::run),
     ("upload", upload::run),
     ("startup", startup::run),
     ("memory", memory::run),
