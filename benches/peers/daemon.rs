@@ -4,14 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::launch::{api_command, start_api};
+use crate::launch::start_api;
 use crate::proc;
 use crate::pty::Term;
 use crate::{PROMPT, SHELL};
 
-const CATTY: &str = env!("CARGO_BIN_EXE_catty");
 /// A session with an 80 MiB upload on a busy machine: seconds; minutes mean it is stuck.
 const NEW_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -27,7 +27,9 @@ impl Daemon {
     /// `state` as `XDG_STATE_HOME`.
     pub fn start(state: &Path, sandbox: bool) -> Daemon {
         std::fs::create_dir_all(state).unwrap();
-        let mut cmd = api_command(&["--provider", "local"]);
+        let mut cmd = Command::new(catty());
+        cmd.args(["api", "--provider", "local"])
+            .stdin(Stdio::null());
         if !sandbox {
             cmd.arg("--no-sandbox");
         }
@@ -68,7 +70,7 @@ impl Daemon {
     }
 
     pub fn command(&self, args: &[&str]) -> Output {
-        Command::new(CATTY)
+        Command::new(catty())
             .args(args)
             .envs(self.env())
             .stdin(Stdio::null())
@@ -187,10 +189,19 @@ pub fn label_in(seen: &str) -> String {
     after.split_whitespace().next().unwrap().to_string()
 }
 
+/// The catty binary every contender runs: this build's, or the one `CATTY_BENCH_BIN` names,
+/// to time another build with the same harness (one new enough for `catty list --json`).
+pub fn catty() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("CATTY_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_catty").into())
+    })
+}
+
 /// `catty new [--no-upload] -- bash` with the bench's prompt (sessions see none of our
 /// variables: it is set in the session).
 pub fn new_argv(upload: bool) -> Vec<String> {
-    let mut argv = vec![CATTY, "new"];
+    let mut argv = vec![catty(), "new"];
     if !upload {
         argv.push("--no-upload");
     }

@@ -5,7 +5,8 @@
 //! those (modes: echo, bulk, interrupt, interrupt-slow, tmux, upload, startup, memory,
 //! resume). Prints one table. `CATTY_BENCH_TRIALS=N` sets the trials of the modes that count
 //! them (interrupt, interrupt-slow, tmux), `CATTY_BENCH_TERMINAL_RATE` the slow terminal's
-//! bytes a second (interrupt-slow; default 4,000,000).
+//! bytes a second (interrupt-slow; default 4,000,000), `CATTY_BENCH_BIN` another catty build
+//! to run in place of this one (to compare builds with the same harness).
 
 // A bench has no public API: `pub` here only shares items between its own modules.
 #![allow(unreachable_pub)]
@@ -18,6 +19,8 @@ mod daemon;
 mod data;
 mod echo;
 mod interrupt;
+// Its `api_command` runs this build only; `daemon.rs` may run another.
+#[allow(dead_code)]
 #[path = "../../tests/common/launch.rs"]
 mod launch;
 #[path = "../../tests/common/listen.rs"]
@@ -198,7 +201,11 @@ fn main() {
 /// The command line that gave this output, settings included.
 fn command(wanted: &[String]) -> String {
     let mut line = String::new();
-    for name in ["CATTY_BENCH_TRIALS", "CATTY_BENCH_TERMINAL_RATE"] {
+    for name in [
+        "CATTY_BENCH_BIN",
+        "CATTY_BENCH_TRIALS",
+        "CATTY_BENCH_TERMINAL_RATE",
+    ] {
         if let Ok(value) = std::env::var(name) {
             line.push_str(&format!("{name}={value} "));
         }
