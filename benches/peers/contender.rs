@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::daemon::{Daemon, Session};
 use crate::pty::Term;
 use crate::sshd::Sshd;
-use crate::{PROMPT, proc};
+use crate::{PROMPT, SHELL, proc};
 
 /// A shell that starts slower than this is broken, not slow.
 const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,21 +39,34 @@ impl Contender<'_> {
     /// Starts the shell on a new terminal of ours in `cwd`, without waiting for it. For
     /// catty, `Shell::new` is the way: its session must be stopped after.
     fn spawn_plain(&self, cwd: &Path) -> Term {
-        let bash = ["bash", "--norc", "--noprofile"];
         match self {
             Contender::Ssh(sshd) => {
-                let remote = format!(
-                    "cd {} && exec env 'PS1={PROMPT}' {}",
-                    cwd.display(),
-                    bash.join(" ")
-                );
-                let argv = sshd.tty_argv(&remote);
+                let argv = sshd.tty_argv(&remote_shell(cwd));
                 let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
                 Term::spawn("ssh", &argv, &[], cwd)
             }
-            Contender::Bare => Term::spawn("bare PTY", &bash, &[("PS1", PROMPT)], cwd),
+            Contender::Bare => Term::spawn("bare PTY", &SHELL, &[("PS1", PROMPT)], cwd),
             Contender::Catty(_) => unreachable!("catty shells are sessions"),
         }
+    }
+
+    /// The command that starts the contender's shell at its prompt, in `cwd`, for a terminal
+    /// that is not ours (a tmux pane): variables are set through `env`, and catty's session
+    /// must be stopped after.
+    pub fn argv(&self, cwd: &Path) -> Vec<String> {
+        let mut argv: Vec<String> = vec!["env".into()];
+        match self {
+            Contender::Catty(daemon) => {
+                argv.extend(daemon.env().iter().map(|(k, v)| format!("{k}={v}")));
+                argv.extend(crate::daemon::new_argv(false));
+            }
+            Contender::Ssh(sshd) => return sshd.tty_argv(&remote_shell(cwd)),
+            Contender::Bare => {
+                argv.push(format!("PS1={PROMPT}"));
+                argv.extend(SHELL.map(String::from));
+            }
+        }
+        argv
     }
 
     /// Seconds from starting the contender to its prompt on our terminal (ended after).
@@ -68,6 +81,15 @@ impl Contender<'_> {
         term.wait_exit(Duration::from_secs(20));
         at.duration_since(start).as_secs_f64()
     }
+}
+
+/// What ssh runs on the server: the same shell, in `cwd`.
+fn remote_shell(cwd: &Path) -> String {
+    format!(
+        "cd {} && exec env 'PS1={PROMPT}' {}",
+        cwd.display(),
+        SHELL.join(" ")
+    )
 }
 
 /// An interactive shell of one contender, at its prompt, with the processes on each side:

@@ -4,14 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::PROMPT;
-use crate::launch::{api_command, start_api};
+use crate::launch::start_api;
 use crate::proc;
 use crate::pty::Term;
+use crate::{PROMPT, SHELL};
 
-const CATTY: &str = env!("CARGO_BIN_EXE_catty");
 /// A session with an 80 MiB upload on a busy machine: seconds; minutes mean it is stuck.
 const NEW_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -27,7 +27,9 @@ impl Daemon {
     /// `state` as `XDG_STATE_HOME`.
     pub fn start(state: &Path, sandbox: bool) -> Daemon {
         std::fs::create_dir_all(state).unwrap();
-        let mut cmd = api_command(&["--provider", "local"]);
+        let mut cmd = Command::new(catty());
+        cmd.args(["api", "--provider", "local"])
+            .stdin(Stdio::null());
         if !sandbox {
             cmd.arg("--no-sandbox");
         }
@@ -62,18 +64,13 @@ impl Daemon {
 
     /// `catty new [--no-upload] -- bash` on a new terminal in `cwd`, not waited for.
     pub fn spawn_new(&self, cwd: &Path, upload: bool) -> Term {
-        let mut argv = vec![CATTY, "new"];
-        if !upload {
-            argv.push("--no-upload");
-        }
-        // Sessions see none of our variables: the prompt to wait for is set in the session.
-        let prompt = format!("PS1={PROMPT}");
-        argv.extend(["--", "env", &prompt, "bash", "--norc", "--noprofile"]);
+        let argv = new_argv(upload);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         Term::spawn(self.name(), &argv, &self.env(), cwd)
     }
 
     pub fn command(&self, args: &[&str]) -> Output {
-        Command::new(CATTY)
+        Command::new(catty())
             .args(args)
             .envs(self.env())
             .stdin(Stdio::null())
@@ -184,12 +181,34 @@ pub fn new_to_prompt(daemon: &Daemon, cwd: &Path, upload: bool) -> f64 {
 }
 
 /// The label in `catty: session LABEL (reattach with …)`.
-fn label_in(seen: &str) -> String {
+pub fn label_in(seen: &str) -> String {
     let after = seen
         .split("catty: session ")
         .nth(1)
         .unwrap_or_else(|| panic!("no session label in {seen:?}"));
     after.split_whitespace().next().unwrap().to_string()
+}
+
+/// The catty binary every contender runs: this build's, or the one `CATTY_BENCH_BIN` names,
+/// to time another build with the same harness (one new enough for `catty list --json`).
+pub fn catty() -> &'static str {
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("CATTY_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_catty").into())
+    })
+}
+
+/// `catty new [--no-upload] -- bash` with the bench's prompt (sessions see none of our
+/// variables: it is set in the session).
+pub fn new_argv(upload: bool) -> Vec<String> {
+    let mut argv = vec![catty(), "new"];
+    if !upload {
+        argv.push("--no-upload");
+    }
+    let prompt = format!("PS1={PROMPT}");
+    argv.extend(["--", "env", &prompt]);
+    argv.extend(SHELL);
+    argv.into_iter().map(String::from).collect()
 }
 
 /// Where the bench keeps a daemon's state.

@@ -1,18 +1,24 @@
-//! The generated inputs, the same on every run: a 256 MiB text file for bulk output and a
-//! 40,000-file / 80 MiB workspace for uploads. `stream.rs` and `session.rs` include this
-//! file too (`#[path]`), each using part of it.
+//! The generated inputs, the same on every run: a 256 MiB text file for bulk output (written
+//! here by the stream bench; the peers bench has each contender's shell make it where that
+//! shell can read it) and a 40,000-file / 80 MiB workspace for uploads. `stream.rs` and
+//! `session.rs` include this file too (`#[path]`), each using part of it.
 
 use std::io::Write;
 use std::path::Path;
 
 pub const BULK_BYTES: usize = 256 * 1024 * 1024;
+/// The bulk file is this line over and over (a newline after each), cut at `BULK_BYTES`;
+/// `yes LINE | head -c BULK_BYTES` makes the same file.
+pub const BULK_LINE: &str =
+    "the quick brown fox jumps over the lazy dog 0123456789 ABCDEFGHIJKLMNOPQRSTUVW";
 pub const FILES: usize = 40_000;
 pub const WORKSPACE_BYTES: usize = 80 * 1024 * 1024;
 
 /// 256 MiB of text lines, like a build log.
 pub fn write_bulk_file(path: &Path) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let line = b"the quick brown fox jumps over the lazy dog 0123456789 ABCDEFGHIJKLMNOPQRSTUVW\n";
+    let line = format!("{BULK_LINE}\n");
+    let line = line.as_bytes();
     for _ in 0..BULK_BYTES / line.len() {
         out.write_all(line).unwrap();
     }

@@ -2,14 +2,15 @@
 //! echoes each key. One key at a time, the next only after the echo of the last came back
 //! on our terminal (and a short pause, as between a user's keys); a line is ended every 50
 //! keys so the line buffer never fills. The contenders take turns key by key, in a new order
-//! each round, so that a burst of the machine's other work falls on all alike. Also counted: the CPU time the
-//! client and the server side spend per key.
+//! each round (`turns.rs`), so that a burst of the machine's other work falls on all alike.
+//! Also counted: the CPU time the client and the server side spend per key.
 
 use std::time::Duration;
 
 use crate::contender::{Contender, Shell};
 use crate::pty::Term;
 use crate::report::{Goal, Row, Unit, max, percentile};
+use crate::turns::Turns;
 use crate::{Ctx, PROMPT, ms};
 
 const KEYSTROKES: usize = 2_000;
@@ -24,18 +25,9 @@ pub fn run(ctx: &Ctx) -> Vec<Row> {
     let mut shells: Vec<Shell> = contenders.iter().map(|c| start_cat(c, ctx)).collect();
     let cpu_before: Vec<u64> = shells.iter().map(Shell::cpu_ns).collect();
     let mut latencies = vec![Vec::with_capacity(KEYSTROKES); shells.len()];
-    let mut order: Vec<usize> = (0..shells.len()).collect();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut turns = Turns::new(shells.len());
     for k in 0..KEYSTROKES {
-        // Each round in a new order (a shuffle with a fixed seed): the one typed to right
-        // after another pays for what that one left behind (measured: up to 15 % on the
-        // p50), so each must follow each alike.
-        for i in (1..order.len()).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            order.swap(i, (seed % (i as u64 + 1)) as usize);
-        }
+        let order = turns.next_round().to_vec();
         for &col in &order {
             let term = shells[col].term();
             latencies[col].push(type_key(term, k));

@@ -1,7 +1,12 @@
 //! Peers benchmark: catty (local provider, sandbox off and on), OpenSSH (a private sshd on a
 //! loopback port) and a bare PTY (the physical limit), each driven through a PTY this bench
-//! owns like a user's terminal, in one run. `cargo bench --bench peers` (or `just bench`);
-//! `cargo bench --bench peers -- echo bulk` runs only those figures. Prints one table.
+//! owns like a user's terminal, or in a tmux pane (`tmux`), in one run. `cargo bench --bench
+//! peers` (or `just bench`) runs every mode; `cargo bench --bench peers -- echo bulk` only
+//! those (modes: echo, bulk, interrupt, interrupt-slow, tmux, upload, startup, memory,
+//! resume). Prints one table. `CATTY_BENCH_TRIALS=N` sets the trials of the modes that count
+//! them (interrupt, interrupt-slow, tmux), `CATTY_BENCH_TERMINAL_RATE` the slow terminal's
+//! bytes a second (interrupt-slow; default 4,000,000), `CATTY_BENCH_BIN` another catty build
+//! to run in place of this one (to compare builds with the same harness).
 
 // A bench has no public API: `pub` here only shares items between its own modules.
 #![allow(unreachable_pub)]
@@ -9,20 +14,27 @@
 mod bulk;
 mod contender;
 mod daemon;
+// Its bulk-file writer is the stream bench's: here each shell makes that file (`bulk.rs`).
+#[allow(dead_code)]
 mod data;
 mod echo;
 mod interrupt;
+// Its `api_command` runs this build only; `daemon.rs` may run another.
+#[allow(dead_code)]
 #[path = "../../tests/common/launch.rs"]
 mod launch;
 #[path = "../../tests/common/listen.rs"]
 mod listen;
 mod memory;
+mod panes;
 mod proc;
 mod pty;
 mod report;
 mod resume;
 mod sshd;
 mod startup;
+mod tmux;
+mod turns;
 mod upload;
 
 use std::path::PathBuf;
@@ -38,21 +50,29 @@ use sshd::Sshd;
 /// Every contender's shell prompt. `[` appears in no output measured, so scanning a flood
 /// for the prompt is one memchr per chunk.
 pub const PROMPT: &str = "[peers]$ ";
+/// Every contender's shell, started with `PS1` set to `PROMPT`.
+pub const SHELL: [&str; 3] = ["bash", "--norc", "--noprofile"];
 
 /// One figure: its rows, every contender measured.
 type Figure = fn(&Ctx) -> Vec<Row>;
 
-const FIGURES: [(&str, Figure); 7] = [
+const FIGURES: [(&str, Figure); 9] = [
     ("echo", echo::run),
     ("bulk", bulk::run),
     ("interrupt", interrupt::run),
+    ("interrupt-slow", interrupt::run_slow),
+    ("tmux", tmux::run),
     ("upload", upload::run),
     ("startup", startup::run),
     ("memory", memory::run),
     ("resume", resume::run),
 ];
 
-/// What every figure uses: the contenders and the generated inputs.
+/// The slow terminal's rate when `CATTY_BENCH_TERMINAL_RATE` does not say: about what a
+/// terminal emulator draws of plain text in a second.
+const TERMINAL_RATE: u64 = 4_000_000;
+
+/// What every figure uses: the contenders, the generated inputs and the settings.
 pub struct Ctx {
     pub off: Daemon,
     pub on: Daemon,
@@ -62,22 +82,20 @@ pub struct Ctx {
     pub project: PathBuf,
     pub empty: PathBuf,
     pub workspace_bytes: usize,
-    /// The 256 MiB file; not under /tmp, which the sandbox replaces with its own.
-    pub bulk: PathBuf,
+    /// `CATTY_BENCH_TRIALS`, in place of each mode's own count.
+    trials: Option<usize>,
+    /// `CATTY_BENCH_TERMINAL_RATE`: bytes a second the slow terminal reads.
+    pub terminal_rate: u64,
     _scratch: tempfile::TempDir,
-    _bulk_dir: tempfile::TempDir,
 }
 
 impl Ctx {
     fn new() -> Ctx {
         let scratch_dir = scratch_dir();
-        let bulk_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let scratch = scratch_dir.path().to_path_buf();
         let (project, empty) = (scratch.join("project"), scratch.join("empty"));
         std::fs::create_dir_all(&empty).unwrap();
-        let bulk = bulk_dir.path().join("bulk.txt");
         let started = Instant::now();
-        data::write_bulk_file(&bulk);
         let workspace_bytes = data::write_workspace(&project);
         eprintln!(
             "inputs generated in {:.1} s",
@@ -91,9 +109,9 @@ impl Ctx {
             project,
             empty,
             workspace_bytes,
-            bulk,
+            trials: env_number("CATTY_BENCH_TRIALS").map(|n| n as usize),
+            terminal_rate: env_number("CATTY_BENCH_TERMINAL_RATE").unwrap_or(TERMINAL_RATE),
             _scratch: scratch_dir,
-            _bulk_dir: bulk_dir,
         }
     }
 
@@ -110,6 +128,18 @@ impl Ctx {
     pub fn daemons(&self) -> [&Daemon; 2] {
         [&self.off, &self.on]
     }
+
+    /// Trials per contender for a mode whose own count is `default`.
+    pub fn trials(&self, default: usize) -> usize {
+        self.trials.unwrap_or(default)
+    }
+}
+
+/// The whole positive number in variable `name`, if set; anything else set there is fatal.
+fn env_number(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    let n = value.trim().parse().ok().filter(|n| *n > 0);
+    Some(n.unwrap_or_else(|| panic!("{name}={value:?} is not a whole number above 0")))
 }
 
 /// On tmpfs where there is one. On this machine's ext4, creating files where many were
@@ -165,5 +195,24 @@ fn main() {
         proc::load(),
         started.elapsed().as_secs_f64()
     );
-    println!("command: cargo bench --bench peers");
+    println!("command: {}", command(&wanted));
+}
+
+/// The command line that gave this output, settings included.
+fn command(wanted: &[String]) -> String {
+    let mut line = String::new();
+    for name in [
+        "CATTY_BENCH_BIN",
+        "CATTY_BENCH_TRIALS",
+        "CATTY_BENCH_TERMINAL_RATE",
+    ] {
+        if let Ok(value) = std::env::var(name) {
+            line.push_str(&format!("{name}={value} "));
+        }
+    }
+    line.push_str("cargo bench --bench peers");
+    if !wanted.is_empty() {
+        line.push_str(&format!(" -- {}", wanted.join(" ")));
+    }
+    line
 }

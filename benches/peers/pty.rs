@@ -1,13 +1,14 @@
 //! The user's terminal: a PTY this bench owns, with a contender running on its slave as the
 //! controlling terminal (`setsid -c`). A thread reads the master and stamps each chunk with
-//! its arrival time, so waits here do not add to what is measured.
+//! its arrival time, so waits here do not add to what is measured. It reads as fast as output
+//! comes, or at a set rate, like a terminal emulator that draws so many bytes a second.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,11 @@ const SIZE: Winsize = Winsize {
 const TAIL_SHOWN: usize = 400;
 /// A capture keeps at most this much, so waiting through a flood stays bounded.
 const CAPTURE_LIMIT: usize = 64 * 1024;
+/// At a set rate, each read takes about this long to "draw" before the next one.
+const DRAW_PERIOD: Duration = Duration::from_millis(1);
+/// At a set rate, how far behind its schedule the reader may catch up (a late wake-up);
+/// an idle terminal banks no more than this.
+const DRAW_SLACK: Duration = Duration::from_millis(20);
 
 struct Chunk {
     at: Instant,
@@ -40,6 +46,8 @@ pub struct Term {
     /// When the newest byte of `pending` arrived.
     pending_at: Instant,
     paused: Arc<AtomicBool>,
+    /// Bytes a second the master is read at; 0: as fast as output comes.
+    rate: Arc<AtomicU64>,
     child: Child,
     name: String,
     /// Every byte read so far.
@@ -68,13 +76,19 @@ impl Term {
             .unwrap_or_else(|e| panic!("{name}: cannot start {argv:?}: {e}"));
         let master = File::from(pty.master);
         let paused = Arc::new(AtomicBool::new(false));
-        let chunks = read_master(master.try_clone().unwrap(), paused.clone());
+        let rate = Arc::new(AtomicU64::new(0));
+        let reader = Reader {
+            master: master.try_clone().unwrap(),
+            paused: paused.clone(),
+            rate: rate.clone(),
+        };
         Term {
             master,
-            chunks,
+            chunks: reader.spawn(),
             pending: Vec::new(),
             pending_at: Instant::now(),
             paused,
+            rate,
             child,
             name: name.to_string(),
             received: 0,
@@ -95,6 +109,12 @@ impl Term {
     /// Bytes read from the master so far.
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// Bytes read and consumed by the waits so far (a pattern waited for included): the
+    /// difference between two calls is what the terminal showed in between.
+    pub fn consumed(&self) -> u64 {
+        self.received - self.pending.len() as u64
     }
 
     /// Types `bytes`; returns the instant just before they were written.
@@ -167,6 +187,15 @@ impl Term {
         }
     }
 
+    /// Discards output for `duration`, however much comes.
+    pub fn discard_for(&mut self, duration: Duration) {
+        let deadline = Instant::now() + duration;
+        self.pending.clear();
+        while self.receive(deadline) {
+            self.pending.clear();
+        }
+    }
+
     /// Discards output until none came for `quiet`.
     pub fn drain(&mut self, quiet: Duration) {
         self.pending.clear();
@@ -197,6 +226,13 @@ impl Term {
     /// Stops (or restarts) reading the master, like a terminal that froze.
     pub fn set_paused(&self, paused: bool) {
         self.paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// Reads the master at most `bytes_per_second` from now on, like a terminal that draws
+    /// no faster; `None`: as fast as output comes.
+    pub fn set_rate(&self, bytes_per_second: Option<u64>) {
+        self.rate
+            .store(bytes_per_second.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// Waits for the contender to exit by itself.
@@ -270,31 +306,59 @@ fn find(hay: &[u8], pattern: &[u8]) -> Option<usize> {
         .map(|at| at + pattern.len())
 }
 
-fn read_master(mut master: File, paused: Arc<AtomicBool>) -> Receiver<Chunk> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            while paused.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(5));
+/// The thread that reads the master: it stops while `paused`, and with a `rate` it reads a
+/// chunk of about a millisecond's worth, then waits that chunk's time before the next read.
+struct Reader {
+    master: File,
+    paused: Arc<AtomicBool>,
+    rate: Arc<AtomicU64>,
+}
+
+impl Reader {
+    fn spawn(mut self) -> Receiver<Chunk> {
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            // At a set rate: when the next read is due.
+            let mut due = Instant::now();
+            loop {
+                while self.paused.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let rate = self.rate.load(Ordering::SeqCst);
+                let want = match rate {
+                    0 => buf.len(),
+                    rate => chunk_at(rate).min(buf.len()),
+                };
+                let n = match self.master.read(&mut buf[..want]) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // EIO: every slave is closed.
+                    Err(_) => return,
+                };
+                let chunk = Chunk {
+                    at: Instant::now(),
+                    bytes: buf[..n].to_vec(),
+                };
+                if tx.send(chunk).is_err() {
+                    return;
+                }
+                if rate > 0 {
+                    let now = Instant::now();
+                    due = due.max(now.checked_sub(DRAW_SLACK).unwrap_or(now))
+                        + Duration::from_secs_f64(n as f64 / rate as f64);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
             }
-            let n = match master.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // EIO: every slave is closed.
-                Err(_) => return,
-            };
-            let chunk = Chunk {
-                at: Instant::now(),
-                bytes: buf[..n].to_vec(),
-            };
-            if tx.send(chunk).is_err() {
-                return;
-            }
-        }
-    });
-    rx
+        });
+        rx
+    }
+}
+
+/// What a terminal drawing `rate` bytes a second reads at once: a `DRAW_PERIOD`'s worth.
+fn chunk_at(rate: u64) -> usize {
+    ((rate as f64 * DRAW_PERIOD.as_secs_f64()) as usize).max(1)
 }
 
 /// Every process whose session is `sid`.
