@@ -14,6 +14,7 @@ mod api_sessions;
 mod boundary;
 mod cli;
 mod client_credentials;
+mod client_cuts;
 mod client_e2e;
 mod client_link;
 mod client_logs;
