@@ -18,6 +18,7 @@ mod client_cuts;
 mod client_e2e;
 mod client_link;
 mod client_logs;
+mod client_outage;
 mod client_sync;
 mod client_upload;
 mod exec_agents;
