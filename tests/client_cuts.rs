@@ -1,11 +1,12 @@
 //! Resume under random cuts, with the real client (issue 14): `catty connect` (stdin a pipe,
-//! stdout a file: it needs no terminal) attached through a proxy that cuts the link, with a
-//! reset or a FIN at random, while its program writes some 30 MB as fast as a slow link takes
-//! them and records each numbered line typed. Once the program has ended, the client's output
-//! is exactly what the program wrote (0 bytes lost, 0 doubled) and every line typed was
-//! applied once, in order. Each variant prints its resume times (from the cut to the next
-//! link's first byte, at the proxy). `CATTY_TEST_CUTS` (default 25) sets the cuts of the
-//! first two variants, `CATTY_TEST_SLOW_CUTS` (default 4) those of the 5 s one.
+//! stdout a file: it needs no terminal) attached through a proxy that cuts the link at random
+//! times, each cut a reset or a FIN and inside bytes on their way to the client, while its
+//! program writes some 30 MB over the run and records each numbered line typed. Once the
+//! program has ended, the client's output is exactly what the program wrote (0 bytes lost, 0
+//! doubled) and every line typed was applied once, in order. Each variant prints its resume
+//! times (from the cut to the next link's first byte, at the proxy). `CATTY_TEST_CUTS`
+//! (default 25) sets the cuts of the first two variants, `CATTY_TEST_SLOW_CUTS` (default 4)
+//! those of the 5 s one.
 
 use std::io::Write;
 use std::ops::Range;
@@ -20,21 +21,25 @@ use tokio::sync::watch;
 use crate::common::lookup::{LABEL, Lookup};
 use crate::common::{Cut, CutKind, DEADLINE, Proxy, Runtime, Schedule, random_below};
 
-/// Writes numbered lines (100 bytes each) as fast as its terminal takes them until it reads
-/// the line `end`, keeping its own copy of all it wrote (argv[1]). Each line typed goes to
-/// argv[2] and is echoed into the output as `got LINE`. The terminal is raw: no echo, no
-/// newline translation, the bytes as written.
+/// Writes numbered lines (100 bytes each) at argv[3] bytes a second on average, in bursts
+/// of random size, until it reads the line `end`, keeping its own copy of all it wrote
+/// (argv[1]). Each line typed goes to argv[2] and is echoed into the output as `got LINE`.
+/// The terminal is raw: no echo, no newline translation, the bytes as written. What waits
+/// is a `bytearray`, so a backlog of megabytes (the hold after a cut) costs no copying.
 const PROGRAM: &str = r#"
-import os, select, sys, tty
+import os, random, select, sys, time, tty
 tty.setraw(0)
 os.set_blocking(1, False)
-copy, typed = open(sys.argv[1], 'wb'), open(sys.argv[2], 'wb')
-pending, n, partial, ending = b'ready\r\n', 0, b'', False
+copy, typed, rate = open(sys.argv[1], 'wb'), open(sys.argv[2], 'wb'), float(sys.argv[3])
+pending, n, partial, ending = bytearray(b'ready\r\n'), 0, b'', False
+start = time.monotonic()
 while pending or not ending:
-    if not pending:
-        pending = b''.join(b'%09d %s\r\n' % (n + i, b'.' * 88) for i in range(1, 501))
-        n += 500
-    readable, writable, _ = select.select([0], [1], [])
+    due = 0 if ending else int(rate * (time.monotonic() - start)) // 100 - n
+    if due > 0:
+        pending += b''.join(b'%09d %s\r\n' % (n + i, b'.' * 88) for i in range(1, due + 1))
+        n += due
+    writing = [1] if pending else []
+    readable, writable, _ = select.select([0], writing, [], random.uniform(0, 0.1))
     if readable:
         partial += os.read(0, 65536)
         *lines, partial = partial.split(b'\n')
@@ -48,13 +53,13 @@ while pending or not ending:
         except BlockingIOError:
             sent = 0
         copy.write(pending[:sent])
-        pending = pending[sent:]
+        del pending[:sent]
 os.set_blocking(1, True)
 os.write(1, b'bye\r\n')
 copy.write(b'bye\r\n')
 "#;
 
-/// What the program writes over the run, about: the link's rate is set from it.
+/// What the program writes over the run, about: its rate is set from it.
 const OUTPUT_BYTES: f64 = 30e6;
 
 /// Links of random length from 0 to 2 s: the client's own reconnect delay, at once after a
@@ -105,24 +110,20 @@ async fn run(variant: &str, cuts: usize, life: Range<Duration>, outage: Duration
         files.path().join("typed"),
         files.path().join("client.out"),
     );
-    let argv = ["python3", "-c", PROGRAM, path(&copy), path(&typed)];
+    // Spread over the run: a link's mean life and an outage a cut.
+    let cycle = (life.start + life.end) / 2 + outage;
+    let rate = (OUTPUT_BYTES / (cuts as f64 * cycle.as_secs_f64())).to_string();
+    let argv = ["python3", "-c", PROGRAM, path(&copy), path(&typed), &rate];
     let rt = Runtime::start(&argv, &[]);
     let proxy = Proxy::start(rt.addr).await;
-    let mean_life = (life.start + life.end) / 2;
-    let schedule = Schedule {
-        cuts,
-        rate_bytes_per_sec: (OUTPUT_BYTES / (cuts as f64 * mean_life.as_secs_f64())) as u64,
-        life,
-        outage,
-    };
-    let cutting = proxy.cut_on_schedule(&schedule);
+    let schedule = Schedule { cuts, life, outage };
     let state = tempfile::tempdir().unwrap();
     let lookup = Lookup::start(proxy.addr, state.path()).await;
     let mut client = connect(&lookup, state.path(), &shown, files.path());
     let stdin = client.stdin.take().unwrap();
     let (cut_done, cuts_over) = watch::channel(false);
     let cutting = async {
-        let made = cutting.await;
+        let made = proxy.cut_on_schedule(&schedule).await;
         cut_done.send_replace(true);
         made
     };
@@ -237,11 +238,13 @@ fn report(variant: &str, cuts: &[Cut], bytes: usize, refused: u64, took: Duratio
     };
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     let resets = cuts.iter().filter(|c| c.kind == CutKind::Reset).count();
+    let inside = cuts.iter().filter(|c| c.inside).count();
     let mean_life = cuts.iter().map(|c| c.life).sum::<Duration>() / cuts.len().max(1) as u32;
     let _ = writeln!(
         std::io::stderr(),
-        "client_cuts, {variant}: {} cuts ({resets} resets, {} FINs, links {:.2} s on average), \
-         {bytes} bytes, {refused} dials refused, {:.0} s; resume p50 {} p90 {} p99 {} max {}",
+        "client_cuts, {variant}: {} cuts ({resets} resets, {} FINs, {inside} inside bytes on \
+         their way, links {:.2} s on average), {bytes} bytes, {refused} dials refused, {:.0} s; \
+         resume p50 {} p90 {} p99 {} max {}",
         cuts.len(),
         cuts.len() - resets,
         mean_life.as_secs_f64(),

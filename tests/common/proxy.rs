@@ -1,8 +1,8 @@
 //! A TCP proxy from a loopback port to a target whose links can be cut (a reset, or a FIN
 //! each way) or stalled (a silent drop: nothing forwarded, nothing closed, as when packets are
-//! blackholed). It can also cut on a schedule of its own ([`Schedule`]): a slow link that
-//! is always busy, cut at random while the stream flows, refused for an outage after each
-//! cut, with the time each resume took.
+//! blackholed). It can also cut on a schedule of its own ([`Schedule`]): at random times, each
+//! cut inside bytes on their way from the target, new links refused for an outage after it,
+//! and the time each resume took.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -41,8 +41,8 @@ struct Shared {
     /// Each send cuts every link open before it, in the way sent.
     cut: watch::Sender<CutKind>,
     stalled: watch::Sender<bool>,
-    /// Bytes a second each link carries from the target; 0: as fast as they come.
-    rate: Arc<AtomicU64>,
+    /// A cut waiting for the next bytes from the target, to let a random part of them through.
+    armed: Arc<Mutex<Option<CutKind>>>,
     /// New links are refused (accepted and reset) until then.
     closed_until: Mutex<Option<Instant>>,
     /// When the last link began carrying the target's bytes (its first one written on).
@@ -54,7 +54,8 @@ struct Shared {
 #[derive(Clone)]
 struct LinkCtx {
     stalled: watch::Receiver<bool>,
-    rate: Arc<AtomicU64>,
+    armed: Arc<Mutex<Option<CutKind>>>,
+    cut: watch::Sender<CutKind>,
     flowing: watch::Sender<Option<Instant>>,
 }
 
@@ -66,7 +67,7 @@ impl Proxy {
             links: Mutex::new(JoinSet::new()),
             cut: watch::Sender::new(CutKind::Reset),
             stalled: watch::Sender::new(false),
-            rate: Arc::new(AtomicU64::new(0)),
+            armed: Arc::new(Mutex::new(None)),
             closed_until: Mutex::new(None),
             flowing: watch::Sender::new(None),
             refused: AtomicU64::new(0),
@@ -99,8 +100,7 @@ impl Proxy {
         self.shared.stalled.send_replace(false);
     }
 
-    /// New links opened this long from now are refused: accepted and reset at once, as a
-    /// peer that is not there (yet) would.
+    /// New links opened this long from now are refused: accepted and reset at once.
     fn refuse_for(&self, outage: Duration) {
         *self.shared.closed_until.lock().unwrap() = Some(Instant::now() + outage);
     }
@@ -112,44 +112,27 @@ impl Proxy {
 
     /// Runs `schedule` (see there) to its end; returns what each cut was and how long the
     /// stream took to come back after it, or why it could not go on: no link carried the
-    /// target's bytes within [`DEADLINE`] (plus the outage). The rate holds from the call on,
-    /// so links opened before the returned future runs are slow too.
-    pub fn cut_on_schedule(
-        &self,
-        schedule: &Schedule,
-    ) -> impl Future<Output = Result<Vec<Cut>, String>> {
-        self.shared
-            .rate
-            .store(schedule.rate_bytes_per_sec, Ordering::Relaxed);
+    /// target's bytes within [`DEADLINE`] (plus the outage).
+    pub async fn cut_on_schedule(&self, schedule: &Schedule) -> Result<Vec<Cut>, String> {
         let mut flowing = self.shared.flowing.subscribe();
-        async move {
-            let cuts = self.run_schedule(schedule, &mut flowing).await;
-            self.shared.rate.store(0, Ordering::Relaxed);
-            cuts
-        }
-    }
-
-    async fn run_schedule(
-        &self,
-        schedule: &Schedule,
-        flowing: &mut watch::Receiver<Option<Instant>>,
-    ) -> Result<Vec<Cut>, String> {
+        let mut cuts_seen = self.shared.cut.subscribe();
         let mut cuts = Vec::with_capacity(schedule.cuts);
-        let mut since = wait_for_flow(flowing, Duration::ZERO).await?;
+        let mut since = wait_for_flow(&mut flowing, Duration::ZERO).await?;
         for _ in 0..schedule.cuts {
             let span = schedule.life.end - schedule.life.start;
             let extra = random_below(span.as_micros() as u64 + 1);
-            let life = schedule.life.start + Duration::from_micros(extra);
-            tokio::time::sleep_until((since + life).into()).await;
+            tokio::time::sleep_until(
+                (since + schedule.life.start + Duration::from_micros(extra)).into(),
+            )
+            .await;
             let kind = [CutKind::Reset, CutKind::Fin][random_below(2) as usize];
-            // The way is closed first, so the client's next dial meets the outage.
-            self.refuse_for(schedule.outage);
-            self.shared.flowing.send_replace(None);
-            self.cut_as(kind);
+            let inside = self.cut_inside_next_bytes(kind, &mut cuts_seen).await;
             let cut = Instant::now();
-            let began = wait_for_flow(flowing, schedule.outage).await?;
+            self.refuse_for(schedule.outage);
+            let began = wait_for_flow(&mut flowing, schedule.outage).await?;
             cuts.push(Cut {
                 kind,
+                inside,
                 life: cut - since,
                 resumed: began - cut,
             });
@@ -157,7 +140,35 @@ impl Proxy {
         }
         Ok(cuts)
     }
+
+    /// Cuts inside the next bytes from the target (a random part of them let through), or
+    /// as things are when none come within [`ARMED_MAX`]; returns whether inside. New links
+    /// are refused meanwhile, and the next one to carry bytes is timed from here.
+    async fn cut_inside_next_bytes(
+        &self,
+        kind: CutKind,
+        cuts_seen: &mut watch::Receiver<CutKind>,
+    ) -> bool {
+        self.refuse_for(ARMED_MAX + DEADLINE);
+        self.shared.flowing.send_replace(None);
+        cuts_seen.mark_unchanged();
+        *self.shared.armed.lock().unwrap() = Some(kind);
+        if tokio::time::timeout(ARMED_MAX, cuts_seen.changed())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        if self.shared.armed.lock().unwrap().take().is_some() {
+            self.cut_as(kind);
+        }
+        false
+    }
 }
+
+/// How long an armed cut waits for bytes from the target before it cuts as things are. A
+/// client pings every second and the runtime answers, so bytes come well within it.
+const ARMED_MAX: Duration = Duration::from_secs(3);
 
 /// Waits (at most an outage and [`DEADLINE`]) for a link to carry the target's bytes; returns
 /// when it began.
@@ -173,22 +184,23 @@ async fn wait_for_flow(
 }
 
 /// Cuts the proxy makes on its own, one at a time: it waits for a link to carry the target's
-/// bytes, cuts it (a reset or a FIN, at random) after a random life, refuses new links for
-/// the outage, and times the resume: from the cut to the first byte the target sends on the
-/// next link. While cuts remain, each link carries the target's bytes at a set rate, so it is
-/// busy (full buffers, frames split anywhere) whenever a cut comes; then at full speed.
+/// bytes, and after a random life cuts it (a reset or a FIN, at random) inside the next bytes
+/// from the target, so a random part of them gets through (a frame split anywhere); then it
+/// refuses new links for the outage, and times the resume: from the cut to the first byte
+/// the target sends on the next link.
 pub struct Schedule {
     pub cuts: usize,
     /// How long a link carries the stream before its cut: uniform over this range.
     pub life: Range<Duration>,
     pub outage: Duration,
-    pub rate_bytes_per_sec: u64,
 }
 
 /// One cut of a [`Schedule`].
 #[derive(Clone, Copy, Debug)]
 pub struct Cut {
     pub kind: CutKind,
+    /// Whether it fell inside bytes from the target (else no bytes came in time).
+    pub inside: bool,
     /// How long the link had carried the stream.
     pub life: Duration,
     /// From the cut to the first byte from the target on the next link.
@@ -198,7 +210,8 @@ pub struct Cut {
 async fn accept(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
     let ctx = LinkCtx {
         stalled: shared.stalled.subscribe(),
-        rate: shared.rate.clone(),
+        armed: shared.armed.clone(),
+        cut: shared.cut.clone(),
         flowing: shared.flowing.clone(),
     };
     while let Ok((inbound, _)) = listener.accept().await {
@@ -253,7 +266,7 @@ async fn link(
 }
 
 /// Copies one direction of a link, holding bytes back while the proxy is stalled. From the
-/// target (`down`), at the proxy's rate when one is set, in reads of random size.
+/// target (`down`), an armed cut lets a random part of the next bytes through, then cuts.
 async fn forward(mut from: ReadHalf<'_>, mut to: WriteHalf<'_>, ctx: &LinkCtx, down: bool) {
     let mut buf = vec![0u8; 64 * 1024];
     let flowing = |stalled: &watch::Receiver<bool>| {
@@ -261,35 +274,31 @@ async fn forward(mut from: ReadHalf<'_>, mut to: WriteHalf<'_>, ctx: &LinkCtx, d
         async move { stalled.wait_for(|s| !*s).await.is_ok() }
     };
     let mut first = down;
-    let mut due = tokio::time::Instant::now();
     loop {
         if !flowing(&ctx.stalled).await {
             return;
         }
-        let rate = if down {
-            ctx.rate.load(Ordering::Relaxed)
-        } else {
-            0
-        };
-        let want = match rate {
-            0 => buf.len(),
-            // About 50 writes a second, each of a random size.
-            rate => 1 + random_below((rate / 25).clamp(512, buf.len() as u64)) as usize,
-        };
-        let n = match from.read(&mut buf[..want]).await {
+        let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        let armed = if down {
+            ctx.armed.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some(kind) = armed {
+            let part = random_below(n as u64 + 1) as usize;
+            let _ = to.write_all(&buf[..part]).await;
+            ctx.cut.send_replace(kind);
+            // The link's own task carries the cut out.
+            return std::future::pending().await;
+        }
         if !flowing(&ctx.stalled).await || to.write_all(&buf[..n]).await.is_err() {
             return;
         }
         if std::mem::take(&mut first) {
             ctx.flowing.send_replace(Some(Instant::now()));
-        }
-        if rate > 0 {
-            let now = tokio::time::Instant::now();
-            due = due.max(now) + Duration::from_secs_f64(n as f64 / rate as f64);
-            tokio::time::sleep_until(due).await;
         }
     }
     let _ = to.shutdown().await;
