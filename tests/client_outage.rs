@@ -13,7 +13,7 @@ use catty::protocol::{DEAD_LINK, HOLD};
 
 use crate::common::lookup::{LABEL, Lookup};
 use crate::common::tmux::Tmux;
-use crate::common::{DEADLINE, Proxy, Runtime, succeeded};
+use crate::common::{DEADLINE, HEAVY, Proxy, Runtime, succeeded};
 
 /// Says it waits, then once argv[2] exists writes 1,000,000 numbered lines of 100 bytes,
 /// creates argv[3], asks for a line and answers `got LINE`. It keeps its own copy of all it
@@ -42,6 +42,8 @@ copy.close()
 
 #[test]
 fn a_stopped_client_repaints_with_one_notice_and_logs_keep_every_byte() {
+    // 100 MB three times over (the program's copy, the transcript, what logs print).
+    let _turn = HEAVY.blocking_lock();
     let outage = Duration::from_secs(
         std::env::var("CATTY_TEST_OUTAGE_SEC")
             .map_or(30, |v| v.parse().expect("CATTY_TEST_OUTAGE_SEC")),
