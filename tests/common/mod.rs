@@ -18,7 +18,7 @@ pub mod tmux;
 
 pub use http::{HttpReply, http_send, parse_http_reply};
 pub use listen::listening_addr;
-pub use proxy::Proxy;
+pub use proxy::{Cut, CutKind, Proxy, Schedule};
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
