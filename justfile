@@ -22,3 +22,7 @@ exec:
 image label=`git rev-parse --short HEAD`:
     fly deploy --build-only --push --image-label {{label}}
     @echo "CATTY_IMAGE=registry.fly.io/catty-exec:{{label}}"
+
+# dist/: the release tarball with its .sha256, install.sh and the npm packages (README, "Install")
+release:
+    bash npm/release.sh
