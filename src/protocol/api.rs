@@ -5,12 +5,25 @@
 //!
 //! | method and path | body | answer |
 //! | --- | --- | --- |
-//! | `GET /healthz` | | `200 ok` |
+//! | `GET /healthz` | | `200 ok`, with the headers below |
 //! | `POST /v1/sessions` | [`CreateSession`] | [`SessionCreated`] |
 //! | `GET /v1/sessions` | | [`SessionList`] |
 //! | `GET /v1/sessions/{id-or-label}` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/{id-or-label}/stop` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/stop-all` | | [`StopAll`] |
+//! | `DELETE /v1/sessions/{id-or-label}` | | `204`; forgets an ended session (`409` while it is live) |
+//!
+//! `GET /v1/sessions` lists every session the daemon remembers, ended ones too, until
+//! `catty api --keep-ended` (default a day) after their end; a client shows the live ones
+//! unless asked for all. A session whose program exited stays `running` (its runtime keeps the
+//! output and the work for its grace) with [`SessionInfo::exit_code`] set, and becomes
+//! `exited` when its machine is gone: [`SessionInfo::state_text`] says it for people.
+//!
+//! The daemon's `/healthz` tells a client who answers, so that a client never talks to a
+//! daemon that is not the one it would start: [`DAEMON_VERSION_HEADER`] (a client of another
+//! build restarts it; sessions outlive the daemon), [`DAEMON_PROVIDER_HEADER`] (a client
+//! whose environment would choose the other provider refuses, naming the fix) and
+//! [`DAEMON_PID_HEADER`] (whom to stop).
 //!
 //! Credentials come with the request that creates a session ([`CreateSession::credentials`]),
 //! never from the daemon's own environment: `catty new` sends the first of the chosen agent's
@@ -196,6 +209,14 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Credentials {
         )
     }
 }
+
+/// The daemon's build (`0.1.0+<build id>`, see `crate::version`) in its `/healthz` answer.
+pub const DAEMON_VERSION_HEADER: &str = "x-catty-version";
+/// The daemon's provider (`local` or `fly`) in its `/healthz` answer.
+pub const DAEMON_PROVIDER_HEADER: &str = "x-catty-provider";
+/// The daemon's process id in its `/healthz` answer: a client stops it with SIGTERM (it
+/// drains and exits; its sessions keep running).
+pub const DAEMON_PID_HEADER: &str = "x-catty-pid";
 
 /// `POST /v1/sessions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
