@@ -33,7 +33,10 @@ mod tests {
     #[test]
     fn the_package_version_comes_first() {
         let build = super::this_build();
-        assert!(build.starts_with(concat!(env!("CARGO_PKG_VERSION"), "+")), "{build}");
+        assert!(
+            build.starts_with(concat!(env!("CARGO_PKG_VERSION"), "+")),
+            "{build}"
+        );
         assert_eq!(build, super::this_build());
     }
 }

@@ -96,7 +96,15 @@ impl Provider for Fake {
 fn start(fake: Fake) -> (Daemon<Fake>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    (Daemon::new(fake, store, "t".repeat(64), MAX_SESSIONS), dir)
+    (
+        Daemon::new(
+            fake,
+            store,
+            "t".repeat(64),
+            (MAX_SESSIONS, Duration::from_secs(86400)),
+        ),
+        dir,
+    )
 }
 
 fn shell(ttl_sec: Option<u64>) -> CreateSession {

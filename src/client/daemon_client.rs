@@ -84,6 +84,10 @@ impl DaemonClient {
         self.call(Method::GET, path, None::<&()>).await
     }
 
+    pub(super) async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(Method::DELETE, path, None::<&()>).await
+    }
+
     pub(super) async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -285,7 +289,9 @@ async fn start(config: &ClientConfig) -> anyhow::Result<()> {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(failed(format!("the catty daemon exited at start ({status})")));
+            return Err(failed(format!(
+                "the catty daemon exited at start ({status})"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

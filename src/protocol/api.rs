@@ -11,7 +11,7 @@
 //! | `GET /v1/sessions/{id-or-label}` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/{id-or-label}/stop` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/stop-all` | | [`StopAll`] |
-//! | `DELETE /v1/sessions/{id-or-label}` | | `204`; forgets an ended session (`409` while it is live) |
+//! | `DELETE /v1/sessions/{id-or-label}` | | [`SessionInfo`] of the ended session it forgot (`409` while it is live) |
 //!
 //! `GET /v1/sessions` lists every session the daemon remembers, ended ones too, until
 //! `catty api --keep-ended` (default a day) after their end; a client shows the live ones
@@ -271,7 +271,9 @@ pub enum SessionState {
     Stopped,
     /// Its TTL passed; the machine was destroyed.
     Expired,
-    /// The machine is gone for another reason (program exited, machine lost).
+    /// Its program exited ([`SessionInfo::exit_code`] says how) and its machine is gone.
+    Exited,
+    /// The machine is gone for another reason (lost, or it never started).
     Gone,
 }
 
@@ -283,6 +285,7 @@ impl SessionState {
             SessionState::Running => "running",
             SessionState::Stopped => "stopped",
             SessionState::Expired => "expired",
+            SessionState::Exited => "exited",
             SessionState::Gone => "gone",
         }
     }
@@ -311,6 +314,38 @@ pub struct SessionInfo {
     pub connect_token: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The command it runs instead of an agent (`catty new -- CMD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// How its program exited (128+N for a signal), once the daemon knows: while the session
+    /// is still `running` (its runtime stays for the grace) and once it is `exited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// When it stopped being live (unix seconds); ended sessions are forgotten some time
+    /// after (`catty api --keep-ended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<u64>,
+}
+
+impl SessionInfo {
+    /// Its state for people: `running`, `exited (code N)` as soon as its program exited,
+    /// `stopped`, `expired`, `gone`.
+    pub fn state_text(&self) -> String {
+        match (self.state, self.exit_code) {
+            (SessionState::Running | SessionState::Exited, Some(code)) => {
+                format!("exited (code {code})")
+            }
+            (state, _) => state.as_str().to_string(),
+        }
+    }
+
+    /// What it runs, for people: the command of `catty new -- CMD`, else the agent's name.
+    pub fn program_text(&self) -> String {
+        match &self.cmd {
+            Some(argv) if !argv.is_empty() => argv.join(" "),
+            _ => self.agent.as_str().to_string(),
+        }
+    }
 }
 
 /// `GET /v1/sessions`.
@@ -441,6 +476,7 @@ mod tests {
             SessionState::Running,
             SessionState::Stopped,
             SessionState::Expired,
+            SessionState::Exited,
             SessionState::Gone,
         ] {
             let wire = serde_json::to_string(&state).unwrap();

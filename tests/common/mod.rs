@@ -57,6 +57,9 @@ pub fn running_session(
         connect_url: format!("http://{runtime}"),
         connect_token: TOKEN.into(),
         headers: Default::default(),
+        cmd: None,
+        exit_code: None,
+        ended_at: None,
     }
 }
 
