@@ -77,14 +77,13 @@ impl Record {
         }
     }
 
-    /// Ends the session (if it is live) with `state`; a machine that is gone after its
-    /// program exited ends it `exited`, whatever else was said.
+    /// Ends the session (if it is live) with `state`; one whose program had exited ends
+    /// `exited` (its machine lost, expired or stopped after that), which says more.
     pub(super) fn end(&mut self, state: SessionState, reason: &str, now: u64) {
         if self.state.is_live() {
-            let lost = matches!(state, SessionState::Gone | SessionState::Expired);
             self.state = match self.exit_code {
-                Some(_) if lost => SessionState::Exited,
-                _ => state,
+                Some(_) => SessionState::Exited,
+                None => state,
             };
             self.destroy_pending = self.machine.is_some();
             self.ended_at = Some(now);

@@ -235,7 +235,7 @@ async fn restart(config: &ClientConfig, found: &Health) -> anyhow::Result<()> {
     kill(pid, Signal::SIGTERM)
         .with_context(|| format!("cannot stop the catty daemon (pid {pid}) on {addr}"))?;
     let deadline = Instant::now() + STOP_TIMEOUT;
-    while kill(pid, None).is_ok() {
+    while !exited(pid.as_raw()) {
         if Instant::now() > deadline {
             bail!(
                 "the catty daemon (pid {pid}) on {addr} did not exit within {} s; stop it with `kill -9 {pid}` and run this again",
@@ -245,6 +245,18 @@ async fn restart(config: &ClientConfig, found: &Health) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     start(config).await
+}
+
+/// Whether process `pid` is gone or a zombie: a zombie holds no port and no lock, and its
+/// parent (which may be long-lived: a test, a supervisor) reaps it when it will.
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
 }
 
 /// Starts `catty api` detached from this terminal, logging to the state directory, and waits
