@@ -44,7 +44,7 @@ fn list_follows_a_session_from_running_to_exited_to_pruned() {
     let label = t.start_session("catty new --no-upload -- bash --norc --noprofile");
     let running = row(&t, &["list"], &label).expect("listed while it runs");
     assert!(running.contains(" running "), "{running}");
-    assert!(running.contains("bash --norc --noprof…"), "{running}");
+    assert!(running.contains("bash --norc --nopro…"), "{running}");
     assert!(running.contains(" local "), "{running}");
 
     t.run("exit 3");
