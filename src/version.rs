@@ -3,29 +3,30 @@
 //! binary of the same version counts as another one. Computed once per process.
 
 use std::hash::{Hash, Hasher};
+use std::path::Path;
 use std::sync::OnceLock;
 
 /// `0.1.0+1a2b3c4d5e6f7a8b`, or the bare package version when the executable cannot be read.
 pub fn this_build() -> &'static str {
     static BUILD: OnceLock<String> = OnceLock::new();
     BUILD.get_or_init(|| {
-        let pkg = env!("CARGO_PKG_VERSION");
         // `/proc/self/exe` is the file this process runs, even when a newer one has been
         // installed over its path since.
-        let meta = std::fs::metadata("/proc/self/exe").or_else(|_| {
-            let exe = std::env::current_exe()?;
-            std::fs::metadata(exe)
-        });
-        match meta {
-            Ok(meta) => {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                meta.len().hash(&mut h);
-                meta.modified().ok().hash(&mut h);
-                format!("{pkg}+{:016x}", h.finish())
-            }
-            Err(_) => pkg.to_string(),
-        }
+        let exe = std::env::current_exe().ok();
+        build_of(Path::new("/proc/self/exe"))
+            .or_else(|| build_of(exe.as_deref()?))
+            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
     })
+}
+
+/// What [`this_build`] would say in a process of the executable `exe` (built from this same
+/// source): stand-ins for the daemon in tests answer with it.
+pub fn build_of(exe: &Path) -> Option<String> {
+    let meta = std::fs::metadata(exe).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.len().hash(&mut h);
+    meta.modified().ok().hash(&mut h);
+    Some(format!("{}+{:016x}", env!("CARGO_PKG_VERSION"), h.finish()))
 }
 
 #[cfg(test)]
