@@ -51,10 +51,15 @@ fn main() -> ExitCode {
             return code;
         }
     };
-    // Every command that prints but `new` and `connect`, which own the terminal.
+    // Every command that prints but `new` and `connect`, which own the terminal, and `logs`,
+    // which ends with success on a broken pipe by itself (`main` takes it for success).
     if !matches!(
         command,
-        Subcommand::New(_) | Subcommand::Connect(_) | Subcommand::Api(_) | Subcommand::Exec(_)
+        Subcommand::New(_)
+            | Subcommand::Connect(_)
+            | Subcommand::Logs(_)
+            | Subcommand::Api(_)
+            | Subcommand::Exec(_)
     ) {
         end_quietly_on_a_closed_pipe();
     }
