@@ -29,6 +29,16 @@ pub fn build_of(exe: &Path) -> Option<String> {
     Some(format!("{}+{:016x}", env!("CARGO_PKG_VERSION"), h.finish()))
 }
 
+/// Whether the package version of build `a` is above `b`'s (`1.2.10+…` > `1.2.9+…`); two
+/// builds of one version are neither.
+pub fn is_newer(a: &str, b: &str) -> bool {
+    let numbers = |v: &str| -> Vec<u64> {
+        let pkg = v.split(['+', '-']).next().unwrap_or_default();
+        pkg.split('.').map(|n| n.parse().unwrap_or(0)).collect()
+    };
+    numbers(a) > numbers(b)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -39,5 +49,13 @@ mod tests {
             "{build}"
         );
         assert_eq!(build, super::this_build());
+    }
+
+    #[test]
+    fn versions_compare_as_numbers_and_builds_of_one_version_as_equal() {
+        assert!(super::is_newer("1.2.10+aa", "1.2.9+bb"));
+        assert!(!super::is_newer("1.2.9+aa", "1.2.10"));
+        assert!(!super::is_newer("0.1.0+aa", "0.1.0+bb"));
+        assert!(!super::is_newer("an older catty", "0.1.0+bb"));
     }
 }

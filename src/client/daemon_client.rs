@@ -218,6 +218,15 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 async fn restart(config: &ClientConfig, found: &Health) -> anyhow::Result<()> {
     let addr = config.api_addr;
     let theirs = found.version.as_deref().unwrap_or("an older catty");
+    if crate::version::is_newer(theirs, crate::version::this_build()) {
+        // Never a downgrade behind the user's back: an older catty found first on a PATH.
+        bail!(
+            "the catty daemon on {addr} is a newer catty ({theirs}) than this one ({}): run \
+             the newer catty, or stop the daemon with `{}` and run this again",
+            crate::version::this_build(),
+            found.stop_hint()
+        );
+    }
     let Some(pid) = found.pid else {
         bail!(
             "the catty daemon on {addr} is {theirs}, not this catty ({}): stop it with `{}` \
