@@ -369,7 +369,8 @@ struct Listed<'a> {
     session_id: &'a str,
     label: &'a str,
     state: &'static str,
-    /// How its program exited, once it did (the state may still be `running` for the grace).
+    /// How its program exited, once it did (`exited` then, even while its runtime stays for
+    /// the grace).
     exit_code: Option<i32>,
     agent: &'static str,
     /// The command it runs instead of an agent.
@@ -388,7 +389,7 @@ impl<'a> From<&'a SessionInfo> for Listed<'a> {
         Listed {
             session_id: &s.session_id,
             label: &s.label,
-            state: s.state.as_str(),
+            state: s.shown_state().as_str(),
             exit_code: s.exit_code,
             agent: s.agent.as_str(),
             cmd: s.cmd.as_deref(),

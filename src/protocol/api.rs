@@ -17,7 +17,8 @@
 //! `catty api --keep-ended` (default a day) after their end; a client shows the live ones
 //! unless asked for all. A session whose program exited stays `running` (its runtime keeps the
 //! output and the work for its grace) with [`SessionInfo::exit_code`] set, and becomes
-//! `exited` when its machine is gone: [`SessionInfo::state_text`] says it for people.
+//! `exited` when its machine is gone; [`SessionInfo::shown_state`] is `exited` from the exit
+//! on (what `catty list` shows) and [`SessionInfo::state_text`] says it for people.
 //!
 //! The daemon's `/healthz` tells a client who answers, so that a client never talks to a
 //! daemon that is not the one it would start: [`DAEMON_VERSION_HEADER`] (a client of another
@@ -328,13 +329,20 @@ pub struct SessionInfo {
 }
 
 impl SessionInfo {
+    /// Its state as `catty list` shows it: `exited` as soon as its program exited, even while
+    /// the record is still `running` (its runtime stays for the grace).
+    pub fn shown_state(&self) -> SessionState {
+        match (self.state, self.exit_code) {
+            (SessionState::Running, Some(_)) => SessionState::Exited,
+            (state, _) => state,
+        }
+    }
+
     /// Its state for people: `running`, `exited (code N)` as soon as its program exited,
     /// `stopped`, `expired`, `gone`.
     pub fn state_text(&self) -> String {
-        match (self.state, self.exit_code) {
-            (SessionState::Running | SessionState::Exited, Some(code)) => {
-                format!("exited (code {code})")
-            }
+        match (self.shown_state(), self.exit_code) {
+            (SessionState::Exited, Some(code)) => format!("exited (code {code})"),
             (state, _) => state.as_str().to_string(),
         }
     }

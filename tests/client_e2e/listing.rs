@@ -51,7 +51,11 @@ fn list_follows_a_session_from_running_to_exited_to_pruned() {
     t.wait_for_text("ended with exit code 3");
     let exited = row(&t, &["list"], &label).expect("listed during the grace");
     assert!(exited.contains("exited (code 3)"), "{exited}");
-    assert_eq!(only_session(&t)["exit_code"], 3);
+    let json = only_session(&t);
+    assert_eq!(
+        (&json["state"], &json["exit_code"]),
+        (&"exited".into(), &3.into())
+    );
 
     let stopped = t.catty(&["stop", "--discard", &label]);
     assert!(
