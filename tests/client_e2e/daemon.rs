@@ -41,6 +41,7 @@ fn the_daemon_the_client_starts_has_no_controlling_terminal() {
     assert!(!log.contains('\x1b'), "colour escapes in api.log: {log:?}");
 }
 
+/// Sessions survive it: the old daemon drains on SIGTERM and the new one adopts them.
 #[test]
 fn a_daemon_of_another_build_is_restarted() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,6 +57,15 @@ fn a_daemon_of_another_build_is_restarted() {
     cmd.arg("api").stdin(std::process::Stdio::null());
     let t = Tmux::start_with_daemon(dir.path(), 100, 30, cmd, &[]);
     let addr = t.dirs.api_addr;
+    // A session of the old build, detached from.
+    let new = format!(
+        "{} new --no-upload -- bash --norc --noprofile",
+        exe.display()
+    );
+    let label = t.start_session(&new);
+    t.keys(&["Enter"]);
+    t.type_text("~.");
+    t.wait_for_text("detached");
     let (old_pid, old_build) = (
         daemon_says(addr, "x-catty-pid"),
         daemon_says(addr, "x-catty-version"),
@@ -75,6 +85,11 @@ fn a_daemon_of_another_build_is_restarted() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+    // The session outlived the daemon it was made by.
+    let listed = sessions(&t);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["label"].as_str(), Some(label.as_str()));
+    assert_eq!(listed[0]["state"].as_str(), Some("running"));
 }
 
 #[test]
