@@ -24,6 +24,7 @@ pub enum Subcommand {
     Pull(PullArgs),
     Diff(DiffArgs),
     Stop(StopArgs),
+    Rm(RmArgs),
     StopAll(StopAllArgs),
     Version(VersionArgs),
     Api(ApiArgs),
@@ -80,13 +81,18 @@ pub struct ConnectArgs {
     pub watch: bool,
 }
 
-/// List sessions with their label, state, agent, age and region.
+/// List the live sessions with their label, state, agent (or command), age, provider and
+/// region.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "list")]
 pub struct ListArgs {
     /// print JSON instead of a table
     #[argh(switch)]
     pub json: bool,
+
+    /// also the sessions that ended (kept a day by default: catty api --keep-ended)
+    #[argh(switch)]
+    pub all: bool,
 }
 
 /// Print a session's output: what its program wrote to the terminal, as text (escape
@@ -152,6 +158,15 @@ pub struct StopArgs {
     pub discard: bool,
 }
 
+/// Forget a session that ended (catty list --all shows them).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "rm")]
+pub struct RmArgs {
+    /// the session's label or id
+    #[argh(positional)]
+    pub session: String,
+}
+
 /// Stop every session and destroy every catty machine of the provider, including ones this
 /// computer has no record of.
 #[derive(FromArgs, Debug)]
@@ -178,6 +193,11 @@ pub struct ApiArgs {
     /// run local sessions without the bubblewrap sandbox
     #[argh(switch)]
     pub no_sandbox: bool,
+
+    /// forget ended sessions this long after their end, e.g. 30m or 2d [env:
+    /// CATTY_KEEP_ENDED] (default 24h)
+    #[argh(option)]
+    pub keep_ended: Option<String>,
 }
 
 /// Run the session runtime: one PTY session served over HTTP and WebSocket (what a machine

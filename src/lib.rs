@@ -15,3 +15,4 @@ pub mod process_tree;
 pub mod protocol;
 pub mod random;
 pub mod task;
+pub mod version;

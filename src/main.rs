@@ -51,9 +51,15 @@ fn main() -> ExitCode {
             return code;
         }
     };
-    if matches!(
+    // Every command that prints but `new` and `connect`, which own the terminal, and `logs`,
+    // which ends with success on a broken pipe by itself (`main` takes it for success).
+    if !matches!(
         command,
-        Subcommand::List(_) | Subcommand::Diff(_) | Subcommand::Version(_)
+        Subcommand::New(_)
+            | Subcommand::Connect(_)
+            | Subcommand::Logs(_)
+            | Subcommand::Api(_)
+            | Subcommand::Exec(_)
     ) {
         end_quietly_on_a_closed_pipe();
     }
@@ -71,7 +77,7 @@ fn main() -> ExitCode {
             catty::client::connect(&config, &args.session, args.watch).await
         }),
         Subcommand::List(args) => client(&env, |config| async move {
-            catty::client::list(&config, args.json).await
+            catty::client::list(&config, args.json, args.all).await
         }),
         Subcommand::Logs(args) => client(&env, |config| async move {
             let options = catty::client::LogsOptions {
@@ -90,6 +96,9 @@ fn main() -> ExitCode {
         }),
         Subcommand::Stop(args) => client(&env, |config| async move {
             catty::client::stop(&config, &args.session, args.discard).await
+        }),
+        Subcommand::Rm(args) => client(&env, |config| async move {
+            catty::client::rm(&config, &args.session).await
         }),
         Subcommand::StopAll(args) => client(&env, |config| async move {
             catty::client::stop_all(&config, args.yes_i_mean_it).await
@@ -210,7 +219,7 @@ fn inherited_listener(fd: i32) -> anyhow::Result<std::net::TcpListener> {
     Ok(listener)
 }
 
-/// For commands that only print: when the reader of a pipe goes away (`catty list | head -1`),
+/// For commands that print: when the reader of a pipe goes away (`catty list | head -1`),
 /// end at once and quietly as `ls` does. Rust ignores SIGPIPE, and `println!` would panic.
 fn end_quietly_on_a_closed_pipe() {
     use nix::sys::signal::{SigHandler, Signal, signal};

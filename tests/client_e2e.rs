@@ -3,6 +3,8 @@
 //! temporary git repositories and state directories.
 
 mod commands;
+mod daemon;
+mod listing;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,10 +13,10 @@ use std::process::Command;
 use crate::common::repo::{git, git_oracle, write_file};
 use crate::common::tmux::{Tmux, at_prompt};
 
-/// Lists the live sessions as JSON values, checking that the listing holds no secret: no
-/// session's connect token, not the daemon's own token, and times as RFC 3339.
+/// Lists every session (ended ones too) as JSON values, checking that the listing holds no
+/// secret: no session's connect token, not the daemon's own token, and times as RFC 3339.
 fn sessions(t: &Tmux) -> Vec<serde_json::Value> {
-    let out = t.catty(&["list", "--json"]);
+    let out = t.catty(&["list", "--all", "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -38,7 +40,11 @@ fn sessions(t: &Tmux) -> Vec<serde_json::Value> {
             "catty list --json shows a token:\n{text}"
         );
     }
-    assert!(!text.contains("token"), "{text}");
+    let lower = text.to_lowercase();
+    assert!(
+        !lower.contains("token") && !lower.contains("bearer") && !lower.contains("authorization"),
+        "{text}"
+    );
     let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     for s in &all {
         let created = s["created_at"].as_str().unwrap_or_default();

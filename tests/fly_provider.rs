@@ -382,6 +382,10 @@ async fn catty_new_in_a_terminal() {
     let state = tempfile::tempdir().unwrap();
     let d = FlyDaemon::start_in(&fake, Some(state.path()), &[]);
     let t = Tmux::start_with(dir.path(), 100, 30, state, d.addr);
+    // A user of Fly.io has its token where catty runs (a client refuses a daemon of the
+    // other provider than its environment would choose).
+    let fly = ("FLY_API_TOKEN", "fm2_the_users_token");
+    t.run(&format!("export {}={}", fly.0, fly.1));
     t.run("clear; catty new --agent shell -- bash --norc -i");
     let screen = t.wait_for("the session's prompt", |s| {
         s.contains("catty connect") && s.trim_end().ends_with('$')
@@ -403,7 +407,7 @@ async fn catty_new_in_a_terminal() {
     }
     t.keys(&["Enter", "~", "."]);
     t.wait_for_text(&format!("detached from {label}"));
-    let stopped = t.catty(&["stop", &label]);
+    let stopped = t.catty_with_env(&["stop", &label], &[fly]);
     assert!(stopped.status.success(), "{stopped:?}\n{}", d.log());
     assert!(fake.wait_for_state(&machine.id, "destroyed", DEADLINE));
 }

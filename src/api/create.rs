@@ -77,6 +77,8 @@ impl<P: Provider> Daemon<P> {
                     ended_at: None,
                     reason: None,
                     request_id: request_id.clone(),
+                    cmd: req.cmd.clone(),
+                    exit_code: None,
                 });
                 records.last().cloned().map(Ok)
             })

@@ -28,12 +28,21 @@ pub(super) struct Daemon<P> {
     pub new_deadline: Notify,
     /// Live sessions (starting or running) at most; a create past it is refused.
     pub max_sessions: usize,
+    /// Ended sessions are forgotten this long after their end.
+    pub keep_ended: std::time::Duration,
 }
 
 impl<P: Provider> Daemon<P> {
-    pub(super) fn new(provider: P, store: Store, token: String, max_sessions: usize) -> Daemon<P> {
+    /// `limits`: live sessions at most, and how long ended ones are kept.
+    pub(super) fn new(
+        provider: P,
+        store: Store,
+        token: String,
+        limits: (usize, std::time::Duration),
+    ) -> Daemon<P> {
         Daemon {
-            max_sessions,
+            max_sessions: limits.0,
+            keep_ended: limits.1,
             provider,
             store: tokio::sync::Mutex::new(store),
             creating: Mutex::new(HashSet::new()),
@@ -79,10 +88,13 @@ impl<P: Provider> Daemon<P> {
         locks::lock(&self.creating).contains(id)
     }
 
+    /// Every session, each live one checked against its machine first (as [`Daemon::get`]),
+    /// so a listing says what is true now, not at the last sweep.
     pub(super) async fn list(&self) -> SessionList {
         let records = self.records().await;
+        let fresh = futures_util::future::join_all(records.into_iter().map(|r| self.refresh(r)));
         SessionList {
-            sessions: records.iter().map(Record::info).collect(),
+            sessions: fresh.await.iter().map(Record::info).collect(),
         }
     }
 
@@ -100,9 +112,14 @@ impl<P: Provider> Daemon<P> {
         if !record.state.is_live() || record.provider != P::NAME || self.is_creating(&record.id) {
             return record;
         }
-        let Ok(Liveness::Dead) = self.provider.alive(machine).await else {
-            return record;
+        let code = match self.provider.alive(machine).await {
+            Ok(Liveness::Dead) => None,
+            Ok(Liveness::Exited(code)) if record.exit_code != Some(code) => Some(code),
+            _ => return record,
         };
+        if let Some(code) = code {
+            return self.exited(record, code).await;
+        }
         let state = match unix_now() >= record.expires_at {
             true => SessionState::Expired,
             false => SessionState::Gone,
@@ -114,6 +131,29 @@ impl<P: Provider> Daemon<P> {
             Err(e) => {
                 tracing::warn!("{}", e.message);
                 self.find(&record.id).await.unwrap_or(record)
+            }
+        }
+    }
+
+    /// Records that the program of `record` exited with `code`.
+    async fn exited(&self, record: Record, code: i32) -> Record {
+        let id = record.id.clone();
+        let noted = self.modify(|records| {
+            let r = records
+                .iter_mut()
+                .find(|r| r.id == id && r.state.is_live())?;
+            r.exit_code = Some(code);
+            Some(r.clone())
+        });
+        match noted.await {
+            Ok(Some(noted)) => {
+                tracing::info!(session = %noted.label, code, "its program exited");
+                noted
+            }
+            Ok(None) => record,
+            Err(e) => {
+                tracing::warn!("cannot record an exit: {e:#}");
+                record
             }
         }
     }

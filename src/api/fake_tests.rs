@@ -2,7 +2,7 @@
 //! create leaves behind, the sweep's verdicts (dead, expired, orphaned), and stop during a
 //! create. The real local provider is exercised by `tests/api_*.rs`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,6 +24,8 @@ struct Fake {
     fail_ready: bool,
     machines: Mutex<Vec<Machine>>,
     dead: Mutex<HashSet<String>>,
+    /// Machines whose program exited, with its code.
+    exited: Mutex<HashMap<String, i32>>,
     destroyed: Mutex<Vec<String>>,
 }
 
@@ -82,9 +84,12 @@ impl Provider for Fake {
     }
 
     async fn alive(&self, machine: &Machine) -> anyhow::Result<Liveness> {
-        Ok(match self.dead.lock().unwrap().contains(&machine.id) {
-            true => Liveness::Dead,
-            false => Liveness::Alive,
+        if self.dead.lock().unwrap().contains(&machine.id) {
+            return Ok(Liveness::Dead);
+        }
+        Ok(match self.exited.lock().unwrap().get(&machine.id) {
+            Some(&code) => Liveness::Exited(code),
+            None => Liveness::Alive,
         })
     }
 
@@ -94,9 +99,62 @@ impl Provider for Fake {
 }
 
 fn start(fake: Fake) -> (Daemon<Fake>, tempfile::TempDir) {
+    start_keeping(fake, Duration::from_secs(86400))
+}
+
+fn start_keeping(fake: Fake, keep_ended: Duration) -> (Daemon<Fake>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    (Daemon::new(fake, store, "t".repeat(64), MAX_SESSIONS), dir)
+    let limits = (MAX_SESSIONS, keep_ended);
+    (Daemon::new(fake, store, "t".repeat(64), limits), dir)
+}
+
+#[tokio::test]
+async fn an_exit_is_noted_while_the_runtime_stays_and_kept_when_its_machine_goes() {
+    let (daemon, _dir) = start(Fake::default());
+    let s = daemon.create(shell(None)).await.unwrap();
+    let exited = |code| {
+        daemon
+            .provider
+            .exited
+            .lock()
+            .unwrap()
+            .insert(s.machine_id.clone(), code)
+    };
+    exited(7);
+    daemon.sweep().await;
+    let r = daemon.find(&s.label).await.unwrap();
+    assert_eq!((r.state, r.exit_code), (SessionState::Running, Some(7)));
+    assert_eq!(r.info().state_text(), "exited (code 7)");
+    daemon.provider.kill(&s.machine_id);
+    let listed = daemon.list().await;
+    assert_eq!(listed.sessions[0].state, SessionState::Exited);
+    assert_eq!(listed.sessions[0].state_text(), "exited (code 7)");
+}
+
+#[tokio::test]
+async fn ended_sessions_are_pruned_after_the_keep() {
+    let (daemon, _dir) = start_keeping(Fake::default(), Duration::from_secs(60));
+    let old = daemon.create(shell(None)).await.unwrap();
+    let recent = daemon.create(shell(None)).await.unwrap();
+    daemon.stop(&old.label).await.unwrap();
+    daemon.stop(&recent.label).await.unwrap();
+    daemon
+        .modify(|records| {
+            let r = records.iter_mut().find(|r| r.id == old.session_id);
+            r.unwrap().ended_at = Some(unix_now() - 61);
+        })
+        .await
+        .unwrap();
+    assert!(daemon.next_sweep_in().await <= Duration::from_secs(1));
+    daemon.sweep().await;
+    let left: Vec<String> = daemon
+        .records()
+        .await
+        .into_iter()
+        .map(|r| r.label)
+        .collect();
+    assert_eq!(left, [recent.label]);
 }
 
 fn shell(ttl_sec: Option<u64>) -> CreateSession {

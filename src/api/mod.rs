@@ -42,8 +42,8 @@ pub async fn run(
     let _lock = lock_state_dir(&config.state_dir)?;
     let token = load_or_create_token(&config.state_dir)?;
     let store = Store::open(&config.state_dir)?;
-    tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), "catty api starting");
-    let max = config.max_sessions;
+    tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), version = crate::version::this_build(), "catty api starting");
+    let max = (config.max_sessions, config.keep_ended);
     match (config.provider, config.fly) {
         (ProviderKind::Fly, Some(fly)) => {
             let fly = Fly::new(fly)?;

@@ -2,7 +2,7 @@
 //! Live sessions whose machine died become `gone`, sessions past their deadline are
 //! destroyed and `expired` (the backstop for a lost runtime), sessions left `starting` by a
 //! daemon that died are adopted or given up, pending destructions are retried, and ended
-//! records older than a day are pruned.
+//! records are pruned once `keep_ended` (`catty api --keep-ended`) has passed since their end.
 
 use std::time::Duration;
 
@@ -25,8 +25,6 @@ const EXPIRY_SLACK_SEC: u64 = 5;
 const ORPHAN_AFTER_SEC: u64 = 300;
 /// How long an adopted machine gets to answer `/healthz`.
 const ADOPT_READY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Ended records are kept this long for `catty list`.
-const KEEP_ENDED_SEC: u64 = 86400;
 
 /// What the sweep decided for one live record.
 enum Verdict {
@@ -34,6 +32,8 @@ enum Verdict {
     /// A `starting` session whose machine is alive and answers: it runs (with the machine,
     /// for an adopted orphan).
     Running(Option<Machine>),
+    /// Its program exited with this code; the runtime stays for its grace.
+    Exited(i32),
     End {
         state: SessionState,
         reason: &'static str,
@@ -83,10 +83,11 @@ impl<P: Provider> Daemon<P> {
             return self.judge_orphan(r, now, listed).await;
         };
         match self.provider.alive(machine).await {
-            Ok(Liveness::Alive) if r.state == SessionState::Starting => {
+            Ok(Liveness::Alive | Liveness::Exited(_)) if r.state == SessionState::Starting => {
                 self.ready(machine, None).await
             }
-            Ok(Liveness::Alive) | Ok(Liveness::Unknown) => Verdict::Keep,
+            Ok(Liveness::Exited(code)) if r.exit_code != Some(code) => Verdict::Exited(code),
+            Ok(Liveness::Alive | Liveness::Exited(_) | Liveness::Unknown) => Verdict::Keep,
             Ok(Liveness::Dead) if now >= r.expires_at => {
                 end(SessionState::Expired, "its time to live ran out")
             }
@@ -140,6 +141,10 @@ impl<P: Provider> Daemon<P> {
                         r.state = SessionState::Running;
                         tracing::info!(session = %r.label, "session running again");
                     }
+                    Verdict::Exited(code) => {
+                        r.exit_code = Some(code);
+                        tracing::info!(session = %r.label, code, "its program exited");
+                    }
                     Verdict::End {
                         state,
                         reason,
@@ -174,12 +179,11 @@ impl<P: Provider> Daemon<P> {
         }
     }
 
-    /// Forgets ended sessions older than [`KEEP_ENDED_SEC`].
+    /// Forgets sessions that ended more than `keep_ended` ago.
     async fn prune(&self, now: u64) {
+        let keep = self.keep_ended.as_secs();
         let old = |r: &Record| {
-            !r.state.is_live()
-                && !r.destroy_pending
-                && r.ended_at.is_some_and(|t| t + KEEP_ENDED_SEC < now)
+            !r.state.is_live() && !r.destroy_pending && r.ended_at.is_some_and(|t| t + keep < now)
         };
         let pruned = self.modify(|records| {
             let gone: Vec<String> = records
@@ -201,12 +205,17 @@ impl<P: Provider> Daemon<P> {
     }
 
     /// How long until the next sweep: [`SWEEP_INTERVAL`], or less when a deadline (plus its
-    /// slack) comes sooner.
+    /// slack) or the end of an ended session's keep comes sooner.
     pub(super) async fn next_sweep_in(&self) -> Duration {
         let now = unix_now();
+        let keep = self.keep_ended.as_secs();
         let soonest = (self.records().await.iter())
-            .filter(|r| r.state.is_live())
-            .map(|r| (r.expires_at + EXPIRY_SLACK_SEC).saturating_sub(now))
+            .filter_map(|r| match (r.state.is_live(), r.ended_at) {
+                (true, _) => Some(r.expires_at + EXPIRY_SLACK_SEC),
+                (false, Some(ended)) => Some(ended + keep + 1),
+                (false, None) => None,
+            })
+            .map(|due| due.saturating_sub(now))
             .min();
         match soonest {
             Some(secs) => Duration::from_secs(secs.max(1)).min(SWEEP_INTERVAL),

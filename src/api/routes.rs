@@ -21,6 +21,7 @@ use super::provider::Provider;
 use crate::net::Proven;
 use crate::net::http::{self, Body};
 use crate::protocol::HEALTHZ_PATH;
+use crate::protocol::api::{DAEMON_PID_HEADER, DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER};
 
 /// Request bodies are a few hundred bytes plus the agent's credentials: at most two of
 /// `CREDENTIAL_LIMIT_BYTES` (64 KiB) each, which JSON can make six times longer (a control
@@ -60,7 +61,7 @@ pub(super) async fn route<P: Provider>(
 async fn answer<P: Provider>(daemon: &Daemon<P>, req: Request<Incoming>) -> Response<Body> {
     let answer = match check_browser(&req) {
         Err(e) => Err(e),
-        Ok(()) if req.uri().path() == HEALTHZ_PATH => healthz(&req),
+        Ok(()) if req.uri().path() == HEALTHZ_PATH => healthz::<P>(&req),
         Ok(()) if !http::bearer_matches(&req, &daemon.token) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -85,9 +86,24 @@ fn ok<T: Serialize>(value: T) -> Result<Response<Body>, ApiError> {
     Ok(http::json(StatusCode::OK, &value))
 }
 
-fn healthz(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+/// `200 ok` with who answers: this build, its provider and its pid (protocol::api).
+fn healthz<P: Provider>(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
     match *req.method() {
-        Method::GET => Ok(http::text("ok")),
+        Method::GET => {
+            let mut resp = http::text("ok");
+            let pid = std::process::id().to_string();
+            let said = [
+                (DAEMON_VERSION_HEADER, crate::version::this_build()),
+                (DAEMON_PROVIDER_HEADER, P::NAME),
+                (DAEMON_PID_HEADER, &pid),
+            ];
+            for (name, value) in said {
+                if let Ok(value) = hyper::header::HeaderValue::from_str(value) {
+                    resp.headers_mut().insert(name, value);
+                }
+            }
+            Ok(resp)
+        }
         _ => Err(not_allowed(req)),
     }
 }
@@ -104,6 +120,7 @@ async fn dispatch<P: Provider>(
         (&Method::POST, ["v1", "sessions", "stop-all"]) => ok(daemon.stop_all().await?),
         (&Method::GET, ["v1", "sessions", key]) => ok(daemon.get(key).await?),
         (&Method::POST, ["v1", "sessions", key, "stop"]) => ok(daemon.stop(key).await?),
+        (&Method::DELETE, ["v1", "sessions", key]) => ok(daemon.forget(key).await?),
         (_, ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop"]) => {
             Err(not_allowed(&req))
         }

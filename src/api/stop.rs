@@ -41,6 +41,26 @@ impl<P: Provider> Daemon<P> {
         .await
     }
 
+    /// `DELETE /v1/sessions/{key}`: forgets an ended session (`catty rm`).
+    pub(super) async fn forget(&self, key: &str) -> Result<SessionInfo, ApiError> {
+        let record = self.find(key).await?;
+        if record.state.is_live() || record.destroy_pending {
+            return Err(ApiError::conflict(format!(
+                "session {} is {}; stop it first: catty stop {}",
+                record.label,
+                record.info().state_text(),
+                record.label
+            )));
+        }
+        let id = record.id.clone();
+        self.modify(|records| records.retain(|r| r.id != id))
+            .await
+            .map_err(ApiError::internal)?;
+        self.provider.forget(&id).await;
+        tracing::info!(session = %record.label, "session forgotten");
+        Ok(record.info())
+    }
+
     async fn destroy_unrecorded(&self, session_id: &str) -> Result<(), ApiError> {
         let listed = self
             .provider

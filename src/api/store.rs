@@ -47,6 +47,12 @@ pub(super) struct Record {
     /// The id the creating request carried: a retry of it gets this session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The command it runs instead of an agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// How its program exited, once the runtime said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 impl Record {
@@ -65,16 +71,26 @@ impl Record {
             connect_url: machine.map(|m| m.connect_url.clone()).unwrap_or_default(),
             connect_token: self.connect_token.clone(),
             headers: machine.map(|m| m.headers.clone()).unwrap_or_default(),
+            cmd: self.cmd.clone(),
+            exit_code: self.exit_code,
+            ended_at: self.ended_at,
         }
     }
 
-    /// Ends the session (if it is live) with `state`.
+    /// Ends the session (if it is live) with `state`; one whose program had exited ends
+    /// `exited` (its machine lost, expired or stopped after that), which says more.
     pub(super) fn end(&mut self, state: SessionState, reason: &str, now: u64) {
         if self.state.is_live() {
-            self.state = state;
+            self.state = match self.exit_code {
+                Some(_) => SessionState::Exited,
+                None => state,
+            };
             self.destroy_pending = self.machine.is_some();
             self.ended_at = Some(now);
-            self.reason = Some(reason.to_string());
+            self.reason = Some(match self.state {
+                SessionState::Exited => "its program exited".to_string(),
+                _ => reason.to_string(),
+            });
         }
     }
 }
@@ -204,6 +220,8 @@ mod tests {
             destroy_pending: false,
             ended_at: None,
             reason: None,
+            cmd: None,
+            exit_code: None,
         }
     }
 
@@ -251,6 +269,15 @@ mod tests {
         r.end(SessionState::Stopped, "stopped", 10);
         r.end(SessionState::Gone, "later", 11);
         assert_eq!((r.state, r.ended_at), (SessionState::Stopped, Some(10)));
+    }
+
+    #[test]
+    fn a_machine_lost_after_its_program_exited_ends_exited() {
+        let mut r = record("s-1", "a-b-0001", SessionState::Running);
+        r.exit_code = Some(3);
+        r.end(SessionState::Gone, "its machine is gone", 10);
+        assert_eq!(r.state, SessionState::Exited);
+        assert_eq!(r.info().state_text(), "exited (code 3)");
         assert!(!r.destroy_pending, "no machine, nothing to destroy");
     }
 }

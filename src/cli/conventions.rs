@@ -20,6 +20,7 @@ usage: catty <command> [<args>]
   diff       what a session changed
   logs       a session's output, from its start (-f follows)
   stop       stop a session (its work is pulled first)
+  rm         forget a session that ended
   version    print catty's version (also --version, -V)
 
 Run `catty <command> --help` for a command's flags, `catty --help` for every command.";

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -17,7 +17,9 @@ use tokio::net::TcpStream;
 
 use crate::config::ClientConfig;
 use crate::protocol::HEALTHZ_PATH;
-use crate::protocol::api::ErrorBody;
+use crate::protocol::api::{
+    DAEMON_PID_HEADER, DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER, ErrorBody,
+};
 
 /// How long a freshly started daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -57,8 +59,12 @@ impl std::fmt::Display for Unanswered {
 impl DaemonClient {
     /// Connects to the daemon, starting it first if nothing answers.
     pub(super) async fn ensure(config: &ClientConfig) -> anyhow::Result<DaemonClient> {
-        if !healthy(config.api_addr).await {
-            start(config).await?;
+        match health(config.api_addr).await {
+            None => start(config).await?,
+            Some(found) if found.version.as_deref() != Some(crate::version::this_build()) => {
+                restart(config, &found).await?
+            }
+            Some(found) => found.check_provider(config)?,
         }
         let token_file = config.state_dir.join("api.token");
         let token = std::fs::read_to_string(&token_file).with_context(|| {
@@ -76,6 +82,10 @@ impl DaemonClient {
 
     pub(super) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(Method::GET, path, None::<&()>).await
+    }
+
+    pub(super) async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(Method::DELETE, path, None::<&()>).await
     }
 
     pub(super) async fn post<T: DeserializeOwned>(
@@ -103,7 +113,7 @@ impl DaemonClient {
             .header("authorization", format!("Bearer {}", self.token))
             .header("content-type", "application/json")
             .body(Full::new(body))?;
-        let (status, bytes) = send(self.addr, req)
+        let (status, _, bytes) = send(self.addr, req)
             .await
             .with_context(|| Unanswered(self.unreachable()))?;
         if status.is_success() {
@@ -130,14 +140,17 @@ fn log_path(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("api.log")
 }
 
-async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> anyhow::Result<(StatusCode, Bytes)> {
+async fn send(
+    addr: SocketAddr,
+    req: Request<Full<Bytes>>,
+) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let exchange = async {
         let resp = sender.send_request(req).await?;
-        let status = resp.status();
+        let (status, headers) = (resp.status(), resp.headers().clone());
         let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((status, bytes))
+        Ok::<_, hyper::Error>((status, headers, bytes))
     };
     tokio::select! {
         result = exchange => Ok(result?),
@@ -145,17 +158,119 @@ async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> anyhow::Result<(St
     }
 }
 
-async fn healthy(addr: SocketAddr) -> bool {
+/// Who answers `/healthz` on the daemon's address (protocol::api): its build, provider, pid.
+struct Health {
+    version: Option<String>,
+    provider: Option<String>,
+    pid: Option<i32>,
+}
+
+async fn health(addr: SocketAddr) -> Option<Health> {
     let req = Request::get(HEALTHZ_PATH)
         .header("host", addr.to_string())
         .body(Full::new(Bytes::new()))
-        .unwrap();
+        .ok()?;
     let check = tokio::time::timeout(Duration::from_secs(2), send(addr, req));
-    matches!(check.await, Ok(Ok((StatusCode::OK, _))))
+    let (status, headers, _) = check.await.ok()?.ok()?;
+    let said = |name: &str| Some(headers.get(name)?.to_str().ok()?.to_string());
+    (status == StatusCode::OK).then(|| Health {
+        version: said(DAEMON_VERSION_HEADER),
+        provider: said(DAEMON_PROVIDER_HEADER),
+        pid: said(DAEMON_PID_HEADER).and_then(|p| p.parse().ok()),
+    })
+}
+
+impl Health {
+    /// How to stop this daemon, for a message.
+    fn stop_hint(&self) -> String {
+        match self.pid {
+            Some(pid) => format!("kill {pid}"),
+            None => "pkill -f 'catty api'".to_string(),
+        }
+    }
+
+    /// A daemon of the other provider than this environment would start is refused, with the
+    /// fix: sessions would silently go where the user did not mean them to.
+    fn check_provider(&self, config: &ClientConfig) -> anyhow::Result<()> {
+        let (theirs, ours) = (self.provider.as_deref(), config.provider);
+        if theirs.is_none_or(|theirs| theirs == ours) {
+            return Ok(());
+        }
+        let token = match ours {
+            "fly" => "FLY_API_TOKEN is set here",
+            _ => "FLY_API_TOKEN is not set here",
+        };
+        bail!(
+            "the catty daemon on {} uses the {} provider, but {token}: stop it with `{}` \
+             (its sessions keep running) and run this again",
+            config.api_addr,
+            theirs.unwrap_or_default(),
+            self.stop_hint()
+        )
+    }
+}
+
+/// How long an outdated daemon may take to drain and exit.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Replaces a daemon of another build with this one's: SIGTERM (it drains and exits; its
+/// sessions keep running and the new daemon adopts them), then a start. One line says so.
+async fn restart(config: &ClientConfig, found: &Health) -> anyhow::Result<()> {
+    let addr = config.api_addr;
+    let theirs = found.version.as_deref().unwrap_or("an older catty");
+    if crate::version::is_newer(theirs, crate::version::this_build()) {
+        // Never a downgrade behind the user's back: an older catty found first on a PATH.
+        bail!(
+            "the catty daemon on {addr} is a newer catty ({theirs}) than this one ({}): run \
+             the newer catty, or stop the daemon with `{}` and run this again",
+            crate::version::this_build(),
+            found.stop_hint()
+        );
+    }
+    let Some(pid) = found.pid else {
+        bail!(
+            "the catty daemon on {addr} is {theirs}, not this catty ({}): stop it with `{}` \
+             (its sessions keep running) and run this again",
+            crate::version::this_build(),
+            found.stop_hint()
+        );
+    };
+    eprintln!(
+        "catty: restarting the catty daemon ({theirs} → {}); sessions keep running",
+        crate::version::this_build()
+    );
+    let pid = nix::unistd::Pid::from_raw(pid);
+    use nix::sys::signal::{Signal, kill};
+    kill(pid, Signal::SIGTERM)
+        .with_context(|| format!("cannot stop the catty daemon (pid {pid}) on {addr}"))?;
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while !exited(pid.as_raw()) {
+        if Instant::now() > deadline {
+            bail!(
+                "the catty daemon (pid {pid}) on {addr} did not exit within {} s; stop it with `kill -9 {pid}` and run this again",
+                STOP_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    start(config).await
+}
+
+/// Whether process `pid` is gone or a zombie: a zombie holds no port and no lock, and its
+/// parent (which may be long-lived: a test, a supervisor) reaps it when it will.
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
 }
 
 /// Starts `catty api` detached from this terminal, logging to the state directory, and waits
-/// until it answers.
+/// until it answers. When it cannot, the error carries the last line it logged (its cause:
+/// "address already in use"), not only where the log is.
 async fn start(config: &ClientConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
@@ -169,6 +284,8 @@ async fn start(config: &ClientConfig) -> anyhow::Result<()> {
         .append(true)
         .open(&log)
         .with_context(|| format!("cannot open {}", log.display()))?;
+    // What this start logs comes after this: older lines are another start's.
+    let logged_before = log_file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut child = std::process::Command::new(&config.exe);
     child
         .arg("api")
@@ -177,27 +294,52 @@ async fn start(config: &ClientConfig) -> anyhow::Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
-    // Its own process group: Ctrl-C here or closing this terminal must not reach it.
-    std::os::unix::process::CommandExt::process_group(&mut child, 0);
+    new_session(&mut child);
     let mut child = child
         .spawn()
         .with_context(|| format!("cannot start {}", config.exe.display()))?;
     let deadline = Instant::now() + START_TIMEOUT;
+    let failed = |what: String| {
+        let cause = last_line(&log, logged_before)
+            .map(|line| format!(": {line}"))
+            .unwrap_or_default();
+        anyhow!("{what}{cause} (its log: {})", log.display())
+    };
     while Instant::now() < deadline {
-        if healthy(config.api_addr).await {
+        if health(config.api_addr).await.is_some() {
             return Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
-            bail!(
-                "the catty daemon exited at start ({status}); see {}",
-                log.display()
-            );
+            return Err(failed(format!(
+                "the catty daemon exited at start ({status})"
+            )));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    bail!(
-        "the catty daemon did not start within {} s; see {}",
-        START_TIMEOUT.as_secs(),
-        log.display()
-    )
+    Err(failed(format!(
+        "the catty daemon did not start within {} s",
+        START_TIMEOUT.as_secs()
+    )))
+}
+
+/// Puts the daemon in a session of its own: no controlling terminal, so closing this
+/// terminal (SIGHUP) or Ctrl-C here never reaches it, and it never reads or writes the
+/// user's terminal.
+fn new_session(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the child only calls setsid, which is async-signal-safe;
+    // the closure allocates nothing.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| Ok(rustix::process::setsid().map(drop)?));
+    }
+}
+
+/// The last line the daemon wrote to its log after `offset`, without `catty: ` (how `main`
+/// starts its one error line).
+fn last_line(log: &std::path::Path, offset: u64) -> Option<String> {
+    let text = std::fs::read(log).ok()?;
+    let text = String::from_utf8_lossy(text.get(offset as usize..)?).into_owned();
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
+    Some(line.strip_prefix("catty: ").unwrap_or(line).to_string())
 }

@@ -1,4 +1,4 @@
-//! The client commands: `new`, `connect`, `list`, `logs`, `pull`, `diff`, `stop`,
+//! The client commands: `new`, `connect`, `list`, `rm`, `logs`, `pull`, `diff`, `stop`,
 //! `stop-all-sessions-dangerously`.
 //! They talk to the daemon (starting it when nothing answers) and attach to runtimes. Each
 //! returns the process's exit code; errors go up to `main`.
@@ -14,7 +14,7 @@ mod tty;
 mod unacked;
 pub mod upload;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
@@ -302,34 +302,63 @@ async fn find(daemon: &DaemonClient, session: &str) -> anyhow::Result<SessionInf
         })
 }
 
-pub async fn list(config: &ClientConfig, json: bool) -> anyhow::Result<i32> {
+pub async fn list(config: &ClientConfig, json: bool, all: bool) -> anyhow::Result<i32> {
     let daemon = DaemonClient::ensure(config).await?;
     let list: SessionList = daemon.get("/v1/sessions").await?;
+    let shown: Vec<&SessionInfo> = (list.sessions.iter())
+        .filter(|s| all || s.state.is_live())
+        .collect();
+    let mut out = std::io::stdout().lock();
     if json {
-        let listed: Vec<Listed> = list.sessions.iter().map(Listed::from).collect();
-        println!("{}", serde_json::to_string_pretty(&listed)?);
+        let listed: Vec<Listed> = shown.into_iter().map(Listed::from).collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&listed)?)?;
         return Ok(0);
     }
-    if list.sessions.is_empty() {
-        println!("no sessions; start one with: catty new");
+    if shown.is_empty() {
+        let ended = list.sessions.len();
+        match (all, ended) {
+            (false, 1..) => writeln!(out, "no live sessions ({ended} ended: catty list --all)")?,
+            _ => writeln!(out, "no sessions; start one with: catty new")?,
+        }
         return Ok(0);
     }
     let now = crate::clock::unix_now();
-    println!(
-        "{:<28} {:<9} {:<8} {:>6}  REGION",
-        "LABEL", "STATE", "AGENT", "AGE"
-    );
-    for s in &list.sessions {
+    writeln!(
+        out,
+        "{:<28} {:<17} {:<20} {:>5}  {:<8} REGION",
+        "LABEL", "STATE", "AGENT", "AGE", "PROVIDER"
+    )?;
+    for s in shown {
         let age = human_age(now.saturating_sub(s.created_at));
         let region = s.region.as_deref().unwrap_or("-");
-        println!(
-            "{:<28} {:<9} {:<8} {:>6}  {region}",
+        writeln!(
+            out,
+            "{:<28} {:<17} {:<20} {:>5}  {:<8} {region}",
             s.label,
-            s.state.as_str(),
-            s.agent,
-            age
-        );
+            s.state_text(),
+            clip(&s.program_text(), 20),
+            age,
+            s.provider
+        )?;
     }
+    Ok(0)
+}
+
+/// `text` cut to `max` characters, the cut marked with `…`.
+fn clip(text: &str, max: usize) -> String {
+    match text.chars().count() > max {
+        true => text.chars().take(max - 1).chain(['…']).collect(),
+        false => text.to_string(),
+    }
+}
+
+/// `catty rm`: forgets an ended session.
+pub async fn rm(config: &ClientConfig, session: &str) -> anyhow::Result<i32> {
+    let daemon = DaemonClient::ensure(config).await?;
+    let info = find(&daemon, session).await?;
+    let path = format!("/v1/sessions/{}", info.session_id);
+    let gone: SessionInfo = daemon.delete(&path).await?;
+    writeln!(std::io::stdout(), "forgot {}", gone.label)?;
     Ok(0)
 }
 
@@ -340,12 +369,18 @@ struct Listed<'a> {
     session_id: &'a str,
     label: &'a str,
     state: &'static str,
+    /// How its program exited, once it did (`exited` then, even while its runtime stays for
+    /// the grace).
+    exit_code: Option<i32>,
     agent: &'static str,
+    /// The command it runs instead of an agent.
+    cmd: Option<&'a [String]>,
     provider: &'a str,
     region: Option<&'a str>,
     machine_id: &'a str,
     created_at: String,
     expires_at: String,
+    ended_at: Option<String>,
     connect_url: &'a str,
 }
 
@@ -354,13 +389,16 @@ impl<'a> From<&'a SessionInfo> for Listed<'a> {
         Listed {
             session_id: &s.session_id,
             label: &s.label,
-            state: s.state.as_str(),
+            state: s.shown_state().as_str(),
+            exit_code: s.exit_code,
             agent: s.agent.as_str(),
+            cmd: s.cmd.as_deref(),
             provider: &s.provider,
             region: s.region.as_deref(),
             machine_id: &s.machine_id,
             created_at: crate::clock::rfc3339(s.created_at),
             expires_at: crate::clock::rfc3339(s.expires_at),
+            ended_at: s.ended_at.map(crate::clock::rfc3339),
             connect_url: &s.connect_url,
         }
     }

@@ -24,9 +24,11 @@ pub async fn stop(config: &ClientConfig, session: &str, discard: bool) -> anyhow
     let stopped: SessionInfo = daemon
         .post(&format!("/v1/sessions/{}/stop", info.session_id), &())
         .await?;
-    match discard {
-        true => println!("stopped {} (its work was not pulled)", stopped.label),
-        false => println!("stopped {label}"),
+    match (info.state.is_live(), discard) {
+        (true, true) => println!("stopped {} (its work was not pulled)", stopped.label),
+        (true, false) => println!("stopped {label}"),
+        // It had ended before: say how, not "stopped".
+        (false, _) => println!("{label} had already ended ({})", stopped.state_text()),
     }
     Ok(0)
 }

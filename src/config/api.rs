@@ -4,9 +4,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::parse::{api_addr, current_exe, state_dir};
-use super::{Env, FlyConfig, Logging, UsageError};
+use super::{Env, FlyConfig, Logging, UsageError, parse_duration};
 use crate::cli::ApiArgs;
 
 /// Where machines run.
@@ -31,6 +32,9 @@ pub struct ApiConfig {
     pub session_env: Vec<(String, String)>,
     /// Live sessions at most (`CATTY_MAX_SESSIONS`, default [`DEFAULT_MAX_SESSIONS`]).
     pub max_sessions: usize,
+    /// How long ended sessions stay in the list (`--keep-ended`, `CATTY_KEEP_ENDED`, default
+    /// [`DEFAULT_KEEP_ENDED`]).
+    pub keep_ended: Duration,
     /// Set when the provider is Fly.io.
     pub fly: Option<FlyConfig>,
     pub log: Logging,
@@ -60,12 +64,25 @@ impl ApiConfig {
                 .filter_map(|&k| Some((k.to_string(), env.get(k)?)))
                 .collect(),
             max_sessions: max_sessions(env)?,
+            keep_ended: keep_ended(args.keep_ended, env)?,
             fly: match provider {
                 ProviderKind::Fly => Some(FlyConfig::new(env)?),
                 ProviderKind::Local => None,
             },
             log: Logging::new(env),
         })
+    }
+}
+
+/// Ended sessions stay listed (`catty list --all`) this long: a day is enough to look back on
+/// yesterday's work without the list growing forever.
+const DEFAULT_KEEP_ENDED: Duration = Duration::from_secs(24 * 3600);
+
+fn keep_ended(flag: Option<String>, env: &Env) -> Result<Duration, UsageError> {
+    match flag.or_else(|| env.non_empty("CATTY_KEEP_ENDED")) {
+        None => Ok(DEFAULT_KEEP_ENDED),
+        Some(text) => parse_duration(&text)
+            .map_err(|e| UsageError(format!("--keep-ended / CATTY_KEEP_ENDED: {}", e.0))),
     }
 }
 
@@ -120,6 +137,7 @@ mod tests {
             provider: provider.map(str::to_string),
             addr: None,
             no_sandbox: false,
+            keep_ended: None,
         };
         ApiConfig::new(args, &Env::from_pairs(&all))
     }
@@ -143,6 +161,14 @@ mod tests {
         assert_eq!(c.provider, ProviderKind::Local);
         let err = api_config(Some("fly"), &[]).unwrap_err();
         assert!(err.0.contains("FLY_API_TOKEN"), "{}", err.0);
+    }
+
+    #[test]
+    fn ended_sessions_are_kept_a_day_unless_told() {
+        assert_eq!(api_config(None, &[]).unwrap().keep_ended.as_secs(), 86400);
+        let c = api_config(None, &[("CATTY_KEEP_ENDED", "90m")]).unwrap();
+        assert_eq!(c.keep_ended.as_secs(), 5400);
+        assert!(api_config(None, &[("CATTY_KEEP_ENDED", "soon")]).is_err());
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct ClientConfig {
     /// After an outage, output up to this many bytes is replayed; a larger gap is skipped for
     /// a repaint of the screen (`CATTY_REPLAY_MAX_BYTES`, default `REPLAY_MAX_BYTES`).
     pub replay_max_bytes: u64,
+    /// The provider a daemon started from here would use: `fly` when `FLY_API_TOKEN` is set,
+    /// else `local` (as `catty api` chooses); a running daemon of the other is refused.
+    pub provider: &'static str,
 }
 
 /// The largest gap a reconnecting client replays: a few seconds of a fast writer through a
@@ -39,6 +42,10 @@ impl ClientConfig {
             exe: current_exe()?,
             log: Logging::new(env),
             replay_max_bytes: replay_max_bytes(env)?,
+            provider: match env.non_empty("FLY_API_TOKEN") {
+                Some(_) => "fly",
+                None => "local",
+            },
         })
     }
 }

@@ -21,6 +21,7 @@ use crate::protocol::api::UploadDone;
 use crate::protocol::sync::{
     SYNC_BUNDLE_PATH, SYNC_FILE_PATH, SYNC_MANIFEST_PATH, SYNC_PULLED_PATH,
 };
+use crate::protocol::transcript::EXIT_HEADER;
 use crate::protocol::transcript::TRANSCRIPT_PATH;
 use crate::protocol::{
     CONNECT_PATH, ConnectParams, GIT_PATH, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH,
@@ -54,7 +55,7 @@ pub(super) async fn route(
         proven.set();
     }
     match (req.method(), path.as_str()) {
-        (&Method::GET, HEALTHZ_PATH) => http::text("ok"),
+        (&Method::GET, HEALTHZ_PATH) => healthz(&app),
         (
             _,
             UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH | SYNC_BUNDLE_PATH
@@ -220,5 +221,16 @@ fn too_large() -> Response<Body> {
     // The rest of the body stays unread, so this connection cannot carry another request.
     resp.headers_mut()
         .insert(CONNECTION, "close".parse().unwrap());
+    resp
+}
+
+/// `200 ok`, with the program's exit code once it exited (protocol: `/healthz`), which is how
+/// the daemon learns it while the runtime stays for its grace.
+fn healthz(app: &App) -> Response<Body> {
+    let mut resp = http::text("ok");
+    if let Some(status) = app.session.span(0).exited {
+        resp.headers_mut()
+            .insert(EXIT_HEADER, hyper::header::HeaderValue::from(status.code));
+    }
     resp
 }

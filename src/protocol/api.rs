@@ -5,12 +5,26 @@
 //!
 //! | method and path | body | answer |
 //! | --- | --- | --- |
-//! | `GET /healthz` | | `200 ok` |
+//! | `GET /healthz` | | `200 ok`, with the headers below |
 //! | `POST /v1/sessions` | [`CreateSession`] | [`SessionCreated`] |
 //! | `GET /v1/sessions` | | [`SessionList`] |
 //! | `GET /v1/sessions/{id-or-label}` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/{id-or-label}/stop` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/stop-all` | | [`StopAll`] |
+//! | `DELETE /v1/sessions/{id-or-label}` | | [`SessionInfo`] of the ended session it forgot (`409` while it is live) |
+//!
+//! `GET /v1/sessions` lists every session the daemon remembers, ended ones too, until
+//! `catty api --keep-ended` (default a day) after their end; a client shows the live ones
+//! unless asked for all. A session whose program exited stays `running` (its runtime keeps the
+//! output and the work for its grace) with [`SessionInfo::exit_code`] set, and becomes
+//! `exited` when its machine is gone; [`SessionInfo::shown_state`] is `exited` from the exit
+//! on (what `catty list` shows) and [`SessionInfo::state_text`] says it for people.
+//!
+//! The daemon's `/healthz` tells a client who answers, so that a client never talks to a
+//! daemon that is not the one it would start: [`DAEMON_VERSION_HEADER`] (a client of another
+//! build restarts it; sessions outlive the daemon), [`DAEMON_PROVIDER_HEADER`] (a client
+//! whose environment would choose the other provider refuses, naming the fix) and
+//! [`DAEMON_PID_HEADER`] (whom to stop).
 //!
 //! Credentials come with the request that creates a session ([`CreateSession::credentials`]),
 //! never from the daemon's own environment: `catty new` sends the first of the chosen agent's
@@ -197,6 +211,14 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Credentials {
     }
 }
 
+/// The daemon's build (`0.1.0+<build id>`, see `crate::version`) in its `/healthz` answer.
+pub const DAEMON_VERSION_HEADER: &str = "x-catty-version";
+/// The daemon's provider (`local` or `fly`) in its `/healthz` answer.
+pub const DAEMON_PROVIDER_HEADER: &str = "x-catty-provider";
+/// The daemon's process id in its `/healthz` answer: a client stops it with SIGTERM (it
+/// drains and exits; its sessions keep running).
+pub const DAEMON_PID_HEADER: &str = "x-catty-pid";
+
 /// `POST /v1/sessions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateSession {
@@ -250,7 +272,9 @@ pub enum SessionState {
     Stopped,
     /// Its TTL passed; the machine was destroyed.
     Expired,
-    /// The machine is gone for another reason (program exited, machine lost).
+    /// Its program exited ([`SessionInfo::exit_code`] says how) and its machine is gone.
+    Exited,
+    /// The machine is gone for another reason (lost, or it never started).
     Gone,
 }
 
@@ -262,6 +286,7 @@ impl SessionState {
             SessionState::Running => "running",
             SessionState::Stopped => "stopped",
             SessionState::Expired => "expired",
+            SessionState::Exited => "exited",
             SessionState::Gone => "gone",
         }
     }
@@ -290,6 +315,45 @@ pub struct SessionInfo {
     pub connect_token: String,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The command it runs instead of an agent (`catty new -- CMD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// How its program exited (128+N for a signal), once the daemon knows: while the session
+    /// is still `running` (its runtime stays for the grace) and once it is `exited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// When it stopped being live (unix seconds); ended sessions are forgotten some time
+    /// after (`catty api --keep-ended`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<u64>,
+}
+
+impl SessionInfo {
+    /// Its state as `catty list` shows it: `exited` as soon as its program exited, even while
+    /// the record is still `running` (its runtime stays for the grace).
+    pub fn shown_state(&self) -> SessionState {
+        match (self.state, self.exit_code) {
+            (SessionState::Running, Some(_)) => SessionState::Exited,
+            (state, _) => state,
+        }
+    }
+
+    /// Its state for people: `running`, `exited (code N)` as soon as its program exited,
+    /// `stopped`, `expired`, `gone`.
+    pub fn state_text(&self) -> String {
+        match (self.shown_state(), self.exit_code) {
+            (SessionState::Exited, Some(code)) => format!("exited (code {code})"),
+            (state, _) => state.as_str().to_string(),
+        }
+    }
+
+    /// What it runs, for people: the command of `catty new -- CMD`, else the agent's name.
+    pub fn program_text(&self) -> String {
+        match &self.cmd {
+            Some(argv) if !argv.is_empty() => argv.join(" "),
+            _ => self.agent.as_str().to_string(),
+        }
+    }
 }
 
 /// `GET /v1/sessions`.
@@ -420,6 +484,7 @@ mod tests {
             SessionState::Running,
             SessionState::Stopped,
             SessionState::Expired,
+            SessionState::Exited,
             SessionState::Gone,
         ] {
             let wire = serde_json::to_string(&state).unwrap();

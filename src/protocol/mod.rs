@@ -5,7 +5,7 @@
 //!
 //! | method and path | auth | does |
 //! | --- | --- | --- |
-//! | `GET /healthz` | none | `200 ok` |
+//! | `GET /healthz` | none | `200 ok`; once the program exited, its code in `x-catty-exit` ([`transcript::EXIT_HEADER`]) |
 //! | `POST /upload` | bearer | body `application/zip`, at most 100 MiB; unpacks into the workspace |
 //! | `GET /connect` | bearer | WebSocket upgrade; the terminal stream below |
 //! | `POST /git[?branch=…]` | bearer | body a git bundle of `HEAD`; makes the workspace a git repository (below) |

@@ -63,8 +63,10 @@ fn respond(req: &Request<Incoming>, runtime: SocketAddr) -> Response<Full<Bytes>
     let found = path
         .strip_prefix("/v1/sessions/")
         .is_some_and(|s| s == LABEL || s == SESSION_ID);
+    if path == "/healthz" {
+        return super::daemon_healthz();
+    }
     let (status, body) = match (path, authorized, found) {
-        ("/healthz", _, _) => (200, "ok".to_string()),
         (_, false, _) => (401, error("unauthorized", "bad token")),
         (_, true, true) => (200, serde_json::to_string(&info(runtime)).unwrap()),
         (_, true, false) => (404, error("not_found", "no such session")),

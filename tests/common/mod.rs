@@ -57,6 +57,9 @@ pub fn running_session(
         connect_url: format!("http://{runtime}"),
         connect_token: TOKEN.into(),
         headers: Default::default(),
+        cmd: None,
+        exit_code: None,
+        ended_at: None,
     }
 }
 
@@ -403,4 +406,15 @@ pub fn peak_rss_bytes(pid: i32) -> u64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"));
     kib * 1024
+}
+
+/// A stand-in daemon's `/healthz`: `200 ok` saying it is of the client's build (the header
+/// `catty api` sends), so the client under test neither restarts nor refuses it.
+pub fn daemon_healthz() -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_catty"));
+    let build = catty::version::build_of(exe).expect("the catty binary");
+    hyper::Response::builder()
+        .header(catty::protocol::api::DAEMON_VERSION_HEADER, build)
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")))
+        .unwrap()
 }

@@ -230,7 +230,7 @@ async fn respond(shared: &Shared, addr: SocketAddr, req: Request<Incoming>) -> R
         .unwrap_or("")
         .to_string();
     if path == "/healthz" {
-        return full(200, "ok");
+        return super::daemon_healthz().map(|body| body.boxed());
     }
     let daemon_auth = auth == format!("Bearer {DAEMON_TOKEN}");
     if daemon_auth && path == "/v1/sessions" {

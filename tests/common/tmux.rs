@@ -43,6 +43,9 @@ impl Drop for Dirs {
             Daemon::Here(child) => {
                 let _ = child.kill();
                 let _ = child.wait();
+                // One the client started in its place (it restarts a daemon of another build).
+                let pattern = format!("api --addr {}$", self.api_addr);
+                let _ = Command::new("pkill").args(["-f", "--", &pattern]).output();
             }
             Daemon::Client { .. } => {
                 // The client started it as `catty api --addr ADDR`; `$`: not ADDR's prefix.
@@ -97,11 +100,22 @@ impl Tmux {
         rows: u16,
         daemon_env: &[(&str, &str)],
     ) -> Tmux {
+        Self::start_with_daemon(cwd, cols, rows, api_command(&[]), daemon_env)
+    }
+
+    /// Like [`Tmux::start_with_daemon_env`], the daemon started by `cmd` (`catty api` of
+    /// another build, say) instead of [`api_command`].
+    pub fn start_with_daemon(
+        cwd: &Path,
+        cols: u16,
+        rows: u16,
+        mut cmd: Command,
+        daemon_env: &[(&str, &str)],
+    ) -> Tmux {
         let (state, home) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let state_dir = state.path().join("catty");
         std::fs::create_dir_all(&state_dir).unwrap();
         let log = std::fs::File::create(state_dir.join("api.log")).unwrap();
-        let mut cmd = api_command(&[]);
         cmd.env_remove("CATTY_API_ADDR")
             .envs(pane_env(state.path(), home.path(), None))
             .envs(daemon_env.iter().copied())
@@ -189,12 +203,22 @@ impl Tmux {
 
     /// Runs `catty ARGS` outside the pane, with the pane's environment.
     pub fn catty(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_catty"))
-            .args(args)
-            .env_clear()
-            .envs(self.dirs.env())
+        self.catty_with_env(args, &[])
+    }
+
+    /// Runs `catty ARGS` outside the pane, with the pane's environment plus `extra`.
+    pub fn catty_with_env(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        self.catty_command(args)
+            .envs(extra.iter().copied())
             .output()
             .unwrap()
+    }
+
+    /// `catty ARGS` with the pane's environment, for the caller to run.
+    pub fn catty_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_catty"));
+        cmd.args(args).env_clear().envs(self.dirs.env());
+        cmd
     }
 
     /// The daemon's state directory (`$XDG_STATE_HOME/catty`).

@@ -117,6 +117,13 @@ impl Provider for Fly {
     async fn alive(&self, machine: &Machine) -> anyhow::Result<Liveness> {
         for tries in 1.. {
             match self.inner.api.get(&machine.id).await {
+                // A started machine's runtime says whether its program exited.
+                Ok(m) if m.state == "started" => {
+                    return Ok(match self.inner.exit_code(machine).await {
+                        Some(code) => Liveness::Exited(code),
+                        None => Liveness::Alive,
+                    });
+                }
                 Ok(m) => return Ok(liveness(&m.state)),
                 Err(e) if e.is_not_found() && tries < CONFIRM_TRIES => {
                     tokio::time::sleep(CONFIRM_PAUSE).await

@@ -26,6 +26,7 @@ use super::{Liveness, Machine, MachineSpec, Provider, procfs, runtime_process};
 use crate::config::DEFAULT_SHELL;
 use crate::net::RuntimeUrl;
 use crate::protocol::api::CreateSession;
+use crate::protocol::transcript::EXIT_HEADER;
 use crate::protocol::{Agent, HEALTHZ_PATH};
 use crate::{locks, private_dir};
 
@@ -375,11 +376,17 @@ impl Provider for Local {
 
     async fn alive(&self, machine: &Machine) -> anyhow::Result<Liveness> {
         let p = private(machine)?;
-        // The pid and its start time are the whole truth.
-        Ok(match procfs::is_alive(p.pid, p.start_time)? {
-            true => Liveness::Alive,
-            false => Liveness::Dead,
-        })
+        // The pid and its start time are the whole truth; its runtime says whether the
+        // program in it exited.
+        if !procfs::is_alive(p.pid, p.start_time)? {
+            return Ok(Liveness::Dead);
+        }
+        let addr = machine.connect_url.strip_prefix("http://");
+        let exited = match addr.and_then(|a| a.parse().ok()) {
+            Some(addr) => probe(addr).await.flatten(),
+            None => None,
+        };
+        Ok(exited.map_or(Liveness::Alive, Liveness::Exited))
     }
 
     async fn forget(&self, session_id: &str) {
@@ -432,6 +439,12 @@ fn read_addr(out: &Path) -> anyhow::Result<Option<SocketAddr>> {
 
 /// Whether `GET /healthz` answers 200.
 async fn healthz(addr: SocketAddr) -> bool {
+    probe(addr).await.is_some()
+}
+
+/// `GET /healthz`: `None` unless it answers 200, else the program's exit code if it exited
+/// (the runtime stays for its grace after that).
+async fn probe(addr: SocketAddr) -> Option<Option<i32>> {
     let probe = async {
         let stream = TcpStream::connect(addr).await?;
         let (mut sender, conn) =
@@ -440,15 +453,19 @@ async fn healthz(addr: SocketAddr) -> bool {
             .header("host", addr.to_string())
             .body(Empty::<Bytes>::new())?;
         let answer = tokio::select! {
-            resp = sender.send_request(req) => resp?.status() == hyper::StatusCode::OK,
-            _ = conn => false,
+            resp = sender.send_request(req) => {
+                let resp = resp?;
+                let exit = resp.headers().get(EXIT_HEADER).and_then(|v| v.to_str().ok()?.parse().ok());
+                (resp.status() == hyper::StatusCode::OK).then_some(exit)
+            }
+            _ = conn => None,
         };
         anyhow::Ok(answer)
     };
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
-        Ok(Ok(true))
-    )
+    tokio::time::timeout(PROBE_TIMEOUT, probe)
+        .await
+        .ok()?
+        .ok()?
 }
 
 fn open(path: &Path, truncate: bool) -> anyhow::Result<std::fs::File> {

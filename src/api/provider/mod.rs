@@ -71,6 +71,9 @@ pub struct Machine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
     Alive,
+    /// It runs, but its program exited with this code (128+N for a signal): the runtime
+    /// stays a while so its output and work can be fetched.
+    Exited(i32),
     /// Certainly gone: never answered for a failed or ambiguous lookup.
     Dead,
     /// The provider could not tell this time; ask again later.

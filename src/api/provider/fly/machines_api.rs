@@ -203,13 +203,24 @@ impl MachinesApi {
         headers: &BTreeMap<String, String>,
         limit: Duration,
     ) -> Option<StatusCode> {
+        Some(self.probe_head(url, headers, limit).await?.0)
+    }
+
+    /// Like [`MachinesApi::probe`], with the answer's headers.
+    pub(super) async fn probe_head(
+        &self,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        limit: Duration,
+    ) -> Option<(StatusCode, hyper::HeaderMap)> {
         let mut req = Request::get(url);
         for (name, value) in headers {
             req = req.header(name.as_str(), value.as_str());
         }
         let req = req.body(Full::new(Bytes::new())).ok()?;
         let resp = tokio::time::timeout(limit, self.probe_http.request(req)).await;
-        Some(resp.ok()?.ok()?.status())
+        let resp = resp.ok()?.ok()?;
+        Some((resp.status(), resp.headers().clone()))
     }
 
     /// A request that is safe to repeat: retried with backoff on 429, 5xx and network errors.

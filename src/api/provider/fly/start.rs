@@ -3,6 +3,7 @@
 //! `started` (in waits of at most 60 s, destroyed when it misses our deadline), and the
 //! probe of its runtime through the edge.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -13,6 +14,7 @@ use super::{ENDED, FORCE_INSTANCE_HEADER, Inner, guest, machine_config, private}
 use crate::api::provider::{Machine, MachineSpec};
 use crate::clock::unix_now;
 use crate::net::RuntimeUrl;
+use crate::protocol::transcript::EXIT_HEADER;
 
 /// One wait for `started`, under Fly's limit of 60 s: short enough that a machine that
 /// stopped or failed instead is noticed soon.
@@ -166,6 +168,26 @@ impl Inner {
         }
     }
 
+    /// The runtime's `/healthz` through the edge, and the headers that route to it.
+    fn healthz(&self, machine: &Machine) -> anyhow::Result<(String, BTreeMap<String, String>)> {
+        let base = match machine.connect_url.is_empty() {
+            true => &self.exec_url,
+            false => &machine.connect_url,
+        };
+        let url = RuntimeUrl::parse(base)?.healthz_url();
+        let mut headers = machine.headers.clone();
+        headers.insert(FORCE_INSTANCE_HEADER.to_string(), machine.id.clone());
+        Ok((url, headers))
+    }
+
+    /// The exit code of the machine's program, if its runtime answers and says it exited.
+    pub(super) async fn exit_code(&self, machine: &Machine) -> Option<i32> {
+        let (url, headers) = self.healthz(machine).ok()?;
+        let (status, said) = self.api.probe_head(&url, &headers, PROBE_TIMEOUT).await?;
+        let code = said.get(EXIT_HEADER)?.to_str().ok()?.parse().ok()?;
+        (status == StatusCode::OK).then_some(code)
+    }
+
     pub(super) async fn wait_ready(
         &self,
         machine: &Machine,
@@ -181,13 +203,7 @@ impl Inner {
             };
             anyhow::bail!("{}", self.describe(&m, why, timeout).await);
         }
-        let base = match machine.connect_url.is_empty() {
-            true => &self.exec_url,
-            false => &machine.connect_url,
-        };
-        let url = RuntimeUrl::parse(base)?.healthz_url();
-        let mut headers = machine.headers.clone();
-        headers.insert(FORCE_INSTANCE_HEADER.to_string(), machine.id.clone());
+        let (url, headers) = self.healthz(machine)?;
         loop {
             let status = self.api.probe(&url, &headers, PROBE_TIMEOUT).await;
             if status == Some(StatusCode::OK) {
