@@ -485,10 +485,10 @@ impl State {
         let mut wake: Option<Instant> = None;
         let mut wake_at = |at: Instant| wake = Some(wake.map_or(at, |w| w.min(at)));
         for (id, c) in self.conns.iter_mut().filter(|(_, c)| !c.watch) {
-            let lag = end.saturating_sub(c.place);
-            if lag < c.window {
+            let left = c.window.saturating_sub(end.saturating_sub(c.place));
+            if left >= least_read(c.window) {
                 c.stuck = false;
-                room = room.min(c.window - lag);
+                room = room.min(left);
             } else if !c.stuck {
                 let still = now.saturating_duration_since(c.moved);
                 let pinging = now.saturating_duration_since(c.heard) < 2 * PING_INTERVAL;
@@ -510,9 +510,9 @@ impl State {
             }
         }
         for h in self.holds.values().filter(|h| h.until > now) {
-            let lag = end.saturating_sub(h.place);
-            if lag < h.window {
-                room = room.min(h.window - lag);
+            let left = h.window.saturating_sub(end.saturating_sub(h.place));
+            if left >= least_read(h.window) {
+                room = room.min(left);
             } else {
                 blocked = true;
                 wake_at(h.until);
@@ -523,6 +523,12 @@ impl State {
             false => Flow::Read(room),
         }
     }
+}
+
+/// The pump waits until a window has this much room: a quarter of it, at most a frame. Reads
+/// of a few bytes whenever a client moves would cost a read, a lock and a wake-up each.
+fn least_read(window: u64) -> u64 {
+    (window / 4).min(FRAME_MAX_BYTES as u64)
 }
 
 /// What flow control allows the pump.

@@ -79,15 +79,16 @@ fn sent_everything(n: usize) -> (Arc<Session>, super::ConnId) {
 #[tokio::test(start_paused = true)]
 async fn a_reporting_client_is_paced_by_what_its_terminal_took() {
     let (session, conn) = sent_everything(100_000);
-    // Sent all, shown 40,000 with a window of 64 KiB: 100,000 − 40,000 in flight, room 5,536.
-    session.shown(conn, 40_000, 64 * 1024);
+    // Sent all, shown 60,000 with a window of 64 KiB: 100,000 − 60,000 in flight, room 25,536.
+    session.shown(conn, 60_000, 64 * 1024);
     assert!(window_opens_within(&session, Duration::from_millis(1)).await);
-    assert_eq!(session.wait_for_window().await, 64 * 1024 - 60_000);
-    // Shown less than a window: the pump waits, whatever was sent.
-    session.shown(conn, 30_000, 64 * 1024);
-    session.pinged(conn);
-    session.push_output(&[b'y'; 10_000]);
+    assert_eq!(session.wait_for_window().await, 64 * 1024 - 40_000);
+    // Less room than a quarter of the window: the pump waits for more.
+    session.push_output(&[b'w'; 10_000]);
     session.advance(conn, 10_000);
+    assert!(!window_opens_within(&session, Duration::from_millis(100)).await);
+    // Shown a window behind: the pump waits, whatever was sent.
+    session.shown(conn, 60_000, 16 * 1024);
     assert!(!window_opens_within(&session, Duration::from_millis(100)).await);
 }
 
