@@ -84,6 +84,7 @@ async fn dropped_client_pauses_the_program_until_the_hold_runs_out() {
 async fn detach_releases_the_program_at_once() {
     let rt = Runtime::start(&["seq", "1", "1000000000"], &[]);
     let read = flood_then_vanish(&rt, true).await;
-    let grew = wait_for_growth(&rt, read + 64 * 1024 * 1024, HOLD / 2).await;
+    // Held, it could write at most a window (1 MiB) more; sixteen tell, even when loaded.
+    let grew = wait_for_growth(&rt, read + 16 * 1024 * 1024, HOLD / 2).await;
     assert!(grew.is_some(), "the program stayed paused after detach");
 }

@@ -149,7 +149,7 @@ impl Attach {
             let step = tokio::select! {
                 // Frames wait while the terminal is far behind (only with an older runtime).
                 event = events.recv(), if self.output.has_room() => self.event(&mut conn, event),
-                written = self.output.writable(), if self.output.waiting() => match written {
+                written = self.output.written(), if self.output.waiting() => match written {
                     Ok(()) => self.shown(false),
                     Err(_) => Step::Done(Outcome::Terminated),
                 },
@@ -211,7 +211,6 @@ impl Attach {
         if !self.output.waiting() {
             self.status.update(self.last_contact.elapsed(), false);
         }
-        self.output.idle();
         if conn.last_ping.elapsed() + TICK / 2 < PING_INTERVAL {
             return Step::Continue;
         }

@@ -1,17 +1,17 @@
 //! Session output on its way to the terminal, and the window that paces it.
 //!
-//! Written without ever blocking the attach loop: on a terminal through a non-blocking file
-//! description of our own, so the loop keeps pinging and reading keys while the terminal is
-//! slow (or stopped), and what the terminal cannot take yet waits here.
+//! Written without ever blocking the attach loop: what a terminal takes at once is written
+//! through a non-blocking file description of our own, and a backlog by a writer thread, so
+//! the loop keeps pinging and reading keys while the terminal is slow (or stopped).
 //!
 //! Paced by what the terminal consumes. Every byte between the program and the terminal
 //! delays a Ctrl-C: the runtime's buffer, both sockets, this queue. The runtime counts them
 //! all against a window from the client's `shown` reports (protocol 2). The window is the
 //! terminal's drain rate times the link's round trip plus [`TARGET`], measured here:
 //!
-//! - the **rate**, while the terminal is the bottleneck (bytes wait here), over samples of at
-//!   least [`SAMPLE`]; a terminal that has not made us wait for [`FAST_FOR`] is not the
-//!   bottleneck, and gets the largest window;
+//! - the **rate**, while the terminal is the bottleneck (bytes wait for the writer), over
+//!   samples of at least [`SAMPLE`]; a terminal that has not made us wait for [`FAST_FOR`]
+//!   is not the bottleneck, and gets the largest window;
 //! - the **round trip**, the least ping-to-pong time of the connection.
 //!
 //! So the terminal never runs dry while the link refills it (throughput as before), and
@@ -27,8 +27,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
 
 use crate::protocol::{ClientMsg, FLOW_WINDOW_BYTES, FLOW_WINDOW_MIN_BYTES};
 
@@ -44,8 +43,8 @@ const QUEUE_MAX_BYTES: usize = 2 * FLOW_WINDOW_BYTES as usize;
 
 pub(super) struct Output {
     sink: Sink,
-    /// Bytes for the terminal, each with the stream offset just past it when numbered (a
-    /// redraw and our own notes are not).
+    /// Bytes handed to the writer thread and not yet written, each with the stream offset
+    /// just past it when numbered (a redraw and our own notes are not).
     queue: VecDeque<(Bytes, Option<u64>)>,
     queued_bytes: usize,
     /// The stream offset the terminal has taken up to, and the last one reported.
@@ -55,11 +54,15 @@ pub(super) struct Output {
 }
 
 enum Sink {
-    /// A terminal, through our own non-blocking description; registered with the runtime
-    /// only while bytes wait (a registered terminal would wake the runtime on every drain).
+    /// A terminal. While it takes everything at once (a keystroke's echo), written here
+    /// through our own non-blocking description: one `write`, no thread. Once it is full, a
+    /// thread of ours writes the backlog with plain blocking writes (one `write` a frame, as
+    /// before there was pacing; polling a full terminal for room costs a wake-up and a small
+    /// write for every few hundred bytes it draws) and says how far it got.
     Terminal {
-        file: Option<File>,
-        waiting: Option<AsyncFd<File>>,
+        file: File,
+        to_writer: std::sync::mpsc::Sender<Bytes>,
+        written: mpsc::UnboundedReceiver<io::Result<usize>>,
     },
     /// A pipe or a file: plain blocking writes to stdout, as fast as it takes them.
     Blocking,
@@ -68,10 +71,16 @@ enum Sink {
 impl Output {
     pub(super) fn new() -> Output {
         let sink = match own_terminal() {
-            Some(file) => Sink::Terminal {
-                file: Some(file),
-                waiting: None,
-            },
+            Some(file) => {
+                let (to_writer, from_loop) = std::sync::mpsc::channel();
+                let (report, written) = mpsc::unbounded_channel();
+                std::thread::spawn(move || write_behind(from_loop, report));
+                Sink::Terminal {
+                    file,
+                    to_writer,
+                    written,
+                }
+            }
             None => Sink::Blocking,
         };
         Output {
@@ -92,19 +101,38 @@ impl Output {
         self.pace.rtt = None;
     }
 
-    /// Writes what the terminal takes now and queues the rest. `end`: the stream offset just
-    /// past these bytes, when they are numbered.
-    pub(super) fn write(&mut self, bytes: Bytes, end: Option<u64>) -> io::Result<()> {
-        if let Sink::Blocking = self.sink {
-            let mut out = io::stdout().lock();
-            out.write_all(&bytes)?;
-            out.flush()?;
-            self.took(end);
-            return Ok(());
+    /// Writes what the terminal takes now and hands the rest to the writer. `end`: the stream
+    /// offset just past these bytes, when they are numbered.
+    pub(super) fn write(&mut self, mut bytes: Bytes, end: Option<u64>) -> io::Result<()> {
+        let file = match &self.sink {
+            Sink::Blocking => {
+                let mut out = io::stdout().lock();
+                out.write_all(&bytes)?;
+                out.flush()?;
+                self.took(end);
+                return Ok(());
+            }
+            Sink::Terminal { file, .. } => file,
+        };
+        // Behind a backlog: in order, after it.
+        if self.waiting() {
+            return self.hand(bytes, end);
         }
-        self.queued_bytes += bytes.len();
-        self.queue.push_back((bytes, end));
-        self.drain()
+        while !bytes.is_empty() {
+            match (&*file).write(&bytes) {
+                Ok(n) => {
+                    let _ = bytes.split_to(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.took(end.map(|end| end - bytes.len() as u64));
+        match bytes.is_empty() {
+            true => Ok(()),
+            false => self.hand(bytes, end),
+        }
     }
 
     /// One of catty's own lines, in order with the session's output.
@@ -131,22 +159,34 @@ impl Output {
         self.queued_bytes < QUEUE_MAX_BYTES
     }
 
-    /// Waits until the terminal may take more, then gives it what it takes. Cancel-safe.
-    pub(super) async fn writable(&mut self) -> io::Result<()> {
-        if let Sink::Terminal {
-            waiting: Some(fd), ..
-        } = &mut self.sink
-        {
-            let mut ready = fd.writable().await?;
-            ready.clear_ready();
+    /// Waits until the writer has written another piece. Cancel-safe.
+    pub(super) async fn written(&mut self) -> io::Result<()> {
+        let Sink::Terminal { written, .. } = &mut self.sink else {
+            return std::future::pending().await;
+        };
+        let n = match written.recv().await {
+            Some(n) => n?,
+            None => return Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        let now = Instant::now();
+        let (bytes, end) = self
+            .queue
+            .pop_front()
+            .expect("the writer wrote what it was given");
+        debug_assert_eq!(bytes.len(), n);
+        self.queued_bytes -= n;
+        self.took(end);
+        self.pace.drained(n, now);
+        if self.queue.is_empty() {
+            self.pace.caught_up();
         }
-        self.drain()
+        Ok(())
     }
 
-    /// Writes everything queued, waiting for the terminal as long as it takes.
+    /// Waits until everything handed to the writer is written.
     pub(super) async fn flush(&mut self) -> io::Result<()> {
         while self.waiting() {
-            self.writable().await?;
+            self.written().await?;
         }
         Ok(())
     }
@@ -172,51 +212,19 @@ impl Output {
         })
     }
 
-    /// Once the terminal has kept up for a while, stops listening for its drains.
-    pub(super) fn idle(&mut self) {
-        if let Sink::Terminal { file, waiting } = &mut self.sink
-            && self.queue.is_empty()
-            && self.pace.waited.is_none_or(|at| at.elapsed() > FAST_FOR)
-            && let Some(fd) = waiting.take()
-        {
-            *file = Some(fd.into_inner());
+    /// Gives bytes the terminal could not take now to the writer.
+    fn hand(&mut self, bytes: Bytes, end: Option<u64>) -> io::Result<()> {
+        let Sink::Terminal { to_writer, .. } = &self.sink else {
+            unreachable!("only a terminal has a writer");
+        };
+        if self.queue.is_empty() {
+            self.pace.wait(Instant::now());
         }
-    }
-
-    /// Writes from the queue until it is empty or the terminal is full.
-    fn drain(&mut self) -> io::Result<()> {
-        let now = Instant::now();
-        while let Some((bytes, end)) = self.queue.front_mut() {
-            let result = match &self.sink {
-                Sink::Terminal {
-                    waiting: Some(fd), ..
-                } => fd.get_ref().write(bytes),
-                Sink::Terminal { file: Some(f), .. } => (&*f).write(bytes),
-                _ => unreachable!("only a terminal queues"),
-            };
-            match result {
-                Ok(n) => {
-                    self.queued_bytes -= n;
-                    self.pace.drained(n, now);
-                    if n < bytes.len() {
-                        let _ = bytes.split_to(n);
-                        let took = end.map(|end| end - bytes.len() as u64);
-                        self.took(took);
-                    } else {
-                        let end = *end;
-                        self.queue.pop_front();
-                        self.took(end);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.pace.wait(now);
-                    return self.register();
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.pace.caught_up(now);
+        to_writer
+            .send(bytes.clone())
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        self.queued_bytes += bytes.len();
+        self.queue.push_back((bytes, end));
         Ok(())
     }
 
@@ -225,18 +233,20 @@ impl Output {
             self.shown = self.shown.max(end);
         }
     }
+}
 
-    /// Listens for the terminal's drains (from the first time it was full, until idle).
-    fn register(&mut self) -> io::Result<()> {
-        if let Sink::Terminal { file, waiting } = &mut self.sink
-            && let Some(f) = file.take()
-        {
-            // SAFETY: the AsyncFd owns the file, so the fd stays open while it is registered.
-            #[allow(unsafe_code)]
-            let fd = unsafe { AsyncFd::register_with_interest(f, Interest::WRITABLE) }?;
-            *waiting = Some(fd);
+/// The writer thread: blocking writes to stdout, each piece reported once written. It may
+/// sit in a `write` forever (a stopped terminal); the process exits without waiting for it.
+fn write_behind(
+    pieces: std::sync::mpsc::Receiver<Bytes>,
+    written: mpsc::UnboundedSender<io::Result<usize>>,
+) {
+    let mut out = io::stdout();
+    while let Ok(bytes) = pieces.recv() {
+        let done = out.write_all(&bytes).and_then(|()| out.flush());
+        if written.send(done.map(|()| bytes.len())).is_err() {
+            return;
         }
-        Ok(())
     }
 }
 
@@ -246,9 +256,12 @@ struct Pace {
     /// Bytes a second the terminal took while it made us wait (smoothed).
     rate: Option<f64>,
     rtt: Option<Duration>,
-    /// Since when bytes have been waiting, and how many it took since then.
+    /// Since when bytes have been waiting (counted up to), if they are.
     since: Option<Instant>,
+    /// What the terminal took, and the time bytes waited, since the last sample: over short
+    /// waits too, which a fast terminal's are.
     taken: usize,
+    busy: Duration,
     /// When the terminal last made us wait.
     waited: Option<Instant>,
 }
@@ -261,24 +274,20 @@ impl Pace {
 
     fn drained(&mut self, n: usize, now: Instant) {
         let Some(since) = self.since else { return };
+        self.waited = Some(now);
         self.taken += n;
-        let spent = now.duration_since(since);
-        if spent >= SAMPLE {
-            self.sample(self.taken as f64 / spent.as_secs_f64());
-            self.since = Some(now);
+        self.busy += now.duration_since(since);
+        self.since = Some(now);
+        if self.busy >= SAMPLE {
+            self.sample(self.taken as f64 / self.busy.as_secs_f64());
             self.taken = 0;
+            self.busy = Duration::ZERO;
         }
     }
 
-    /// The queue is empty: a wait that ends here is a sample if it was long enough.
-    fn caught_up(&mut self, now: Instant) {
-        if let Some(since) = self.since.take() {
-            let spent = now.duration_since(since);
-            if spent >= SAMPLE {
-                self.sample(self.taken as f64 / spent.as_secs_f64());
-            }
-            self.taken = 0;
-        }
+    /// Nothing waits any more.
+    fn caught_up(&mut self) {
+        self.since = None;
     }
 
     fn sample(&mut self, rate: f64) {
@@ -366,11 +375,25 @@ mod tests {
         let rate = pace.rate.unwrap();
         assert!((rate - 2.048e6).abs() < 1.0, "{rate}");
         // Taken without waiting: no sample.
-        pace.caught_up(start + Duration::from_millis(21));
+        pace.caught_up();
         let mut fast = Pace::default();
         fast.drained(1 << 20, start);
-        fast.caught_up(start);
         assert_eq!(fast.rate, None);
+    }
+
+    #[test]
+    fn short_waits_add_up_to_a_sample() {
+        let start = Instant::now();
+        let mut pace = Pace::default();
+        // Ten waits of 1 ms, 30 KB each, with idle time between them: 30 MB/s, not less.
+        for i in 0..10 {
+            let at = start + Duration::from_millis(5 * i);
+            pace.wait(at);
+            pace.drained(30_000, at + Duration::from_millis(1));
+            pace.caught_up();
+        }
+        let rate = pace.rate.unwrap();
+        assert!((rate - 30e6).abs() < 1.0, "{rate}");
     }
 
     #[test]
