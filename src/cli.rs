@@ -52,11 +52,11 @@ pub struct NewArgs {
     pub region: Option<String>,
 
     /// CPUs of the machine (Fly.io provider)
-    #[argh(option)]
+    #[argh(option, from_str_fn(at_least_one))]
     pub cpus: Option<u32>,
 
     /// memory of the machine in MB (Fly.io provider)
-    #[argh(option)]
+    #[argh(option, from_str_fn(at_least_one))]
     pub memory_mb: Option<u32>,
 
     /// end the session after this long, e.g. 90m or 2h (default 2h)
@@ -255,3 +255,11 @@ pub struct ExecArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "version")]
 pub struct VersionArgs {}
+
+/// A count typed after a flag: a whole number, at least 1 (argh names the flag and the value).
+fn at_least_one(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of at least 1".into()),
+    }
+}

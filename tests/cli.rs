@@ -52,6 +52,25 @@ fn mistakes_exit_2_with_the_closest_name() {
         "{}",
         text(&out.stderr)
     );
+    // Values that cannot be right name the flag as typed, and exit 2 before anything starts.
+    for (args, says) in [
+        (&["new", "--cpus", "0"][..], "'--cpus' with value '0'"),
+        (&["new", "--cpus", "-1"], "'--cpus' with value '-1'"),
+        (&["new", "--memory-mb", "0"], "'--memory-mb' with value '0'"),
+        (&["new", "--ttl", "0s"], "--ttl: \"0s\" is not a duration"),
+        (
+            &["new", "--ttl", "10"],
+            "--ttl 10: which unit? Say 10s, 10m or 10h",
+        ),
+    ] {
+        let out = catty(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
     let out = catty(&["new", "--agnet", "codex"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

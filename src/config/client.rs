@@ -90,12 +90,7 @@ impl NewOptions {
                 None => Agent::Claude,
             },
         };
-        let ttl_sec = args
-            .ttl
-            .as_deref()
-            .map(parse_duration)
-            .transpose()?
-            .map(|d| d.as_secs());
+        let ttl_sec = args.ttl.as_deref().map(ttl).transpose()?;
         let cmd = (!args.command.is_empty()).then_some(args.command);
         let found = credentials(agent, env)?;
         let mut set = (agent.credential_vars().iter().copied()).filter(|n| found.contains(n));
@@ -180,6 +175,20 @@ fn read_at_most(path: &Path, limit: usize) -> anyhow::Result<Option<String>> {
 fn agent_of_program(program: &str) -> Option<Agent> {
     let name = program.rsplit('/').next()?;
     Agent::parse(name).filter(|agent| *agent != Agent::Shell)
+}
+
+/// `--ttl` as typed: a duration with its unit (a bare number is refused: minutes or seconds?).
+fn ttl(text: &str) -> Result<u64, UsageError> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(UsageError(format!(
+            "--ttl {text}: which unit? Say {text}s, {text}m or {text}h"
+        )));
+    }
+    match parse_duration(text) {
+        Ok(d) => Ok(d.as_secs()),
+        Err(UsageError(why)) => Err(UsageError(format!("--ttl: {why}"))),
+    }
 }
 
 #[cfg(test)]
