@@ -78,26 +78,30 @@ impl Stdin {
     }
 }
 
-/// The terminal on stdin opened afresh by its name, non-blocking. A fresh open is its own
-/// file description, so `O_NONBLOCK` stays ours: set on stdin it would be the shell's too.
-/// (Not `/dev/tty`: its file is the alias, so it could not be checked against stdin.)
-/// `None` when stdin is not a terminal or cannot be opened again.
-fn own_terminal() -> Option<AsyncFd<File>> {
-    let stdin = io::stdin();
-    if !stdin.is_terminal() {
+/// The terminal behind `stdio` (stdin or stdout) opened afresh by its name, non-blocking,
+/// for reading or writing. A fresh open is its own file description, so `O_NONBLOCK` stays
+/// ours: set on stdin or stdout it would be the shell's too. (Not `/dev/tty`: its file is
+/// the alias, so it could not be checked against `stdio`.) `None` when `stdio` is not a
+/// terminal or cannot be opened again.
+pub(super) fn reopen(stdio: impl AsFd + IsTerminal, write: bool) -> Option<File> {
+    if !stdio.is_terminal() {
         return None;
     }
-    let name = rustix::termios::ttyname(&stdin, Vec::new()).ok()?;
+    let name = rustix::termios::ttyname(&stdio, Vec::new()).ok()?;
     let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
     let tty = std::fs::OpenOptions::new()
-        .read(true)
+        .read(!write)
+        .write(write)
         .custom_flags(flags.bits() as i32)
         .open(std::ffi::OsStr::from_bytes(name.as_bytes()))
         .ok()?;
     let device = |fd: BorrowedFd| rustix::fs::fstat(fd).ok().map(|stat| stat.st_rdev);
-    if device(stdin.as_fd())? != device(tty.as_fd())? {
-        return None;
-    }
+    (device(stdio.as_fd())? == device(tty.as_fd())?).then_some(tty)
+}
+
+/// Stdin's terminal, reopened (above) and registered with the runtime.
+fn own_terminal() -> Option<AsyncFd<File>> {
+    let tty = reopen(io::stdin(), false)?;
     // Readable only: the terminal is also where output goes, and a wake-up for every write
     // of ours would cost the runtime a turn of its event loop.
     // SAFETY: the AsyncFd owns the file, so the fd stays open for as long as it is registered.

@@ -20,10 +20,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, IsTerminal, Write};
-use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -70,7 +67,7 @@ enum Sink {
 
 impl Output {
     pub(super) fn new() -> Output {
-        let sink = match own_terminal() {
+        let sink = match super::tty::reopen(io::stdout(), true) {
             Some(file) => {
                 let (to_writer, from_loop) = std::sync::mpsc::channel();
                 let (report, written) = mpsc::unbounded_channel();
@@ -308,25 +305,6 @@ impl Pace {
             _ => FLOW_WINDOW_BYTES,
         }
     }
-}
-
-/// The terminal on stdout opened afresh by its name, non-blocking and write-only. A fresh
-/// open is its own file description, so `O_NONBLOCK` stays ours: set on stdout it would be
-/// the shell's too. `None` when stdout is not a terminal.
-fn own_terminal() -> Option<File> {
-    let stdout = io::stdout();
-    if !stdout.is_terminal() {
-        return None;
-    }
-    let name = rustix::termios::ttyname(&stdout, Vec::new()).ok()?;
-    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
-    let tty = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(flags.bits() as i32)
-        .open(std::ffi::OsStr::from_bytes(name.as_bytes()))
-        .ok()?;
-    let device = |fd: std::os::fd::BorrowedFd| rustix::fs::fstat(fd).ok().map(|s| s.st_rdev);
-    (device(stdout.as_fd())? == device(tty.as_fd())?).then_some(tty)
 }
 
 #[cfg(test)]
