@@ -198,6 +198,11 @@ pub struct ApiArgs {
     /// CATTY_KEEP_ENDED] (default 24h)
     #[argh(option)]
     pub keep_ended: Option<String>,
+
+    /// serve many users from this PostgreSQL database (hosted mode; needs CATTY_CONNECT_KEY;
+    /// listens on 0.0.0.0:8080 unless --addr) [env: CATTY_DATABASE_URL]
+    #[argh(option)]
+    pub database_url: Option<String>,
 }
 
 /// Run the session runtime: one PTY session served over HTTP and WebSocket (what a machine

@@ -7,7 +7,7 @@
 
 mod credentials;
 mod retain;
-mod support;
+pub mod support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

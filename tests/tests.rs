@@ -7,6 +7,7 @@
 mod common;
 
 mod api_credentials;
+mod api_hosted;
 mod api_http;
 mod api_restart;
 mod api_sandbox;

@@ -11,9 +11,8 @@ use tracing::Instrument;
 
 use super::daemon::Daemon;
 use super::error::ApiError;
-use super::labels;
 use super::provider::{Machine, MachineSpec, Provider};
-use super::store::Record;
+use super::store::{Made, NewSession, Record};
 use crate::clock::unix_now;
 use crate::protocol::Agent;
 use crate::protocol::api::{
@@ -35,69 +34,56 @@ pub(super) const MAX_TTL_SEC: u64 = 7 * 86400;
 
 impl<P: Provider> Daemon<P> {
     /// `POST /v1/sessions`: the record first, then the machine, then its `/healthz`.
-    pub(super) async fn create(&self, req: CreateSession) -> Result<SessionCreated, ApiError> {
+    pub(super) async fn create(
+        &self,
+        owner: Option<&str>,
+        req: CreateSession,
+    ) -> Result<SessionCreated, ApiError> {
         let ttl_sec = validate(&req)?;
         self.provider.check(&req).map_err(ApiError::bad_request)?;
         let id = format!("s-{}", random::hex(8));
         let _creating = self.mark_creating(&id);
         let now = unix_now();
         let max = self.max_sessions;
-        let request_id = req.request_id.clone();
-        let made = self
-            .modify(|records| {
-                // Looked up with the record written, so two tries of one request make one.
-                // One whose machine was never made (the daemon died first) is no answer: the
-                // request makes its session now.
-                let answers = |r: &&Record| {
-                    request_id.is_some()
-                        && r.request_id == request_id
-                        && (r.state.is_live() || r.machine.is_some())
-                };
-                if let Some(earlier) = records.iter().find(answers) {
-                    return Some(Err(earlier.id.clone()));
-                }
-                // Counted with the record written, so concurrent creates cannot pass the cap.
-                if records.iter().filter(|r| r.state.is_live()).count() >= max {
-                    return None;
-                }
-                let label = labels::generate(|l| records.iter().any(|r| r.label == l));
-                records.push(Record {
-                    id: id.clone(),
-                    label,
-                    state: SessionState::Starting,
-                    agent: req.agent,
-                    provider: P::NAME.to_string(),
-                    // The machine says where it runs.
-                    region: None,
-                    created_at: now,
-                    expires_at: now + ttl_sec,
-                    connect_token: random::hex(32),
-                    machine: None,
-                    destroy_pending: false,
-                    ended_at: None,
-                    reason: None,
-                    request_id: request_id.clone(),
-                    cmd: req.cmd.clone(),
-                    exit_code: None,
-                });
-                records.last().cloned().map(Ok)
-            })
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(|| {
-                ApiError::new(
+        let new = NewSession {
+            record: Record {
+                id: id.clone(),
+                owner: owner.map(str::to_string),
+                // The store chooses it, among the owner's.
+                label: String::new(),
+                state: SessionState::Starting,
+                agent: req.agent,
+                provider: P::NAME.to_string(),
+                // The machine says where it runs.
+                region: None,
+                created_at: now,
+                expires_at: now + ttl_sec,
+                connect_token: self.store.connect_token(&id),
+                machine: None,
+                destroy_pending: false,
+                ended_at: None,
+                reason: None,
+                request_id: req.request_id.clone(),
+                cmd: req.cmd.clone(),
+                exit_code: None,
+            },
+            max_live: max,
+        };
+        let made = self.store.create(new).await.map_err(ApiError::internal)?;
+        let record = match made {
+            Made::New(record) => *record,
+            Made::Earlier(earlier) => return self.created_before(&earlier).await,
+            Made::Full => {
+                return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "session_limit",
                     format!(
-                        "{max} sessions are running, this daemon's limit: stop one with \
+                        "{max} sessions are running, the limit: stop one with \
                          `catty stop <label>`, or restart the daemon with a larger \
                          CATTY_MAX_SESSIONS"
                     ),
-                )
-            })?;
-        let record = match made {
-            Ok(record) => record,
-            Err(earlier) => return self.created_before(&earlier).await,
+                ));
+            }
         };
         self.new_deadline.notify_one();
         let spec = MachineSpec {
@@ -178,8 +164,8 @@ impl<P: Provider> Daemon<P> {
     async fn created_before(&self, id: &str) -> Result<SessionCreated, ApiError> {
         let deadline = tokio::time::Instant::now() + READY_TIMEOUT + RETRY_GRACE;
         loop {
-            let record = (self.records().await.into_iter())
-                .find(|r| r.id == id)
+            let record = (self.store.get(id).await)
+                .map_err(ApiError::internal)?
                 .ok_or_else(|| ApiError::conflict("this request's session was removed"))?;
             match (record.state, &record.machine) {
                 (SessionState::Running, Some(machine)) => {
@@ -223,18 +209,18 @@ impl<P: Provider> Daemon<P> {
         machine: Option<&Machine>,
         to: SessionState,
     ) -> Result<bool, ApiError> {
-        let advanced = self.modify(|records| match records.iter_mut().find(|r| r.id == id) {
-            Some(r) if r.state == SessionState::Starting => {
-                if let Some(machine) = machine {
-                    r.region = machine.region.clone();
-                    r.machine = Some(machine.clone());
-                }
-                r.state = to;
-                true
+        let advanced = self.store.update(id, |r| {
+            if r.state != SessionState::Starting {
+                return false;
             }
-            _ => false,
+            if let Some(machine) = machine {
+                r.region = machine.region.clone();
+                r.machine = Some(machine.clone());
+            }
+            r.state = to;
+            true
         });
-        advanced.await.map_err(ApiError::internal)
+        Ok(advanced.await.map_err(ApiError::internal)? == Some(true))
     }
 
     /// The session was stopped while its machine was being made: destroy that machine here.

@@ -8,21 +8,32 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use super::db::Db;
 use super::error::ApiError;
 use super::provider::{InFlight, Liveness, Provider};
-use super::store::{self, Record, Store};
+use super::reconcile::ORPHAN_AFTER_SEC;
+use super::store::{Record, Store};
 use crate::clock::unix_now;
 use crate::locks;
 use crate::protocol::api::{SessionInfo, SessionList, SessionState};
 
+/// Who may ask the daemon.
+pub(super) enum Auth {
+    /// The local daemon: one user, whose token is the state directory's `api.token`, and
+    /// only from this computer (loopback `Host`, no browser `Origin`).
+    Local(String),
+    /// The hosted API: each request's token is one catty minted for a user at login.
+    Hosted(Db),
+}
+
 /// The daemon's state, shared by every connection and the sweep.
 pub(super) struct Daemon<P> {
     pub provider: P,
-    store: tokio::sync::Mutex<Store>,
+    pub store: Store,
     /// Sessions this process is creating right now: the sweep leaves them alone.
     creating: Mutex<HashSet<String>>,
-    /// The bearer token every request but `/healthz` must carry.
-    pub token: String,
+    /// Who may ask.
+    pub auth: Auth,
     /// Wakes the sweep loop: a new session brings a deadline that may come before its next
     /// sweep.
     pub new_deadline: Notify,
@@ -37,45 +48,17 @@ impl<P: Provider> Daemon<P> {
     pub(super) fn new(
         provider: P,
         store: Store,
-        token: String,
+        auth: Auth,
         limits: (usize, std::time::Duration),
     ) -> Daemon<P> {
         Daemon {
             max_sessions: limits.0,
             keep_ended: limits.1,
             provider,
-            store: tokio::sync::Mutex::new(store),
+            store,
             creating: Mutex::new(HashSet::new()),
-            token,
+            auth,
             new_deadline: Notify::new(),
-        }
-    }
-
-    pub(super) async fn records(&self) -> Vec<Record> {
-        self.store.lock().await.records.clone()
-    }
-
-    /// Applies `change` to the records and writes them to disk; on a failed write the
-    /// records stay as they were. The change lands in memory first, so a caller that is
-    /// cancelled halfway leaves memory ahead of the disk, never behind.
-    pub(super) async fn modify<T>(
-        &self,
-        change: impl FnOnce(&mut Vec<Record>) -> T,
-    ) -> anyhow::Result<T> {
-        let mut store = self.store.lock().await;
-        let before = store.records.clone();
-        let out = change(&mut store.records);
-        if store.records == before {
-            return Ok(out);
-        }
-        let (path, bytes) = (store.path().to_path_buf(), Store::encode(&store.records));
-        let written = tokio::task::spawn_blocking(move || store::write_atomic(&path, &bytes)).await;
-        match written.map_err(anyhow::Error::from).and_then(|w| w) {
-            Ok(()) => Ok(out),
-            Err(e) => {
-                store.records = before;
-                Err(e)
-            }
         }
     }
 
@@ -88,20 +71,34 @@ impl<P: Provider> Daemon<P> {
         locks::lock(&self.creating).contains(id)
     }
 
+    /// Whether `record` is being created, by this process or (a store shared by many
+    /// instances) maybe by another: a `starting` record younger than any create takes. The
+    /// sweep and the refresh leave such a record alone.
+    pub(super) fn in_creation(&self, record: &Record) -> bool {
+        self.is_creating(&record.id)
+            || (self.store.shared()
+                && record.state == SessionState::Starting
+                && unix_now() < record.created_at + ORPHAN_AFTER_SEC)
+    }
+
     /// Every session, each live one checked against its machine first (as [`Daemon::get`]),
     /// so a listing says what is true now, not at the last sweep.
-    pub(super) async fn list(&self) -> SessionList {
-        let records = self.records().await;
+    pub(super) async fn list(&self, owner: Option<&str>) -> Result<SessionList, ApiError> {
+        let records = self.store.list(owner).await.map_err(ApiError::internal)?;
         let fresh = futures_util::future::join_all(records.into_iter().map(|r| self.refresh(r)));
-        SessionList {
+        Ok(SessionList {
             sessions: fresh.await.iter().map(Record::info).collect(),
-        }
+        })
     }
 
     /// One session, its state checked against its machine first: this is what a client
     /// asks before it reconnects, so it must not wait for the next sweep.
-    pub(super) async fn get(&self, key: &str) -> Result<SessionInfo, ApiError> {
-        let record = self.find(key).await?;
+    pub(super) async fn get(
+        &self,
+        owner: Option<&str>,
+        key: &str,
+    ) -> Result<SessionInfo, ApiError> {
+        let record = self.find(owner, key).await?;
         Ok(self.refresh(record).await.info())
     }
 
@@ -109,7 +106,7 @@ impl<P: Provider> Daemon<P> {
         let Some(machine) = record.machine.as_ref() else {
             return record;
         };
-        if !record.state.is_live() || record.provider != P::NAME || self.is_creating(&record.id) {
+        if !record.state.is_live() || record.provider != P::NAME || self.in_creation(&record) {
             return record;
         }
         let code = match self.provider.alive(machine).await {
@@ -130,7 +127,12 @@ impl<P: Provider> Daemon<P> {
             Ok(ended) => ended,
             Err(e) => {
                 tracing::warn!("{}", e.message);
-                self.find(&record.id).await.unwrap_or(record)
+                self.store
+                    .get(&record.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(record)
             }
         }
     }
@@ -138,14 +140,13 @@ impl<P: Provider> Daemon<P> {
     /// Records that the program of `record` exited with `code`.
     async fn exited(&self, record: Record, code: i32) -> Record {
         let id = record.id.clone();
-        let noted = self.modify(|records| {
-            let r = records
-                .iter_mut()
-                .find(|r| r.id == id && r.state.is_live())?;
-            r.exit_code = Some(code);
-            Some(r.clone())
+        let noted = self.store.update(&id, |r| {
+            r.state.is_live().then(|| {
+                r.exit_code = Some(code);
+                r.clone()
+            })
         });
-        match noted.await {
+        match noted.await.map(Option::flatten) {
             Ok(Some(noted)) => {
                 tracing::info!(session = %noted.label, code, "its program exited");
                 noted
@@ -158,11 +159,13 @@ impl<P: Provider> Daemon<P> {
         }
     }
 
-    pub(super) async fn find(&self, key: &str) -> Result<Record, ApiError> {
-        let store = self.store.lock().await;
-        store
-            .find(key)
-            .cloned()
+    /// `owner`'s session `key` (an id or a label); someone else's is not found, as one that
+    /// does not exist (no existence leak).
+    pub(super) async fn find(&self, owner: Option<&str>, key: &str) -> Result<Record, ApiError> {
+        self.store
+            .find(owner, key)
+            .await
+            .map_err(ApiError::internal)?
             .ok_or_else(|| ApiError::not_found(format!("no session {key:?}")))
     }
 }

@@ -45,4 +45,13 @@ impl ApiError {
             format!("{e:#}"),
         )
     }
+
+    /// What the daemon depends on (its database) does not answer: try again later.
+    pub(super) fn unavailable(e: anyhow::Error) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{e:#}"),
+        )
+    }
 }

@@ -9,9 +9,10 @@ use std::time::Duration;
 use anyhow::bail;
 use hyper::StatusCode;
 
+use super::daemon::Auth;
 use super::daemon::Daemon;
 use super::provider::{Liveness, Machine, MachineSpec, Provider};
-use super::store::Store;
+use super::store::{FileStore, Record, Store};
 use crate::clock::unix_now;
 use crate::protocol::api::{CreateSession, SessionState};
 
@@ -104,15 +105,18 @@ fn start(fake: Fake) -> (Daemon<Fake>, tempfile::TempDir) {
 
 fn start_keeping(fake: Fake, keep_ended: Duration) -> (Daemon<Fake>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::File(FileStore::open(dir.path()).unwrap());
     let limits = (MAX_SESSIONS, keep_ended);
-    (Daemon::new(fake, store, "t".repeat(64), limits), dir)
+    (
+        Daemon::new(fake, store, Auth::Local("t".repeat(64)), limits),
+        dir,
+    )
 }
 
 #[tokio::test]
 async fn an_exit_is_noted_while_the_runtime_stays_and_kept_when_its_machine_goes() {
     let (daemon, _dir) = start(Fake::default());
-    let s = daemon.create(shell(None)).await.unwrap();
+    let s = daemon.create(None, shell(None)).await.unwrap();
     let exited = |code| {
         daemon
             .provider
@@ -123,11 +127,11 @@ async fn an_exit_is_noted_while_the_runtime_stays_and_kept_when_its_machine_goes
     };
     exited(7);
     daemon.sweep().await;
-    let r = daemon.find(&s.label).await.unwrap();
+    let r = daemon.find(None, &s.label).await.unwrap();
     assert_eq!((r.state, r.exit_code), (SessionState::Running, Some(7)));
     assert_eq!(r.info().state_text(), "exited (code 7)");
     daemon.provider.kill(&s.machine_id);
-    let listed = daemon.list().await;
+    let listed = daemon.list(None).await.unwrap();
     assert_eq!(listed.sessions[0].state, SessionState::Exited);
     assert_eq!(listed.sessions[0].state_text(), "exited (code 7)");
 }
@@ -135,22 +139,23 @@ async fn an_exit_is_noted_while_the_runtime_stays_and_kept_when_its_machine_goes
 #[tokio::test]
 async fn ended_sessions_are_pruned_after_the_keep() {
     let (daemon, _dir) = start_keeping(Fake::default(), Duration::from_secs(60));
-    let old = daemon.create(shell(None)).await.unwrap();
-    let recent = daemon.create(shell(None)).await.unwrap();
-    daemon.stop(&old.label).await.unwrap();
-    daemon.stop(&recent.label).await.unwrap();
+    let old = daemon.create(None, shell(None)).await.unwrap();
+    let recent = daemon.create(None, shell(None)).await.unwrap();
+    daemon.stop(None, &old.label).await.unwrap();
+    daemon.stop(None, &recent.label).await.unwrap();
+    let ended_long_ago = |r: &mut Record| r.ended_at = Some(unix_now() - 61);
     daemon
-        .modify(|records| {
-            let r = records.iter_mut().find(|r| r.id == old.session_id);
-            r.unwrap().ended_at = Some(unix_now() - 61);
-        })
+        .store
+        .update(&old.session_id, ended_long_ago)
         .await
         .unwrap();
     assert!(daemon.next_sweep_in().await <= Duration::from_secs(1));
     daemon.sweep().await;
     let left: Vec<String> = daemon
-        .records()
+        .store
+        .list(None)
         .await
+        .unwrap()
         .into_iter()
         .map(|r| r.label)
         .collect();
@@ -168,9 +173,9 @@ fn shell(ttl_sec: Option<u64>) -> CreateSession {
 #[tokio::test]
 async fn created_sessions_run_and_carry_their_machine() {
     let (daemon, _dir) = start(Fake::default());
-    let created = daemon.create(shell(None)).await.unwrap();
+    let created = daemon.create(None, shell(None)).await.unwrap();
     assert_eq!(created.machine_id, "m-0");
-    let info = daemon.get(&created.label).await.unwrap();
+    let info = daemon.get(None, &created.label).await.unwrap();
     assert_eq!(info.state, SessionState::Running);
     assert_eq!(info.region.as_deref(), Some("ams"));
     assert_eq!(info.provider, "fake");
@@ -182,10 +187,10 @@ async fn a_failed_create_leaves_a_gone_record_and_says_why() {
         fail_create: true,
         ..Default::default()
     });
-    let err = daemon.create(shell(None)).await.unwrap_err();
+    let err = daemon.create(None, shell(None)).await.unwrap_err();
     assert_eq!(err.status, StatusCode::BAD_GATEWAY);
     assert!(err.message.contains("quota exceeded"), "{}", err.message);
-    let records = daemon.records().await;
+    let records = daemon.store.list(None).await.unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].state, SessionState::Gone);
     assert!(err.message.contains(&records[0].label), "{}", err.message);
@@ -197,11 +202,11 @@ async fn a_machine_that_never_answers_is_destroyed() {
         fail_ready: true,
         ..Default::default()
     });
-    let err = daemon.create(shell(None)).await.unwrap_err();
+    let err = daemon.create(None, shell(None)).await.unwrap_err();
     assert_eq!(err.status, StatusCode::BAD_GATEWAY);
     assert!(err.message.contains("runtime.log"), "{}", err.message);
     assert_eq!(daemon.provider.destroyed(), ["m-0"]);
-    let records = daemon.records().await;
+    let records = daemon.store.list(None).await.unwrap();
     assert_eq!(records[0].state, SessionState::Gone);
     assert!(!records[0].destroy_pending);
 }
@@ -209,72 +214,79 @@ async fn a_machine_that_never_answers_is_destroyed() {
 #[tokio::test]
 async fn the_sweep_ends_dead_and_expired_sessions() {
     let (daemon, _dir) = start(Fake::default());
-    let dead = daemon.create(shell(None)).await.unwrap();
-    let expiring = daemon.create(shell(Some(1))).await.unwrap();
-    let healthy = daemon.create(shell(None)).await.unwrap();
+    let dead = daemon.create(None, shell(None)).await.unwrap();
+    let expiring = daemon.create(None, shell(Some(1))).await.unwrap();
+    let healthy = daemon.create(None, shell(None)).await.unwrap();
     daemon.provider.kill(&dead.machine_id);
     // Past the deadline and its slack.
+    let past = |r: &mut Record| r.expires_at = unix_now() - 60;
     daemon
-        .modify(|records| {
-            let r = records.iter_mut().find(|r| r.id == expiring.session_id);
-            r.unwrap().expires_at = unix_now() - 60;
-        })
+        .store
+        .update(&expiring.session_id, past)
         .await
         .unwrap();
     daemon.sweep().await;
     // From the records, not `get` (which would check the machine itself).
-    let records = daemon.records().await;
+    let records = daemon.store.list(None).await.unwrap();
     let state = |id: &str| records.iter().find(|r| r.id == id).unwrap().state;
     assert_eq!(state(&dead.session_id), SessionState::Gone);
     assert_eq!(state(&expiring.session_id), SessionState::Expired);
     assert_eq!(state(&healthy.session_id), SessionState::Running);
     assert!(daemon.provider.destroyed().contains(&expiring.machine_id));
-    assert!(daemon.records().await.iter().all(|r| !r.destroy_pending));
+    assert!(
+        daemon
+            .store
+            .list(None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| !r.destroy_pending)
+    );
 }
 
 #[tokio::test]
 async fn orphans_of_a_dead_daemon_are_adopted_or_given_up() {
     let (daemon, _dir) = start(Fake::default());
-    let with_machine = daemon.create(shell(None)).await.unwrap();
-    let without = daemon.create(shell(None)).await.unwrap();
+    let with_machine = daemon.create(None, shell(None)).await.unwrap();
+    let without = daemon.create(None, shell(None)).await.unwrap();
     // As if the daemon died after writing `starting` but before recording the machine.
-    daemon
-        .modify(|records| {
-            for r in records.iter_mut() {
-                r.state = SessionState::Starting;
-                r.machine = None;
-            }
-        })
-        .await
-        .unwrap();
+    for r in daemon.store.list(None).await.unwrap() {
+        let starting = |r: &mut Record| {
+            r.state = SessionState::Starting;
+            r.machine = None;
+        };
+        daemon.store.update(&r.id, starting).await.unwrap();
+    }
     daemon.provider.kill(&without.machine_id);
     daemon.sweep().await;
-    let adopted = daemon.get(&with_machine.session_id).await.unwrap();
+    let adopted = daemon.get(None, &with_machine.session_id).await.unwrap();
     assert_eq!(adopted.state, SessionState::Running);
     assert_eq!(adopted.machine_id, with_machine.machine_id);
-    let given_up = daemon.get(&without.session_id).await.unwrap();
+    let given_up = daemon.get(None, &without.session_id).await.unwrap();
     assert_eq!(given_up.state, SessionState::Gone);
 }
 
 #[tokio::test]
 async fn stop_all_marks_every_live_session_and_counts_machines() {
     let (daemon, _dir) = start(Fake::default());
-    let a = daemon.create(shell(None)).await.unwrap();
-    daemon.create(shell(None)).await.unwrap();
-    let done = daemon.stop_all().await.unwrap();
+    let a = daemon.create(None, shell(None)).await.unwrap();
+    daemon.create(None, shell(None)).await.unwrap();
+    let done = daemon.stop_all(None).await.unwrap();
     assert_eq!(done.stopped, 2);
     assert!(
         daemon
-            .records()
+            .store
+            .list(None)
             .await
+            .unwrap()
             .iter()
             .all(|r| r.state == SessionState::Stopped)
     );
     assert_eq!(
-        daemon.stop(&a.label).await.unwrap().state,
+        daemon.stop(None, &a.label).await.unwrap().state,
         SessionState::Stopped
     );
-    assert_eq!(daemon.stop_all().await.unwrap().stopped, 0);
+    assert_eq!(daemon.stop_all(None).await.unwrap().stopped, 0);
 }
 
 /// Past the cap a create is refused with 429 and nothing is made; ending one makes room.
@@ -283,18 +295,18 @@ async fn live_sessions_are_capped() {
     let (daemon, _dir) = start(Fake::default());
     let mut labels = Vec::new();
     for _ in 0..MAX_SESSIONS {
-        labels.push(daemon.create(shell(None)).await.unwrap().label);
+        labels.push(daemon.create(None, shell(None)).await.unwrap().label);
     }
-    let err = daemon.create(shell(None)).await.unwrap_err();
+    let err = daemon.create(None, shell(None)).await.unwrap_err();
     assert_eq!(err.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(
         err.message.contains("CATTY_MAX_SESSIONS"),
         "{}",
         err.message
     );
-    assert_eq!(daemon.records().await.len(), MAX_SESSIONS);
-    daemon.stop(&labels[0]).await.unwrap();
-    daemon.create(shell(None)).await.unwrap();
+    assert_eq!(daemon.store.list(None).await.unwrap().len(), MAX_SESSIONS);
+    daemon.stop(None, &labels[0]).await.unwrap();
+    daemon.create(None, shell(None)).await.unwrap();
 }
 
 /// Tries of one request, at once or one after the other, make one session; another request
@@ -306,22 +318,31 @@ async fn one_request_id_makes_one_session() {
         request_id: Some("abcdefghijklmnop".into()),
         ..shell(None)
     };
-    let (a, b) = tokio::join!(daemon.create(req.clone()), daemon.create(req.clone()));
+    let (a, b) = tokio::join!(
+        daemon.create(None, req.clone()),
+        daemon.create(None, req.clone())
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.session_id, b.session_id);
-    assert_eq!(daemon.create(req).await.unwrap().session_id, a.session_id);
+    assert_eq!(
+        daemon.create(None, req).await.unwrap().session_id,
+        a.session_id
+    );
     let other = CreateSession {
         request_id: Some("qrstuvwxyz012345".into()),
         ..shell(None)
     };
-    assert_ne!(daemon.create(other).await.unwrap().session_id, a.session_id);
-    assert_eq!(daemon.records().await.len(), 2);
+    assert_ne!(
+        daemon.create(None, other).await.unwrap().session_id,
+        a.session_id
+    );
+    assert_eq!(daemon.store.list(None).await.unwrap().len(), 2);
     let bad = CreateSession {
         request_id: Some("short".into()),
         ..shell(None)
     };
     assert_eq!(
-        daemon.create(bad).await.unwrap_err().status,
+        daemon.create(None, bad).await.unwrap_err().status,
         StatusCode::BAD_REQUEST
     );
 }

@@ -4,6 +4,7 @@
 
 mod create;
 mod daemon;
+mod db;
 mod error;
 #[cfg(test)]
 mod fake_tests;
@@ -26,9 +27,10 @@ use tokio::sync::watch;
 
 use crate::config::{ApiConfig, ProviderKind};
 use crate::{private_dir, random};
-use daemon::Daemon;
+use daemon::{Auth, Daemon};
+use db::Db;
 use provider::{Fly, Local, LocalOptions, Provider};
-use store::Store;
+use store::{FileStore, Store};
 
 /// Serves the daemon on `listener` until `shutdown` resolves. Sessions keep running after it
 /// returns; the next start reconciles with them.
@@ -38,16 +40,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     private_dir::create(&config.state_dir)?;
-    // Held until we return: one daemon per state directory, whatever port it listens on.
-    let _lock = lock_state_dir(&config.state_dir)?;
-    let token = load_or_create_token(&config.state_dir)?;
-    let store = Store::open(&config.state_dir)?;
-    tracing::info!(state_dir = %config.state_dir.display(), sessions = store.records.len(), version = crate::version::this_build(), "catty api starting");
+    let (store, auth, _lock) = match &config.hosted {
+        // Held until we return: one daemon per state directory, whatever port it listens on.
+        None => (
+            Store::File(FileStore::open(&config.state_dir)?),
+            Auth::Local(load_or_create_token(&config.state_dir)?),
+            Some(lock_state_dir(&config.state_dir)?),
+        ),
+        Some(hosted) => {
+            let db = Db::connect(&hosted.database_url, &hosted.connect_key).await?;
+            (Store::Db(db.clone()), Auth::Hosted(db), None)
+        }
+    };
+    let mode = if config.hosted.is_some() {
+        "hosted"
+    } else {
+        "local"
+    };
+    tracing::info!(state_dir = %config.state_dir.display(), mode, version = crate::version::this_build(), "catty api starting");
     let max = (config.max_sessions, config.keep_ended);
     match (config.provider, config.fly) {
         (ProviderKind::Fly, Some(fly)) => {
             let fly = Fly::new(fly)?;
-            serve(Daemon::new(fly, store, token, max), listener, shutdown).await
+            serve(Daemon::new(fly, store, auth, max), listener, shutdown).await
         }
         (ProviderKind::Fly, None) => bail!("the fly provider has no configuration"),
         (ProviderKind::Local, _) => {
@@ -58,7 +73,7 @@ pub async fn run(
                 session_env: config.session_env.clone(),
             })
             .await?;
-            serve(Daemon::new(local, store, token, max), listener, shutdown).await
+            serve(Daemon::new(local, store, auth, max), listener, shutdown).await
         }
     }
 }

@@ -11,10 +11,12 @@ use tracing::Instrument;
 
 use super::daemon::Daemon;
 use super::provider::{Liveness, Machine, Provider};
-use super::store::Record;
+use super::store::{Record, Store};
 use crate::clock::unix_now;
 use crate::protocol::api::SessionState;
 
+/// The advisory lock one sweep at a time holds (any constant of ours).
+const SWEEP_LOCK: i64 = 0x6361_7474_7973; // "cattys"
 /// How often the sweep runs when no deadline comes sooner.
 pub(super) const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 /// The runtime ends its own session at the deadline and needs a few seconds to hang up its
@@ -22,7 +24,7 @@ pub(super) const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 const EXPIRY_SLACK_SEC: u64 = 5;
 /// How long an orphaned `starting` record waits for a non-authoritative provider to list its
 /// machine before it is given up: longer than any create takes.
-const ORPHAN_AFTER_SEC: u64 = 300;
+pub(super) const ORPHAN_AFTER_SEC: u64 = 300;
 /// How long an adopted machine gets to answer `/healthz`.
 const ADOPT_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -43,11 +45,31 @@ enum Verdict {
 }
 
 impl<P: Provider> Daemon<P> {
-    /// One pass over the records.
+    /// One pass over the records; with a store many instances share, by one instance at a
+    /// time (so no two act on one machine at once, and the backstop destroys an expired
+    /// machine once).
     pub(super) async fn sweep(&self) {
+        let Store::Db(db) = &self.store else {
+            return self.sweep_once().await;
+        };
+        match db.exclusively(SWEEP_LOCK, self.sweep_once()).await {
+            Ok(Some(())) => {}
+            Ok(None) => tracing::debug!("another instance is sweeping"),
+            Err(e) => tracing::warn!("cannot sweep: {e:#}"),
+        }
+    }
+
+    async fn sweep_once(&self) {
         let now = unix_now();
-        let live: Vec<Record> = (self.records().await.into_iter())
-            .filter(|r| r.state.is_live() && r.provider == P::NAME && !self.is_creating(&r.id))
+        let sweepable = match self.store.sweepable().await {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!("cannot read the sessions to sweep: {e:#}");
+                return;
+            }
+        };
+        let live: Vec<Record> = (sweepable.into_iter())
+            .filter(|r| r.state.is_live() && r.provider == P::NAME && !self.in_creation(r))
             .collect();
         let listed = match live.iter().any(|r| r.machine.is_none()) {
             true => match self.provider.list().await {
@@ -129,40 +151,49 @@ impl<P: Provider> Daemon<P> {
 
     /// Writes the verdicts, each only if its record did not change since it was judged.
     async fn apply(&self, verdicts: Vec<(Record, Verdict)>, now: u64) -> anyhow::Result<()> {
-        self.modify(|records| {
-            for (judged, verdict) in verdicts {
-                let Some(r) = records.iter_mut().find(|r| **r == judged) else {
-                    continue;
-                };
-                match verdict {
-                    Verdict::Keep => {}
-                    Verdict::Running(adopted) => {
-                        r.machine = adopted.or(r.machine.take());
-                        r.state = SessionState::Running;
-                        tracing::info!(session = %r.label, "session running again");
-                    }
-                    Verdict::Exited(code) => {
-                        r.exit_code = Some(code);
-                        tracing::info!(session = %r.label, code, "its program exited");
-                    }
-                    Verdict::End {
-                        state,
-                        reason,
-                        machine,
-                    } => {
-                        r.machine = r.machine.take().or(machine);
-                        r.end(state, reason, now);
-                        tracing::info!(session = %r.label, "session ended: {reason}");
-                    }
-                }
+        for (judged, verdict) in verdicts {
+            if matches!(verdict, Verdict::Keep) {
+                continue;
             }
-        })
-        .await
+            self.store
+                .update(&judged.id, |r| {
+                    if *r != judged {
+                        return;
+                    }
+                    match verdict {
+                        Verdict::Keep => {}
+                        Verdict::Running(adopted) => {
+                            r.machine = adopted.or(r.machine.take());
+                            r.state = SessionState::Running;
+                            tracing::info!(session = %r.label, "session running again");
+                        }
+                        Verdict::Exited(code) => {
+                            r.exit_code = Some(code);
+                            tracing::info!(session = %r.label, code, "its program exited");
+                        }
+                        Verdict::End {
+                            state,
+                            reason,
+                            machine,
+                        } => {
+                            r.machine = r.machine.take().or(machine);
+                            r.end(state, reason, now);
+                            tracing::info!(session = %r.label, "session ended: {reason}");
+                        }
+                    }
+                })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Destroys the machines of ended sessions that are not confirmed destroyed yet.
     async fn retry_destroys(&self) {
-        let pending: Vec<Machine> = (self.records().await.into_iter())
+        let sweepable = match self.store.sweepable().await {
+            Ok(records) => records,
+            Err(e) => return tracing::error!("cannot read the sessions to sweep: {e:#}"),
+        };
+        let pending: Vec<Machine> = (sweepable.into_iter())
             .filter(|r| r.destroy_pending && !r.state.is_live() && r.provider == P::NAME)
             .filter_map(|r| r.machine)
             .collect();
@@ -182,19 +213,7 @@ impl<P: Provider> Daemon<P> {
     /// Forgets sessions that ended more than `keep_ended` ago.
     async fn prune(&self, now: u64) {
         let keep = self.keep_ended.as_secs();
-        let old = |r: &Record| {
-            !r.state.is_live() && !r.destroy_pending && r.ended_at.is_some_and(|t| t + keep < now)
-        };
-        let pruned = self.modify(|records| {
-            let gone: Vec<String> = records
-                .iter()
-                .filter(|r| old(r))
-                .map(|r| r.id.clone())
-                .collect();
-            records.retain(|r| !old(r));
-            gone
-        });
-        match pruned.await {
+        match self.store.prune(now.saturating_sub(keep)).await {
             Ok(gone) => {
                 for id in gone {
                     self.provider.forget(&id).await;
@@ -209,17 +228,15 @@ impl<P: Provider> Daemon<P> {
     pub(super) async fn next_sweep_in(&self) -> Duration {
         let now = unix_now();
         let keep = self.keep_ended.as_secs();
-        let soonest = (self.records().await.iter())
-            .filter_map(|r| match (r.state.is_live(), r.ended_at) {
-                (true, _) => Some(r.expires_at + EXPIRY_SLACK_SEC),
-                (false, Some(ended)) => Some(ended + keep + 1),
-                (false, None) => None,
-            })
-            .map(|due| due.saturating_sub(now))
-            .min();
-        match soonest {
-            Some(secs) => Duration::from_secs(secs.max(1)).min(SWEEP_INTERVAL),
-            None => SWEEP_INTERVAL,
+        match self.store.next_due(EXPIRY_SLACK_SEC, keep).await {
+            Ok(Some(due)) => {
+                Duration::from_secs(due.saturating_sub(now).max(1)).min(SWEEP_INTERVAL)
+            }
+            Ok(None) => SWEEP_INTERVAL,
+            Err(e) => {
+                tracing::warn!("cannot read the next deadline: {e:#}");
+                SWEEP_INTERVAL
+            }
         }
     }
 }

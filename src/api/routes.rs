@@ -15,7 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
-use super::daemon::Daemon;
+use super::daemon::{Auth, Daemon};
+use super::db::Db;
+use super::db::accounts::User;
 use super::error::ApiError;
 use super::provider::Provider;
 use crate::net::Proven;
@@ -29,18 +31,15 @@ use crate::protocol::api::{DAEMON_PID_HEADER, DAEMON_PROVIDER_HEADER, DAEMON_VER
 /// turns away anything that is not a session request.
 const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 
-/// One TCP connection of HTTP/1 requests; `proven` once one of them shows the token.
+/// One TCP connection of HTTP/1 requests; `proven` once one of them shows a good token.
 pub(super) async fn connection<P: Provider>(
     daemon: Arc<Daemon<P>>,
     stream: TcpStream,
     proven: Proven,
 ) {
     let service = service_fn(move |req| {
-        let daemon = daemon.clone();
-        if http::bearer_matches(&req, &daemon.token) {
-            proven.set();
-        }
-        async move { Ok::<_, Infallible>(route(&daemon, req).await) }
+        let (daemon, proven) = (daemon.clone(), proven.clone());
+        async move { Ok::<_, Infallible>(route(&daemon, req, &proven).await) }
     });
     let http = http::server().serve_connection(TokioIo::new(stream), service);
     if let Err(e) = http.await {
@@ -51,23 +50,41 @@ pub(super) async fn connection<P: Provider>(
 pub(super) async fn route<P: Provider>(
     daemon: &Daemon<P>,
     req: Request<Incoming>,
+    proven: &Proven,
 ) -> Response<Body> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let resp = answer(daemon, req).await;
+    let resp = answer(daemon, req, proven).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     resp
 }
 
-async fn answer<P: Provider>(daemon: &Daemon<P>, req: Request<Incoming>) -> Response<Body> {
-    let answer = match check_browser(&req) {
-        Err(e) => Err(e),
-        Ok(()) if req.uri().path() == HEALTHZ_PATH => healthz::<P>(&req),
-        Ok(()) if !http::bearer_matches(&req, &daemon.token) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer token (it is in the state directory's api.token)",
-        )),
-        Ok(()) => dispatch(daemon, req).await,
+async fn answer<P: Provider>(
+    daemon: &Daemon<P>,
+    req: Request<Incoming>,
+    proven: &Proven,
+) -> Response<Body> {
+    let answer = match &daemon.auth {
+        Auth::Local(token) => match check_browser(&req) {
+            Err(e) => Err(e),
+            Ok(()) if req.uri().path() == HEALTHZ_PATH => healthz::<P>(&req),
+            Ok(()) if !http::bearer_matches(&req, token) => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token (it is in the state directory's api.token)",
+            )),
+            Ok(()) => {
+                proven.set();
+                dispatch(daemon, None, req).await
+            }
+        },
+        Auth::Hosted(_) if req.uri().path() == HEALTHZ_PATH => healthz::<P>(&req),
+        Auth::Hosted(db) => match user(db, &req).await {
+            Ok(user) => {
+                proven.set();
+                dispatch(daemon, Some(&user.id), req).await
+            }
+            Err(e) => Err(e),
+        },
     };
     answer.unwrap_or_else(|e| {
         if e.status.is_server_error() {
@@ -75,6 +92,23 @@ async fn answer<P: Provider>(daemon: &Daemon<P>, req: Request<Incoming>) -> Resp
         }
         error_response(e)
     })
+}
+
+/// The user whose token the request carries (the hosted API).
+async fn user<B>(db: &Db, req: &Request<B>) -> Result<User, ApiError> {
+    let unauthorized = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "not logged in, or the login expired or was revoked: run catty login",
+        )
+    };
+    let token = http::bearer(req).ok_or_else(unauthorized)?;
+    match db.user_for_token(token).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(unauthorized()),
+        Err(e) => Err(ApiError::unavailable(e)),
+    }
 }
 
 /// The one place errors become JSON.
@@ -108,19 +142,23 @@ fn healthz<P: Provider>(req: &Request<Incoming>) -> Result<Response<Body>, ApiEr
     }
 }
 
+/// `owner`: the user the request's token belongs to (hosted), `None` for the local daemon.
 async fn dispatch<P: Provider>(
     daemon: &Daemon<P>,
+    owner: Option<&str>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["v1", "sessions"]) => ok(daemon.list().await),
-        (&Method::POST, ["v1", "sessions"]) => ok(daemon.create(read_json(req).await?).await?),
-        (&Method::POST, ["v1", "sessions", "stop-all"]) => ok(daemon.stop_all().await?),
-        (&Method::GET, ["v1", "sessions", key]) => ok(daemon.get(key).await?),
-        (&Method::POST, ["v1", "sessions", key, "stop"]) => ok(daemon.stop(key).await?),
-        (&Method::DELETE, ["v1", "sessions", key]) => ok(daemon.forget(key).await?),
+        (&Method::GET, ["v1", "sessions"]) => ok(daemon.list(owner).await?),
+        (&Method::POST, ["v1", "sessions"]) => {
+            ok(daemon.create(owner, read_json(req).await?).await?)
+        }
+        (&Method::POST, ["v1", "sessions", "stop-all"]) => ok(daemon.stop_all(owner).await?),
+        (&Method::GET, ["v1", "sessions", key]) => ok(daemon.get(owner, key).await?),
+        (&Method::POST, ["v1", "sessions", key, "stop"]) => ok(daemon.stop(owner, key).await?),
+        (&Method::DELETE, ["v1", "sessions", key]) => ok(daemon.forget(owner, key).await?),
         (_, ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop"]) => {
             Err(not_allowed(&req))
         }

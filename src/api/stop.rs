@@ -14,8 +14,12 @@ use crate::protocol::api::{SessionInfo, SessionState, StopAll};
 
 impl<P: Provider> Daemon<P> {
     /// `POST /v1/sessions/{key}/stop`.
-    pub(super) async fn stop(&self, key: &str) -> Result<SessionInfo, ApiError> {
-        let record = self.find(key).await?;
+    pub(super) async fn stop(
+        &self,
+        owner: Option<&str>,
+        key: &str,
+    ) -> Result<SessionInfo, ApiError> {
+        let record = self.find(owner, key).await?;
         if !record.state.is_live() && !record.destroy_pending {
             return Ok(record.info());
         }
@@ -30,7 +34,7 @@ impl<P: Provider> Daemon<P> {
             let ended = self
                 .end_and_destroy(&record.id, SessionState::Stopped, "stopped by the user")
                 .await?;
-            if ended.machine.is_none() && !self.is_creating(&ended.id) {
+            if ended.machine.is_none() && !self.in_creation(&record) {
                 // Left `starting` by a daemon that died: its machine may exist all the same.
                 self.destroy_unrecorded(&ended.id).await?;
             }
@@ -42,8 +46,12 @@ impl<P: Provider> Daemon<P> {
     }
 
     /// `DELETE /v1/sessions/{key}`: forgets an ended session (`catty rm`).
-    pub(super) async fn forget(&self, key: &str) -> Result<SessionInfo, ApiError> {
-        let record = self.find(key).await?;
+    pub(super) async fn forget(
+        &self,
+        owner: Option<&str>,
+        key: &str,
+    ) -> Result<SessionInfo, ApiError> {
+        let record = self.find(owner, key).await?;
         if record.state.is_live() || record.destroy_pending {
             return Err(ApiError::conflict(format!(
                 "session {} is {}; stop it first: catty stop {}",
@@ -53,9 +61,7 @@ impl<P: Provider> Daemon<P> {
             )));
         }
         let id = record.id.clone();
-        self.modify(|records| records.retain(|r| r.id != id))
-            .await
-            .map_err(ApiError::internal)?;
+        self.store.remove(&id).await.map_err(ApiError::internal)?;
         self.provider.forget(&id).await;
         tracing::info!(session = %record.label, "session forgotten");
         Ok(record.info())
@@ -75,28 +81,27 @@ impl<P: Provider> Daemon<P> {
         Ok(())
     }
 
-    /// `POST /v1/sessions/stop-all`: every machine the provider lists, recorded or not.
-    pub(super) async fn stop_all(&self) -> Result<StopAll, ApiError> {
-        let listed = self
-            .provider
-            .list()
-            .await
-            .map_err(|e| ApiError::machine(format!("cannot list machines: {e:#}")))?;
+    /// `POST /v1/sessions/stop-all`: every machine the provider lists, recorded or not; for
+    /// a user of the hosted API (`owner`), every session of theirs.
+    pub(super) async fn stop_all(&self, owner: Option<&str>) -> Result<StopAll, ApiError> {
+        let listed = match owner {
+            None => self
+                .provider
+                .list()
+                .await
+                .map_err(|e| ApiError::machine(format!("cannot list machines: {e:#}")))?,
+            Some(_) => Vec::new(),
+        };
         let now = unix_now();
-        let pending = self
-            .modify(|records| {
-                let ours = records.iter_mut().filter(|r| r.provider == P::NAME);
-                for r in ours {
-                    r.end(SessionState::Stopped, "stopped by stop-all", now);
-                }
-                records
-                    .iter()
-                    .filter(|r| r.destroy_pending && r.provider == P::NAME)
-                    .filter_map(|r| r.machine.clone())
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(ApiError::internal)?;
+        let ours = self.store.list(owner).await.map_err(ApiError::internal)?;
+        let mut pending = Vec::new();
+        for r in ours.iter().filter(|r| r.provider == P::NAME) {
+            let ended = self.store.update(&r.id, |r| {
+                r.end(SessionState::Stopped, "stopped by stop-all", now);
+                r.machine.clone().filter(|_| r.destroy_pending)
+            });
+            pending.extend(ended.await.map_err(ApiError::internal)?.flatten());
+        }
         let mut targets = listed.clone();
         targets.extend(
             pending
@@ -107,10 +112,13 @@ impl<P: Provider> Daemon<P> {
         self.confirm_destroyed(&destroyed)
             .await
             .map_err(ApiError::internal)?;
-        let stopped = listed
-            .iter()
-            .filter(|m| destroyed.iter().any(|d| d.id == m.id))
-            .count() as u64;
+        let stopped = match owner {
+            None => listed
+                .iter()
+                .filter(|m| destroyed.iter().any(|d| d.id == m.id))
+                .count(),
+            Some(_) => destroyed.len(),
+        } as u64;
         tracing::info!(stopped, "stop-all");
         match failures.first() {
             None => Ok(StopAll { stopped }),
@@ -170,10 +178,9 @@ impl<P: Provider> Daemon<P> {
         reason: &str,
     ) -> Result<Record, ApiError> {
         let now = unix_now();
-        let ended = self.modify(|records| {
-            let r = records.iter_mut().find(|r| r.id == id)?;
+        let ended = self.store.update(id, |r| {
             r.end(state, reason, now);
-            Some(r.clone())
+            r.clone()
         });
         ended
             .await
@@ -183,19 +190,16 @@ impl<P: Provider> Daemon<P> {
 
     /// Clears `destroy_pending` of the ended sessions whose machine is among `machines`.
     pub(super) async fn confirm_destroyed(&self, machines: &[&Machine]) -> anyhow::Result<()> {
-        self.modify(|records| {
-            for r in records
-                .iter_mut()
-                .filter(|r| r.destroy_pending && !r.state.is_live())
-            {
-                if r.machine
-                    .as_ref()
-                    .is_some_and(|m| machines.iter().any(|d| d.id == m.id))
-                {
-                    r.destroy_pending = false;
-                }
-            }
-        })
-        .await
+        for machine in machines {
+            self.store
+                .update(&machine.session_id, |r| {
+                    let ours = r.machine.as_ref().is_some_and(|m| m.id == machine.id);
+                    if r.destroy_pending && !r.state.is_live() && ours {
+                        r.destroy_pending = false;
+                    }
+                })
+                .await?;
+        }
+        Ok(())
     }
 }

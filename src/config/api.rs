@@ -37,7 +37,58 @@ pub struct ApiConfig {
     pub keep_ended: Duration,
     /// Set when the provider is Fly.io.
     pub fly: Option<FlyConfig>,
+    /// Set in hosted mode (`--database-url`): many users, many instances, one database.
+    pub hosted: Option<HostedConfig>,
     pub log: Logging,
+}
+
+/// The hosted API's settings: its database and the secret its connect tokens derive from.
+/// Both are secrets: `Debug` shows neither.
+#[derive(Clone)]
+pub struct HostedConfig {
+    /// `--database-url` or `CATTY_DATABASE_URL`.
+    pub database_url: String,
+    /// `CATTY_CONNECT_KEY`: the same on every instance (a session created by one is opened
+    /// through another), at least [`CONNECT_KEY_MIN_BYTES`].
+    pub connect_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for HostedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostedConfig { database_url: <secret>, connect_key: <secret> }")
+    }
+}
+
+/// The connect key's least length: 32 bytes, the HMAC-SHA256 key size.
+const CONNECT_KEY_MIN_BYTES: usize = 32;
+
+/// Where the hosted API listens unless told: every interface, Fly's usual internal port (TLS
+/// ends at Fly's proxy in front of it).
+const HOSTED_ADDR: &str = "0.0.0.0:8080";
+
+impl HostedConfig {
+    fn new(flag: Option<String>, env: &Env) -> Result<Option<HostedConfig>, UsageError> {
+        let Some(database_url) = flag.or_else(|| env.non_empty("CATTY_DATABASE_URL")) else {
+            return Ok(None);
+        };
+        let connect_key = env.non_empty("CATTY_CONNECT_KEY").ok_or_else(|| {
+            UsageError(
+                "the hosted API (--database-url) needs CATTY_CONNECT_KEY, a secret of at least \
+                 32 characters shared by every instance (e.g. openssl rand -hex 32)"
+                    .into(),
+            )
+        })?;
+        if connect_key.len() < CONNECT_KEY_MIN_BYTES {
+            return Err(UsageError(format!(
+                "CATTY_CONNECT_KEY is {} characters; it needs at least {CONNECT_KEY_MIN_BYTES}",
+                connect_key.len()
+            )));
+        }
+        Ok(Some(HostedConfig {
+            database_url,
+            connect_key: connect_key.into_bytes(),
+        }))
+    }
 }
 
 impl ApiConfig {
@@ -53,8 +104,13 @@ impl ApiConfig {
             None if env.get("FLY_API_TOKEN").is_some_and(|t| !t.is_empty()) => ProviderKind::Fly,
             None => ProviderKind::Local,
         };
+        let hosted = HostedConfig::new(args.database_url, env)?;
+        let addr = match (&hosted, args.addr.or_else(|| env.get("CATTY_API_ADDR"))) {
+            (Some(_), None) => Some(HOSTED_ADDR.to_string()),
+            (_, addr) => addr,
+        };
         Ok(ApiConfig {
-            addr: api_addr(args.addr, env)?,
+            addr: api_addr(addr, env)?,
             state_dir: state_dir(env)?,
             provider,
             sandbox: !args.no_sandbox,
@@ -69,6 +125,7 @@ impl ApiConfig {
                 ProviderKind::Fly => Some(FlyConfig::new(env)?),
                 ProviderKind::Local => None,
             },
+            hosted,
             log: Logging::new(env),
         })
     }
@@ -138,6 +195,7 @@ mod tests {
             addr: None,
             no_sandbox: false,
             keep_ended: None,
+            database_url: None,
         };
         ApiConfig::new(args, &Env::from_pairs(&all))
     }
@@ -169,6 +227,32 @@ mod tests {
         let c = api_config(None, &[("CATTY_KEEP_ENDED", "90m")]).unwrap();
         assert_eq!(c.keep_ended.as_secs(), 5400);
         assert!(api_config(None, &[("CATTY_KEEP_ENDED", "soon")]).is_err());
+    }
+
+    #[test]
+    fn hosted_mode_needs_a_connect_key_and_shows_no_secret() {
+        let url = [("CATTY_DATABASE_URL", "postgres://catty:pw-s3cret@db/catty")];
+        let err = api_config(None, &url).unwrap_err();
+        assert!(err.0.contains("CATTY_CONNECT_KEY"), "{}", err.0);
+        let short = [url[0], ("CATTY_CONNECT_KEY", "short")];
+        assert!(
+            api_config(None, &short)
+                .unwrap_err()
+                .0
+                .contains("at least 32")
+        );
+        let key = "k".repeat(40);
+        let good = [url[0], ("CATTY_CONNECT_KEY", key.as_str())];
+        let c = api_config(None, &good).unwrap();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:8080");
+        let hosted = c.hosted.as_ref().unwrap();
+        assert_eq!(hosted.database_url, url[0].1);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains(&key),
+            "{shown}"
+        );
+        assert!(api_config(None, &[]).unwrap().hosted.is_none());
     }
 
     #[test]

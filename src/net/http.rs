@@ -58,11 +58,13 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
 /// Whether the request carries `Authorization: Bearer <token>`, compared in constant time
 /// (only the token's length can leak).
 pub fn bearer_matches<B>(req: &Request<B>, token: &str) -> bool {
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    given.is_some_and(|given| bool::from(given.ct_eq(token.as_bytes())))
+    bearer(req).is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
+/// The token of `Authorization: Bearer <token>`, if the request has one.
+pub fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ")
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod http;
 pub mod launch;
 mod listen;
 pub mod lookup;
+pub mod pg;
 mod proxy;
 pub mod repo;
 pub mod sync_server;

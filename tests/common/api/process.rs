@@ -56,8 +56,9 @@ impl ApiProcess {
         let (child, addr) = start_api(cmd);
         self.child = Some(child);
         self.api.addr = addr;
-        let token = std::fs::read_to_string(state_home.join("catty/api.token")).unwrap();
-        self.api.token = token.trim().to_string();
+        // The hosted API has none: each request carries a user's token.
+        let token = std::fs::read_to_string(state_home.join("catty/api.token"));
+        self.api.token = token.unwrap_or_default().trim().to_string();
     }
 
     /// The running daemon, taken: the caller stops it.
