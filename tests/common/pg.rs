@@ -135,7 +135,7 @@ fn start() -> Cluster {
     );
     let log = std::fs::File::create(dir.join("postgres.log")).unwrap();
     let (server, dir2) = (bin.join("postgres"), dir.clone());
-    // The thread that starts the server outlives every test: it parks forever.
+    // The thread that starts the server outlives every test: it waits for the server.
     std::thread::spawn(move || {
         let child = as_owner(&server)
             .arg("-D")
@@ -148,10 +148,8 @@ fn start() -> Cluster {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn();
-        let _child = child.expect("start postgres");
-        loop {
-            std::thread::park();
-        }
+        // Waiting keeps this thread, and with it the parent-death signal, alive.
+        let _ = child.expect("start postgres").wait();
     });
     let socket = dir.join(".s.PGSQL.5432");
     let deadline = Instant::now() + DEADLINE;
