@@ -270,3 +270,54 @@ async fn the_backstop_of_two_instances_destroys_an_expired_machine_once() {
         .count();
     assert_eq!(destroys, 1);
 }
+
+#[tokio::test]
+async fn an_instance_killed_mid_create_leaves_no_machine_and_no_half_record() {
+    let mut h = Hosted::start(2).await;
+    let alice = h.user("alice").await;
+    // The machine never starts, so the create waits (up to 180 s) until its instance dies.
+    h.fake.faults().stuck_in_created(1);
+    let creating = h.as_user(0, &alice);
+    let create = tokio::spawn(async move { creating.try_create(&bash()).await });
+    let deadline = Instant::now() + DEADLINE;
+    while made(&h.fake).is_empty() {
+        assert!(Instant::now() < deadline, "no machine was created");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client_b = h.as_user(1, &alice);
+    let listed = client_b.list().await;
+    assert_eq!(
+        listed[0].state_text(),
+        "starting",
+        "another instance's create is left alone"
+    );
+    h.instances[0].kill9();
+    assert!(
+        create.await.unwrap().is_err(),
+        "the killed instance answered"
+    );
+
+    // The other instance finds the orphan at its next sweep (every 15 s at most) and, its
+    // machine not answering, ends it and destroys the machine.
+    let machine = made(&h.fake)[0].id.clone();
+    let deadline = Instant::now() + DEADLINE + Duration::from_secs(15);
+    loop {
+        let state = client_b.list().await[0].state_text();
+        if state == "gone" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the orphan is still {state}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(h.fake.wait_for_state(&machine, "destroyed", DEADLINE));
+    let sql = pg::cluster().connect(&h.db.name).await;
+    let half: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM sessions WHERE live OR destroy_pending",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(half, 0);
+}

@@ -64,6 +64,7 @@ impl<P: Provider> Daemon<P> {
                 ended_at: None,
                 reason: None,
                 request_id: req.request_id.clone(),
+                creator: self.presence.as_ref().map(|p| p.number),
                 cmd: req.cmd.clone(),
                 exit_code: None,
             },

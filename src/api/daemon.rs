@@ -9,9 +9,9 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::db::Db;
+use super::db::instances::Presence;
 use super::error::ApiError;
 use super::provider::{InFlight, Liveness, Provider};
-use super::reconcile::ORPHAN_AFTER_SEC;
 use super::store::{Record, Store};
 use crate::clock::unix_now;
 use crate::locks;
@@ -34,6 +34,8 @@ pub(super) struct Daemon<P> {
     creating: Mutex<HashSet<String>>,
     /// Who may ask.
     pub auth: Auth,
+    /// The hosted API's view of which instances live (a store many instances share).
+    pub presence: Option<Presence>,
     /// Wakes the sweep loop: a new session brings a deadline that may come before its next
     /// sweep.
     pub new_deadline: Notify,
@@ -57,6 +59,7 @@ impl<P: Provider> Daemon<P> {
             provider,
             store,
             creating: Mutex::new(HashSet::new()),
+            presence: None,
             auth,
             new_deadline: Notify::new(),
         }
@@ -71,14 +74,16 @@ impl<P: Provider> Daemon<P> {
         locks::lock(&self.creating).contains(id)
     }
 
-    /// Whether `record` is being created, by this process or (a store shared by many
-    /// instances) maybe by another: a `starting` record younger than any create takes. The
-    /// sweep and the refresh leave such a record alone.
+    /// Whether `record` is being created, by this process or by another instance that is
+    /// still alive (a store many instances share). The sweep and the refresh leave such a
+    /// record alone; once its creator died it is an orphan they finish.
     pub(super) fn in_creation(&self, record: &Record) -> bool {
+        let by_a_live_instance = || match (&self.presence, record.creator) {
+            (Some(presence), Some(creator)) => presence.is_live(creator),
+            _ => false,
+        };
         self.is_creating(&record.id)
-            || (self.store.shared()
-                && record.state == SessionState::Starting
-                && unix_now() < record.created_at + ORPHAN_AFTER_SEC)
+            || (record.state == SessionState::Starting && by_a_live_instance())
     }
 
     /// Every session, each live one checked against its machine first (as [`Daemon::get`]),

@@ -40,16 +40,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     private_dir::create(&config.state_dir)?;
-    let (store, auth, _lock) = match &config.hosted {
+    let (store, auth, presence, _lock) = match &config.hosted {
         // Held until we return: one daemon per state directory, whatever port it listens on.
         None => (
             Store::File(FileStore::open(&config.state_dir)?),
             Auth::Local(load_or_create_token(&config.state_dir)?),
+            None,
             Some(lock_state_dir(&config.state_dir)?),
         ),
         Some(hosted) => {
             let db = Db::connect(&hosted.database_url, &hosted.connect_key).await?;
-            (Store::Db(db.clone()), Auth::Hosted(db), None)
+            let presence = db.announce().await?;
+            tracing::info!(instance = presence.number, "announced this instance");
+            (
+                Store::Db(db.clone()),
+                Auth::Hosted(db),
+                Some(presence),
+                None,
+            )
         }
     };
     let mode = if config.hosted.is_some() {
@@ -62,7 +70,9 @@ pub async fn run(
     match (config.provider, config.fly) {
         (ProviderKind::Fly, Some(fly)) => {
             let fly = Fly::new(fly)?;
-            serve(Daemon::new(fly, store, auth, max), listener, shutdown).await
+            let mut daemon = Daemon::new(fly, store, auth, max);
+            daemon.presence = presence;
+            serve(daemon, listener, shutdown).await
         }
         (ProviderKind::Fly, None) => bail!("the fly provider has no configuration"),
         (ProviderKind::Local, _) => {
@@ -73,7 +83,9 @@ pub async fn run(
                 session_env: config.session_env.clone(),
             })
             .await?;
-            serve(Daemon::new(local, store, auth, max), listener, shutdown).await
+            let mut daemon = Daemon::new(local, store, auth, max);
+            daemon.presence = presence;
+            serve(daemon, listener, shutdown).await
         }
     }
 }

@@ -103,8 +103,35 @@ fn as_owner(program: &Path) -> Command {
     cmd
 }
 
+/// Removes the directories of earlier test processes' clusters whose server is gone (and that
+/// are not new: another test process may be making its own right now).
+fn remove_dead_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let age = entry
+            .metadata()
+            .ok()
+            .and_then(|m| m.modified().ok()?.elapsed().ok());
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with("catty-pg-") || age < Some(Duration::from_secs(600))
+        {
+            continue;
+        }
+        let pid = std::fs::read_to_string(path.join("data/postmaster.pid")).unwrap_or_default();
+        let pid = pid.lines().next().unwrap_or("").trim().to_string();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if pid.is_empty() || comm.trim() != "postgres" {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn start() -> Cluster {
     let started = Instant::now();
+    remove_dead_clusters();
     // Kept for the life of the process: the socket and the data live here.
     let dir = tempfile::Builder::new()
         .prefix("catty-pg-")

@@ -8,6 +8,7 @@
 //! Rust 1.94 and a database or generated files at build time; refinery 1.92).
 
 pub(super) mod accounts;
+pub(super) mod instances;
 mod migrate;
 pub(super) mod sessions;
 
@@ -30,6 +31,9 @@ const POOL_WAIT: Duration = Duration::from_secs(10);
 pub(super) struct Db {
     pool: Pool,
     connect_key: ring::hmac::Key,
+    /// For the connections outside the pool ([`Db::dedicated`]).
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 impl Db {
@@ -42,8 +46,8 @@ impl Db {
             .context("the database URL does not parse (postgres://USER:PASSWORD@HOST/DB)")?;
         let tls = MakeRustlsConnect::new(TlsRoots::webpki().client_config());
         let manager = Manager::from_config(
-            config,
-            tls,
+            config.clone(),
+            tls.clone(),
             // `Clean` resets a connection coming back (advisory locks included), so a task
             // cancelled while it held a lock cannot leave it held by the pool.
             ManagerConfig {
@@ -59,6 +63,8 @@ impl Db {
             .context("cannot make the database pool")?;
         let db = Db {
             pool,
+            config,
+            tls,
             connect_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, connect_key),
         };
         let mut client = db.client().await?;
@@ -69,6 +75,20 @@ impl Db {
     /// A connection of the pool.
     pub(super) async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
         self.pool.get().await.context("cannot reach the database")
+    }
+
+    /// A connection of its own, outside the pool: for a lock held as long as it lives.
+    pub(super) async fn dedicated(&self) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = (self.config)
+            .connect(self.tls.clone())
+            .await
+            .context("cannot reach the database")?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!("a database connection ended: {e}");
+            }
+        });
+        Ok(client)
     }
 
     /// The token that opens session `id`'s terminal: an HMAC of its id, so the database holds

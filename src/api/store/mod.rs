@@ -196,12 +196,6 @@ impl Store {
             Store::Db(db) => db.connect_token(id),
         }
     }
-
-    /// Whether other processes change this store too (PostgreSQL, many instances): then a
-    /// `starting` record may be another instance's create under way.
-    pub(super) fn shared(&self) -> bool {
-        matches!(self, Store::Db(_))
-    }
 }
 
 /// A create's decision over the owner's records.
@@ -264,6 +258,9 @@ pub(in crate::api) struct Record {
     /// The id the creating request carried: a retry of it gets this session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The hosted API instance creating it (`db/instances.rs`), while it is `starting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<i32>,
     /// The command it runs instead of an agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
@@ -321,6 +318,7 @@ pub(super) mod tests {
             request_id: None,
             id: id.into(),
             owner: None,
+            creator: None,
             label: label.into(),
             state,
             agent: Agent::Shell,
