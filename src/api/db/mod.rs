@@ -12,6 +12,7 @@ pub(super) mod instances;
 mod migrate;
 pub(super) mod sessions;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -30,6 +31,11 @@ const POOL_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub(super) struct Db {
     pool: Pool,
+    fixed: Arc<Fixed>,
+}
+
+/// What a `Db` is made with.
+struct Fixed {
     connect_key: ring::hmac::Key,
     /// For the connections outside the pool ([`Db::dedicated`]).
     config: tokio_postgres::Config,
@@ -63,9 +69,11 @@ impl Db {
             .context("cannot make the database pool")?;
         let db = Db {
             pool,
-            config,
-            tls,
-            connect_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, connect_key),
+            fixed: Arc::new(Fixed {
+                config,
+                tls,
+                connect_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, connect_key),
+            }),
         };
         let mut client = db.client().await?;
         migrate::run(&mut client).await?;
@@ -79,8 +87,8 @@ impl Db {
 
     /// A connection of its own, outside the pool: for a lock held as long as it lives.
     pub(super) async fn dedicated(&self) -> anyhow::Result<tokio_postgres::Client> {
-        let (client, connection) = (self.config)
-            .connect(self.tls.clone())
+        let (client, connection) = (self.fixed.config)
+            .connect(self.fixed.tls.clone())
             .await
             .context("cannot reach the database")?;
         tokio::spawn(async move {
@@ -94,7 +102,7 @@ impl Db {
     /// The token that opens session `id`'s terminal: an HMAC of its id, so the database holds
     /// nothing that opens a session.
     pub(super) fn connect_token(&self, id: &str) -> String {
-        let tag = ring::hmac::sign(&self.connect_key, format!("connect\0{id}").as_bytes());
+        let tag = ring::hmac::sign(&self.fixed.connect_key, format!("connect\0{id}").as_bytes());
         tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
