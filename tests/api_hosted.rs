@@ -73,13 +73,16 @@ struct User {
 }
 
 fn instance(fake: &FakeFly, db: &TestDb) -> FlyDaemon {
-    FlyDaemon::start(
-        fake,
-        &[
-            ("CATTY_DATABASE_URL", db.url.as_str()),
-            ("CATTY_CONNECT_KEY", CONNECT_KEY),
-        ],
-    )
+    instance_with(fake, db, &[])
+}
+
+fn instance_with(fake: &FakeFly, db: &TestDb, extra: &[(&str, &str)]) -> FlyDaemon {
+    let mut env = vec![
+        ("CATTY_DATABASE_URL", db.url.as_str()),
+        ("CATTY_CONNECT_KEY", CONNECT_KEY),
+    ];
+    env.extend_from_slice(extra);
+    FlyDaemon::start(fake, &env)
 }
 
 fn bash() -> serde_json::Value {
@@ -320,4 +323,38 @@ async fn an_instance_killed_mid_create_leaves_no_machine_and_no_half_record() {
         .unwrap()
         .get(0);
     assert_eq!(half, 0);
+}
+
+#[tokio::test]
+async fn the_server_clamps_what_a_session_may_have() {
+    let fake = fake();
+    let db = pg::database().await;
+    let limits = [("CATTY_REGIONS", "ams,fra"), ("CATTY_MAX_TTL", "1h")];
+    let h = Hosted {
+        instances: vec![instance_with(&fake, &db, &limits)],
+        fake,
+        db,
+    };
+    let alice = h.user("alice").await;
+    let client = h.as_user(0, &alice);
+    let refused = client
+        .create_refused(json!({"agent": "shell", "cmd": ["true"], "region": "mars"}))
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("ams, fra"), "{}", refused.body);
+    let created = client
+        .create(
+            json!({"agent": "shell", "cmd": ["bash", "--norc", "-i"], "region": "fra",
+            "cpus": 64, "memory_mb": 262144, "ttl_sec": 86400}),
+        )
+        .await;
+    let machine = &made(&h.fake)[0];
+    assert_eq!(
+        machine.config["guest"],
+        json!({"cpu_kind": "shared", "cpus": 2, "memory_mb": 4096})
+    );
+    assert_eq!(machine.region, "fra");
+    assert_eq!(machine.env["CATTY_TTL_SEC"], "3600");
+    let info = client.session(&created.label).await;
+    assert!(info.expires_at <= info.created_at + 3600, "{info:?}");
 }

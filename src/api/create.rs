@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::provider::{Machine, MachineSpec, Provider};
 use super::store::{Made, NewSession, Record};
 use crate::clock::unix_now;
+use crate::config::Limits;
 use crate::protocol::Agent;
 use crate::protocol::api::{
     CREDENTIAL_LIMIT_BYTES, CreateSession, Credentials, SessionCreated, SessionState,
@@ -39,7 +40,11 @@ impl<P: Provider> Daemon<P> {
         owner: Option<&str>,
         req: CreateSession,
     ) -> Result<SessionCreated, ApiError> {
-        let ttl_sec = validate(&req)?;
+        let mut ttl_sec = validate(&req)?;
+        let mut req = req;
+        if let Some(limits) = &self.limits {
+            ttl_sec = limit(&mut req, ttl_sec, limits)?;
+        }
         self.provider.check(&req).map_err(ApiError::bad_request)?;
         let id = format!("s-{}", random::hex(8));
         let _creating = self.mark_creating(&id);
@@ -231,6 +236,23 @@ impl<P: Provider> Daemon<P> {
         }
         ApiError::conflict(format!("session {label} was stopped while it was starting"))
     }
+}
+
+/// Clamps what `req` asks to what the hosted API offers (`limits`); its time to live, clamped.
+/// A region it does not offer is refused, naming those it does.
+fn limit(req: &mut CreateSession, ttl_sec: u64, limits: &Limits) -> Result<u64, ApiError> {
+    if let Some(region) = &req.region
+        && !limits.regions.is_empty()
+        && !limits.regions.contains(region)
+    {
+        return Err(ApiError::bad_request(format!(
+            "region {region:?} is not offered; choose one of {}",
+            limits.regions.join(", ")
+        )));
+    }
+    req.cpus = req.cpus.map(|n| n.min(limits.max_cpus));
+    req.memory_mb = req.memory_mb.map(|n| n.min(limits.max_memory_mb));
+    Ok(ttl_sec.min(limits.max_ttl_sec))
 }
 
 /// The request's time to live, once the request is known to be sound.

@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::provider::{InFlight, Liveness, Provider};
 use super::store::{Record, Store};
 use crate::clock::unix_now;
+use crate::config::Limits;
 use crate::locks;
 use crate::protocol::api::{SessionInfo, SessionList, SessionState};
 
@@ -36,6 +37,8 @@ pub(super) struct Daemon<P> {
     pub auth: Auth,
     /// The hosted API's view of which instances live (a store many instances share).
     pub presence: Option<Presence>,
+    /// What the hosted API offers a session at most.
+    pub limits: Option<Limits>,
     /// Wakes the sweep loop: a new session brings a deadline that may come before its next
     /// sweep.
     pub new_deadline: Notify,
@@ -60,6 +63,7 @@ impl<P: Provider> Daemon<P> {
             store,
             creating: Mutex::new(HashSet::new()),
             presence: None,
+            limits: None,
             auth,
             new_deadline: Notify::new(),
         }

@@ -60,6 +60,7 @@ pub async fn run(
             )
         }
     };
+    let limits = config.hosted.as_ref().map(|h| h.limits.clone());
     let mode = if config.hosted.is_some() {
         "hosted"
     } else {
@@ -72,6 +73,7 @@ pub async fn run(
             let fly = Fly::new(fly)?;
             let mut daemon = Daemon::new(fly, store, auth, max);
             daemon.presence = presence;
+            daemon.limits = limits.clone();
             serve(daemon, listener, shutdown).await
         }
         (ProviderKind::Fly, None) => bail!("the fly provider has no configuration"),
@@ -85,6 +87,7 @@ pub async fn run(
             .await?;
             let mut daemon = Daemon::new(local, store, auth, max);
             daemon.presence = presence;
+            daemon.limits = limits.clone();
             serve(daemon, listener, shutdown).await
         }
     }

@@ -51,11 +51,64 @@ pub struct HostedConfig {
     /// `CATTY_CONNECT_KEY`: the same on every instance (a session created by one is opened
     /// through another), at least [`CONNECT_KEY_MIN_BYTES`].
     pub connect_key: Vec<u8>,
+    /// What a session may have at most.
+    pub limits: Limits,
+}
+
+/// What the hosted API offers a session, whatever the request asks: more CPUs, memory or time
+/// is clamped down to these; a region it does not offer is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// `CATTY_MAX_CPUS` (default 2).
+    pub max_cpus: u32,
+    /// `CATTY_MAX_MEMORY_MB` (default 4096).
+    pub max_memory_mb: u32,
+    /// `CATTY_MAX_TTL`, a duration (default 8h).
+    pub max_ttl_sec: u64,
+    /// `CATTY_REGIONS`, comma-separated (default: any region the provider has).
+    pub regions: Vec<String>,
+}
+
+impl Limits {
+    fn new(env: &Env) -> Result<Limits, UsageError> {
+        let number = |name: &str, default: u32| match env.non_empty(name) {
+            None => Ok(default),
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(UsageError(format!(
+                    "{name} must be a whole number above 0, got {text:?}"
+                ))),
+            },
+        };
+        let max_ttl = match env.non_empty("CATTY_MAX_TTL") {
+            None => 8 * 3600,
+            Some(text) => parse_duration(&text)
+                .map_err(|e| UsageError(format!("CATTY_MAX_TTL: {}", e.0)))?
+                .as_secs()
+                .max(1),
+        };
+        let regions = env.non_empty("CATTY_REGIONS").unwrap_or_default();
+        Ok(Limits {
+            max_cpus: number("CATTY_MAX_CPUS", 2)?,
+            max_memory_mb: number("CATTY_MAX_MEMORY_MB", 4096)?,
+            max_ttl_sec: max_ttl,
+            regions: regions
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect(),
+        })
+    }
 }
 
 impl std::fmt::Debug for HostedConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HostedConfig { database_url: <secret>, connect_key: <secret> }")
+        f.debug_struct("HostedConfig")
+            .field("database_url", &"<secret>")
+            .field("connect_key", &"<secret>")
+            .field("limits", &self.limits)
+            .finish()
     }
 }
 
@@ -87,6 +140,7 @@ impl HostedConfig {
         Ok(Some(HostedConfig {
             database_url,
             connect_key: connect_key.into_bytes(),
+            limits: Limits::new(env)?,
         }))
     }
 }
@@ -253,6 +307,25 @@ mod tests {
             "{shown}"
         );
         assert!(api_config(None, &[]).unwrap().hosted.is_none());
+        assert_eq!(hosted.limits.max_cpus, 2);
+        let limited = [
+            good[0],
+            good[1],
+            ("CATTY_MAX_TTL", "90m"),
+            ("CATTY_REGIONS", "ams, fra,"),
+        ];
+        let limits = api_config(None, &limited).unwrap().hosted.unwrap().limits;
+        assert_eq!(
+            (limits.max_ttl_sec, limits.regions),
+            (5400, vec!["ams".into(), "fra".into()])
+        );
+        let bad = [good[0], good[1], ("CATTY_MAX_CPUS", "0")];
+        assert!(
+            api_config(None, &bad)
+                .unwrap_err()
+                .0
+                .contains("CATTY_MAX_CPUS")
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod fly;
 mod logging;
 mod parse;
 
-pub use api::{ApiConfig, HostedConfig, ProviderKind};
+pub use api::{ApiConfig, HostedConfig, Limits, ProviderKind};
 pub use client::{ClientConfig, NewOptions};
 pub use env::Env;
 pub use exec::{DEFAULT_GRACE, DEFAULT_SHELL, ExecConfig, Listen};
