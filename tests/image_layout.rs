@@ -238,3 +238,42 @@ async fn the_images_home_and_the_claude_profile_add_up() {
     assert_eq!(settings["env"]["DISABLE_AUTOUPDATER"], "1");
     assert_eq!(client.exit.as_ref().unwrap().code, 0);
 }
+
+/// The hosted API's image (docker/api.Dockerfile, deployed by docker/fly.api.toml): its
+/// ENTRYPOINT, run through the link the Dockerfile makes, is `catty api` with the flags it
+/// gives, and the port Fly's proxy sends to is the one hosted mode listens on.
+#[test]
+fn the_api_image_starts_the_hosted_api() {
+    let docker = Path::new(SCRIPT).parent().unwrap();
+    let dockerfile = std::fs::read_to_string(docker.join("api.Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("ln -s catty /usr/local/bin/catty-api"),
+        "{dockerfile}"
+    );
+    let entry = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("an ENTRYPOINT");
+    let argv: Vec<String> = serde_json::from_str(entry).unwrap();
+    assert_eq!(argv[0], "catty-api");
+    let bin = tempfile::tempdir().unwrap();
+    let link = bin.path().join(&argv[0]);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_catty"), &link).unwrap();
+    let help = succeeded(
+        Command::new(&link)
+            .args(&argv[1..])
+            .arg("--help")
+            .output()
+            .unwrap(),
+    );
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--database-url"), "{help}");
+
+    let fly = std::fs::read_to_string(docker.join("fly.api.toml")).unwrap();
+    assert!(fly.contains("dockerfile = \"api.Dockerfile\""), "{fly}");
+    assert!(fly.contains("internal_port = 8080"), "{fly}");
+    assert!(
+        help.contains("0.0.0.0:8080"),
+        "hosted mode's address: {help}"
+    );
+}

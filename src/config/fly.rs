@@ -8,6 +8,9 @@ use crate::net::RuntimeUrl;
 
 /// The Machines API's address unless `FLY_MACHINES_API_BASE` says otherwise.
 pub const DEFAULT_FLY_API_BASE: &str = "https://api.machines.dev";
+/// The Machines API from inside Fly's private network (a machine of the operator's
+/// organisation, as the hosted API is): plain HTTP over WireGuard, no TLS or public hop.
+pub const FLY_INTERNAL_API_BASE: &str = "http://_api.internal:4280";
 /// The Fly app session machines run in unless `CATTY_EXEC_APP` says otherwise.
 pub const DEFAULT_EXEC_APP: &str = "catty-exec";
 /// How long a new machine may take to reach `started` (pulling a large image onto a fresh
@@ -51,9 +54,15 @@ impl FlyConfig {
         let token = env.non_empty("FLY_API_TOKEN").ok_or_else(|| {
             UsageError("FLY_API_TOKEN is not set (the fly provider needs it)".into())
         })?;
-        let api_base = env
-            .non_empty("FLY_MACHINES_API_BASE")
-            .unwrap_or_else(|| DEFAULT_FLY_API_BASE.into());
+        // Fly sets FLY_MACHINE_ID in every machine it runs.
+        let inside_fly = env.non_empty("FLY_MACHINE_ID").is_some();
+        let api_base = env.non_empty("FLY_MACHINES_API_BASE").unwrap_or_else(|| {
+            match inside_fly {
+                true => FLY_INTERNAL_API_BASE,
+                false => DEFAULT_FLY_API_BASE,
+            }
+            .into()
+        });
         if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
             return Err(UsageError(format!(
                 "FLY_MACHINES_API_BASE {api_base:?} is not an http(s):// URL"
@@ -110,6 +119,18 @@ mod tests {
         let mut all = vec![("FLY_API_TOKEN", "t")];
         all.extend_from_slice(vars);
         FlyConfig::new(&Env::from_pairs(&all))
+    }
+
+    #[test]
+    fn inside_fly_the_machines_api_is_the_internal_one() {
+        assert_eq!(fly(&[]).unwrap().api_base, DEFAULT_FLY_API_BASE);
+        let inside = [("FLY_MACHINE_ID", "e286065f969386")];
+        assert_eq!(fly(&inside).unwrap().api_base, FLY_INTERNAL_API_BASE);
+        let told = [
+            inside[0],
+            ("FLY_MACHINES_API_BASE", "https://api.machines.dev"),
+        ];
+        assert_eq!(fly(&told).unwrap().api_base, DEFAULT_FLY_API_BASE);
     }
 
     #[test]
