@@ -10,7 +10,7 @@ use crate::net::RuntimeUrl;
 pub const DEFAULT_FLY_API_BASE: &str = "https://api.machines.dev";
 /// The Machines API from inside Fly's private network (a machine of the operator's
 /// organisation, as the hosted API is): plain HTTP over WireGuard, no TLS or public hop.
-pub const FLY_INTERNAL_API_BASE: &str = "http://_api.internal:4280";
+const FLY_INTERNAL_API_BASE: &str = "http://_api.internal:4280";
 /// The Fly app session machines run in unless `CATTY_EXEC_APP` says otherwise.
 pub const DEFAULT_EXEC_APP: &str = "catty-exec";
 /// How long a new machine may take to reach `started` (pulling a large image onto a fresh
