@@ -2,6 +2,8 @@
 //! (`common::pg`), several instances on one database, machines on the Fly fake. Users and
 //! their tokens are arranged in the database as a login would leave them.
 
+mod scale;
+
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;

@@ -92,8 +92,15 @@ impl<P: Provider> Daemon<P> {
 
     /// Every session, each live one checked against its machine first (as [`Daemon::get`]),
     /// so a listing says what is true now, not at the last sweep.
+    /// The hosted API lists what the sweep last found instead: a check per session per
+    /// listing would multiply every user's listings into Machines API calls.
     pub(super) async fn list(&self, owner: Option<&str>) -> Result<SessionList, ApiError> {
         let records = self.store.list(owner).await.map_err(ApiError::internal)?;
+        if self.presence.is_some() {
+            return Ok(SessionList {
+                sessions: records.iter().map(Record::info).collect(),
+            });
+        }
         let fresh = futures_util::future::join_all(records.into_iter().map(|r| self.refresh(r)));
         Ok(SessionList {
             sessions: fresh.await.iter().map(Record::info).collect(),

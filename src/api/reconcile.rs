@@ -24,7 +24,9 @@ pub(super) const SWEEP_INTERVAL: Duration = Duration::from_secs(15);
 const EXPIRY_SLACK_SEC: u64 = 5;
 /// How long an orphaned `starting` record waits for a non-authoritative provider to list its
 /// machine before it is given up: longer than any create takes.
-pub(super) const ORPHAN_AFTER_SEC: u64 = 300;
+const ORPHAN_AFTER_SEC: u64 = 300;
+/// The same for a record whose creator is known to be dead.
+const DEAD_CREATOR_ORPHAN_AFTER_SEC: u64 = 30;
 /// How long an adopted machine gets to answer `/healthz`.
 const ADOPT_READY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -128,10 +130,20 @@ impl<P: Provider> Daemon<P> {
         };
         match listed.iter().find(|m| m.session_id == r.id) {
             Some(machine) => self.ready(machine, Some(machine.clone())).await,
-            None if P::AUTHORITATIVE || now >= r.created_at + ORPHAN_AFTER_SEC => {
+            None if P::AUTHORITATIVE || now >= r.created_at + self.orphan_after(r) => {
                 end(SessionState::Gone, "its machine was never created")
             }
             None => Verdict::Keep,
+        }
+    }
+
+    /// How long after its creation a `starting` record whose machine is not listed is given
+    /// up. Its creator may still be creating it unless it is known dead (an instance of the
+    /// hosted API, `in_creation`): then only the Machines API's listing may lag, by seconds.
+    fn orphan_after(&self, r: &Record) -> u64 {
+        match (&self.presence, r.creator) {
+            (Some(_), Some(_)) => DEAD_CREATOR_ORPHAN_AFTER_SEC,
+            _ => ORPHAN_AFTER_SEC,
         }
     }
 

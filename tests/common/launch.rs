@@ -13,9 +13,14 @@ use super::listen::listening_addr;
 /// How long a daemon may take from its start to answering (a loaded machine included).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `catty api ARGS`, to which the caller adds its environment and where stderr goes.
+/// `catty api ARGS`, to which the caller adds its environment and where stderr goes. A bench
+/// may run another build: `CATTY_BENCH_BIN` (a release build, for numbers).
 pub fn api_command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_catty"));
+    let bin = std::env::var_os("CATTY_BENCH_BIN");
+    let mut cmd = Command::new(
+        bin.as_deref()
+            .unwrap_or(env!("CARGO_BIN_EXE_catty").as_ref()),
+    );
     cmd.arg("api").args(args).stdin(Stdio::null());
     cmd
 }

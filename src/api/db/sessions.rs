@@ -155,8 +155,8 @@ impl Db {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT min(CASE WHEN live THEN extract(epoch FROM expires_at) + $1
-                                 ELSE extract(epoch FROM ended_at) + $2 + 1 END)::float8
+                "SELECT min(CASE WHEN live THEN extract(epoch FROM expires_at) + $1::float8
+                                 ELSE extract(epoch FROM ended_at) + $2::float8 + 1 END)::float8
                  FROM sessions WHERE live OR ended_at IS NOT NULL",
                 &[&(slack as f64), &(keep as f64)],
             )
