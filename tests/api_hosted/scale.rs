@@ -105,8 +105,23 @@ async fn hosted_api_at_scale() {
         seeded.elapsed().as_secs_f64()
     );
 
+    let mut alone = Vec::new();
+    for i in 0..400 {
+        let api = client(&h, i % 2, i as u64 % USERS + 1);
+        let started = Instant::now();
+        let answer = api.call("GET", "/v1/sessions", "").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        alone.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (p50, p99, n) = percentiles(alone);
+    println!("list:   {n} requests, 1 client: p50 {p50:.1} ms, p99 {p99:.1} ms");
+    let started = Instant::now();
     let (p50, p99, n) = percentiles(load(&h, 40, "list").await);
-    println!("list:   {n} requests, {CLIENTS} clients: p50 {p50:.1} ms, p99 {p99:.1} ms");
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "list:   {n} requests, {CLIENTS} clients: p50 {p50:.1} ms, p99 {p99:.1} ms, \
+         {rate:.0} requests/s"
+    );
     let (p50, p99, n) = percentiles(load(&h, 2, "create").await);
     println!(
         "create: {n} requests, {CLIENTS} clients: p50 {p50:.1} ms, p99 {p99:.1} ms \

@@ -54,10 +54,10 @@ impl Db {
         let manager = Manager::from_config(
             config.clone(),
             tls.clone(),
-            // `Clean` resets a connection coming back (advisory locks included), so a task
-            // cancelled while it held a lock cannot leave it held by the pool.
+            // No connection of the pool ever holds a session-level lock (those take a
+            // connection of their own, `dedicated`), so a quick check is all a reuse needs.
             ManagerConfig {
-                recycling_method: RecyclingMethod::Clean,
+                recycling_method: RecyclingMethod::Fast,
             },
         );
         let pool = Pool::builder(manager)
@@ -113,7 +113,8 @@ impl Db {
         key: i64,
         work: impl Future<Output = T>,
     ) -> anyhow::Result<Option<T>> {
-        let client = self.client().await?;
+        // Its own connection: dropped (and the lock with it) however `work` ends.
+        let client = self.dedicated().await?;
         let row = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
             .await
