@@ -13,7 +13,7 @@ use super::daemon::Daemon;
 use super::provider::{Liveness, Machine, MachineSpec, Provider};
 use super::store::Store;
 use crate::clock::unix_now;
-use crate::protocol::api::{CreateSession, SessionState};
+use crate::protocol::api::{CreateSession, SessionState, Ttl};
 
 /// A small cap, so a test can reach it.
 const MAX_SESSIONS: usize = 3;
@@ -91,6 +91,11 @@ impl Provider for Fake {
             Some(&code) => Liveness::Exited(code),
             None => Liveness::Alive,
         })
+    }
+
+    async fn extend(&self, _: &Machine, _: &str, expires_at: u64) -> anyhow::Result<Ttl> {
+        let in_sec = expires_at.saturating_sub(unix_now());
+        Ok(Ttl { in_sec, expires_at })
     }
 
     async fn forget(&self, _: &str) {}

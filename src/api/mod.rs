@@ -5,6 +5,7 @@
 mod create;
 mod daemon;
 mod error;
+mod extend;
 #[cfg(test)]
 mod fake_tests;
 mod labels;

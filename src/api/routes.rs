@@ -120,10 +120,15 @@ async fn dispatch<P: Provider>(
         (&Method::POST, ["v1", "sessions", "stop-all"]) => ok(daemon.stop_all().await?),
         (&Method::GET, ["v1", "sessions", key]) => ok(daemon.get(key).await?),
         (&Method::POST, ["v1", "sessions", key, "stop"]) => ok(daemon.stop(key).await?),
-        (&Method::DELETE, ["v1", "sessions", key]) => ok(daemon.forget(key).await?),
-        (_, ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop"]) => {
-            Err(not_allowed(&req))
+        (&Method::POST, ["v1", "sessions", key, "extend"]) => {
+            let key = key.to_string();
+            ok(daemon.extend(&key, read_json(req).await?).await?)
         }
+        (&Method::DELETE, ["v1", "sessions", key]) => ok(daemon.forget(key).await?),
+        (
+            _,
+            ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop" | "extend"],
+        ) => Err(not_allowed(&req)),
         _ => Err(ApiError::not_found(format!("no such endpoint: {path}"))),
     }
 }
