@@ -10,6 +10,7 @@
 //! | `GET /v1/sessions` | | [`SessionList`] |
 //! | `GET /v1/sessions/{id-or-label}` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/{id-or-label}/stop` | | [`SessionInfo`] |
+//! | `POST /v1/sessions/{id-or-label}/extend` | [`ExtendSession`] | [`SessionInfo`] with the new `expires_at` (`409` once ended) |
 //! | `POST /v1/sessions/stop-all` | | [`StopAll`] |
 //! | `DELETE /v1/sessions/{id-or-label}` | | [`SessionInfo`] of the ended session it forgot (`409` while it is live) |
 //!
