@@ -1,7 +1,7 @@
 //! The runtime (`catty exec`): hosts one session, a program on a PTY, for clients that attach
 //! over WebSocket. It ends when the program has exited, the grace period is over and the
-//! workspace's work was pulled (at most the retention time), at the TTL, or on SIGTERM; its
-//! exit is what ends the machine.
+//! workspace's work was pulled (at most the retention time), at the TTL (which `POST /ttl`
+//! moves), or on SIGTERM; its exit is what ends the machine.
 
 mod agents;
 mod buffer;
@@ -140,8 +140,8 @@ fn ttl_message(deadline: &deadline::Deadline) -> String {
 /// `proven` is set once a request shows the token.
 async fn connection(app: Arc<App>, stream: TcpStream, proven: Proven) {
     let session = app.session.clone();
-    let app_deadline = app.clone();
-    let app_deadline = &app_deadline.deadline;
+    // The deadline as it stands when a WebSocket starts (the receiver sees every later move).
+    let deadline = app.deadline.subscribe();
     let (upgrades, mut upgraded) = mpsc::channel(1);
     let service = service_fn(move |req| {
         let (app, upgrades, proven) = (app.clone(), upgrades.clone(), proven.clone());
@@ -153,10 +153,7 @@ async fn connection(app: Arc<App>, stream: TcpStream, proven: Proven) {
     }
     if let Ok(upgrade) = upgraded.try_recv() {
         match upgrade.socket.await {
-            Ok(ws) => {
-                let deadline = app_deadline.subscribe();
-                stream::serve(session, deadline, ws, upgrade.params).await
-            }
+            Ok(ws) => stream::serve(session, deadline, ws, upgrade.params).await,
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
     }
