@@ -455,10 +455,13 @@ async fn extend_tells_the_runtime_nothing_when_the_backstop_cannot_move() {
     let created = d
         .create(json!({"agent": "shell", "cmd": ["sleep", "600"], "ttl_sec": 600}))
         .await;
+    let first = d.session(&created.label).await.expires_at;
     fake.faults().server_error(Endpoint::Metadata, 1, 404);
     let refused = d.extend(&created.label, r#"{"by_sec":60}"#).await;
     assert_eq!(refused.status, StatusCode::BAD_GATEWAY, "{}", refused.body);
     assert!(refused.body.contains("expires_at"), "{}", refused.body);
     let told = (fake.edge_requests().into_iter()).filter(|r| r.path == "/ttl");
     assert_eq!(told.count(), 0);
+    let info = d.session(&created.label).await;
+    assert_eq!(info.expires_at, first, "the record kept its deadline");
 }
