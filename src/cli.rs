@@ -25,6 +25,7 @@ pub enum Subcommand {
     Diff(DiffArgs),
     Stop(StopArgs),
     Rm(RmArgs),
+    Extend(ExtendArgs),
     StopAll(StopAllArgs),
     Version(VersionArgs),
     Api(ApiArgs),
@@ -165,6 +166,19 @@ pub struct RmArgs {
     /// the session's label or id
     #[argh(positional)]
     pub session: String,
+}
+
+/// Give a running session more time before its TTL ends it, e.g. `catty extend LABEL 1h`.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "extend")]
+pub struct ExtendArgs {
+    /// the session's label or id
+    #[argh(positional)]
+    pub session: String,
+
+    /// how much more time, with its unit: 30m, 2h, 1d
+    #[argh(positional)]
+    pub duration: String,
 }
 
 /// Stop every session and destroy every catty machine of the provider, including ones this

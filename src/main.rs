@@ -100,6 +100,12 @@ fn main() -> ExitCode {
         Subcommand::Rm(args) => client(&env, |config| async move {
             catty::client::rm(&config, &args.session).await
         }),
+        Subcommand::Extend(args) => match catty::config::ExtendOptions::new(args) {
+            Ok(options) => client(&env, |config| async move {
+                catty::client::extend(&config, options).await
+            }),
+            Err(e) => Err(e.into()),
+        },
         Subcommand::StopAll(args) => client(&env, |config| async move {
             catty::client::stop_all(&config, args.yes_i_mean_it).await
         }),

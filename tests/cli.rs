@@ -94,3 +94,26 @@ fn a_closed_pipe_ends_quietly() {
     assert_eq!(text(&out.stderr), "");
     assert!(!out.status.success());
 }
+
+#[test]
+fn extend_wants_a_duration_with_its_unit() {
+    for (args, says) in [
+        (
+            &["extend", "brave-tiger-1234", "10"][..],
+            "catty extend 10: which unit? Say 10s, 10m or 10h",
+        ),
+        (
+            &["extend", "brave-tiger-1234", "soon"],
+            "catty extend: \"soon\" is not a duration",
+        ),
+        (&["extend", "brave-tiger-1234"], "duration"),
+    ] {
+        let out = catty(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

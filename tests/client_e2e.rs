@@ -4,6 +4,7 @@
 
 mod commands;
 mod daemon;
+mod extend;
 mod listing;
 
 use std::collections::BTreeSet;

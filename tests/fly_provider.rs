@@ -411,3 +411,57 @@ async fn catty_new_in_a_terminal() {
     assert!(stopped.status.success(), "{stopped:?}\n{}", d.log());
     assert!(fake.wait_for_state(&machine.id, "destroyed", DEADLINE));
 }
+
+/// `catty extend` on Fly.io: the machine's `expires_at` metadata moves (the reaper reads it),
+/// then the runtime's deadline, through the edge to that machine; the session outlives its
+/// first TTL and the daemon's backstop after it.
+#[tokio::test]
+async fn extend_moves_the_machines_expires_at_then_the_runtimes_deadline() {
+    let fake = fake();
+    let d = FlyDaemon::start(&fake, &[]);
+    let created = d
+        .create(json!({"agent": "shell", "cmd": ["sleep", "600"], "ttl_sec": 4}))
+        .await;
+    let first = d.session(&created.label).await.expires_at;
+    // A bad moment of the API on the way is retried.
+    fake.faults().server_error(Endpoint::Metadata, 1, 503);
+    let info = d.extended(&created.label, 8).await;
+    assert_eq!(info.expires_at, first + 8);
+    let machine = fake.machine(&created.machine_id).unwrap();
+    assert_eq!(
+        machine.metadata["expires_at"],
+        catty::clock::rfc3339(info.expires_at)
+    );
+    let set = requests(&fake, "POST", "/metadata/expires_at");
+    assert_eq!(set.last().unwrap().status, 204);
+    let told: Vec<_> = (fake.edge_requests().into_iter())
+        .filter(|r| r.method == "POST" && r.path == "/ttl")
+        .collect();
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].forced.as_deref(), Some(created.machine_id.as_str()));
+    crate::common::api::proc::wait_until("the first ttl and its backstop to pass", || {
+        catty::clock::unix_now() >= first + 6
+    });
+    assert_eq!(fake.machine(&created.machine_id).unwrap().state, "started");
+    assert_eq!(d.session(&created.label).await.state.as_str(), "running");
+}
+
+/// When the machine's `expires_at` cannot be moved, the runtime is not told either: no
+/// backstop may end the machine before the runtime's deadline.
+#[tokio::test]
+async fn extend_tells_the_runtime_nothing_when_the_backstop_cannot_move() {
+    let fake = fake();
+    let d = FlyDaemon::start(&fake, &[]);
+    let created = d
+        .create(json!({"agent": "shell", "cmd": ["sleep", "600"], "ttl_sec": 600}))
+        .await;
+    let first = d.session(&created.label).await.expires_at;
+    fake.faults().server_error(Endpoint::Metadata, 1, 404);
+    let refused = d.extend(&created.label, r#"{"by_sec":60}"#).await;
+    assert_eq!(refused.status, StatusCode::BAD_GATEWAY, "{}", refused.body);
+    assert!(refused.body.contains("expires_at"), "{}", refused.body);
+    let told = (fake.edge_requests().into_iter()).filter(|r| r.path == "/ttl");
+    assert_eq!(told.count(), 0);
+    let info = d.session(&created.label).await;
+    assert_eq!(info.expires_at, first, "the record kept its deadline");
+}

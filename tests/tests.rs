@@ -7,6 +7,7 @@
 mod common;
 
 mod api_credentials;
+mod api_extend;
 mod api_hosted;
 mod api_http;
 mod api_restart;
@@ -32,6 +33,7 @@ mod exec_stream;
 mod exec_sync;
 mod exec_terminal;
 mod exec_transcript;
+mod exec_ttl;
 mod fly_fake;
 mod fly_provider;
 mod git_upload;

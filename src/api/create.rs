@@ -17,7 +17,7 @@ use crate::clock::unix_now;
 use crate::config::Limits;
 use crate::protocol::Agent;
 use crate::protocol::api::{
-    CREDENTIAL_LIMIT_BYTES, CreateSession, Credentials, SessionCreated, SessionState,
+    CREDENTIAL_LIMIT_BYTES, CreateSession, Credentials, MAX_TTL_SEC, SessionCreated, SessionState,
 };
 use crate::protocol::control::valid_id;
 use crate::random;
@@ -30,8 +30,6 @@ const RETRY_GRACE: Duration = Duration::from_secs(30);
 const RETRY_POLL: Duration = Duration::from_millis(50);
 /// A session's time to live unless the request says otherwise: two hours, as the runtime.
 pub(super) const DEFAULT_TTL_SEC: u64 = 2 * 3600;
-/// The longest time to live a request may ask for: a week.
-pub(super) const MAX_TTL_SEC: u64 = 7 * 86400;
 
 impl<P: Provider> Daemon<P> {
     /// `POST /v1/sessions`: the record first, then the machine, then its `/healthz`.

@@ -46,6 +46,9 @@ pub(super) struct Daemon<P> {
     pub max_sessions: usize,
     /// Ended sessions are forgotten this long after their end.
     pub keep_ended: std::time::Duration,
+    /// Held through an extension, so two of them reach the runtime in the order they moved
+    /// the record.
+    pub extending: tokio::sync::Mutex<()>,
 }
 
 impl<P: Provider> Daemon<P> {
@@ -66,6 +69,7 @@ impl<P: Provider> Daemon<P> {
             limits: None,
             auth,
             new_deadline: Notify::new(),
+            extending: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -14,7 +14,7 @@ use super::daemon::Daemon;
 use super::provider::{Liveness, Machine, MachineSpec, Provider};
 use super::store::{FileStore, Record, Store};
 use crate::clock::unix_now;
-use crate::protocol::api::{CreateSession, SessionState};
+use crate::protocol::api::{CreateSession, SessionState, Ttl};
 
 /// A small cap, so a test can reach it.
 const MAX_SESSIONS: usize = 3;
@@ -28,6 +28,8 @@ struct Fake {
     /// Machines whose program exited, with its code.
     exited: Mutex<HashMap<String, i32>>,
     destroyed: Mutex<Vec<String>>,
+    /// The deadlines the daemon asked for, in order.
+    extended: Mutex<Vec<u64>>,
 }
 
 impl Fake {
@@ -92,6 +94,13 @@ impl Provider for Fake {
             Some(&code) => Liveness::Exited(code),
             None => Liveness::Alive,
         })
+    }
+
+    async fn extend(&self, _: &Machine, _: &str, expires_at: u64) -> anyhow::Result<Ttl> {
+        self.extended.lock().unwrap().push(expires_at);
+        tokio::task::yield_now().await;
+        let in_sec = expires_at.saturating_sub(unix_now());
+        Ok(Ttl { in_sec, expires_at })
     }
 
     async fn forget(&self, _: &str) {}
@@ -345,4 +354,37 @@ async fn one_request_id_makes_one_session() {
         daemon.create(None, bad).await.unwrap_err().status,
         StatusCode::BAD_REQUEST
     );
+}
+
+#[tokio::test]
+async fn extensions_at_once_add_up_and_reach_the_provider_in_order() {
+    let (daemon, _dir) = start(Fake::default());
+    let s = daemon.create(None, shell(Some(600))).await.unwrap();
+    let first = daemon.find(None, &s.label).await.unwrap().expires_at;
+    let by = |by_sec| crate::protocol::api::ExtendSession { by_sec };
+    let (a, b) = tokio::join!(
+        daemon.extend(None, &s.label, by(60)),
+        daemon.extend(None, &s.session_id, by(120))
+    );
+    let mut seen = [a.unwrap().expires_at, b.unwrap().expires_at];
+    seen.sort();
+    assert_eq!(seen[1], first + 180, "{seen:?}");
+    assert!(seen[0] == first + 60 || seen[0] == first + 120, "{seen:?}");
+    assert_eq!(
+        daemon.find(None, &s.label).await.unwrap().expires_at,
+        first + 180
+    );
+    let told = daemon.provider.extended.lock().unwrap().clone();
+    assert_eq!(told, seen, "the provider heard the last one last");
+}
+
+#[tokio::test]
+async fn an_ended_session_is_not_extended() {
+    let (daemon, _dir) = start(Fake::default());
+    let s = daemon.create(None, shell(None)).await.unwrap();
+    daemon.stop(None, &s.label).await.unwrap();
+    let by = crate::protocol::api::ExtendSession { by_sec: 60 };
+    let err = daemon.extend(None, &s.label, by).await.unwrap_err();
+    assert_eq!(err.status, StatusCode::CONFLICT);
+    assert!(err.message.contains("is stopped"), "{}", err.message);
 }

@@ -6,6 +6,7 @@ mod create;
 mod daemon;
 mod db;
 mod error;
+mod extend;
 #[cfg(test)]
 mod fake_tests;
 mod labels;

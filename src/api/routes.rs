@@ -158,10 +158,15 @@ async fn dispatch<P: Provider>(
         (&Method::POST, ["v1", "sessions", "stop-all"]) => ok(daemon.stop_all(owner).await?),
         (&Method::GET, ["v1", "sessions", key]) => ok(daemon.get(owner, key).await?),
         (&Method::POST, ["v1", "sessions", key, "stop"]) => ok(daemon.stop(owner, key).await?),
-        (&Method::DELETE, ["v1", "sessions", key]) => ok(daemon.forget(owner, key).await?),
-        (_, ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop"]) => {
-            Err(not_allowed(&req))
+        (&Method::POST, ["v1", "sessions", key, "extend"]) => {
+            let key = key.to_string();
+            ok(daemon.extend(owner, &key, read_json(req).await?).await?)
         }
+        (&Method::DELETE, ["v1", "sessions", key]) => ok(daemon.forget(owner, key).await?),
+        (
+            _,
+            ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop" | "extend"],
+        ) => Err(not_allowed(&req)),
         _ => Err(ApiError::not_found(format!("no such endpoint: {path}"))),
     }
 }

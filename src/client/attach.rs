@@ -18,7 +18,9 @@ use tokio::sync::mpsc;
 use self::frames::{Event, binary, control, read_frames, send};
 use self::output::Output;
 use self::status::Status;
+use super::deadline;
 use super::escape::{self, Action, Escapes};
+use super::sync::Expiry;
 use super::tty;
 use super::unacked::Unacked;
 use crate::net::{ClientSocket, RuntimeUrl};
@@ -58,16 +60,20 @@ pub(super) trait Attachable {
 
 /// Attaches until the session exits, the user detaches, or the session is gone.
 /// `replay_max` is the largest gap replayed after an outage; a larger one is repainted.
+/// `expiry` hears when the runtime says the session's deadline moved (live sync's last pull).
 pub(super) async fn run(
     target: &Target,
     watch: bool,
     from_start: bool,
     replay_max: u64,
     live: &impl Attachable,
+    expiry: Option<Expiry>,
 ) -> anyhow::Result<Outcome> {
     let runtime = RuntimeUrl::parse(&target.connect_url)?;
     let _raw = tty::RawGuard::enter()?;
     let mut attach = Attach::new(watch, from_start, replay_max)?;
+    attach.label = target.label.clone();
+    attach.expiry = expiry;
     let outcome = attach.run(&runtime, target, live).await;
     // Everything the session wrote reaches the terminal before it leaves raw mode; when the
     // session did not end, a terminal that takes nothing does not keep us.
@@ -107,6 +113,9 @@ struct Attach {
     /// When the runtime was last heard from, over all connections: what the status line shows.
     last_contact: Instant,
     replay_max: u64,
+    /// The session's label, for the command a warning suggests.
+    label: String,
+    expiry: Option<Expiry>,
 }
 
 impl Attach {
@@ -127,6 +136,8 @@ impl Attach {
             status: Status::default(),
             last_contact: Instant::now(),
             replay_max,
+            label: String::new(),
+            expiry: None,
         })
     }
 
@@ -326,6 +337,14 @@ impl Attach {
             }
             ServerMsg::Error { message } => {
                 self.last_error = Some(message);
+                Step::Continue
+            }
+            ServerMsg::Ending { in_sec } => {
+                let now = crate::clock::unix_now();
+                if let Some(expiry) = &self.expiry {
+                    expiry.moved(now + in_sec);
+                }
+                let _ = (self.output).note(&deadline::ending_note(&self.label, in_sec, now));
                 Step::Continue
             }
         }

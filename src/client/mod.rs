@@ -5,7 +5,9 @@
 
 mod attach;
 mod daemon_client;
+mod deadline;
 mod escape;
+mod extend;
 mod logs;
 mod stop;
 mod strip;
@@ -26,6 +28,7 @@ use crate::protocol::api::{
 };
 use attach::{Outcome, Target};
 use daemon_client::{DaemonClient, DaemonError, Unanswered};
+pub use extend::extend;
 pub use logs::LogsOptions;
 pub use stop::{stop, stop_all};
 
@@ -223,7 +226,16 @@ async fn attach_and_report(
 ) -> anyhow::Result<i32> {
     let live = Live { daemon, session_id };
     let label = &target.label;
-    match attach::run(target, watch, from_start, config.replay_max_bytes, &live).await? {
+    let expiry = following.as_ref().map(sync::Live::expiry);
+    let attached = attach::run(
+        target,
+        watch,
+        from_start,
+        config.replay_max_bytes,
+        &live,
+        expiry,
+    );
+    match attached.await? {
         Outcome::Exited(status) => {
             match &status.signal {
                 Some(signal) => eprintln!("catty: session {label} ended: killed by {signal}"),
@@ -244,9 +256,13 @@ async fn attach_and_report(
             );
             Ok(0)
         }
-        Outcome::Gone(why) => bail!(
-            "session {label} is not reachable: {why}; if it still runs: catty connect {label}"
-        ),
+        Outcome::Gone(why) => {
+            // main prints the error; the cursor is wherever the session left it (a prompt).
+            eprintln!();
+            bail!(
+                "session {label} is not reachable: {why}; if it still runs: catty connect {label}"
+            )
+        }
         Outcome::Terminated => {
             eprintln!("catty: terminated; session {label} keeps running (catty connect {label})");
             Ok(1)

@@ -21,7 +21,7 @@ pub use apply::Say;
 pub use base::Base;
 pub use branch::Branch;
 pub use diff::diff;
-pub use live::Live;
+pub use live::{Expiry, Live};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 
 use super::parse::{api_addr, current_exe, state_dir};
 use super::{Env, Logging, UsageError, parse_duration};
-use crate::cli::NewArgs;
+use crate::cli::{ExtendArgs, NewArgs};
 use crate::protocol::Agent;
 use crate::protocol::api::{CODEX_AUTH_VAR, CREDENTIAL_LIMIT_BYTES, CreateSession, Credentials};
 
@@ -179,21 +179,66 @@ fn agent_of_program(program: &str) -> Option<Agent> {
 
 /// `--ttl` as typed: a duration with its unit (a bare number is refused: minutes or seconds?).
 fn ttl(text: &str) -> Result<u64, UsageError> {
+    with_unit("--ttl", text)
+}
+
+/// A duration with its unit, in seconds; errors name `what` (the flag or command) and the text
+/// as typed.
+fn with_unit(what: &str, text: &str) -> Result<u64, UsageError> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(UsageError(format!(
-            "--ttl {text}: which unit? Say {text}s, {text}m or {text}h"
+            "{what} {text}: which unit? Say {text}s, {text}m or {text}h"
         )));
     }
     match parse_duration(text) {
         Ok(d) => Ok(d.as_secs()),
-        Err(UsageError(why)) => Err(UsageError(format!("--ttl: {why}"))),
+        Err(UsageError(why)) => Err(UsageError(format!("{what}: {why}"))),
+    }
+}
+
+/// `catty extend`: which session, and how much more time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendOptions {
+    pub session: String,
+    pub by_sec: u64,
+}
+
+impl ExtendOptions {
+    pub fn new(args: ExtendArgs) -> Result<Self, UsageError> {
+        Ok(ExtendOptions {
+            by_sec: with_unit("catty extend", &args.duration)?,
+            session: args.session,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_takes_a_duration_with_its_unit() {
+        let args = |duration: &str| ExtendArgs {
+            session: "brave-tiger-1234".into(),
+            duration: duration.into(),
+        };
+        let options = ExtendOptions::new(args("90m")).unwrap();
+        assert_eq!(options.by_sec, 5400);
+        assert_eq!(options.session, "brave-tiger-1234");
+        assert_eq!(ExtendOptions::new(args("1d")).unwrap().by_sec, 86_400);
+        let bare = ExtendOptions::new(args("10")).unwrap_err();
+        assert_eq!(
+            bare.to_string(),
+            "catty extend 10: which unit? Say 10s, 10m or 10h"
+        );
+        let zero = ExtendOptions::new(args("0h")).unwrap_err();
+        assert_eq!(
+            zero.to_string(),
+            "catty extend: \"0h\" is not a duration (like 90s, 45m, 2h)"
+        );
+        assert!(ExtendOptions::new(args("soon")).is_err());
+    }
 
     #[test]
     fn replay_max_bytes_comes_from_the_environment() {

@@ -12,7 +12,7 @@ mod logging;
 mod parse;
 
 pub use api::{ApiConfig, HostedConfig, Limits, ProviderKind};
-pub use client::{ClientConfig, NewOptions};
+pub use client::{ClientConfig, ExtendOptions, NewOptions};
 pub use env::Env;
 pub use exec::{DEFAULT_GRACE, DEFAULT_SHELL, ExecConfig, Listen};
 pub use fly::{DEFAULT_EXEC_APP, DEFAULT_FLY_API_BASE, DEFAULT_FLY_START_TIMEOUT, FlyConfig};

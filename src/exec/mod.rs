@@ -1,11 +1,12 @@
 //! The runtime (`catty exec`): hosts one session, a program on a PTY, for clients that attach
 //! over WebSocket. It ends when the program has exited, the grace period is over and the
-//! workspace's work was pulled (at most the retention time), at the TTL, or on SIGTERM; its
-//! exit is what ends the machine.
+//! workspace's work was pulled (at most the retention time), at the TTL (which `POST /ttl`
+//! moves), or on SIGTERM; its exit is what ends the machine.
 
 mod agents;
 mod buffer;
 mod command;
+mod deadline;
 mod git;
 mod logs;
 mod process;
@@ -58,6 +59,7 @@ pub async fn run(
         workspace: config.workspace.clone(),
         child_env: config.child_env.clone(),
         sync: sync::SyncBack::new(config.workspace.clone()),
+        deadline: deadline::Deadline::new(config.ttl),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let server = crate::net::serve(
@@ -66,7 +68,7 @@ pub async fn run(
         |stream, proven| connection(app.clone(), stream, proven),
     );
     let lifecycle = async {
-        lifecycle(&session, &app.sync, &config, terminate).await;
+        lifecycle(&session, &app, &config, terminate).await;
         let _ = stop.send(());
     };
     tokio::join!(server, lifecycle);
@@ -77,10 +79,11 @@ pub async fn run(
 /// Runs the program and decides when the session is over.
 async fn lifecycle(
     session: &Arc<Session>,
-    sync: &sync::SyncBack,
+    app: &App,
     config: &ExecConfig,
     terminate: impl Future<Output = ()>,
 ) {
+    let sync = &app.sync;
     let command = command::Command {
         agent: config.agent,
         argv: config.command.clone(),
@@ -88,12 +91,8 @@ async fn lifecycle(
         env: config.child_env.clone(),
     };
     let process = process::run(session.clone(), command, sync);
-    let expiry = async {
-        match config.ttl {
-            Some(ttl) => tokio::time::sleep(ttl).await,
-            None => std::future::pending().await,
-        }
-    };
+    // The deadline moves with `POST /ttl`.
+    let expiry = app.deadline.passed();
     tokio::pin!(process, expiry, terminate);
     let reason = tokio::select! {
         result = &mut process => {
@@ -104,11 +103,11 @@ async fn lifecycle(
             // until it is pulled.
             tokio::select! {
                 () = retained(sync, config) => return,
-                () = &mut expiry => ttl_message(config),
+                () = &mut expiry => ttl_message(&app.deadline),
                 () = &mut terminate => return,
             }
         }
-        () = &mut expiry => ttl_message(config),
+        () = &mut expiry => ttl_message(&app.deadline),
         () = &mut terminate => "the session's machine is shutting down".to_string(),
     };
     tracing::info!("ending the session: {reason}");
@@ -130,8 +129,10 @@ async fn retained(sync: &sync::SyncBack, config: &ExecConfig) {
     }
 }
 
-fn ttl_message(config: &ExecConfig) -> String {
-    let secs = config.ttl.map_or(0, |ttl| ttl.as_secs());
+fn ttl_message(deadline: &deadline::Deadline) -> String {
+    let secs = deadline
+        .total()
+        .map_or(0, |ttl| ttl.as_secs_f64().round() as u64);
     format!("session expired: its time to live of {secs} s ran out")
 }
 
@@ -139,6 +140,8 @@ fn ttl_message(config: &ExecConfig) -> String {
 /// `proven` is set once a request shows the token.
 async fn connection(app: Arc<App>, stream: TcpStream, proven: Proven) {
     let session = app.session.clone();
+    // The deadline as it stands when a WebSocket starts (the receiver sees every later move).
+    let deadline = app.deadline.subscribe();
     let (upgrades, mut upgraded) = mpsc::channel(1);
     let service = service_fn(move |req| {
         let (app, upgrades, proven) = (app.clone(), upgrades.clone(), proven.clone());
@@ -150,7 +153,7 @@ async fn connection(app: Arc<App>, stream: TcpStream, proven: Proven) {
     }
     if let Ok(upgrade) = upgraded.try_recv() {
         match upgrade.socket.await {
-            Ok(ws) => stream::serve(session, ws, upgrade.params).await,
+            Ok(ws) => stream::serve(session, deadline, ws, upgrade.params).await,
             Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
         }
     }

@@ -11,20 +11,21 @@ use hyper::header::{CONNECTION, CONTENT_LENGTH};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::mpsc;
 
+use super::deadline::Deadline;
 use super::session::Session;
 use super::spool::spool;
 use super::sync::SyncBack;
 use super::{git, logs, unpack};
 use crate::net::Proven;
 use crate::net::http::{self, Body, error};
-use crate::protocol::api::UploadDone;
+use crate::protocol::api::{SetTtl, Ttl, UploadDone};
 use crate::protocol::sync::{
     SYNC_BUNDLE_PATH, SYNC_FILE_PATH, SYNC_MANIFEST_PATH, SYNC_PULLED_PATH,
 };
 use crate::protocol::transcript::EXIT_HEADER;
 use crate::protocol::transcript::TRANSCRIPT_PATH;
 use crate::protocol::{
-    CONNECT_PATH, ConnectParams, GIT_PATH, HEALTHZ_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH,
+    CONNECT_PATH, ConnectParams, GIT_PATH, HEALTHZ_PATH, TTL_PATH, UPLOAD_LIMIT_BYTES, UPLOAD_PATH,
 };
 
 /// What the endpoints share.
@@ -36,6 +37,8 @@ pub(super) struct App {
     /// The program's environment: `/git` runs git in it (its `GIT_*` variables aside).
     pub child_env: Vec<(String, String)>,
     pub sync: SyncBack,
+    /// When the session ends; `POST /ttl` moves it.
+    pub deadline: Deadline,
 }
 
 /// A `/connect` request that was answered with 101: the connection task takes it from here.
@@ -59,7 +62,7 @@ pub(super) async fn route(
         (
             _,
             UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH | SYNC_BUNDLE_PATH
-            | SYNC_PULLED_PATH | TRANSCRIPT_PATH,
+            | SYNC_PULLED_PATH | TRANSCRIPT_PATH | TTL_PATH,
         ) if !authorized(&app, &req) => {
             linger(req.into_body());
             error(
@@ -77,10 +80,11 @@ pub(super) async fn route(
         (&Method::POST, SYNC_PULLED_PATH) => app.sync.pulled(req.uri().query()),
         (&Method::GET, SYNC_PULLED_PATH) => app.sync.unpulled().await,
         (&Method::GET, TRANSCRIPT_PATH) => logs::answer(&app.session, req.uri().query()).await,
+        (&Method::POST, TTL_PATH) => ttl(&app, req).await,
         (
             _,
             HEALTHZ_PATH | UPLOAD_PATH | CONNECT_PATH | SYNC_MANIFEST_PATH | SYNC_FILE_PATH
-            | SYNC_BUNDLE_PATH | SYNC_PULLED_PATH | TRANSCRIPT_PATH,
+            | SYNC_BUNDLE_PATH | SYNC_PULLED_PATH | TRANSCRIPT_PATH | TTL_PATH,
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -94,7 +98,7 @@ pub(super) async fn route(
     }
 }
 
-/// `/upload`, `/git`, `/connect`, `/sync/…` and `/transcript` need the token, unless the runtime runs
+/// `/upload`, `/git`, `/connect`, `/sync/…`, `/transcript` and `/ttl` need the token, unless the runtime runs
 /// without one.
 pub(super) fn authorized<B>(app: &App, req: &Request<B>) -> bool {
     app.token
@@ -207,6 +211,45 @@ async fn upload(app: &App, req: Request<Incoming>) -> Response<Body> {
             e.to_string(),
         ),
     }
+}
+
+/// The largest `POST /ttl` body read: `{"in_sec":N}` is a few dozen bytes.
+const TTL_BODY_MAX_BYTES: usize = 1024;
+
+/// `POST /ttl`: moves the session's deadline (protocol: "The deadline").
+async fn ttl(app: &App, req: Request<Incoming>) -> Response<Body> {
+    use http_body_util::{BodyExt, Limited};
+    let body = match Limited::new(req.into_body(), TTL_BODY_MAX_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_body", e.to_string()),
+    };
+    let set = match serde_json::from_slice::<SetTtl>(&body) {
+        Ok(set) if set.in_sec > 0 => set,
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "in_sec must be at least 1",
+            );
+        }
+        Err(e) => {
+            let message = format!("the body is not {{\"in_sec\":N}}: {e}");
+            return error(StatusCode::BAD_REQUEST, "bad_body", message);
+        }
+    };
+    let left = app.deadline.set_in(set.in_sec).as_secs_f64().round() as u64;
+    tracing::info!(in_sec = left, "the session's deadline moved");
+    let expires_at = crate::clock::unix_now() + left;
+    http::json(
+        StatusCode::OK,
+        &Ttl {
+            in_sec: left,
+            expires_at,
+        },
+    )
 }
 
 fn too_large() -> Response<Body> {

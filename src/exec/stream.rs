@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use fastwebsockets::{Frame, OpCode, Payload, WebSocket, WebSocketError};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use super::deadline::{Notice, sleep_until};
 use super::pty;
 use super::session::{Attached, ConnId, Next, Session};
 use crate::locks;
@@ -29,8 +30,12 @@ const QUIET_BEFORE_PING: Duration = PING_INTERVAL.saturating_mul(2);
 type Control = mpsc::Sender<Frame<'static>>;
 
 /// Serves one attached client until it leaves, the process exits or the session ends.
-pub(super) async fn serve<S>(session: Arc<Session>, ws: WebSocket<S>, params: ConnectParams)
-where
+pub(super) async fn serve<S>(
+    session: Arc<Session>,
+    deadline: watch::Receiver<Option<tokio::time::Instant>>,
+    ws: WebSocket<S>,
+    params: ConnectParams,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let attached = session.attach(&params);
@@ -43,6 +48,7 @@ where
     let (read, write) = ws.split(tokio::io::split);
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE_FRAMES);
     let heard = Mutex::new(Some(Instant::now()));
+    let notices = notices(deadline, control.clone());
     tokio::select! {
         result = write_loop(&session, write, control_rx, attached) => {
             if let Err(e) = result {
@@ -57,9 +63,34 @@ where
         () = dead_link(&heard) => {
             tracing::info!(conn, "no frame for {DEAD_LINK:?}; dropping the connection");
         }
+        () = notices => {}
     }
     session.detach(conn);
     tracing::info!(conn, "client detached");
+}
+
+/// Tells the client about the session's deadline (`ending`, through the writer's control
+/// queue, so after `ready`): when it comes near and whenever it moves. Never returns.
+async fn notices(mut deadline: watch::Receiver<Option<tokio::time::Instant>>, control: Control) {
+    let mut notice = Notice::new(*deadline.borrow_and_update());
+    loop {
+        let now = tokio::time::Instant::now();
+        if let Some(in_sec) = notice.due(now) {
+            let _ = control.send(text(&ServerMsg::Ending { in_sec })).await;
+        }
+        tokio::select! {
+            changed = deadline.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+                let at = *deadline.borrow_and_update();
+                if let Some(in_sec) = notice.moved(at, tokio::time::Instant::now()) {
+                    let _ = control.send(text(&ServerMsg::Ending { in_sec })).await;
+                }
+            }
+            () = sleep_until(notice.wake_at()) => {}
+        }
+    }
 }
 
 /// When the client was last heard from; `None` while its input waits for room in the queue

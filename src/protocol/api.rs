@@ -10,6 +10,7 @@
 //! | `GET /v1/sessions` | | [`SessionList`] |
 //! | `GET /v1/sessions/{id-or-label}` | | [`SessionInfo`] |
 //! | `POST /v1/sessions/{id-or-label}/stop` | | [`SessionInfo`] |
+//! | `POST /v1/sessions/{id-or-label}/extend` | [`ExtendSession`] | [`SessionInfo`] with the new `expires_at` (`409` once ended) |
 //! | `POST /v1/sessions/stop-all` | | [`StopAll`] |
 //! | `DELETE /v1/sessions/{id-or-label}` | | [`SessionInfo`] of the ended session it forgot (`409` while it is live) |
 //!
@@ -393,6 +394,33 @@ impl ErrorBody {
     }
 }
 
+/// The longest time to live a session may have, from its creation: a week. `POST
+/// /v1/sessions` refuses more, and an extension (daemon and runtime) stops there.
+pub const MAX_TTL_SEC: u64 = 7 * 86400;
+
+/// `POST /v1/sessions/{id-or-label}/extend`: `by_sec` more seconds on the session's current
+/// deadline (at least 1; the deadline stops at [`MAX_TTL_SEC`] from the creation). Answers the
+/// session's [`SessionInfo`] with its new `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtendSession {
+    pub by_sec: u64,
+}
+
+/// `POST /ttl` to a runtime: end the session `in_sec` seconds from now (at least 1; at most
+/// [`MAX_TTL_SEC`] from the runtime's start, where it is clamped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetTtl {
+    pub in_sec: u64,
+}
+
+/// `200` answer of `POST /ttl`: the deadline the runtime took, in seconds from now and as
+/// unix seconds by its clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ttl {
+    pub in_sec: u64,
+    pub expires_at: u64,
+}
+
 /// `200` answer of `POST /upload`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadDone {
@@ -507,5 +535,35 @@ mod tests {
             serde_json::to_string(&done).unwrap(),
             r#"{"files":3,"bytes":10}"#
         );
+    }
+
+    #[test]
+    fn ttl_bodies_golden() {
+        let extend = ExtendSession { by_sec: 3600 };
+        let wire = r#"{"by_sec":3600}"#;
+        assert_eq!(serde_json::to_string(&extend).unwrap(), wire);
+        assert_eq!(serde_json::from_str::<ExtendSession>(wire).unwrap(), extend);
+        let set = SetTtl { in_sec: 90 };
+        assert_eq!(serde_json::to_string(&set).unwrap(), r#"{"in_sec":90}"#);
+        let ttl = Ttl {
+            in_sec: 90,
+            expires_at: 1_700_000_090,
+        };
+        let wire = r#"{"in_sec":90,"expires_at":1700000090}"#;
+        assert_eq!(serde_json::to_string(&ttl).unwrap(), wire);
+        assert_eq!(serde_json::from_str::<Ttl>(wire).unwrap(), ttl);
+    }
+
+    #[test]
+    fn ttl_bodies_refuse_what_is_not_a_count_of_seconds() {
+        for bad in [
+            r#"{}"#,
+            r#"{"by_sec":-1}"#,
+            r#"{"by_sec":"1h"}"#,
+            r#"{"by_sec":1.5}"#,
+        ] {
+            assert!(serde_json::from_str::<ExtendSession>(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<SetTtl>(r#"{"in_sec":-3}"#).is_err());
     }
 }

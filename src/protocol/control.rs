@@ -59,6 +59,12 @@ pub enum ServerMsg {
     Error {
         message: String,
     },
+    /// The session ends in `in_sec` seconds (its TTL): sent when that drops to
+    /// [`ENDING_NOTICE`](super::ENDING_NOTICE), at attach when less is left, and whenever the
+    /// deadline moves (`catty extend`). Older clients ignore it.
+    Ending {
+        in_sec: u64,
+    },
 }
 
 /// How the process ended. `code` is the shell's convention: 128+N when killed by signal N.
@@ -90,7 +96,7 @@ impl std::fmt::Display for ParseError {
 }
 
 const CLIENT_TYPES: &[&str] = &["resize", "signal", "ping", "pong", "detach", "shown"];
-const SERVER_TYPES: &[&str] = &["ready", "ack", "exit", "ping", "pong", "error"];
+const SERVER_TYPES: &[&str] = &["ready", "ack", "exit", "ping", "pong", "error", "ending"];
 
 /// Parses a control message, telling an unknown `type` apart from a malformed message.
 fn parse<T: serde::de::DeserializeOwned>(text: &str, known: &[&str]) -> Result<T, ParseError> {
@@ -362,6 +368,10 @@ mod tests {
             ),
             (ServerMsg::Ping, r#"{"type":"ping"}"#),
             (ServerMsg::Pong, r#"{"type":"pong"}"#),
+            (
+                ServerMsg::Ending { in_sec: 300 },
+                r#"{"type":"ending","in_sec":300}"#,
+            ),
             (
                 ServerMsg::Error {
                     message: "no".into(),

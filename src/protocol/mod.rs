@@ -15,12 +15,22 @@
 //! | `POST /sync/pulled?generation=G` | bearer | the client applied generation `G`; `204` |
 //! | `GET /sync/pulled` | bearer | [`sync::Pulled`]: whether work is kept for a pull |
 //! | `GET /transcript?since=N[&wait=1]` | bearer | the output from offset `N` as raw bytes (below) |
+//! | `POST /ttl` | bearer | body [`api::SetTtl`]; moves the session's deadline (below) |
 //!
 //! Auth is `Authorization: Bearer <CONNECT_TOKEN>`, compared in constant time; a missing or
 //! wrong token is `401`. Errors are JSON: `{"error":{"code":"…","message":"…"}}`
 //! ([`api::ErrorBody`]). `/upload` answers `200` with [`api::UploadDone`], `400` naming the
 //! first bad entry (and leaves the workspace empty), `409` once a workspace was uploaded or
 //! the process has started, `413` past the size limit (the read stops there).
+//!
+//! # The deadline (`POST /ttl`)
+//!
+//! A runtime started with `CATTY_TTL_SEC` ends the session that long after its start. `POST
+//! /ttl` with [`api::SetTtl`] `{"in_sec":N}` moves that deadline to `N` seconds from now (`N`
+//! at least 1; the deadline is clamped to [`api::MAX_TTL_SEC`] from the runtime's start) and
+//! answers `200` [`api::Ttl`], the deadline it took; `400` for another body. The daemon sends
+//! it for `catty extend` (`POST /v1/sessions/{id}/extend` with [`api::ExtendSession`]), after
+//! it moved its own backstop. Every attached client is told the new deadline (`ending`, below).
 //!
 //! # The history (`POST /git`)
 //!
@@ -126,6 +136,7 @@
 //! | server → client | `{"type":"ack","input":M}` | this client id's input applied so far |
 //! | server → client | `{"type":"exit","code":0,"signal":null}` | after the last output byte |
 //! | server → client | `{"type":"error","message":"…"}` | a message not understood, or why the connection ends |
+//! | server → client | `{"type":"ending","in_sec":S}` | the session's TTL ends it in `S` seconds (below) |
 //!
 //! Order on a new connection: the server sends `ready` first. If the client gave no `since`,
 //! `ready` has `"redraw":true` and the next binary frame is a rendering of the current screen,
@@ -139,6 +150,11 @@
 //! close and come back without `since`, for a redraw, when the gap is too large to replay).
 //! When the process has exited and the client has received every byte, the server sends
 //! `exit`.
+//!
+//! `ending` warns of the TTL: the runtime sends it to each connection when the time left
+//! drops to [`ENDING_NOTICE`] (at once on a connection that starts with less left), and
+//! whenever the deadline moves (`POST /ttl`); a deadline moved past [`ENDING_NOTICE`] warns
+//! again when the time left drops to it. No protocol bump: an older client ignores it.
 //!
 //! ## Input exactly once
 //!
@@ -232,6 +248,13 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 pub const UPLOAD_PATH: &str = "/upload";
 pub const CONNECT_PATH: &str = "/connect";
 pub const GIT_PATH: &str = "/git";
+
+/// The runtime's path that moves the session's deadline.
+pub const TTL_PATH: &str = "/ttl";
+
+/// How long before its TTL ends a session the runtime warns attached clients (`ending`):
+/// time to finish a thought, or to run `catty extend`.
+pub const ENDING_NOTICE: Duration = Duration::from_secs(5 * 60);
 
 /// Version carried in `ready.protocol`; bumped only for changes an old peer cannot ignore.
 /// 2: the client may report `shown` (an older runtime would answer it with an `error`).

@@ -83,3 +83,36 @@ async fn a_runtime_without_sync_endpoints_ends_following_quietly() {
     assert!(last.unwrap().is_none(), "no last pull from such a runtime");
     assert_eq!(*said.lock().unwrap(), Vec::<String>::new());
 }
+
+/// Waits until the server has seen more than `seen` long polls begin to wait.
+async fn a_poll_waits(f: &Fixture, seen: usize) -> usize {
+    let start = Instant::now();
+    while f.server.waits() <= seen {
+        assert!(start.elapsed() < DEADLINE, "no long poll waits");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    f.server.waits()
+}
+
+/// `catty extend` moves the session's end: the pull that comes 20 s before it follows, asked
+/// at once rather than waited for (a long poll would not see this change for 25 s).
+#[tokio::test]
+async fn the_last_pull_follows_a_moved_deadline() {
+    let f = Fixture::repo(&[("a.txt", b"one\n")]).await;
+    let mut link = f.server.link();
+    link.expires_at = Some(catty::clock::unix_now() + 3600);
+    let say: Say = Arc::new(|_: &str| {});
+    let live = Live::start(&link, &f.state_dir(), &f.local(), say).unwrap();
+    write_file(&f.remote(), "first.txt", "1\n");
+    f.changed();
+    appears(&f, "first.txt", b"1\n").await;
+    let seen = a_poll_waits(&f, 0).await;
+    // The end comes near: the pull before it is due in 2 s.
+    live.expiry().moved(catty::clock::unix_now() + 22);
+    a_poll_waits(&f, seen).await;
+    write_file(&f.remote(), "quiet.txt", "q\n");
+    f.server.with(|s| s.generation += 1);
+    let took = appears(&f, "quiet.txt", b"q\n").await;
+    assert!(took < Duration::from_secs(15), "pulled after {took:?}");
+    live.stop().await;
+}

@@ -191,6 +191,8 @@ pub struct Client {
     pub exit: Option<ExitStatus>,
     pub errors: Vec<String>,
     pub acks: Vec<u64>,
+    /// Every `ending` (seconds left until the session's TTL ends it).
+    pub endings: Vec<u64>,
     /// The code of the server's close frame, once it came.
     pub close_code: Option<u16>,
     /// Whether reading also pings now and then, as a real client does: the runtime drops a
@@ -232,6 +234,7 @@ impl Client {
             exit: None,
             errors: Vec::new(),
             acks: Vec::new(),
+            endings: Vec::new(),
             close_code: None,
             keepalive: true,
             last_sent: Instant::now(),
@@ -259,6 +262,7 @@ impl Client {
                     ServerMsg::Exit(status) => self.exit = Some(status),
                     ServerMsg::Error { message } => self.errors.push(message),
                     ServerMsg::Ack { input } => self.acks.push(input),
+                    ServerMsg::Ending { in_sec } => self.endings.push(in_sec),
                     _ => {}
                 }
             }

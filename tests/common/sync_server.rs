@@ -65,6 +65,8 @@ pub struct SyncServer {
 struct Shared {
     session: Mutex<Session>,
     changed: Notify,
+    /// Long polls that began to wait, each after it read the generation.
+    waits: std::sync::atomic::AtomicUsize,
 }
 
 impl SyncServer {
@@ -80,6 +82,7 @@ impl SyncServer {
         let shared = Arc::new(Shared {
             session: Mutex::new(session),
             changed: Notify::new(),
+            waits: Default::default(),
         });
         let task = tokio::spawn(serve(listener, addr, shared.clone()));
         SyncServer {
@@ -97,6 +100,12 @@ impl SyncServer {
     pub fn bump(&self) {
         self.with(|s| s.generation += 1);
         self.shared.changed.notify_waiters();
+    }
+
+    /// How many long polls began to wait so far: a change made after this grew, without
+    /// [`SyncServer::bump`], is not seen by those polls until they time out.
+    pub fn waits(&self) -> usize {
+        self.shared.waits.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How the client reaches this session (the library's view of `catty pull`).
@@ -306,6 +315,9 @@ async fn manifest(shared: &Shared, query: &str) -> Response<Body> {
         if after.is_none_or(|after| generation > after) {
             break;
         }
+        shared
+            .waits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             break;
         }

@@ -139,3 +139,31 @@ async fn metadata_edits_keep_the_version() {
     let metadata = fake.machine(id).unwrap().metadata;
     assert!(!metadata.contains_key("catty_expires_at"));
 }
+
+/// Reference §1, §2.9: an unknown machine is 404 `not_found`, and a value must be a string.
+#[tokio::test]
+async fn metadata_edits_want_a_known_machine_and_a_string() {
+    let fake = fake();
+    let unknown = format!(
+        "{}/metadata/expires_at",
+        machine_path(&fake, "3d8d9e7fa24e89")
+    );
+    let value = json!({"value": "2030-01-01T00:00:00Z"});
+    let said = error(&call(&fake, "POST", &unknown, Some(value)).await, 404);
+    assert!(said.starts_with("not_found"), "{said}");
+    let m = create(
+        &fake,
+        edit(session_body("m"), "/skip_launch", Some(json!(true))),
+    )
+    .await;
+    let key = format!(
+        "{}/metadata/expires_at",
+        machine_path(&fake, m["id"].as_str().unwrap())
+    );
+    for body in [None, Some(json!({})), Some(json!({"value": null}))] {
+        error(&call(&fake, "POST", &key, body.clone()).await, 400);
+    }
+    assert!(
+        !(fake.machine(m["id"].as_str().unwrap()).unwrap().metadata).contains_key("expires_at")
+    );
+}

@@ -4,6 +4,7 @@
 //! the machine is looked up by its `catty_session` metadata first), no "none exist" is
 //! concluded from one empty list, and a reaper destroys machines past their `expires_at`.
 
+mod deadline;
 mod error;
 mod guest;
 mod machine_config;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use super::{InFlight, Liveness, Machine, MachineSpec, Provider};
 use crate::config::FlyConfig;
 use crate::locks;
+use crate::protocol::api::Ttl;
 use machine_config::META_SESSION;
 use machines_api::{FlyError, FlyMachine, MachinesApi};
 
@@ -133,6 +135,10 @@ impl Provider for Fly {
             }
         }
         Ok(Liveness::Dead)
+    }
+
+    async fn extend(&self, machine: &Machine, token: &str, expires_at: u64) -> anyhow::Result<Ttl> {
+        self.inner.extend(machine, token, expires_at).await
     }
 
     async fn forget(&self, _session_id: &str) {}

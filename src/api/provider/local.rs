@@ -25,7 +25,7 @@ use super::sandbox::{Dirs, Sandbox, Spawned};
 use super::{Liveness, Machine, MachineSpec, Provider, procfs, runtime_process};
 use crate::config::DEFAULT_SHELL;
 use crate::net::RuntimeUrl;
-use crate::protocol::api::CreateSession;
+use crate::protocol::api::{CreateSession, Ttl};
 use crate::protocol::transcript::EXIT_HEADER;
 use crate::protocol::{Agent, HEALTHZ_PATH};
 use crate::{locks, private_dir};
@@ -387,6 +387,11 @@ impl Provider for Local {
             None => None,
         };
         Ok(exited.map_or(Liveness::Alive, Liveness::Exited))
+    }
+
+    /// A local runtime is its own only deadline (the daemon's sweep is the backstop).
+    async fn extend(&self, machine: &Machine, token: &str, expires_at: u64) -> anyhow::Result<Ttl> {
+        super::tell_runtime(&machine.connect_url, &machine.headers, token, expires_at).await
     }
 
     async fn forget(&self, session_id: &str) {

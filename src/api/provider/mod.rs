@@ -7,6 +7,7 @@ mod launch;
 mod local;
 mod procfs;
 mod runtime_process;
+mod runtime_ttl;
 mod sandbox;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use crate::locks;
 use crate::protocol::Agent;
 use crate::protocol::api::CreateSession;
 use crate::protocol::api::Credentials;
+use crate::protocol::api::Ttl;
 
 pub use fly::Fly;
 pub use local::{Local, LocalOptions};
@@ -117,12 +119,35 @@ pub trait Provider: Send + Sync + 'static {
     /// Whether the machine still runs. `Dead` only when certain; errors mean "ask again".
     fn alive(&self, machine: &Machine) -> impl Future<Output = anyhow::Result<Liveness>> + Send;
 
+    /// Moves the session's deadline to `expires_at` (unix seconds): the provider's own
+    /// backstop first (Fly: the machine's `expires_at` metadata, which its reaper reads), so
+    /// nothing ends the machine before the runtime's new deadline; then the runtime itself,
+    /// `POST /ttl` with the session's `token`. The runtime's answer.
+    fn extend(
+        &self,
+        machine: &Machine,
+        token: &str,
+        expires_at: u64,
+    ) -> impl Future<Output = anyhow::Result<Ttl>> + Send;
+
     /// The session's record is gone for good: drop whatever the provider kept for it (local:
     /// its directory with the runtime's log).
     fn forget(&self, session_id: &str) -> impl Future<Output = ()> + Send;
 
     /// The daemon is exiting: stop background work. Machines keep running.
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// `POST /ttl` to the runtime at `base`, to end `expires_at` (unix seconds, at least a second
+/// from now).
+async fn tell_runtime(
+    base: &str,
+    headers: &BTreeMap<String, String>,
+    token: &str,
+    expires_at: u64,
+) -> anyhow::Result<Ttl> {
+    let in_sec = expires_at.saturating_sub(crate::clock::unix_now()).max(1);
+    runtime_ttl::set_ttl(base, headers, token, in_sec).await
 }
 
 /// Marks an id as in flight (a session being created) in `set` for as long as it lives, even

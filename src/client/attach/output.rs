@@ -48,6 +48,8 @@ pub(super) struct Output {
     shown: u64,
     reported: Option<u64>,
     pace: Pace,
+    /// The last byte written was a newline: a note can take the cursor's line.
+    line_start: bool,
 }
 
 enum Sink {
@@ -87,6 +89,7 @@ impl Output {
             shown: 0,
             reported: None,
             pace: Pace::default(),
+            line_start: true,
         }
     }
 
@@ -101,6 +104,9 @@ impl Output {
     /// Writes what the terminal takes now and hands the rest to the writer. `end`: the stream
     /// offset just past these bytes, when they are numbered.
     pub(super) fn write(&mut self, mut bytes: Bytes, end: Option<u64>) -> io::Result<()> {
+        if let Some(&last) = bytes.last() {
+            self.line_start = last == b'\n';
+        }
         let file = match &self.sink {
             Sink::Blocking => {
                 let mut out = io::stdout().lock();
@@ -132,7 +138,8 @@ impl Output {
         }
     }
 
-    /// One of catty's own lines, in order with the session's output.
+    /// One of catty's own lines, in order with the session's output, on a line of its own:
+    /// below what the session left on the cursor's line (a prompt), if anything.
     pub(super) fn note(&mut self, message: &str) -> io::Result<()> {
         match self.sink {
             Sink::Blocking => {
@@ -140,7 +147,11 @@ impl Output {
                 Ok(())
             }
             Sink::Terminal { .. } => {
-                let line = format!("\r\x1b[K{}\r\n", message.replace('\n', "\r\n"));
+                let lead = match self.line_start {
+                    true => "\r\x1b[K",
+                    false => "\r\n",
+                };
+                let line = format!("{lead}{}\r\n", message.replace('\n', "\r\n"));
                 self.write(Bytes::from(line), None)
             }
         }
@@ -383,6 +394,7 @@ mod tests {
             shown: 0,
             reported: None,
             pace: Pace::default(),
+            line_start: true,
         };
         out.connected(1000, true);
         out.took(Some(1000 + FLOW_WINDOW_BYTES / 4 - 1));

@@ -28,7 +28,24 @@ const LAST_PULL_LEAD: Duration = Duration::from_secs(20);
 pub struct Live {
     sync: Arc<SyncSession>,
     stop: watch::Sender<bool>,
+    expiry: Expiry,
     task: AbortOnDrop<Followed>,
+}
+
+/// The session's `expires_at` (unix seconds) as live sync knows it: the attach moves it when
+/// the runtime says the deadline moved (`catty extend`), so the last pull comes before the
+/// real end, not the old one.
+#[derive(Clone)]
+pub struct Expiry(Arc<watch::Sender<Option<u64>>>);
+
+impl Expiry {
+    pub fn moved(&self, expires_at: u64) {
+        self.0.send_if_modified(|at| {
+            let changed = *at != Some(expires_at);
+            *at = Some(expires_at);
+            changed
+        });
+    }
 }
 
 /// What the task did, and whether the runtime turned out to have no sync endpoints.
@@ -43,9 +60,20 @@ impl Live {
     pub fn start(link: &Link, state_dir: &Path, here: &Path, say: Say) -> anyhow::Result<Live> {
         let sync = Arc::new(SyncSession::new(link, state_dir, here.to_owned(), say)?);
         let (stop, stopped) = watch::channel(false);
-        let last_pull = link.expires_at.map(last_pull_at);
-        let task = AbortOnDrop(tokio::spawn(follow(sync.clone(), stopped, last_pull)));
-        Ok(Live { sync, stop, task })
+        let (expiry, expires) = watch::channel(link.expires_at);
+        let task = AbortOnDrop(tokio::spawn(follow(sync.clone(), stopped, expires)));
+        let expiry = Expiry(Arc::new(expiry));
+        Ok(Live {
+            sync,
+            stop,
+            expiry,
+            task,
+        })
+    }
+
+    /// Where to say that the session's deadline moved.
+    pub fn expiry(&self) -> Expiry {
+        self.expiry.clone()
     }
 
     /// Stops following after the round in progress; what the rounds did.
@@ -89,13 +117,15 @@ fn last_pull_at(expires_at: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + left.saturating_sub(LAST_PULL_LEAD)
 }
 
-/// The loop: one manifest at a time, each new generation applied; at `last_pull`, a manifest
-/// asked for at once rather than waited for.
+/// The loop: one manifest at a time, each new generation applied; [`LAST_PULL_LEAD`] before
+/// the session expires (as `expires` says now), a manifest asked for at once rather than
+/// waited for, once per deadline.
 async fn follow(
     sync: Arc<SyncSession>,
     mut stopped: watch::Receiver<bool>,
-    mut last_pull: Option<tokio::time::Instant>,
+    mut expires: watch::Receiver<Option<u64>>,
 ) -> Followed {
+    let mut pulled_for: Option<u64> = None;
     let mut follower = Follower {
         sync,
         followed: Followed::default(),
@@ -104,16 +134,20 @@ async fn follow(
         backoff: Duration::ZERO,
     };
     loop {
+        let expires_at = *expires.borrow_and_update();
+        let last_pull = expires_at.filter(|at| pulled_for != Some(*at));
         let due = async {
             match last_pull {
-                Some(at) => tokio::time::sleep_until(at).await,
+                Some(at) => tokio::time::sleep_until(last_pull_at(at)).await,
                 None => std::future::pending().await,
             }
         };
         let polled = tokio::select! {
             polled = manifest(&follower.sync.remote, follower.generation) => polled,
+            // The deadline moved: wait for the new one (the long poll is asked again).
+            Ok(()) = expires.changed() => continue,
             () = due => {
-                last_pull = None;
+                pulled_for = last_pull;
                 tracing::info!(session = %follower.sync.label, "pulling before the session expires");
                 manifest(&follower.sync.remote, None).await
             }

@@ -149,6 +149,18 @@ impl ApiClient {
             .ok()
     }
 
+    /// `POST /v1/sessions/{key}/extend` with `body`, whatever it answers.
+    pub async fn extend(&self, key: &str, body: &str) -> Answer {
+        self.call("POST", &format!("/v1/sessions/{key}/extend"), body)
+            .await
+    }
+
+    /// `POST /v1/sessions/{key}/extend` by `by_sec`, which must succeed.
+    pub async fn extended(&self, key: &str, by_sec: u64) -> SessionInfo {
+        let body = format!(r#"{{"by_sec":{by_sec}}}"#);
+        self.extend(key, &body).await.ok()
+    }
+
     /// `POST /v1/sessions/stop-all`: how many it stopped.
     pub async fn stop_all(&self) -> u64 {
         let answer: serde_json::Value = self.call("POST", "/v1/sessions/stop-all", "").await.ok();

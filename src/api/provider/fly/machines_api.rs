@@ -188,6 +188,20 @@ impl MachinesApi {
         answer.await.map(drop)
     }
 
+    /// `POST /machines/<id>/metadata/<key>` with `{"value": …}` (reference §2.9): `204`, the
+    /// machine's version unchanged. Safe to repeat.
+    pub(super) async fn set_metadata(
+        &self,
+        id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), FlyError> {
+        let path = format!("/{}/metadata/{}", percent::encode(id), percent::encode(key));
+        let body = serde_json::json!({ "value": value });
+        let answer = self.call(Method::POST, &path, Some(&body), REQUEST_TIMEOUT);
+        answer.await.map(drop)
+    }
+
     /// `DELETE /machines/<id>?force=true`: a running machine is killed.
     pub(super) async fn delete(&self, id: &str) -> Result<(), FlyError> {
         let path = format!("/{}?force=true", percent::encode(id));
