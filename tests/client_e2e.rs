@@ -5,6 +5,7 @@
 mod commands;
 mod daemon;
 mod listing;
+mod stderr;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

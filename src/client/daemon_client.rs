@@ -235,7 +235,7 @@ async fn restart(config: &ClientConfig, found: &Health) -> anyhow::Result<()> {
             found.stop_hint()
         );
     };
-    eprintln!(
+    say!(
         "catty: restarting the catty daemon ({theirs} → {}); sessions keep running",
         crate::version::this_build()
     );
@@ -278,6 +278,7 @@ async fn start(config: &ClientConfig) -> anyhow::Result<()> {
             config.state_dir.display()
         )
     })?;
+    let _starting = super::progress::Stage::spinner("starting the catty daemon");
     let log = log_path(&config.state_dir);
     let log_file = std::fs::OpenOptions::new()
         .create(true)
