@@ -68,6 +68,11 @@ pub(super) async fn run(
     let runtime = RuntimeUrl::parse(&target.connect_url)?;
     let _raw = tty::RawGuard::enter()?;
     let mut attach = Attach::new(watch, from_start, replay_max)?;
+    // After the first picture of the screen, which would paint over a line printed before.
+    attach.watch_hint = watch.then(|| {
+        let label = &target.label;
+        format!("catty: watching {label} read-only; Enter ~ . leaves")
+    });
     let outcome = attach.run(&runtime, target, live).await;
     // Everything the session wrote reaches the terminal before it leaves raw mode; when the
     // session did not end, a terminal that takes nothing does not keep us.
@@ -103,6 +108,8 @@ struct Attach {
     term: Signal,
     hup: Signal,
     last_error: Option<String>,
+    /// For `--watch`: the line saying how to leave, shown once the session's screen is.
+    watch_hint: Option<String>,
     status: Status,
     /// When the runtime was last heard from, over all connections: what the status line shows.
     last_contact: Instant,
@@ -124,6 +131,7 @@ impl Attach {
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
             last_error: None,
+            watch_hint: None,
             status: Status::default(),
             last_contact: Instant::now(),
             replay_max,
@@ -267,7 +275,11 @@ impl Attach {
                     *offset += bytes.len() as u64;
                     end = Some(*offset);
                 }
-                match self.output.write(bytes, end) {
+                let mut written = self.output.write(bytes, end);
+                if let (Ok(()), Some(hint)) = (&written, self.watch_hint.take()) {
+                    written = self.output.note(&hint);
+                }
+                match written {
                     Ok(()) => self.shown(false),
                     Err(_) => Step::Done(Outcome::Terminated),
                 }
