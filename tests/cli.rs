@@ -94,3 +94,21 @@ fn a_closed_pipe_ends_quietly() {
     assert_eq!(text(&out.stderr), "");
     assert!(!out.status.success());
 }
+
+/// The local provider has no regions: `--region` is refused before anything starts, saying
+/// why and what to do.
+#[test]
+fn a_region_without_fly_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_catty"))
+        .args(["new", "--region", "ams", "--no-upload", "--", "true"])
+        .env("XDG_STATE_HOME", "/nonexistent/catty-cli-test")
+        .env_remove("FLY_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "catty: the local provider runs sessions on this computer and has no regions; leave \
+         out --region, or set FLY_API_TOKEN to use Fly.io\n"
+    );
+}

@@ -23,10 +23,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
-use crate::config::{ClientConfig, NewOptions};
+use crate::config::{ClientConfig, NewOptions, UsageError};
 use crate::protocol::UPLOAD_LIMIT_BYTES;
 use crate::protocol::api::{
-    CODEX_AUTH_VAR, CreateSession, SessionCreated, SessionInfo, SessionList,
+    CODEX_AUTH_VAR, CreateSession, NO_LOCAL_REGIONS, SessionCreated, SessionInfo, SessionList,
 };
 use attach::{Outcome, Target};
 use daemon_client::{DaemonClient, DaemonError, Unanswered};
@@ -34,6 +34,11 @@ pub use logs::LogsOptions;
 pub use stop::{stop, stop_all};
 
 pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
+    // Before anything is scanned or started. The daemon's provider is this one: `ensure`
+    // refuses a daemon of the other (its /healthz says which), and the daemon refuses too.
+    if config.provider == "local" && options.create.region.is_some() {
+        return Err(UsageError(NO_LOCAL_REGIONS.to_string()).into());
+    }
     let cwd = options.dir;
     let workspace = match options.upload {
         true => Some(scan_workspace(&cwd).await?),
