@@ -76,6 +76,14 @@ fn main() -> ExitCode {
         Subcommand::Connect(args) => client(&env, |config| async move {
             catty::client::connect(&config, &args.session, args.watch).await
         }),
+        // For shell completion: nothing but labels, and nothing at all when that fails.
+        Subcommand::List(args) if args.labels => {
+            let labels = client(&env, |config| async move {
+                catty::client::labels(&config, args.all).await
+            });
+            Ok(labels.unwrap_or(0))
+        }
+        Subcommand::Completions(args) => completions(&args.shell),
         Subcommand::List(args) => client(&env, |config| async move {
             catty::client::list(&config, args.json, args.all).await
         }),
@@ -119,6 +127,16 @@ fn main() -> ExitCode {
 
 fn version() -> anyhow::Result<i32> {
     writeln!(std::io::stdout(), "catty {}", env!("CARGO_PKG_VERSION"))?;
+    Ok(0)
+}
+
+/// `catty completions SHELL`: the script on stdout.
+fn completions(shell: &str) -> anyhow::Result<i32> {
+    let Some(script) = cli::completion_script(shell) else {
+        let shells = cli::COMPLETION_SHELLS;
+        return Err(UsageError(format!("no completions for {shell:?}; say {shells}")).into());
+    };
+    std::io::stdout().write_all(script.as_bytes())?;
     Ok(0)
 }
 

@@ -3,6 +3,7 @@
 //! temporary git repositories and state directories.
 
 mod commands;
+mod completions;
 mod daemon;
 mod listing;
 mod stderr;

@@ -80,6 +80,17 @@ impl DaemonClient {
         })
     }
 
+    /// The daemon that answers, if one does, without starting one or checking its build.
+    pub(super) async fn running(config: &ClientConfig) -> Option<DaemonClient> {
+        health(config.api_addr).await?;
+        let token = std::fs::read_to_string(config.state_dir.join("api.token")).ok()?;
+        Some(DaemonClient {
+            addr: config.api_addr,
+            state_dir: config.state_dir.clone(),
+            token: token.trim().to_string(),
+        })
+    }
+
     pub(super) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(Method::GET, path, None::<&()>).await
     }

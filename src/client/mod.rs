@@ -1,4 +1,4 @@
-//! The client commands: `new`, `connect`, `list`, `rm`, `logs`, `pull`, `diff`, `stop`,
+//! The client commands: `new`, `connect`, `list` (and `list --labels`), `rm`, `logs`, `pull`, `diff`, `stop`,
 //! `stop-all-sessions-dangerously`.
 //! They talk to the daemon (starting it when nothing answers) and attach to runtimes. Each
 //! returns the process's exit code; errors go up to `main`.
@@ -20,6 +20,7 @@ pub mod upload;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -354,6 +355,26 @@ pub async fn list(config: &ClientConfig, json: bool, all: bool) -> anyhow::Resul
             age,
             s.provider
         )?;
+    }
+    Ok(0)
+}
+
+/// How long `catty list --labels` may take: a user pressed Tab and waits.
+const LABELS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `catty list --labels`: the live sessions' labels (`all`: the ended ones too) one a line,
+/// for shell completion. No daemon is started for it, and nothing is printed on failure.
+pub async fn labels(config: &ClientConfig, all: bool) -> anyhow::Result<i32> {
+    let asked = tokio::time::timeout(LABELS_TIMEOUT, async {
+        let daemon = DaemonClient::running(config).await?;
+        daemon.get::<SessionList>("/v1/sessions").await.ok()
+    });
+    if let Ok(Some(list)) = asked.await {
+        let shown = list.sessions.iter().filter(|s| all || s.state.is_live());
+        let labels: Vec<&str> = shown.map(|s| s.label.as_str()).collect();
+        if !labels.is_empty() {
+            out!("{}", labels.join("\n"));
+        }
     }
     Ok(0)
 }
