@@ -51,6 +51,8 @@ impl Stage {
             .with_key("stage", text);
         let stage = Stage::show(ProgressBar::no_length().with_style(style), show);
         stage.bar.enable_steady_tick(SPIN_INTERVAL);
+        // Drawn now, not when the ticker's thread first runs: a short stage is seen too.
+        stage.bar.tick();
         stage
     }
 

@@ -1,8 +1,9 @@
-//! What `catty new` writes on stderr when it is not a terminal: no panic on a closed pipe,
-//! no spinner or progress bytes in a pipe.
+//! What `catty new` writes on stderr: no panic on a closed pipe, no spinner or progress bytes
+//! in a pipe, and in a terminal spinners that are drawn, then erased.
 
 use std::process::{Output, Stdio};
 
+use super::new_session;
 use crate::common::repo::write_file;
 use crate::common::tmux::Tmux;
 
@@ -54,4 +55,30 @@ fn new_with_stderr_in_a_pipe_draws_no_progress() {
         !stderr.contains(['\r', '\x1b']),
         "progress drawn into a pipe: {stderr:?}"
     );
+}
+
+/// In a terminal each stage's spinner is drawn (the pane's recorded bytes show it) and
+/// erased when the stage ends: the screen at the session's prompt shows none of them.
+#[test]
+fn new_in_a_terminal_draws_its_stages_then_clears_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "README", "hello\n");
+    let t = Tmux::start_without_daemon(dir.path(), 100, 30);
+    // Outside the directory, which is uploaded.
+    let drawn = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    t.record(&drawn);
+    new_session(&t, "--agent shell");
+    let screen = t.screen();
+    let bytes = String::from_utf8_lossy(&std::fs::read(&drawn).unwrap()).into_owned();
+    for stage in [
+        "scanning the directory",
+        "starting the catty daemon",
+        "creating and starting the machine",
+    ] {
+        assert!(bytes.contains(stage), "{stage} never drawn: {bytes:?}");
+        assert!(
+            !screen.contains(stage),
+            "{stage} left on the screen:\n{screen}"
+        );
+    }
 }
