@@ -80,21 +80,6 @@ fn mistakes_exit_2_with_the_closest_name() {
     );
 }
 
-/// Output into a pipe nobody reads any more ends the command quietly, as `ls` does: no
-/// panic, no error message.
-#[test]
-fn a_closed_pipe_ends_quietly() {
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
-    let out = Command::new(env!("CARGO_BIN_EXE_catty"))
-        .arg("--version")
-        .stdout(writer)
-        .output()
-        .unwrap();
-    assert_eq!(text(&out.stderr), "");
-    assert!(!out.status.success());
-}
-
 /// The local provider has no regions: `--region` is refused before anything starts, saying
 /// why and what to do.
 #[test]
@@ -111,4 +96,19 @@ fn a_region_without_fly_is_a_usage_error() {
         "catty: the local provider runs sessions on this computer and has no regions; leave \
          out --region, or set FLY_API_TOKEN to use Fly.io\n"
     );
+}
+
+/// Output into a pipe nobody reads any more ends the command quietly, as `ls` does: no
+/// panic, no error message.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_catty"))
+        .arg("--version")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stderr), "");
+    assert!(!out.status.success());
 }

@@ -68,11 +68,6 @@ pub(super) async fn run(
     let runtime = RuntimeUrl::parse(&target.connect_url)?;
     let _raw = tty::RawGuard::enter()?;
     let mut attach = Attach::new(watch, from_start, replay_max)?;
-    // After the first picture of the screen, which would paint over a line printed before.
-    attach.watch_hint = watch.then(|| {
-        let label = &target.label;
-        format!("catty: watching {label} read-only; Enter ~ . leaves")
-    });
     let outcome = attach.run(&runtime, target, live).await;
     // Everything the session wrote reaches the terminal before it leaves raw mode; when the
     // session did not end, a terminal that takes nothing does not keep us.

@@ -25,7 +25,7 @@ use super::sandbox::{Dirs, Sandbox, Spawned};
 use super::{Liveness, Machine, MachineSpec, Provider, procfs, runtime_process};
 use crate::config::DEFAULT_SHELL;
 use crate::net::RuntimeUrl;
-use crate::protocol::api::{CreateSession, NO_LOCAL_REGIONS};
+use crate::protocol::api::CreateSession;
 use crate::protocol::transcript::EXIT_HEADER;
 use crate::protocol::{Agent, HEALTHZ_PATH};
 use crate::{locks, private_dir};
@@ -280,7 +280,7 @@ impl Provider for Local {
 
     fn check(&self, req: &CreateSession) -> Result<(), String> {
         if req.region.is_some() {
-            return Err(NO_LOCAL_REGIONS.to_string());
+            return Err(crate::protocol::api::NO_LOCAL_REGIONS.to_string());
         }
         self.launch(req.agent, req.cmd.as_deref(), req.path.as_deref())
             .map(drop)
