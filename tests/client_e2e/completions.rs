@@ -59,6 +59,8 @@ fn bash_completes_commands_and_flags() {
         ["claude", "codex", "gemini", "shell"]
     );
     assert_eq!(complete(&t, &["catty", "connect", "--w"]), ["--watch"]);
+    // After `new --`, a command of the PATH.
+    assert!(complete(&t, &["catty", "new", "--", "bas"]).contains(&"bash".to_string()));
     // No session: no label, and no complaint on the terminal.
     assert!(complete(&t, &["catty", "logs", ""]).is_empty());
 }

@@ -26,7 +26,15 @@ _catty() {
     for ((i = at + 1; i < COMP_CWORD; i++)); do
         word=${COMP_WORDS[i]}
         case $word in
-            --) [[ $cmd == new ]] && return ;;
+            --)
+                # `catty new -- COMMAND ARGS`: a command, then its own arguments (files).
+                [[ $cmd != new ]] && continue
+                if ((i == COMP_CWORD - 1)); then
+                    COMPREPLY=($(compgen -c -- "$cur"))
+                else
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                fi
+                return ;;
             --agent | --region | --cpus | --memory-mb | --ttl | --since | --tail) ((i++)) ;;
             -*) ;;
             *) ((positionals++)) ;;
