@@ -1,5 +1,5 @@
-//! The client commands: `new`, `connect`, `list` (and `list --labels`), `rm`, `logs`, `pull`, `diff`, `stop`,
-//! `stop-all-sessions-dangerously`.
+//! The client commands: `new`, `connect`, `list` (and `list --labels` for completions), `rm`,
+//! `logs`, `pull`, `diff`, `stop`, `stop-all-sessions-dangerously`.
 //! They talk to the daemon (starting it when nothing answers) and attach to runtimes. Each
 //! returns the process's exit code; errors go up to `main`.
 

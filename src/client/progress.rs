@@ -81,7 +81,7 @@ impl Stage {
         Stage { bar, shown }
     }
 
-    /// One more of what the stage counts.
+    /// `n` more of what the stage counts.
     pub(super) fn inc(&self, n: u64) {
         self.bar.inc(n);
     }

@@ -169,7 +169,8 @@ async fn send_zip(
     let body = body(pipe_out, zipped_rx);
     let req = request(&runtime, target, "application/zip", token, headers, body)?;
     let conn = open_connection(&runtime).await?;
-    let label = format!("compressing and uploading {} files", ws.entries.len());
+    let files = ws.entries.iter().filter(|e| e.kind != Kind::Dir).count();
+    let label = format!("compressing and uploading {files} files");
     let bar = Stage::bytes_if(&label, ws.total_bytes(), progress);
     let zip = async {
         let zipped = write_zip(ws, root, pipe_in, |n| bar.inc(n)).await;

@@ -81,7 +81,7 @@ pub fn scan(root: &Path) -> Result<Workspace, ScanError> {
     scan_counting(root, &|| {})
 }
 
-/// [`scan`], calling `found` for each path the walk meets (for a count on screen).
+/// [`scan`], calling `found` for each file (or link) the walk meets, for a count on screen.
 pub(crate) fn scan_counting(
     root: &Path,
     found: &(dyn Fn() + Sync),
@@ -133,7 +133,12 @@ fn walk(root: &Path, in_repo: bool, counted: &(dyn Fn() + Sync)) -> Vec<Walked> 
     walker(root, in_repo).build_parallel().run(|| {
         let found = found.clone();
         Box::new(move |dent| {
-            counted();
+            if dent
+                .as_ref()
+                .is_ok_and(|d| d.file_type().is_some_and(|t| !t.is_dir()))
+            {
+                counted();
+            }
             // Only fails once the receiver is gone, which outlives the walk.
             let _ = found.send(examine(root, dent));
             WalkState::Continue
