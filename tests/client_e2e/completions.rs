@@ -118,6 +118,28 @@ fn the_zsh_script_parses_and_registers() {
     }
 }
 
+/// In an interactive zsh (a tmux pane), Tab after `catty connect ` writes the live label.
+#[test]
+fn zsh_completes_the_label_of_a_live_session() {
+    if Command::new("zsh").arg("--version").output().is_err() {
+        println!("SKIPPED: zsh is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(dir.path(), 100, 30);
+    let label = new_session(
+        &t.another(dir.path(), 100, 30),
+        "--no-upload -- bash --norc --noprofile",
+    );
+    t.run("PS1='zsh> ' zsh -f");
+    t.wait_for_text("zsh> ");
+    t.run("autoload -U compinit; compinit -u; source <(catty completions zsh); clear");
+    t.wait_for("a clear screen", |s| s.trim() == "zsh>");
+    t.type_text("catty connect ");
+    t.keys(&["Tab"]);
+    t.wait_for_text(&format!("zsh> catty connect {label}"));
+}
+
 /// Fish computes completions itself (`complete -C`): commands, and a live session's label.
 #[test]
 fn fish_completes_the_label_of_a_live_session() {

@@ -2,11 +2,18 @@
 # catty completions for zsh. Enable with: source <(catty completions zsh) (in ~/.zshrc, after
 # compinit), or save the output as _catty in a directory of your $fpath.
 
+# The labels of live sessions (_catty_all_labels: the ended ones too). Silent and quick when
+# no daemon runs. The arguments are compadd's, from _arguments.
 _catty_labels() {
-    # Live sessions; with --all the ended ones too. Silent and quick when no daemon runs.
     local -a labels
-    labels=(${(f)"$(catty list --labels "$@" 2>/dev/null)"})
-    compadd -a labels
+    labels=(${(f)"$(catty list --labels 2>/dev/null)"})
+    compadd "$@" -a labels
+}
+
+_catty_all_labels() {
+    local -a labels
+    labels=(${(f)"$(catty list --labels --all 2>/dev/null)"})
+    compadd "$@" -a labels
 }
 
 _catty() {
@@ -71,7 +78,7 @@ _catty() {
                 extend)
                     _arguments '--help[show help]' '1:session:_catty_labels' \
                         '2:duration:(30m 1h 2h 1d)' ;;
-                rm) _arguments '--help[show help]' '1:session:_catty_labels --all' ;;
+                rm) _arguments '--help[show help]' '1:session:_catty_all_labels' ;;
                 stop-all-sessions-dangerously)
                     _arguments '--yes-i-mean-it[confirm that every session should end]' \
                         '--help[show help]' ;;
