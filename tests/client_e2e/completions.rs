@@ -140,14 +140,15 @@ fn zsh_completes_the_label_of_a_live_session() {
     t.wait_for_text(&format!("zsh> catty connect {label}"));
 }
 
-/// Fish computes completions itself (`complete -C`): commands, and a live session's label.
+/// Fish computes completions itself (`complete -C`): commands, and a live session's label
+/// as the first argument only.
 #[test]
 fn fish_completes_the_label_of_a_live_session() {
     let dir = tempfile::tempdir().unwrap();
     let t = Tmux::start(dir.path(), 100, 30);
     let label = new_session(&t, "--no-upload -- bash --norc --noprofile");
     let script = "catty completions fish | source; complete -C 'catty con'; \
-                  complete -C 'catty connect '";
+                  complete -C 'catty connect '; complete -C 'catty connect x '";
     let Some(out) = run_in(&t, "fish", &["--no-config"], script) else {
         return;
     };

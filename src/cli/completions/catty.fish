@@ -43,7 +43,9 @@ complete -c catty -n "__fish_seen_subcommand_from logs" -l raw -d 'the bytes, es
 complete -c catty -n "__fish_seen_subcommand_from diff" -l stat -d 'a summary of the changed files'
 complete -c catty -n "__fish_seen_subcommand_from stop" -l discard -d 'stop without pulling its work'
 complete -c catty -n "__fish_seen_subcommand_from stop-all-sessions-dangerously" -l yes-i-mean-it -d 'confirm that every session should end'
-complete -c catty -n "__fish_seen_subcommand_from completions" -a 'bash zsh fish'
+complete -c catty -n "__fish_seen_subcommand_from completions; and __fish_is_nth_token 2" -a 'bash zsh fish'
 
-complete -c catty -n "__fish_seen_subcommand_from $sessions" -a '(__catty_labels)' -d session
-complete -c catty -n "__fish_seen_subcommand_from rm" -a '(__catty_labels --all)' -d session
+# The session is the command's first argument (token 2, after catty and the command).
+complete -c catty -n "__fish_seen_subcommand_from $sessions; and __fish_is_nth_token 2" -a '(__catty_labels)' -d session
+complete -c catty -n "__fish_seen_subcommand_from rm; and __fish_is_nth_token 2" -a '(__catty_labels --all)' -d session
+complete -c catty -n "__fish_seen_subcommand_from extend; and __fish_is_nth_token 3" -a '30m 1h 2h 1d' -d 'more time'
