@@ -273,7 +273,7 @@ async fn attach_and_report(
         }
         Outcome::Gone(why) => {
             // main prints the error; the cursor is wherever the session left it (a prompt).
-            eprintln!();
+            say!("");
             bail!(
                 "session {label} is not reachable: {why}; if it still runs: catty connect {label}"
             )
