@@ -1,10 +1,12 @@
 //! Command-line shapes (argh). Raw values only: `config/` validates them and adds the
 //! environment.
 
+mod completions;
 mod conventions;
 
 use argh::FromArgs;
 
+pub use completions::{SHELLS as COMPLETION_SHELLS, script as completion_script};
 pub use conventions::{USAGE, explain, normalize};
 
 /// Run a coding agent on a remote machine and stream its terminal to yours.
@@ -28,6 +30,7 @@ pub enum Subcommand {
     Extend(ExtendArgs),
     StopAll(StopAllArgs),
     Version(VersionArgs),
+    Completions(CompletionsArgs),
     Api(ApiArgs),
     Exec(ExecArgs),
 }
@@ -94,6 +97,11 @@ pub struct ListArgs {
     /// also the sessions that ended (kept a day by default: catty api --keep-ended)
     #[argh(switch)]
     pub all: bool,
+
+    /// only the labels, one a line, for shell completion: starts no daemon, prints nothing
+    /// on error
+    #[argh(switch, hidden_help)]
+    pub labels: bool,
 }
 
 /// Print a session's output: what its program wrote to the terminal, as text (escape
@@ -274,6 +282,16 @@ pub struct ExecArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "version")]
 pub struct VersionArgs {}
+
+/// Print a shell completion script: source <(catty completions bash), or see the README for
+/// zsh and fish.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "completions")]
+pub struct CompletionsArgs {
+    /// the shell: bash, zsh or fish
+    #[argh(positional)]
+    pub shell: String,
+}
 
 /// A count typed after a flag: a whole number, at least 1 (argh names the flag and the value).
 fn at_least_one(value: &str) -> Result<u32, String> {

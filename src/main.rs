@@ -76,6 +76,14 @@ fn main() -> ExitCode {
         Subcommand::Connect(args) => client(&env, |config| async move {
             catty::client::connect(&config, &args.session, args.watch).await
         }),
+        // For shell completion: nothing but labels, and nothing at all when that fails.
+        Subcommand::List(args) if args.labels => {
+            let labels = client(&env, |config| async move {
+                catty::client::labels(&config, args.all).await
+            });
+            Ok(labels.unwrap_or(0))
+        }
+        Subcommand::Completions(args) => completions(&args.shell),
         Subcommand::List(args) => client(&env, |config| async move {
             catty::client::list(&config, args.json, args.all).await
         }),
@@ -115,7 +123,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) if caused_by(&e, is_broken_pipe) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("catty: {e:#}");
+            // A closed stderr (`catty new 2>&1 | head -1`) must not turn the error into a panic.
+            let _ = writeln!(std::io::stderr(), "catty: {e:#}");
             let usage = caused_by(&e, |cause| cause.is::<UsageError>());
             ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -124,6 +133,16 @@ fn main() -> ExitCode {
 
 fn version() -> anyhow::Result<i32> {
     writeln!(std::io::stdout(), "catty {}", env!("CARGO_PKG_VERSION"))?;
+    Ok(0)
+}
+
+/// `catty completions SHELL`: the script on stdout.
+fn completions(shell: &str) -> anyhow::Result<i32> {
+    let Some(script) = cli::completion_script(shell) else {
+        let shells = cli::COMPLETION_SHELLS;
+        return Err(UsageError(format!("no completions for {shell:?}; say {shells}")).into());
+    };
+    std::io::stdout().write_all(script.as_bytes())?;
     Ok(0)
 }
 
@@ -202,8 +221,9 @@ async fn listen(addr: SocketAddr, hint: &str) -> anyhow::Result<tokio::net::TcpL
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}{hint}: {e}"))?;
-    println!("listening on {}", listener.local_addr()?);
-    std::io::stdout().flush()?;
+    let mut out = std::io::stdout();
+    writeln!(out, "listening on {}", listener.local_addr()?)?;
+    out.flush()?;
     Ok(listener)
 }
 
@@ -220,13 +240,14 @@ fn inherited_listener(fd: i32) -> anyhow::Result<std::net::TcpListener> {
     let addr = listener.local_addr().map_err(not_a_socket)?;
     rustix::io::fcntl_setfd(&listener, rustix::io::FdFlags::CLOEXEC)?;
     listener.set_nonblocking(true)?;
-    println!("listening on {addr}");
-    std::io::stdout().flush()?;
+    let mut out = std::io::stdout();
+    writeln!(out, "listening on {addr}")?;
+    out.flush()?;
     Ok(listener)
 }
 
 /// For commands that print: when the reader of a pipe goes away (`catty list | head -1`),
-/// end at once and quietly as `ls` does. Rust ignores SIGPIPE, and `println!` would panic.
+/// end at once and quietly as `ls` does. Rust ignores SIGPIPE, and a write would fail with `EPIPE`.
 fn end_quietly_on_a_closed_pipe() {
     use nix::sys::signal::{SigHandler, Signal, signal};
     // SAFETY: called at start, before any thread exists; SIG_DFL installs no handler code.

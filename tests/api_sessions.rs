@@ -1,5 +1,5 @@
 //! Sessions through the daemon with the local provider: create, attach, list, get by label
-//! and id, stop; the TTL backstop; stop-all, including a runtime the daemon has no record of.
+//! and id, stop; a region refused; the TTL backstop; stop-all, including a runtime the daemon has no record of.
 
 use std::process::{Command, Stdio};
 
@@ -210,4 +210,22 @@ async fn wait_until_async(what: &str, done: impl AsyncFn() -> bool) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// A region means nothing to the local provider: another client that asks for one gets 400
+/// with the reason, and nothing is made.
+#[tokio::test]
+async fn a_region_is_refused_by_the_local_provider() {
+    let d = Daemon::start(false);
+    let answer = d
+        .create_refused(
+            serde_json::json!({"agent": "shell", "cmd": ["sleep", "600"], "region": "ams"}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(
+        answer.json()["error"]["message"],
+        catty::protocol::api::NO_LOCAL_REGIONS
+    );
+    assert!(d.list().await.is_empty(), "a session was made");
 }

@@ -181,3 +181,27 @@ fn the_check_finds_every_form_of_a_forbidden_path() {
         ]
     );
 }
+
+/// The client prints through `say!`/`out!` (`client/say.rs`), which ignore a closed stream:
+/// `println!` and `eprintln!` panic on one, and `new`/`connect` keep SIGPIPE ignored.
+#[test]
+fn the_client_never_prints_with_a_macro_that_panics() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = rust_files(&src.join("client"));
+    files.push(src.join("main.rs"));
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| !f.ends_with("client/say.rs")) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("println!(") || code.contains("print!(") {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "use say!/out! instead:\n{}",
+        found.join("\n")
+    );
+}

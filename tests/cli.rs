@@ -80,6 +80,24 @@ fn mistakes_exit_2_with_the_closest_name() {
     );
 }
 
+/// The local provider has no regions: `--region` is refused before anything starts, saying
+/// why and what to do.
+#[test]
+fn a_region_without_fly_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_catty"))
+        .args(["new", "--region", "ams", "--no-upload", "--", "true"])
+        .env("XDG_STATE_HOME", "/nonexistent/catty-cli-test")
+        .env_remove("FLY_API_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "catty: the local provider runs sessions on this computer and has no regions; leave \
+         out --region, or set FLY_API_TOKEN to use Fly.io\n"
+    );
+}
+
 /// Output into a pipe nobody reads any more ends the command quietly, as `ls` does: no
 /// panic, no error message.
 #[test]

@@ -3,9 +3,11 @@
 //! temporary git repositories and state directories.
 
 mod commands;
+mod completions;
 mod daemon;
 mod extend;
 mod listing;
+mod stderr;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

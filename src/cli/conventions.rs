@@ -22,6 +22,7 @@ usage: catty <command> [<args>]
   stop       stop a session (its work is pulled first)
   rm         forget a session that ended
   extend     give a session more time (catty extend LABEL 1h)
+  completions  print a shell's completions (bash, zsh or fish)
   version    print catty's version (also --version, -V)
 
 Run `catty <command> --help` for a command's flags, `catty --help` for every command.";

@@ -109,6 +109,8 @@ struct Attach {
     term: Signal,
     hup: Signal,
     last_error: Option<String>,
+    /// For `--watch`: the line saying how to leave, shown once the session's screen is.
+    watch_hint: Option<String>,
     status: Status,
     /// When the runtime was last heard from, over all connections: what the status line shows.
     last_contact: Instant,
@@ -133,6 +135,7 @@ impl Attach {
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
             last_error: None,
+            watch_hint: None,
             status: Status::default(),
             last_contact: Instant::now(),
             replay_max,
@@ -278,7 +281,11 @@ impl Attach {
                     *offset += bytes.len() as u64;
                     end = Some(*offset);
                 }
-                match self.output.write(bytes, end) {
+                let mut written = self.output.write(bytes, end);
+                if let (Ok(()), Some(hint)) = (&written, self.watch_hint.take()) {
+                    written = self.output.note(&hint);
+                }
+                match written {
                     Ok(()) => self.shown(false),
                     Err(_) => Step::Done(Outcome::Terminated),
                 }

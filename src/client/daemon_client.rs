@@ -80,6 +80,17 @@ impl DaemonClient {
         })
     }
 
+    /// The daemon that answers, if one does, without starting one or checking its build.
+    pub(super) async fn running(config: &ClientConfig) -> Option<DaemonClient> {
+        health(config.api_addr).await?;
+        let token = std::fs::read_to_string(config.state_dir.join("api.token")).ok()?;
+        Some(DaemonClient {
+            addr: config.api_addr,
+            state_dir: config.state_dir.clone(),
+            token: token.trim().to_string(),
+        })
+    }
+
     pub(super) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(Method::GET, path, None::<&()>).await
     }
@@ -235,7 +246,7 @@ async fn restart(config: &ClientConfig, found: &Health) -> anyhow::Result<()> {
             found.stop_hint()
         );
     };
-    eprintln!(
+    say!(
         "catty: restarting the catty daemon ({theirs} → {}); sessions keep running",
         crate::version::this_build()
     );
@@ -278,6 +289,7 @@ async fn start(config: &ClientConfig) -> anyhow::Result<()> {
             config.state_dir.display()
         )
     })?;
+    let _starting = super::progress::Stage::spinner("starting the catty daemon");
     let log = log_path(&config.state_dir);
     let log_file = std::fs::OpenOptions::new()
         .create(true)

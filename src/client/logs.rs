@@ -52,7 +52,7 @@ pub(super) async fn print(
         let mut reply = remote.get(&endpoint, wait).await?;
         let start = number(&reply, START_HEADER)?;
         if first && options.since.is_some_and(|since| since < start) {
-            eprintln!("catty: output before byte {start} is no longer kept");
+            say!("catty: output before byte {start} is no longer kept");
         }
         while let Some(chunk) = reply.chunk().await? {
             out.write(&chunk)?;

@@ -1,7 +1,10 @@
-//! The client commands: `new`, `connect`, `list`, `rm`, `logs`, `pull`, `diff`, `stop`,
-//! `stop-all-sessions-dangerously`.
+//! The client commands: `new`, `connect`, `list` (and `list --labels` for completions), `rm`,
+//! `logs`, `pull`, `diff`, `stop`, `stop-all-sessions-dangerously`.
 //! They talk to the daemon (starting it when nothing answers) and attach to runtimes. Each
 //! returns the process's exit code; errors go up to `main`.
+
+#[macro_use]
+mod say;
 
 mod attach;
 mod daemon_client;
@@ -9,6 +12,7 @@ mod deadline;
 mod escape;
 mod extend;
 mod logs;
+mod progress;
 mod stop;
 mod strip;
 pub mod sync;
@@ -18,13 +22,14 @@ pub mod upload;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::config::{ClientConfig, NewOptions};
+use crate::config::{ClientConfig, NewOptions, UsageError};
 use crate::protocol::UPLOAD_LIMIT_BYTES;
 use crate::protocol::api::{
-    CODEX_AUTH_VAR, CreateSession, SessionCreated, SessionInfo, SessionList,
+    CODEX_AUTH_VAR, CreateSession, NO_LOCAL_REGIONS, SessionCreated, SessionInfo, SessionList,
 };
 use attach::{Outcome, Target};
 use daemon_client::{DaemonClient, DaemonError, Unanswered};
@@ -33,6 +38,11 @@ pub use logs::LogsOptions;
 pub use stop::{stop, stop_all};
 
 pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
+    // Before anything is scanned or started. The daemon's provider is this one: `ensure`
+    // refuses a daemon of the other (its /healthz says which), and the daemon refuses too.
+    if config.provider == "local" && options.create.region.is_some() {
+        return Err(UsageError(NO_LOCAL_REGIONS.to_string()).into());
+    }
     let cwd = options.dir;
     let workspace = match options.upload {
         true => Some(scan_workspace(&cwd).await?),
@@ -43,15 +53,15 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
     let remembering = sync::Remembering::start(&cwd, workspace.as_ref());
     let mut daemon = DaemonClient::ensure(config).await?;
     if let Some(note) = credential_note(&options.create, &options.unused_credentials) {
-        eprintln!("catty: {note}");
+        say!("catty: {note}");
     }
     let created = create(config, &mut daemon, &options.create).await?;
     let label = created.label.clone();
-    eprintln!("catty: session {label} (reattach with: catty connect {label})");
+    say!("catty: session {label} (reattach with: catty connect {label})");
     let (state_dir, id) = (&config.state_dir, &created.session_id);
     let remembered = remembering.save(state_dir, id, &label, options.sync).await;
     if let Err(e) = &remembered {
-        eprintln!("catty: warning: {e:#}; changes come back only by catty pull {label}");
+        say!("catty: warning: {e:#}; changes come back only by catty pull {label}");
     }
     let uploaded = workspace.is_some();
     if let (Some(workspace), Some(history)) = (workspace, history) {
@@ -68,7 +78,7 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
         )
         .await;
         if let Some(note) = sent.as_ref().ok().and_then(|sent| sent.history.note()) {
-            eprintln!("catty: {note}");
+            say!("catty: {note}");
         }
         if let Err(e) = sent {
             // Leave nothing behind for an upload that failed.
@@ -81,7 +91,7 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
     if uploaded && remembered.is_ok() {
         // Before the attach starts the program, so a file it deletes is never taken for one
         // the session ignores. Quiet when it fails: the live sync or `catty pull` says why.
-        let say: sync::Say = Arc::new(|line| eprintln!("{line}"));
+        let say: sync::Say = Arc::new(|line| say!("{line}"));
         let confirmed = sync::confirm(&sync::Link::from(&created), state_dir, &cwd, say).await;
         if let Err(e) = confirmed {
             tracing::info!(session = %label, "the upload is not confirmed yet: {e:#}");
@@ -125,6 +135,7 @@ async fn create(
     daemon: &mut DaemonClient,
     create: &CreateSession,
 ) -> anyhow::Result<SessionCreated> {
+    let _creating = progress::Stage::spinner("creating and starting the machine");
     let mut tries = 1;
     loop {
         match daemon.post("/v1/sessions", create).await {
@@ -167,17 +178,21 @@ fn credential_note(create: &CreateSession, unused: &[&str]) -> Option<String> {
 fn follow(config: &ClientConfig, link: sync::Link, dir: &std::path::Path) -> Option<sync::Live> {
     let say: sync::Say = Arc::new(tty::note);
     let live = sync::Live::start(&link, &config.state_dir, dir, say);
-    live.inspect_err(|e| eprintln!("catty: warning: no live sync: {e:#}"))
+    live.inspect_err(|e| say!("catty: warning: no live sync: {e:#}"))
         .ok()
 }
 
 /// Scans the current directory and refuses, before any session exists, what is too big.
 async fn scan_workspace(cwd: &std::path::Path) -> anyhow::Result<upload::Workspace> {
-    let workspace = upload::scan(cwd)?;
+    let scanning = progress::Stage::counting("scanning the directory", "files");
+    let workspace = upload::scan_counting(cwd, &|| scanning.inc(1))?;
+    drop(scanning);
     for warning in &workspace.warnings {
-        eprintln!("catty: warning: {warning}");
+        say!("catty: warning: {warning}");
     }
+    let checking = progress::Stage::spinner("checking the upload's size");
     upload::check_size(&workspace, cwd, UPLOAD_LIMIT_BYTES).await?;
+    drop(checking);
     Ok(workspace)
 }
 
@@ -238,8 +253,8 @@ async fn attach_and_report(
     match attached.await? {
         Outcome::Exited(status) => {
             match &status.signal {
-                Some(signal) => eprintln!("catty: session {label} ended: killed by {signal}"),
-                None => eprintln!(
+                Some(signal) => say!("catty: session {label} ended: killed by {signal}"),
+                None => say!(
                     "catty: session {label} ended with exit code {}",
                     status.code
                 ),
@@ -251,20 +266,20 @@ async fn attach_and_report(
         }
         Outcome::Detached => {
             // The cursor is wherever the session left it: start a line of our own.
-            eprintln!(
+            say!(
                 "\ncatty: detached from {label}; it keeps running. Reattach with: catty connect {label}"
             );
             Ok(0)
         }
         Outcome::Gone(why) => {
             // main prints the error; the cursor is wherever the session left it (a prompt).
-            eprintln!();
+            say!("");
             bail!(
                 "session {label} is not reachable: {why}; if it still runs: catty connect {label}"
             )
         }
         Outcome::Terminated => {
-            eprintln!("catty: terminated; session {label} keeps running (catty connect {label})");
+            say!("catty: terminated; session {label} keeps running (catty connect {label})");
             Ok(1)
         }
     }
@@ -273,9 +288,9 @@ async fn attach_and_report(
 /// The program has exited: what it left comes back once more, and the session's summary.
 async fn last_pull(following: sync::Live, label: &str) {
     match following.finish().await {
-        Ok(Some(summary)) if summary.is_news() => eprintln!("catty: {summary}"),
+        Ok(Some(summary)) if summary.is_news() => say!("catty: {summary}"),
         Ok(_) => {}
-        Err(e) => eprintln!("catty: the last pull failed: {e:#}; run: catty pull {label}"),
+        Err(e) => say!("catty: the last pull failed: {e:#}; run: catty pull {label}"),
     }
 }
 
@@ -356,6 +371,26 @@ pub async fn list(config: &ClientConfig, json: bool, all: bool) -> anyhow::Resul
             age,
             s.provider
         )?;
+    }
+    Ok(0)
+}
+
+/// How long `catty list --labels` may take: a user pressed Tab and waits.
+const LABELS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `catty list --labels`: the live sessions' labels (`all`: the ended ones too) one a line,
+/// for shell completion. No daemon is started for it, and nothing is printed on failure.
+pub async fn labels(config: &ClientConfig, all: bool) -> anyhow::Result<i32> {
+    let asked = tokio::time::timeout(LABELS_TIMEOUT, async {
+        let daemon = DaemonClient::running(config).await?;
+        daemon.get::<SessionList>("/v1/sessions").await.ok()
+    });
+    if let Ok(Some(list)) = asked.await {
+        let shown = list.sessions.iter().filter(|s| all || s.state.is_live());
+        let labels: Vec<&str> = shown.map(|s| s.label.as_str()).collect();
+        if !labels.is_empty() {
+            out!("{}", labels.join("\n"));
+        }
     }
     Ok(0)
 }
@@ -444,11 +479,11 @@ pub async fn pull(config: &ClientConfig, session: &str) -> anyhow::Result<i32> {
     let info = find(&daemon, session).await?;
     let (label, state) = (info.label.clone(), info.state.as_str());
     let here = std::env::current_dir().context("cannot read the current directory")?;
-    let say: sync::Say = Arc::new(|line| eprintln!("{line}"));
+    let say: sync::Say = Arc::new(|line| say!("{line}"));
     let summary = sync::pull(&sync::Link::from(info), &config.state_dir, &here, say)
         .await
         .with_context(|| format!("cannot pull {label} (the session is {state})"))?;
-    println!("{summary}");
+    out!("{summary}");
     Ok(if summary.complete() { 0 } else { 1 })
 }
 

@@ -25,10 +25,10 @@ pub async fn stop(config: &ClientConfig, session: &str, discard: bool) -> anyhow
         .post(&format!("/v1/sessions/{}/stop", info.session_id), &())
         .await?;
     match (info.state.is_live(), discard) {
-        (true, true) => println!("stopped {} (its work was not pulled)", stopped.label),
-        (true, false) => println!("stopped {label}"),
+        (true, true) => out!("stopped {} (its work was not pulled)", stopped.label),
+        (true, false) => out!("stopped {label}"),
         // It had ended before: say how, not "stopped".
-        (false, _) => println!("{label} had already ended ({})", stopped.state_text()),
+        (false, _) => out!("{label} had already ended ({})", stopped.state_text()),
     }
     Ok(0)
 }
@@ -53,15 +53,15 @@ async fn pull_before_stop(config: &ClientConfig, info: SessionInfo) -> anyhow::R
              catty stop --discard {label}"
         );
     };
-    let say: sync::Say = Arc::new(|line| eprintln!("{line}"));
+    let say: sync::Say = Arc::new(|line| say!("{line}"));
     let summary = sync::pull(&sync::Link::from(info), &config.state_dir, &base.dir, say)
         .await
         .with_context(refuse)?;
     if !summary.complete() {
-        eprintln!("{summary}");
+        say!("{summary}");
         anyhow::bail!(refuse());
     }
-    eprintln!("catty: {summary}; stopping");
+    say!("catty: {summary}; stopping");
     Ok(())
 }
 
@@ -81,7 +81,7 @@ pub async fn stop_all(config: &ClientConfig, confirmed: bool) -> anyhow::Result<
             .filter(|s| s.state == SessionState::Running)
             .collect(),
         Err(e) => {
-            eprintln!("catty: cannot list the sessions ({e:#}); their work is not pulled");
+            say!("catty: cannot list the sessions ({e:#}); their work is not pulled");
             Vec::new()
         }
     };
@@ -100,8 +100,8 @@ pub async fn stop_all(config: &ClientConfig, confirmed: bool) -> anyhow::Result<
         .collect();
     let done: StopAll = daemon.post("/v1/sessions/stop-all", &()).await?;
     for line in &unpulled {
-        eprintln!("catty: stopped {line}");
+        say!("catty: stopped {line}");
     }
-    println!("stopped {} machine(s)", done.stopped);
+    out!("stopped {} machine(s)", done.stopped);
     Ok(0)
 }

@@ -18,6 +18,7 @@ pub use archive_error::ArchiveError;
 pub use history::{History, HistoryOutcome};
 pub use pack::DEFLATE_LEVEL;
 pub use size::{SizeError, TooLarge, check_size};
+pub(crate) use walk::scan_counting;
 pub use walk::{Entry, Kind, ScanError, Workspace, always_skipped, scan};
 
 use std::collections::BTreeMap;
@@ -33,11 +34,11 @@ use hyper::body::Frame;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::DuplexStream;
 use tokio::sync::oneshot;
 use tokio_util::io::ReaderStream;
 
+use super::progress::Stage;
 use crate::net::RuntimeUrl;
 use crate::protocol::UPLOAD_LIMIT_BYTES;
 use crate::protocol::api::{ErrorBody, UploadDone};
@@ -168,7 +169,9 @@ async fn send_zip(
     let body = body(pipe_out, zipped_rx);
     let req = request(&runtime, target, "application/zip", token, headers, body)?;
     let conn = open_connection(&runtime).await?;
-    let bar = progress_bar("uploading", ws.total_bytes(), progress);
+    let files = ws.entries.iter().filter(|e| e.kind != Kind::Dir).count();
+    let label = format!("compressing and uploading {files} files");
+    let bar = Stage::bytes_if(&label, ws.total_bytes(), progress);
     let zip = async {
         let zipped = write_zip(ws, root, pipe_in, |n| bar.inc(n)).await;
         let _ = zipped_tx.send(zipped.is_ok());
@@ -177,7 +180,7 @@ async fn send_zip(
     // One task: the zip writer fills the pipe, the connection drains it; when the runtime
     // answers early (401, 409, 413) the body is dropped and the writer stops on a closed pipe.
     let (answer, zipped) = tokio::join!(exchange(conn, req), zip);
-    bar.finish_and_clear();
+    drop(bar);
     verdict(&runtime, answer, zipped)
 }
 
@@ -287,19 +290,6 @@ fn snippet(body: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     (!text.is_empty()).then(|| text.chars().take(ANSWER_SNIPPET_CHARS).collect())
-}
-
-/// A bar on stderr counting bytes, headed `label`; hidden unless `show`.
-fn progress_bar(label: &str, total_bytes: u64, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let template = format!(
-        "{label} [{{bar:30}}] {{binary_bytes}}/{{binary_total_bytes}} {{binary_bytes_per_sec}}, eta {{eta}}"
-    );
-    let style = ProgressStyle::with_template(&template).expect("a valid template");
-    ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr())
-        .with_style(style.progress_chars("=> "))
 }
 
 #[cfg(test)]

@@ -220,6 +220,11 @@ pub const DAEMON_PROVIDER_HEADER: &str = "x-catty-provider";
 /// drains and exits; its sessions keep running).
 pub const DAEMON_PID_HEADER: &str = "x-catty-pid";
 
+/// Why a session with a region cannot be local, and what to do: said by the client before it
+/// asks, and by the daemon to any client that asks anyway (400).
+pub const NO_LOCAL_REGIONS: &str = "the local provider runs sessions on this computer and has \
+     no regions; leave out --region, or set FLY_API_TOKEN to use Fly.io";
+
 /// `POST /v1/sessions`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateSession {
@@ -227,6 +232,8 @@ pub struct CreateSession {
     /// A command to run instead of the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
+    /// Where the machine runs: a provider's region (Fly.io's `ams`); the local provider
+    /// has none and refuses one ([`NO_LOCAL_REGIONS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

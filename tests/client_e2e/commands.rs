@@ -29,6 +29,22 @@ fn detached_session(t: &Tmux) -> String {
     label
 }
 
+/// `--watch` says, before the session's screen, that it is read-only and how to leave; the
+/// escape it names leaves.
+#[test]
+fn watch_says_it_is_read_only_and_how_to_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::start(dir.path(), 100, 30);
+    let label = detached_session(&t);
+    t.run(&format!("clear; catty connect --watch {label}"));
+    t.wait_for_text(&format!(
+        "catty: watching {label} read-only; Enter ~ . leaves"
+    ));
+    t.keys(&["Enter"]);
+    t.type_text("~.");
+    t.wait_for_text(&format!("detached from {label}"));
+}
+
 #[test]
 fn list_shows_a_detached_session_running() {
     let dir = tempfile::tempdir().unwrap();

@@ -330,6 +330,18 @@ impl Tmux {
         check(out.unwrap());
     }
 
+    /// From now on, appends every byte the pane's programs write to `file` (`pipe-pane`): what
+    /// was drawn, even if it was erased before any capture could see it.
+    pub fn record(&self, file: &Path) {
+        let cat = format!("cat >> '{}'", file.display());
+        check(
+            self.command()
+                .args(["pipe-pane", "-o", &cat])
+                .output()
+                .unwrap(),
+        );
+    }
+
     /// Clears the screen and the pane's history.
     pub fn reset(&self) {
         check(self.command().args(["send-keys", "-R"]).output().unwrap());

@@ -279,6 +279,9 @@ impl Provider for Local {
     const AUTHORITATIVE: bool = true;
 
     fn check(&self, req: &CreateSession) -> Result<(), String> {
+        if req.region.is_some() {
+            return Err(crate::protocol::api::NO_LOCAL_REGIONS.to_string());
+        }
         self.launch(req.agent, req.cmd.as_deref(), req.path.as_deref())
             .map(drop)
     }

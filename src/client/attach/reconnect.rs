@@ -24,6 +24,12 @@ impl Attach {
         target: &Target,
         live: &impl Attachable,
     ) -> Outcome {
+        // Shown after the first picture of the screen, which would paint over a line printed
+        // before the attach.
+        self.watch_hint = self.watch.then(|| {
+            let label = &target.label;
+            format!("catty: watching {label} read-only; Enter ~ . leaves")
+        });
         let mut lost_since: Option<Instant> = None;
         let mut backoff = Duration::ZERO;
         loop {

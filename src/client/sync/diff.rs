@@ -22,13 +22,13 @@ use crate::protocol::sync::EntryKind;
 /// Shows the session's changes against the local files (`--stat` with `stat`); returns the
 /// exit code.
 pub async fn diff(link: &Link, state_dir: &Path, here: &Path, stat: bool) -> anyhow::Result<i32> {
-    let say: Say = Arc::new(|line| eprintln!("{line}"));
+    let say: Say = Arc::new(|line| say!("{line}"));
     let sync = Arc::new(SyncSession::new(link, state_dir, here.to_owned(), say)?);
     let manifest = manifest(&sync.remote, None).await?;
     let s = sync.clone();
     let scratch = blocking(move || Scratch::with_local_versions(&s, manifest)).await?;
     if scratch.paths.is_empty() {
-        eprintln!("catty: this directory has every change of {}", link.label);
+        say!("catty: this directory has every change of {}", link.label);
         return Ok(0);
     }
     let before = scratch.tree()?;

@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Frame;
 use hyper::header::CONTENT_LENGTH;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use tokio_util::io::ReaderStream;
 
 use super::bundle::{self, Bundle};
@@ -19,7 +18,8 @@ use super::git::{self, Found, Repo};
 use super::{
     ArchiveError, UploadBody, UploadError, answer_body, exchange, open_connection, parse_answer,
 };
-use super::{progress_bar, request, size::human};
+use super::{request, size::human};
+use crate::client::progress::Stage;
 use crate::net::RuntimeUrl;
 use crate::protocol::UPLOAD_LIMIT_BYTES;
 use crate::protocol::git::{GIT_BUNDLE_TYPE, GitDone, GitParams};
@@ -109,12 +109,10 @@ impl History {
         budget: u64,
         progress: bool,
     ) -> HistoryOutcome {
-        let spinner = spinner(
-            "preparing the git history",
-            progress && !self.0.0.is_finished(),
-        );
+        let show = progress && !self.0.0.is_finished();
+        let spinner = Stage::spinner_if("preparing the git history", None, show);
         let prepared = (&mut self.0.0).await;
-        spinner.finish_and_clear();
+        drop(spinner);
         let (repo, full) = match prepared {
             Ok(Prepared::NotGit) => return HistoryOutcome::NotGit,
             Ok(Prepared::NotTopLevel { top }) => return HistoryOutcome::NotTopLevel { top },
@@ -186,9 +184,9 @@ async fn fit(
     if let Some(full) = full?.filter(|b| b.bytes <= budget) {
         return Ok(Some(full));
     }
-    let spinner = spinner("cutting the git history to fit", progress);
+    let spinner = Stage::spinner_if("cutting the git history to fit", None, progress);
     let cut = cut(repo, budget).await;
-    spinner.finish_and_clear();
+    drop(spinner);
     cut.map(Some)
 }
 
@@ -216,9 +214,9 @@ async fn post(
 ) -> Result<GitDone, UploadError> {
     let runtime = RuntimeUrl::parse(connect_url).map_err(|bad| UploadError::BadUrl(bad.0))?;
     let bytes = bundle.map_or(0, |b| b.bytes);
-    let bar = progress_bar("sending git history", bytes, progress && bytes > 0);
+    let bar = Stage::bytes_if("sending git history", bytes, progress && bytes > 0);
     let body = match bundle {
-        Some(bundle) => file_body(bundle.file.path(), bar.clone()).await?,
+        Some(bundle) => file_body(bundle.file.path(), bar.bar().clone()).await?,
         None => Empty::new().map_err(|never| match never {}).boxed(),
     };
     let target = runtime.git_path(&params.to_query());
@@ -226,7 +224,7 @@ async fn post(
     req.headers_mut().insert(CONTENT_LENGTH, bytes.into());
     let conn = open_connection(&runtime).await?;
     let answer = exchange(conn, req).await;
-    bar.finish_and_clear();
+    drop(bar);
     parse_answer(&answer_body(&runtime.git_url(), answer)?)
 }
 
@@ -241,17 +239,4 @@ async fn file_body(path: &Path, bar: ProgressBar) -> Result<UploadBody, UploadEr
         Frame::data(chunk)
     });
     Ok(StreamBody::new(chunks).boxed())
-}
-
-/// A spinner on stderr while something takes a while; hidden unless `show`.
-fn spinner(message: &'static str, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("a template");
-    let spinner = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
-        .with_style(style)
-        .with_message(message);
-    spinner.enable_steady_tick(Duration::from_millis(120));
-    spinner
 }

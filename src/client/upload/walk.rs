@@ -78,6 +78,14 @@ impl std::error::Error for ScanError {}
 /// skipped with a warning. Empty directories are kept (git drops them; they cost nothing and
 /// tools may expect them).
 pub fn scan(root: &Path) -> Result<Workspace, ScanError> {
+    scan_counting(root, &|| {})
+}
+
+/// [`scan`], calling `found` for each file (or link) the walk meets, for a count on screen.
+pub(crate) fn scan_counting(
+    root: &Path,
+    found: &(dyn Fn() + Sync),
+) -> Result<Workspace, ScanError> {
     let root = std::fs::canonicalize(root)
         .and_then(|dir| match dir.is_dir() {
             true => Ok(dir),
@@ -96,7 +104,7 @@ pub fn scan(root: &Path) -> Result<Workspace, ScanError> {
         ws: Workspace::default(),
         seen: HashSet::new(),
     };
-    for walked in walk(&root, in_repo) {
+    for walked in walk(&root, in_repo, found) {
         scanner.walked(walked);
     }
     if in_repo {
@@ -120,11 +128,17 @@ struct Walked {
 
 /// Walks `root` on several threads: most of a scan is a stat of each path and an open of each
 /// file, which the cores share.
-fn walk(root: &Path, in_repo: bool) -> Vec<Walked> {
+fn walk(root: &Path, in_repo: bool, counted: &(dyn Fn() + Sync)) -> Vec<Walked> {
     let (found, walked) = std::sync::mpsc::channel();
     walker(root, in_repo).build_parallel().run(|| {
         let found = found.clone();
         Box::new(move |dent| {
+            if dent
+                .as_ref()
+                .is_ok_and(|d| d.file_type().is_some_and(|t| !t.is_dir()))
+            {
+                counted();
+            }
             // Only fails once the receiver is gone, which outlives the walk.
             let _ = found.send(examine(root, dent));
             WalkState::Continue
