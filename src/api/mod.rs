@@ -2,6 +2,7 @@
 //! keeps a durable session store, and serves the local HTTP API. `run` wires it up: the state
 //! directory and token, the store, the reconcile at start, the sweep loop and the server.
 
+mod auth;
 mod create;
 mod daemon;
 mod db;
@@ -49,7 +50,14 @@ pub async fn run(
         ),
         Some(hosted) => {
             let db = Db::connect(&hosted.database_url, &hosted.connect_key).await?;
-            (Store::Db(db.clone()), Auth::Hosted(db), None)
+            let login = hosted
+                .oidc
+                .clone()
+                .map(|oidc| Box::new(auth::Login::new(oidc)));
+            if login.is_none() {
+                tracing::warn!("no identity provider (CATTY_OIDC_ISSUER): nobody can log in");
+            }
+            (Store::Db(db.clone()), Auth::Hosted { db, login }, None)
         }
     };
     let mode = if config.hosted.is_some() {

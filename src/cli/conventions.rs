@@ -21,6 +21,7 @@ usage: catty <command> [<args>]
   logs       a session's output, from its start (-f follows)
   stop       stop a session (its work is pulled first)
   rm         forget a session that ended
+  login      log in to a hosted catty API (logout, whoami)
   version    print catty's version (also --version, -V)
 
 Run `catty <command> --help` for a command's flags, `catty --help` for every command.";

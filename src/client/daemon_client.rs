@@ -1,5 +1,7 @@
 //! Talking to the daemon: JSON over HTTP on loopback with the token from the state directory,
-//! and starting the daemon in the background when nothing answers.
+//! and starting the daemon in the background when nothing answers. Or, when the configuration
+//! names a hosted API (`CATTY_API_URL` or `catty login`), JSON over HTTPS to it with the
+//! user's token: no daemon is ever started, restarted or asked then.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,12 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpStream;
 
 use crate::config::ClientConfig;
 use crate::protocol::HEALTHZ_PATH;
@@ -24,10 +25,36 @@ use crate::protocol::api::{
 /// How long a freshly started daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The largest answer read: a listing of many sessions is a few MiB at most.
+const ANSWER_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+
 pub(super) struct DaemonClient {
-    addr: SocketAddr,
-    state_dir: PathBuf,
+    endpoint: Endpoint,
+    /// Empty for the login's public endpoints.
     token: String,
+}
+
+enum Endpoint {
+    /// The local daemon, and its state directory (where its log is).
+    Local {
+        addr: SocketAddr,
+        state_dir: PathBuf,
+    },
+    /// A hosted API: `https://HOST[:PORT]` (plain `http://` on loopback).
+    Hosted { url: String },
+}
+
+impl Endpoint {
+    /// The authority to connect to, and whether over TLS.
+    fn authority(&self) -> (String, bool) {
+        match self {
+            Endpoint::Local { addr, .. } => (addr.to_string(), false),
+            Endpoint::Hosted { url } => match url.strip_prefix("https://") {
+                Some(authority) => (authority.to_string(), true),
+                None => (url.trim_start_matches("http://").to_string(), false),
+            },
+        }
+    }
 }
 
 /// An answer that was not a success.
@@ -57,8 +84,16 @@ impl std::fmt::Display for Unanswered {
 }
 
 impl DaemonClient {
-    /// Connects to the daemon, starting it first if nothing answers.
+    /// Connects to the daemon, starting it first if nothing answers; or the hosted API with the
+    /// user's token.
     pub(super) async fn ensure(config: &ClientConfig) -> anyhow::Result<DaemonClient> {
+        if let Some(hosted) = &config.hosted {
+            let token = hosted
+                .token
+                .clone()
+                .ok_or_else(|| anyhow!("not logged in to {}: run catty login", hosted.url))?;
+            return Ok(DaemonClient::hosted(&hosted.url, &token));
+        }
         match health(config.api_addr).await {
             None => start(config).await?,
             Some(found) if found.version.as_deref() != Some(crate::version::this_build()) => {
@@ -74,10 +109,22 @@ impl DaemonClient {
             )
         })?;
         Ok(DaemonClient {
-            addr: config.api_addr,
-            state_dir: config.state_dir.clone(),
+            endpoint: Endpoint::Local {
+                addr: config.api_addr,
+                state_dir: config.state_dir.clone(),
+            },
             token: token.trim().to_string(),
         })
+    }
+
+    /// A client of the hosted API at `url` with `token` (empty: none, for the login).
+    pub(super) fn hosted(url: &str, token: &str) -> DaemonClient {
+        DaemonClient {
+            endpoint: Endpoint::Hosted {
+                url: url.to_string(),
+            },
+            token: token.to_string(),
+        }
     }
 
     pub(super) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -96,26 +143,39 @@ impl DaemonClient {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// A request whose every answer the caller reads itself: its status and body.
+    pub(super) async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let body = match body {
+            Some(body) => Bytes::from(serde_json::to_vec(body)?),
+            None => Bytes::new(),
+        };
+        let (authority, tls) = self.endpoint.authority();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &authority)
+            .header("content-type", "application/json");
+        if !self.token.is_empty() {
+            req = req.header("authorization", format!("Bearer {}", self.token));
+        }
+        let (status, _, bytes) = send(&authority, tls, req.body(Full::new(body))?)
+            .await
+            .with_context(|| Unanswered(self.unreachable()))?;
+        Ok((status, bytes))
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
     ) -> anyhow::Result<T> {
-        let body = match body {
-            Some(body) => Bytes::from(serde_json::to_vec(body)?),
-            None => Bytes::new(),
-        };
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", self.addr.to_string())
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(body))?;
-        let (status, _, bytes) = send(self.addr, req)
-            .await
-            .with_context(|| Unanswered(self.unreachable()))?;
+        let (status, bytes) = self.exchange(method, path, body).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .context("the daemon's answer is not what this catty expects");
@@ -128,11 +188,13 @@ impl DaemonClient {
     }
 
     fn unreachable(&self) -> String {
-        format!(
-            "the catty daemon on {} did not answer (its log: {})",
-            self.addr,
-            log_path(&self.state_dir).display()
-        )
+        match &self.endpoint {
+            Endpoint::Local { addr, state_dir } => format!(
+                "the catty daemon on {addr} did not answer (its log: {})",
+                log_path(state_dir).display()
+            ),
+            Endpoint::Hosted { url } => format!("the catty API at {url} did not answer"),
+        }
     }
 }
 
@@ -140,20 +202,24 @@ fn log_path(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("api.log")
 }
 
+/// One request on a connection of its own to `authority` (over TLS with `tls`, checked
+/// against Mozilla's roots), its answer read whole up to [`ANSWER_LIMIT_BYTES`].
 async fn send(
-    addr: SocketAddr,
+    authority: &str,
+    tls: bool,
     req: Request<Full<Bytes>>,
 ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
-    let stream = TcpStream::connect(addr).await?;
+    let stream = crate::net::connect(authority, tls).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let exchange = async {
         let resp = sender.send_request(req).await?;
         let (status, headers) = (resp.status(), resp.headers().clone());
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((status, headers, bytes))
+        let body = Limited::new(resp.into_body(), ANSWER_LIMIT_BYTES);
+        let bytes = body.collect().await?.to_bytes();
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, headers, bytes))
     };
     tokio::select! {
-        result = exchange => Ok(result?),
+        result = exchange => result.map_err(|e| anyhow!(e)),
         result = conn => Err(anyhow!("the connection closed early: {:?}", result.err())),
     }
 }
@@ -170,7 +236,8 @@ async fn health(addr: SocketAddr) -> Option<Health> {
         .header("host", addr.to_string())
         .body(Full::new(Bytes::new()))
         .ok()?;
-    let check = tokio::time::timeout(Duration::from_secs(2), send(addr, req));
+    let authority = addr.to_string();
+    let check = tokio::time::timeout(Duration::from_secs(2), send(&authority, false, req));
     let (status, headers, _) = check.await.ok()?.ok()?;
     let said = |name: &str| Some(headers.get(name)?.to_str().ok()?.to_string());
     (status == StatusCode::OK).then(|| Health {

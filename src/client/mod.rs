@@ -1,11 +1,13 @@
 //! The client commands: `new`, `connect`, `list`, `rm`, `logs`, `pull`, `diff`, `stop`,
-//! `stop-all-sessions-dangerously`.
-//! They talk to the daemon (starting it when nothing answers) and attach to runtimes. Each
+//! `stop-all-sessions-dangerously`, and `login`, `logout`, `whoami` for a hosted API.
+//! They talk to the daemon (starting it when nothing answers), or to the hosted API the
+//! configuration names, and attach to runtimes. Each
 //! returns the process's exit code; errors go up to `main`.
 
 mod attach;
 mod daemon_client;
 mod escape;
+mod login;
 mod logs;
 mod stop;
 mod strip;
@@ -26,6 +28,7 @@ use crate::protocol::api::{
 };
 use attach::{Outcome, Target};
 use daemon_client::{DaemonClient, DaemonError, Unanswered};
+pub use login::{login, logout, whoami};
 pub use logs::LogsOptions;
 pub use stop::{stop, stop_all};
 
