@@ -139,3 +139,70 @@ fn find_key(
 fn part<T: serde::de::DeserializeOwned>(encoded: &str) -> Option<T> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).ok()?).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An ID token oidc-provider 9.13.3 signed (tests/oidc/provider.mjs), and its JWKS.
+    const TOKEN: &str = include_str!("testdata/id_token.jwt");
+    const ISSUER: &str = "http://127.0.0.1:33699";
+    const ISSUED_AT: u64 = 1796603407;
+    const EXPIRES: u64 = 1796607007;
+
+    fn keys() -> Jwks {
+        serde_json::from_str(include_str!("testdata/jwks.json")).unwrap()
+    }
+
+    fn check(token: &str, issuer: &str, client: &str, now: u64) -> Result<Identity, Refused> {
+        verify(token.trim(), &keys(), issuer, client, now)
+    }
+
+    #[test]
+    fn a_good_token_gives_its_subject_and_email() {
+        let who = check(TOKEN, ISSUER, "catty-cli", ISSUED_AT).unwrap();
+        assert_eq!(who.subject, "alice");
+        assert_eq!(who.email.as_deref(), Some("alice@example.com"));
+    }
+
+    #[test]
+    fn another_issuer_audience_or_a_past_expiry_is_refused() {
+        assert!(check(TOKEN, "http://127.0.0.1:1", "catty-cli", ISSUED_AT).is_err());
+        assert!(check(TOKEN, ISSUER, "someone-else", ISSUED_AT).is_err());
+        let late = EXPIRES + LEEWAY_SECS + 1;
+        assert_eq!(
+            check(TOKEN, ISSUER, "catty-cli", late),
+            Err(Refused::Bad("expired".into()))
+        );
+    }
+
+    #[test]
+    fn a_changed_claim_breaks_the_signature() {
+        let mut parts: Vec<String> = TOKEN.trim().split('.').map(String::from).collect();
+        let claims = String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+        parts[1] = URL_SAFE_NO_PAD.encode(claims.replace("alice", "mallory"));
+        let forged = parts.join(".");
+        assert_eq!(
+            check(&forged, ISSUER, "catty-cli", ISSUED_AT),
+            Err(Refused::Bad("the signature does not verify".into()))
+        );
+    }
+
+    #[test]
+    fn alg_none_and_unknown_keys_are_refused() {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#);
+        let body = TOKEN.split('.').nth(1).unwrap();
+        let unsigned = format!("{header}.{body}.");
+        assert!(matches!(
+            check(&unsigned, ISSUER, "catty-cli", ISSUED_AT),
+            Err(Refused::Bad(_))
+        ));
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"rotated"}"#);
+        let sig = TOKEN.trim().split('.').nth(2).unwrap();
+        let rotated = format!("{header}.{body}.{sig}");
+        assert_eq!(
+            check(&rotated, ISSUER, "catty-cli", ISSUED_AT),
+            Err(Refused::UnknownKey)
+        );
+    }
+}
