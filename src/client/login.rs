@@ -130,7 +130,13 @@ pub async fn logout(config: &ClientConfig, all: bool) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e),
     };
-    if let Some(path) = &config.login_file {
+    // The file goes when it held this token (not when CATTY_TOKEN stood in for another).
+    if let Some(path) = &config.login_file
+        && LoginFile::read(path)
+            .ok()
+            .flatten()
+            .is_some_and(|saved| saved.token == token)
+    {
         LoginFile::remove(path)?;
     }
     Ok(code)
