@@ -17,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::ClientConfig;
+use crate::net::TlsRoots;
 use crate::protocol::HEALTHZ_PATH;
 use crate::protocol::api::{
     DAEMON_PID_HEADER, DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER, ErrorBody,
@@ -40,18 +41,19 @@ enum Endpoint {
         addr: SocketAddr,
         state_dir: PathBuf,
     },
-    /// A hosted API: `https://HOST[:PORT]` (plain `http://` on loopback).
-    Hosted { url: String },
+    /// A hosted API: `https://HOST[:PORT]` (plain `http://` on loopback), and the roots its
+    /// certificate is checked against (Mozilla's; a test's own CA in tests).
+    Hosted { url: String, roots: TlsRoots },
 }
 
 impl Endpoint {
-    /// The authority to connect to, and whether over TLS.
-    fn authority(&self) -> (String, bool) {
+    /// The authority to connect to, and the roots to check it against when over TLS.
+    fn authority(&self) -> (String, Option<&TlsRoots>) {
         match self {
-            Endpoint::Local { addr, .. } => (addr.to_string(), false),
-            Endpoint::Hosted { url } => match url.strip_prefix("https://") {
-                Some(authority) => (authority.to_string(), true),
-                None => (url.trim_start_matches("http://").to_string(), false),
+            Endpoint::Local { addr, .. } => (addr.to_string(), None),
+            Endpoint::Hosted { url, roots } => match url.strip_prefix("https://") {
+                Some(authority) => (authority.to_string(), Some(roots)),
+                None => (url.trim_start_matches("http://").to_string(), None),
             },
         }
     }
@@ -119,9 +121,14 @@ impl DaemonClient {
 
     /// A client of the hosted API at `url` with `token` (empty: none, for the login).
     pub(super) fn hosted(url: &str, token: &str) -> DaemonClient {
+        DaemonClient::hosted_with(url, token, TlsRoots::webpki())
+    }
+
+    fn hosted_with(url: &str, token: &str, roots: TlsRoots) -> DaemonClient {
         DaemonClient {
             endpoint: Endpoint::Hosted {
                 url: url.to_string(),
+                roots,
             },
             token: token.to_string(),
         }
@@ -154,7 +161,7 @@ impl DaemonClient {
             Some(body) => Bytes::from(serde_json::to_vec(body)?),
             None => Bytes::new(),
         };
-        let (authority, tls) = self.endpoint.authority();
+        let (authority, roots) = self.endpoint.authority();
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -163,7 +170,7 @@ impl DaemonClient {
         if !self.token.is_empty() {
             req = req.header("authorization", format!("Bearer {}", self.token));
         }
-        let (status, _, bytes) = send(&authority, tls, req.body(Full::new(body))?)
+        let (status, _, bytes) = send(&authority, roots, req.body(Full::new(body))?)
             .await
             .with_context(|| Unanswered(self.unreachable()))?;
         Ok((status, bytes))
@@ -193,7 +200,7 @@ impl DaemonClient {
                 "the catty daemon on {addr} did not answer (its log: {})",
                 log_path(state_dir).display()
             ),
-            Endpoint::Hosted { url } => format!("the catty API at {url} did not answer"),
+            Endpoint::Hosted { url, .. } => format!("the catty API at {url} did not answer"),
         }
     }
 }
@@ -202,14 +209,14 @@ fn log_path(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("api.log")
 }
 
-/// One request on a connection of its own to `authority` (over TLS with `tls`, checked
-/// against Mozilla's roots), its answer read whole up to [`ANSWER_LIMIT_BYTES`].
+/// One request on a connection of its own to `authority` (over TLS checked against `roots`
+/// when given), its answer read whole up to [`ANSWER_LIMIT_BYTES`].
 async fn send(
     authority: &str,
-    tls: bool,
+    roots: Option<&TlsRoots>,
     req: Request<Full<Bytes>>,
 ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
-    let stream = crate::net::connect(authority, tls).await?;
+    let stream = crate::net::connect_with(authority, roots).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let exchange = async {
         let resp = sender.send_request(req).await?;
@@ -218,9 +225,12 @@ async fn send(
         let bytes = body.collect().await?.to_bytes();
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, headers, bytes))
     };
+    tokio::pin!(exchange, conn);
     tokio::select! {
-        result = exchange => result.map_err(|e| anyhow!(e)),
-        result = conn => Err(anyhow!("the connection closed early: {:?}", result.err())),
+        result = &mut exchange => result.map_err(|e| anyhow!(e)),
+        // A server may close right after its answer (a proxy's `Connection: close`): what
+        // it sent is still read; a connection that failed fails the exchange too.
+        _ = &mut conn => exchange.await.map_err(|e| anyhow!(e)),
     }
 }
 
@@ -237,7 +247,7 @@ async fn health(addr: SocketAddr) -> Option<Health> {
         .body(Full::new(Bytes::new()))
         .ok()?;
     let authority = addr.to_string();
-    let check = tokio::time::timeout(Duration::from_secs(2), send(&authority, false, req));
+    let check = tokio::time::timeout(Duration::from_secs(2), send(&authority, None, req));
     let (status, headers, _) = check.await.ok()?.ok()?;
     let said = |name: &str| Some(headers.get(name)?.to_str().ok()?.to_string());
     (status == StatusCode::OK).then(|| Health {
@@ -409,4 +419,68 @@ fn last_line(log: &std::path::Path, offset: u64) -> Option<String> {
     let text = String::from_utf8_lossy(text.get(offset as usize..)?).into_owned();
     let line = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
     Some(line.strip_prefix("catty: ").unwrap_or(line).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::testing::test_pki;
+    use crate::protocol::api::WhoAmI;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A hosted API stand-in over TLS: answers one request with `whoami` and hands back the
+    /// request's head.
+    async fn tls_api(
+        server: std::sync::Arc<rustls::ServerConfig>,
+    ) -> (u16, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(server).accept(tcp).await else {
+                return String::new();
+            };
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8];
+                if tls.read(&mut byte).await.unwrap() == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let body = r#"{"email":"a@example.com","subject":"a"}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            tls.write_all(answer.as_bytes()).await.unwrap();
+            tls.shutdown().await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (port, served)
+    }
+
+    #[tokio::test]
+    async fn a_hosted_api_is_asked_over_https_with_the_users_token() {
+        let (roots, server) = test_pki();
+        let (port, served) = tls_api(server).await;
+        let url = format!("https://localhost:{port}");
+        let api = DaemonClient::hosted_with(&url, "cat_t0ken", roots);
+        let who: WhoAmI = api.get("/v1/auth/whoami").await.unwrap();
+        assert_eq!(who.email.as_deref(), Some("a@example.com"));
+        let head = served.await.unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("get /v1/auth/whoami http/1.1"), "{head}");
+        assert!(head.contains("authorization: bearer cat_t0ken"), "{head}");
+        assert!(head.contains(&format!("host: localhost:{port}")), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_hosted_api_whose_certificate_mozilla_does_not_trust_is_refused() {
+        let (_, server) = test_pki();
+        let (port, served) = tls_api(server).await;
+        let api = DaemonClient::hosted(&format!("https://localhost:{port}"), "cat_t0ken");
+        let err = api.get::<WhoAmI>("/v1/auth/whoami").await.unwrap_err();
+        assert!(format!("{err:#}").contains("UnknownIssuer"), "{err:#}");
+        assert_eq!(served.await.unwrap(), "", "no request was sent");
+    }
 }
