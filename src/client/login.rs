@@ -55,6 +55,9 @@ pub async fn login(config: &ClientConfig, api: Option<&str>) -> anyhow::Result<i
     Ok(0)
 }
 
+/// Polls in a row the API may leave unanswered before the login gives up.
+const UNANSWERED_MAX: u32 = 5;
+
 /// Polls until the login is approved, or why it ended (refused, expired).
 async fn poll(
     api: &DaemonClient,
@@ -66,11 +69,21 @@ async fn poll(
         device_code: auth.device_code.clone(),
         name: host_name(),
     };
+    let mut unanswered = 0;
     loop {
         tokio::time::sleep(interval).await;
-        let (status, body) = api
-            .exchange(Method::POST, AUTH_TOKEN_PATH, Some(&request))
-            .await?;
+        let sent = api.exchange(Method::POST, AUTH_TOKEN_PATH, Some(&request));
+        let (status, body) = match sent.await {
+            Ok(answer) => answer,
+            // An instance redeployed mid-login: the login's state is in the database, so
+            // the next poll (maybe another instance) carries on.
+            Err(e) if e.downcast_ref::<Unanswered>().is_some() && unanswered < UNANSWERED_MAX => {
+                unanswered += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        unanswered = 0;
         if status == StatusCode::OK {
             let done = serde_json::from_slice(&body).context("the API's answer is not a login")?;
             return Ok(Ok(done));

@@ -88,7 +88,11 @@ pub(super) async fn token(
         email: user.email,
         subject: user.subject,
     };
-    Ok(http::json(StatusCode::OK, &done))
+    let mut answer = http::json(StatusCode::OK, &done);
+    // A token is never cached on its way (RFC 6749 §5.1).
+    let no_store = hyper::header::HeaderValue::from_static("no-store");
+    (answer.headers_mut()).insert(hyper::header::CACHE_CONTROL, no_store);
+    Ok(answer)
 }
 
 /// The ID token's identity, its keys fetched again once if it names a new one.
