@@ -225,6 +225,15 @@ async fn two_users_each_see_only_their_sessions_through_the_real_client() {
     );
 
     assert_eq!(made(&h.fake).len(), 2);
+    // Through the runtime too (the Fly edge), with the URL and token the hosted API gives.
+    let logs = catty(alice_home.path(), &[], &["logs", &alices.label]);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+    let logs = catty(bob_home.path(), &[], &["logs", &alices.label]);
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("no session"));
     let stop = catty(bob_home.path(), &[], &["stop", "--discard", &alices.label]);
     assert!(!stop.status.success());
     let said = String::from_utf8_lossy(&stop.stderr);
