@@ -1,6 +1,8 @@
 //! The daemon's HTTP surface. Every request first passes the browser checks (a loopback
 //! `Host`, no `Origin`: DNS rebinding and cross-site requests get 403), then the bearer token
-//! (401), except `GET /healthz`. Errors become JSON in [`error_response`] only.
+//! (401), except `GET /healthz`. The hosted API instead takes a user's token (401), except
+//! `/healthz` and the login's public steps (`auth/`). Errors become JSON in
+//! [`error_response`] only.
 
 use std::convert::Infallible;
 use std::sync::Arc;
