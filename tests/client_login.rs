@@ -161,7 +161,18 @@ fn command(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Command {
 
 /// The real `catty login` of `login` into `home`, approved as it waits.
 async fn client_login(h: &Hosted, i: usize, home: &Path, login: &str) {
-    let mut child = command(home, &[], &["login", "--api", &h.url(i)])
+    client_login_with(h, i, home, login, &[]).await;
+}
+
+/// [`client_login`] with `env`; what it printed.
+async fn client_login_with(
+    h: &Hosted,
+    i: usize,
+    home: &Path,
+    login: &str,
+    env: &[(&str, &str)],
+) -> Vec<String> {
+    let mut child = command(home, env, &["login", "--api", &h.url(i)])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -171,6 +182,40 @@ async fn client_login(h: &Hosted, i: usize, home: &Path, login: &str) {
     h.oidc.approve(&code_on(&first).unwrap(), login).await;
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     assert!(child.wait().unwrap().success(), "{first} {rest:?}");
+    [vec![first], rest].concat()
+}
+
+#[tokio::test]
+async fn login_opens_a_browser_only_where_there_is_a_display() {
+    let h = Hosted::start(1, &[]).await;
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let opened = home.path().join("opened");
+    let script = format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display());
+    std::fs::write(bin.join("xdg-open"), script).unwrap();
+    std::fs::set_permissions(bin.join("xdg-open"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+
+    let said = client_login_with(&h, 0, home.path(), "alice", &[("PATH", &path)]).await;
+    assert!(!said.iter().any(|l| l.contains("browser")), "{said:?}");
+    assert!(!opened.exists(), "no display, no browser");
+
+    let with_display = [("PATH", path.as_str()), ("DISPLAY", ":0")];
+    let said = client_login_with(&h, 0, home.path(), "alice", &with_display).await;
+    let line = said.iter().find(|l| l.contains("a browser was opened on"));
+    let url = line
+        .unwrap()
+        .split(" on ")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(')');
+    assert!(url.contains("/device?user_code="), "{url}");
+    let deadline = Instant::now() + DEADLINE;
+    while std::fs::read_to_string(&opened).unwrap_or_default().trim() != url {
+        assert!(Instant::now() < deadline, "xdg-open was not run with {url}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn labels(out: &Output) -> Vec<String> {
