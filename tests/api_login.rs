@@ -94,10 +94,25 @@ async fn an_unknown_device_code_is_refused_without_asking_the_provider() {
 #[tokio::test]
 async fn concurrent_first_logins_of_one_user_make_one_user_row() {
     let h = Hosted::start(2, &[]).await;
-    let logins = (0..4).map(|i| h.login(i % 2, "carol"));
-    let done = futures_util::future::join_all(logins).await;
-    let tokens: std::collections::HashSet<&str> = done.iter().map(|d| d.token.as_str()).collect();
-    assert_eq!(tokens.len(), 4, "a token per login");
+    let mut codes = Vec::new();
+    for i in 0..6 {
+        let auth = h.device(i % 2).await;
+        h.oidc.approve(&auth.user_code, "carol").await;
+        codes.push(auth.device_code);
+    }
+    // Every approved code polled at once, half through each instance: the first login of
+    // one user, six times at the same moment.
+    let polls = codes
+        .iter()
+        .enumerate()
+        .map(|(i, code)| h.poll(i % 2, code));
+    let answers = futures_util::future::join_all(polls).await;
+    let mut tokens = std::collections::HashSet::new();
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        tokens.insert(answer.json()["token"].as_str().unwrap().to_string());
+    }
+    assert_eq!(tokens.len(), 6, "a token per login");
     let sql = pg::cluster().connect(&h.db.name).await;
     let users = sql
         .query_one("SELECT count(*) FROM users WHERE subject = 'carol'", &[])
