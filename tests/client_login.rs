@@ -72,6 +72,29 @@ async fn login_shows_a_code_and_keeps_the_token_private_and_whoami_names_the_use
 }
 
 #[tokio::test]
+async fn new_runs_and_attaches_a_session_on_the_hosted_api_after_login() {
+    let h = Hosted::start(1, &[]).await;
+    let tmux = pane(&h);
+    tmux.run(&format!("catty login --api {}", h.url(0)));
+    let screen = tmux.wait_for("the code", |s| code_on(s).is_some());
+    h.oidc.approve(&code_on(&screen).unwrap(), "alice").await;
+    tmux.wait_for("the login", |s| s.contains("Logged in to"));
+    tmux.run("catty new --no-upload -- bash --norc -i");
+    tmux.wait_for("the session", |s| s.contains("catty: session "));
+    tmux.run("echo hosted-$((6*7))");
+    tmux.wait_for("the session's output", |s| s.contains("hosted-42"));
+    assert_eq!(
+        made(&h.fake).len(),
+        1,
+        "one machine, made by the hosted API"
+    );
+    assert!(
+        !tmux.state_dir().join("api.token").exists(),
+        "a local daemon was started"
+    );
+}
+
+#[tokio::test]
 async fn a_refused_login_ends_with_a_clear_line_and_exit_1() {
     let h = Hosted::start(1, &[]).await;
     let tmux = pane(&h);
