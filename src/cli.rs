@@ -31,6 +31,9 @@ pub enum Subcommand {
     StopAll(StopAllArgs),
     Version(VersionArgs),
     Completions(CompletionsArgs),
+    Login(LoginArgs),
+    Logout(LogoutArgs),
+    Whoami(WhoamiArgs),
     Api(ApiArgs),
     Exec(ExecArgs),
 }
@@ -277,6 +280,30 @@ pub struct ExecArgs {
     #[argh(positional, greedy)]
     pub command: Vec<String>,
 }
+
+/// Log in to a hosted catty API (device flow: a code to approve in a browser).
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "login")]
+pub struct LoginArgs {
+    /// the API, e.g. https://api.example.com; remembered for every command [env:
+    /// CATTY_API_URL] (default: the one logged in to last)
+    #[argh(option)]
+    pub api: Option<String>,
+}
+
+/// Log out of the hosted API: revoke this computer's login there, then forget it here.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "logout")]
+pub struct LogoutArgs {
+    /// revoke every login of yours, on every computer
+    #[argh(switch)]
+    pub all: bool,
+}
+
+/// Show who you are logged in as to the hosted API.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "whoami")]
+pub struct WhoamiArgs {}
 
 /// Print catty's version.
 #[derive(FromArgs, Debug)]

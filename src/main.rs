@@ -117,6 +117,15 @@ fn main() -> ExitCode {
         Subcommand::StopAll(args) => client(&env, |config| async move {
             catty::client::stop_all(&config, args.yes_i_mean_it).await
         }),
+        Subcommand::Login(args) => client(&env, |config| async move {
+            catty::client::login(&config, args.api.as_deref()).await
+        }),
+        Subcommand::Logout(args) => client(&env, |config| async move {
+            catty::client::logout(&config, args.all).await
+        }),
+        Subcommand::Whoami(_) => client(&env, |config| async move {
+            catty::client::whoami(&config).await
+        }),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

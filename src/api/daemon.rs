@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use super::auth::Login;
 use super::db::Db;
 use super::db::instances::Presence;
 use super::error::ApiError;
@@ -23,8 +24,9 @@ pub(super) enum Auth {
     /// The local daemon: one user, whose token is the state directory's `api.token`, and
     /// only from this computer (loopback `Host`, no browser `Origin`).
     Local(String),
-    /// The hosted API: each request's token is one catty minted for a user at login.
-    Hosted(Db),
+    /// The hosted API: each request's token is one catty minted for a user at login, by the
+    /// login broker when an identity provider is configured.
+    Hosted { db: Db, login: Option<Box<Login>> },
 }
 
 /// The daemon's state, shared by every connection and the sweep.

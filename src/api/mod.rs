@@ -2,6 +2,7 @@
 //! keeps a durable session store, and serves the local HTTP API. `run` wires it up: the state
 //! directory and token, the store, the reconcile at start, the sweep loop and the server.
 
+mod auth;
 mod create;
 mod daemon;
 mod db;
@@ -53,9 +54,16 @@ pub async fn run(
             let db = Db::connect(&hosted.database_url, &hosted.connect_key).await?;
             let presence = db.announce().await?;
             tracing::info!(instance = presence.number, "announced this instance");
+            let login = hosted
+                .oidc
+                .clone()
+                .map(|oidc| Box::new(auth::Login::new(oidc)));
+            if login.is_none() {
+                tracing::warn!("no identity provider (CATTY_OIDC_ISSUER): nobody can log in");
+            }
             (
                 Store::Db(db.clone()),
-                Auth::Hosted(db),
+                Auth::Hosted { db, login },
                 Some(presence),
                 None,
             )

@@ -1,6 +1,8 @@
 //! The daemon's HTTP surface. Every request first passes the browser checks (a loopback
 //! `Host`, no `Origin`: DNS rebinding and cross-site requests get 403), then the bearer token
-//! (401), except `GET /healthz`. Errors become JSON in [`error_response`] only.
+//! (401), except `GET /healthz`. The hosted API instead takes a user's token (401), except
+//! `/healthz` and the login's public steps (`auth/`). Errors become JSON in
+//! [`error_response`] only.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
+use super::auth::{self, Login};
 use super::daemon::{Auth, Daemon};
 use super::db::Db;
 use super::db::accounts::User;
@@ -23,7 +26,10 @@ use super::provider::Provider;
 use crate::net::Proven;
 use crate::net::http::{self, Body};
 use crate::protocol::HEALTHZ_PATH;
-use crate::protocol::api::{DAEMON_PID_HEADER, DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER};
+use crate::protocol::api::{
+    AUTH_DEVICE_PATH, AUTH_LOGOUT_PATH, AUTH_TOKEN_PATH, AUTH_WHOAMI_PATH, DAEMON_PID_HEADER,
+    DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER,
+};
 
 /// Request bodies are a few hundred bytes plus the agent's credentials: at most two of
 /// `CREDENTIAL_LIMIT_BYTES` (64 KiB) each, which JSON can make six times longer (a control
@@ -77,14 +83,7 @@ async fn answer<P: Provider>(
                 dispatch(daemon, None, req).await
             }
         },
-        Auth::Hosted(_) if req.uri().path() == HEALTHZ_PATH => healthz::<P>(&req),
-        Auth::Hosted(db) => match user(db, &req).await {
-            Ok(user) => {
-                proven.set();
-                dispatch(daemon, Some(&user.id), req).await
-            }
-            Err(e) => Err(e),
-        },
+        Auth::Hosted { db, login } => hosted(daemon, db, login.as_deref(), req, proven).await,
     };
     answer.unwrap_or_else(|e| {
         if e.status.is_server_error() {
@@ -92,6 +91,38 @@ async fn answer<P: Provider>(
         }
         error_response(e)
     })
+}
+
+/// The hosted API: `/healthz` and the login's first two steps are public; the rest needs a
+/// user's token.
+async fn hosted<P: Provider>(
+    daemon: &Daemon<P>,
+    db: &Db,
+    login: Option<&Login>,
+    req: Request<Incoming>,
+    proven: &Proven,
+) -> Result<Response<Body>, ApiError> {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    match (&method, path.as_str()) {
+        (_, HEALTHZ_PATH) => return healthz::<P>(&req),
+        (&Method::POST, AUTH_DEVICE_PATH) => return auth::device(db, login).await,
+        (&Method::POST, AUTH_TOKEN_PATH) => {
+            return auth::token(db, login, read_json(req).await?).await;
+        }
+        (_, AUTH_DEVICE_PATH | AUTH_TOKEN_PATH) => return Err(not_allowed(&req)),
+        _ => {}
+    }
+    let user = user(db, &req).await?;
+    proven.set();
+    match (&method, path.as_str()) {
+        (&Method::POST, AUTH_LOGOUT_PATH) => {
+            let token = http::bearer(&req).unwrap_or_default().to_string();
+            auth::logout(db, &user, &token, read_json(req).await?).await
+        }
+        (&Method::GET, AUTH_WHOAMI_PATH) => Ok(auth::whoami(&user)),
+        (_, AUTH_LOGOUT_PATH | AUTH_WHOAMI_PATH) => Err(not_allowed(&req)),
+        _ => dispatch(daemon, Some(&user.id), req).await,
+    }
 }
 
 /// The user whose token the request carries (the hosted API).

@@ -1,5 +1,7 @@
 //! Talking to the daemon: JSON over HTTP on loopback with the token from the state directory,
-//! and starting the daemon in the background when nothing answers.
+//! and starting the daemon in the background when nothing answers. Or, when the configuration
+//! names a hosted API (`CATTY_API_URL` or `catty login`), JSON over HTTPS to it with the
+//! user's token: no daemon is ever started, restarted or asked then.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpStream;
 
 use crate::config::ClientConfig;
+use crate::net::TlsRoots;
 use crate::protocol::HEALTHZ_PATH;
 use crate::protocol::api::{
     DAEMON_PID_HEADER, DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER, ErrorBody,
@@ -24,10 +26,37 @@ use crate::protocol::api::{
 /// How long a freshly started daemon may take to answer.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The largest answer read: a listing of many sessions is a few MiB at most.
+const ANSWER_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+
 pub(super) struct DaemonClient {
-    addr: SocketAddr,
-    state_dir: PathBuf,
+    endpoint: Endpoint,
+    /// Empty for the login's public endpoints.
     token: String,
+}
+
+enum Endpoint {
+    /// The local daemon, and its state directory (where its log is).
+    Local {
+        addr: SocketAddr,
+        state_dir: PathBuf,
+    },
+    /// A hosted API: `https://HOST[:PORT]` (plain `http://` on loopback), and the roots its
+    /// certificate is checked against (Mozilla's; a test's own CA in tests).
+    Hosted { url: String, roots: TlsRoots },
+}
+
+impl Endpoint {
+    /// The authority to connect to, and the roots to check it against when over TLS.
+    fn authority(&self) -> (String, Option<&TlsRoots>) {
+        match self {
+            Endpoint::Local { addr, .. } => (addr.to_string(), None),
+            Endpoint::Hosted { url, roots } => match url.strip_prefix("https://") {
+                Some(authority) => (authority.to_string(), Some(roots)),
+                None => (url.trim_start_matches("http://").to_string(), None),
+            },
+        }
+    }
 }
 
 /// An answer that was not a success.
@@ -57,8 +86,16 @@ impl std::fmt::Display for Unanswered {
 }
 
 impl DaemonClient {
-    /// Connects to the daemon, starting it first if nothing answers.
+    /// Connects to the daemon, starting it first if nothing answers; or the hosted API with the
+    /// user's token.
     pub(super) async fn ensure(config: &ClientConfig) -> anyhow::Result<DaemonClient> {
+        if let Some(hosted) = &config.hosted {
+            let token = hosted
+                .token
+                .clone()
+                .ok_or_else(|| anyhow!("not logged in to {}: run catty login", hosted.url))?;
+            return Ok(DaemonClient::hosted(&hosted.url, &token));
+        }
         match health(config.api_addr).await {
             None => start(config).await?,
             Some(found) if found.version.as_deref() != Some(crate::version::this_build()) => {
@@ -74,21 +111,44 @@ impl DaemonClient {
             )
         })?;
         Ok(DaemonClient {
-            addr: config.api_addr,
-            state_dir: config.state_dir.clone(),
+            endpoint: Endpoint::Local {
+                addr: config.api_addr,
+                state_dir: config.state_dir.clone(),
+            },
             token: token.trim().to_string(),
         })
     }
 
-    /// The daemon that answers, if one does, without starting one or checking its build.
+    /// The daemon that answers, if one does, without starting one or checking its build; or
+    /// the hosted API, when logged in to one.
     pub(super) async fn running(config: &ClientConfig) -> Option<DaemonClient> {
+        if let Some(hosted) = &config.hosted {
+            return Some(DaemonClient::hosted(&hosted.url, hosted.token.as_deref()?));
+        }
         health(config.api_addr).await?;
         let token = std::fs::read_to_string(config.state_dir.join("api.token")).ok()?;
         Some(DaemonClient {
-            addr: config.api_addr,
-            state_dir: config.state_dir.clone(),
+            endpoint: Endpoint::Local {
+                addr: config.api_addr,
+                state_dir: config.state_dir.clone(),
+            },
             token: token.trim().to_string(),
         })
+    }
+
+    /// A client of the hosted API at `url` with `token` (empty: none, for the login).
+    pub(super) fn hosted(url: &str, token: &str) -> DaemonClient {
+        DaemonClient::hosted_with(url, token, TlsRoots::webpki())
+    }
+
+    fn hosted_with(url: &str, token: &str, roots: TlsRoots) -> DaemonClient {
+        DaemonClient {
+            endpoint: Endpoint::Hosted {
+                url: url.to_string(),
+                roots,
+            },
+            token: token.to_string(),
+        }
     }
 
     pub(super) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
@@ -107,26 +167,39 @@ impl DaemonClient {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// A request whose every answer the caller reads itself: its status and body.
+    pub(super) async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let body = match body {
+            Some(body) => Bytes::from(serde_json::to_vec(body)?),
+            None => Bytes::new(),
+        };
+        let (authority, roots) = self.endpoint.authority();
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &authority)
+            .header("content-type", "application/json");
+        if !self.token.is_empty() {
+            req = req.header("authorization", format!("Bearer {}", self.token));
+        }
+        let (status, _, bytes) = send(&authority, roots, req.body(Full::new(body))?)
+            .await
+            .with_context(|| Unanswered(self.unreachable()))?;
+        Ok((status, bytes))
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<&impl Serialize>,
     ) -> anyhow::Result<T> {
-        let body = match body {
-            Some(body) => Bytes::from(serde_json::to_vec(body)?),
-            None => Bytes::new(),
-        };
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", self.addr.to_string())
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("content-type", "application/json")
-            .body(Full::new(body))?;
-        let (status, _, bytes) = send(self.addr, req)
-            .await
-            .with_context(|| Unanswered(self.unreachable()))?;
+        let (status, bytes) = self.exchange(method, path, body).await?;
         if status.is_success() {
             return serde_json::from_slice(&bytes)
                 .context("the daemon's answer is not what this catty expects");
@@ -139,11 +212,13 @@ impl DaemonClient {
     }
 
     fn unreachable(&self) -> String {
-        format!(
-            "the catty daemon on {} did not answer (its log: {})",
-            self.addr,
-            log_path(&self.state_dir).display()
-        )
+        match &self.endpoint {
+            Endpoint::Local { addr, state_dir } => format!(
+                "the catty daemon on {addr} did not answer (its log: {})",
+                log_path(state_dir).display()
+            ),
+            Endpoint::Hosted { url, .. } => format!("the catty API at {url} did not answer"),
+        }
     }
 }
 
@@ -151,21 +226,28 @@ fn log_path(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("api.log")
 }
 
+/// One request on a connection of its own to `authority` (over TLS checked against `roots`
+/// when given), its answer read whole up to [`ANSWER_LIMIT_BYTES`].
 async fn send(
-    addr: SocketAddr,
+    authority: &str,
+    roots: Option<&TlsRoots>,
     req: Request<Full<Bytes>>,
 ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
-    let stream = TcpStream::connect(addr).await?;
+    let stream = crate::net::connect_with(authority, roots).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let exchange = async {
         let resp = sender.send_request(req).await?;
         let (status, headers) = (resp.status(), resp.headers().clone());
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((status, headers, bytes))
+        let body = Limited::new(resp.into_body(), ANSWER_LIMIT_BYTES);
+        let bytes = body.collect().await?.to_bytes();
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, headers, bytes))
     };
+    tokio::pin!(exchange, conn);
     tokio::select! {
-        result = exchange => Ok(result?),
-        result = conn => Err(anyhow!("the connection closed early: {:?}", result.err())),
+        result = &mut exchange => result.map_err(|e| anyhow!(e)),
+        // A server may close right after its answer (a proxy's `Connection: close`): what
+        // it sent is still read; a connection that failed fails the exchange too.
+        _ = &mut conn => exchange.await.map_err(|e| anyhow!(e)),
     }
 }
 
@@ -181,7 +263,8 @@ async fn health(addr: SocketAddr) -> Option<Health> {
         .header("host", addr.to_string())
         .body(Full::new(Bytes::new()))
         .ok()?;
-    let check = tokio::time::timeout(Duration::from_secs(2), send(addr, req));
+    let authority = addr.to_string();
+    let check = tokio::time::timeout(Duration::from_secs(2), send(&authority, None, req));
     let (status, headers, _) = check.await.ok()?.ok()?;
     let said = |name: &str| Some(headers.get(name)?.to_str().ok()?.to_string());
     (status == StatusCode::OK).then(|| Health {
@@ -354,4 +437,68 @@ fn last_line(log: &std::path::Path, offset: u64) -> Option<String> {
     let text = String::from_utf8_lossy(text.get(offset as usize..)?).into_owned();
     let line = text.lines().rev().find(|l| !l.trim().is_empty())?.trim();
     Some(line.strip_prefix("catty: ").unwrap_or(line).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::testing::test_pki;
+    use crate::protocol::api::WhoAmI;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A hosted API stand-in over TLS: answers one request with `whoami` and hands back the
+    /// request's head.
+    async fn tls_api(
+        server: std::sync::Arc<rustls::ServerConfig>,
+    ) -> (u16, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(server).accept(tcp).await else {
+                return String::new();
+            };
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8];
+                if tls.read(&mut byte).await.unwrap() == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let body = r#"{"email":"a@example.com","subject":"a"}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            tls.write_all(answer.as_bytes()).await.unwrap();
+            tls.shutdown().await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (port, served)
+    }
+
+    #[tokio::test]
+    async fn a_hosted_api_is_asked_over_https_with_the_users_token() {
+        let (roots, server) = test_pki();
+        let (port, served) = tls_api(server).await;
+        let url = format!("https://localhost:{port}");
+        let api = DaemonClient::hosted_with(&url, "cat_t0ken", roots);
+        let who: WhoAmI = api.get("/v1/auth/whoami").await.unwrap();
+        assert_eq!(who.email.as_deref(), Some("a@example.com"));
+        let head = served.await.unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("get /v1/auth/whoami http/1.1"), "{head}");
+        assert!(head.contains("authorization: bearer cat_t0ken"), "{head}");
+        assert!(head.contains(&format!("host: localhost:{port}")), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_hosted_api_whose_certificate_mozilla_does_not_trust_is_refused() {
+        let (_, server) = test_pki();
+        let (port, served) = tls_api(server).await;
+        let api = DaemonClient::hosted(&format!("https://localhost:{port}"), "cat_t0ken");
+        let err = api.get::<WhoAmI>("/v1/auth/whoami").await.unwrap_err();
+        assert!(format!("{err:#}").contains("UnknownIssuer"), "{err:#}");
+        assert_eq!(served.await.unwrap(), "", "no request was sent");
+    }
 }

@@ -1,6 +1,8 @@
 //! The client commands: `new`, `connect`, `list` (and `list --labels` for completions), `rm`,
-//! `logs`, `pull`, `diff`, `stop`, `stop-all-sessions-dangerously`.
-//! They talk to the daemon (starting it when nothing answers) and attach to runtimes. Each
+//! `logs`, `pull`, `diff`, `stop`, `extend`, `stop-all-sessions-dangerously`, and `login`,
+//! `logout`, `whoami` for a hosted API.
+//! They talk to the daemon (starting it when nothing answers), or to the hosted API the
+//! configuration names, and attach to runtimes. Each
 //! returns the process's exit code; errors go up to `main`.
 
 #[macro_use]
@@ -11,6 +13,7 @@ mod daemon_client;
 mod deadline;
 mod escape;
 mod extend;
+mod login;
 mod logs;
 mod progress;
 mod stop;
@@ -34,6 +37,7 @@ use crate::protocol::api::{
 use attach::{Outcome, Target};
 use daemon_client::{DaemonClient, DaemonError, Unanswered};
 pub use extend::extend;
+pub use login::{login, logout, whoami};
 pub use logs::LogsOptions;
 pub use stop::{stop, stop_all};
 

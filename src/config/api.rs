@@ -53,6 +53,8 @@ pub struct HostedConfig {
     pub connect_key: Vec<u8>,
     /// What a session may have at most.
     pub limits: Limits,
+    /// Where users log in (`catty login`); without it the login endpoints answer 503.
+    pub oidc: Option<OidcConfig>,
 }
 
 /// What the hosted API offers a session, whatever the request asks: more CPUs, memory or time
@@ -108,7 +110,46 @@ impl std::fmt::Debug for HostedConfig {
             .field("database_url", &"<secret>")
             .field("connect_key", &"<secret>")
             .field("limits", &self.limits)
+            .field("oidc", &self.oidc)
             .finish()
+    }
+}
+
+/// The OpenID Connect issuer whose device flow the API brokers (RFC 8628): WorkOS in
+/// production (README, "Deployment"), any issuer with device flow in tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcConfig {
+    /// `CATTY_OIDC_ISSUER`: its discovery is `<issuer>/.well-known/openid-configuration`, and
+    /// ID tokens must name it as `iss`. HTTPS, or plain HTTP on loopback (tests).
+    pub issuer: String,
+    /// `CATTY_OIDC_CLIENT_ID`: the public client the device flow runs as; ID tokens must name
+    /// it as `aud`.
+    pub client_id: String,
+}
+
+impl OidcConfig {
+    fn new(env: &Env) -> Result<Option<OidcConfig>, UsageError> {
+        let issuer = env.non_empty("CATTY_OIDC_ISSUER");
+        let client_id = env.non_empty("CATTY_OIDC_CLIENT_ID");
+        let (issuer, client_id) = match (issuer, client_id) {
+            (None, None) => return Ok(None),
+            (Some(issuer), Some(client_id)) => (issuer, client_id),
+            _ => {
+                return Err(UsageError(
+                    "CATTY_OIDC_ISSUER and CATTY_OIDC_CLIENT_ID go together: set both, or \
+                     neither (no catty login)"
+                        .into(),
+                ));
+            }
+        };
+        let issuer = issuer.trim_end_matches('/').to_string();
+        let loopback = ["http://127.0.0.1:", "http://localhost:", "http://[::1]:"];
+        if !issuer.starts_with("https://") && !loopback.iter().any(|p| issuer.starts_with(p)) {
+            return Err(UsageError(format!(
+                "CATTY_OIDC_ISSUER {issuer:?} must be an https:// URL (its keys sign every login)"
+            )));
+        }
+        Ok(Some(OidcConfig { issuer, client_id }))
     }
 }
 
@@ -141,6 +182,7 @@ impl HostedConfig {
             database_url,
             connect_key: connect_key.into_bytes(),
             limits: Limits::new(env)?,
+            oidc: OidcConfig::new(env)?,
         }))
     }
 }
@@ -325,6 +367,40 @@ mod tests {
                 .unwrap_err()
                 .0
                 .contains("CATTY_MAX_CPUS")
+        );
+    }
+
+    #[test]
+    fn the_oidc_issuer_comes_with_its_client_and_over_https() {
+        let key = "k".repeat(40);
+        let hosted = |vars: &[(&str, &str)]| {
+            let mut all = vec![("CATTY_DATABASE_URL", "postgres://db/catty")];
+            all.push(("CATTY_CONNECT_KEY", key.as_str()));
+            all.extend(vars);
+            api_config(None, &all).map(|c| c.hosted.unwrap().oidc)
+        };
+        assert_eq!(hosted(&[]).unwrap(), None);
+        let issuer = ("CATTY_OIDC_ISSUER", "https://auth.example.com/");
+        assert!(
+            hosted(&[issuer])
+                .unwrap_err()
+                .0
+                .contains("CATTY_OIDC_CLIENT_ID")
+        );
+        let both = hosted(&[issuer, ("CATTY_OIDC_CLIENT_ID", "client_1")]).unwrap();
+        let both = both.unwrap();
+        assert_eq!(
+            (both.issuer.as_str(), both.client_id.as_str()),
+            ("https://auth.example.com", "client_1")
+        );
+        let plain = ("CATTY_OIDC_ISSUER", "http://auth.example.com");
+        let err = hosted(&[plain, ("CATTY_OIDC_CLIENT_ID", "c")]).unwrap_err();
+        assert!(err.0.contains("https://"), "{}", err.0);
+        let test = ("CATTY_OIDC_ISSUER", "http://127.0.0.1:4444");
+        assert!(
+            hosted(&[test, ("CATTY_OIDC_CLIENT_ID", "c")])
+                .unwrap()
+                .is_some()
         );
     }
 

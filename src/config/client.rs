@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::login_file::{self, LoginFile, api_url};
 use super::parse::{api_addr, current_exe, state_dir};
 use super::{Env, Logging, UsageError, parse_duration};
 use crate::cli::{ExtendArgs, NewArgs};
@@ -28,6 +29,53 @@ pub struct ClientConfig {
     /// The provider a daemon started from here would use: `fly` when `FLY_API_TOKEN` is set,
     /// else `local` (as `catty api` chooses); a running daemon of the other is refused.
     pub provider: &'static str,
+    /// The hosted API every command talks to instead of the local daemon: `CATTY_API_URL`,
+    /// else the one `catty login` remembered.
+    pub hosted: Option<HostedApi>,
+    /// Where `catty login` keeps the login (`login_file.rs`); none without a home.
+    pub login_file: Option<PathBuf>,
+    /// This session has a graphical display (`DISPLAY`, `WAYLAND_DISPLAY`): `catty login`
+    /// opens a browser.
+    pub display: bool,
+}
+
+/// A hosted API and the user's login to it.
+#[derive(Clone)]
+pub struct HostedApi {
+    /// `https://HOST[:PORT]`.
+    pub url: String,
+    /// `CATTY_TOKEN`, else the login file's when it was minted by this URL.
+    pub token: Option<String>,
+    pub email: Option<String>,
+}
+
+impl std::fmt::Debug for HostedApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostedApi")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<secret>"))
+            .field("email", &self.email)
+            .finish()
+    }
+}
+
+impl HostedApi {
+    /// From the environment and the login file, if either names an API.
+    fn new(env: &Env, saved: Option<LoginFile>) -> Result<Option<HostedApi>, UsageError> {
+        let url = match (env.non_empty("CATTY_API_URL"), &saved) {
+            (Some(url), _) => api_url(&url)?,
+            (None, Some(saved)) => saved.api_url.clone(),
+            (None, None) => return Ok(None),
+        };
+        // A login is sent only to the API that minted it.
+        let saved = saved.filter(|s| s.api_url == url);
+        let token = (env.non_empty("CATTY_TOKEN")).or_else(|| Some(saved.as_ref()?.token.clone()));
+        Ok(Some(HostedApi {
+            url,
+            token,
+            email: saved.and_then(|s| s.email),
+        }))
+    }
 }
 
 /// The largest gap a reconnecting client replays: a few seconds of a fast writer through a
@@ -36,7 +84,17 @@ pub(super) const REPLAY_MAX_BYTES: u64 = 16 * 1024 * 1024;
 
 impl ClientConfig {
     pub fn new(env: &Env) -> Result<Self, UsageError> {
+        let login_file = login_file::path(env);
+        let saved = match &login_file {
+            Some(path) => LoginFile::read(path).map_err(|e| UsageError(format!("{e:#}")))?,
+            None => None,
+        };
         Ok(ClientConfig {
+            hosted: HostedApi::new(env, saved)?,
+            login_file,
+            display: ["DISPLAY", "WAYLAND_DISPLAY"]
+                .iter()
+                .any(|name| env.non_empty(name).is_some()),
             api_addr: api_addr(None, env)?,
             state_dir: state_dir(env)?,
             exe: current_exe()?,
@@ -246,6 +304,47 @@ mod tests {
         assert_eq!(read(&[]).unwrap(), REPLAY_MAX_BYTES);
         assert_eq!(read(&[("CATTY_REPLAY_MAX_BYTES", "1000")]).unwrap(), 1000);
         assert!(read(&[("CATTY_REPLAY_MAX_BYTES", "16M")]).is_err());
+    }
+
+    #[test]
+    fn the_hosted_api_and_its_token() {
+        let saved = LoginFile {
+            api_url: "https://api.example".into(),
+            token: "cat_saved".into(),
+            email: Some("a@example.com".into()),
+        };
+        let hosted = |pairs: &[(&str, &str)], saved: Option<LoginFile>| {
+            HostedApi::new(&Env::from_pairs(pairs), saved).unwrap()
+        };
+        assert!(hosted(&[], None).is_none(), "the local daemon");
+        let h = hosted(&[], Some(saved.clone())).unwrap();
+        assert_eq!(
+            (h.url.as_str(), h.token.as_deref()),
+            ("https://api.example", Some("cat_saved"))
+        );
+        let ci = hosted(&[("CATTY_TOKEN", "cat_ci")], Some(saved.clone())).unwrap();
+        assert_eq!(ci.token.as_deref(), Some("cat_ci"));
+        let other = [("CATTY_API_URL", "https://other.example")];
+        let h = hosted(&other, Some(saved)).unwrap();
+        assert_eq!(
+            (h.url.as_str(), h.token),
+            ("https://other.example", None),
+            "never sent elsewhere"
+        );
+        assert!(
+            format!(
+                "{:?}",
+                hosted(
+                    &[
+                        ("CATTY_API_URL", "https://a.example"),
+                        ("CATTY_TOKEN", "cat_s3cret")
+                    ],
+                    None
+                )
+            )
+            .find("s3cret")
+            .is_none()
+        );
     }
 
     #[test]

@@ -9,14 +9,16 @@ mod env;
 mod exec;
 mod fly;
 mod logging;
+mod login_file;
 mod parse;
 
-pub use api::{ApiConfig, HostedConfig, Limits, ProviderKind};
-pub use client::{ClientConfig, ExtendOptions, NewOptions};
+pub use api::{ApiConfig, HostedConfig, Limits, OidcConfig, ProviderKind};
+pub use client::{ClientConfig, ExtendOptions, HostedApi, NewOptions};
 pub use env::Env;
 pub use exec::{DEFAULT_GRACE, DEFAULT_SHELL, ExecConfig, Listen};
 pub use fly::{DEFAULT_EXEC_APP, DEFAULT_FLY_API_BASE, DEFAULT_FLY_START_TIMEOUT, FlyConfig};
 pub use logging::Logging;
+pub use login_file::{LoginFile, api_url};
 pub use parse::{DEFAULT_API_ADDR, parse_duration};
 
 /// A configuration problem: the user's input is wrong (exit code 2).

@@ -14,6 +14,10 @@
 //! | `POST /v1/sessions/stop-all` | | [`StopAll`] |
 //! | `DELETE /v1/sessions/{id-or-label}` | | [`SessionInfo`] of the ended session it forgot (`409` while it is live) |
 //!
+//! The hosted API (`catty api --database-url`) serves the same endpoints to many users over
+//! the internet: no loopback rule, and the bearer token is the user's own, minted at login
+//! (`/v1/auth/…`, in `api/auth.rs`; the login's endpoints are public).
+//!
 //! `GET /v1/sessions` lists every session the daemon remembers, ended ones too, until
 //! `catty api --keep-ended` (default a day) after their end; a client shows the live ones
 //! unless asked for all. A session whose program exited stays `running` (its runtime keeps the
@@ -37,6 +41,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+mod auth;
+pub use auth::*;
 
 /// The agents a session can run: the program started when no command is given, the
 /// configuration the runtime prepares for it (`src/exec/agents/`), and the variables that

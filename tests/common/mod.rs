@@ -7,10 +7,12 @@
 /// The daemon's harness (`api_*` tests and `fly_provider`).
 pub mod api;
 pub mod fly;
+pub mod hosted;
 mod http;
 pub mod launch;
 mod listen;
 pub mod lookup;
+pub mod oidc;
 pub mod pg;
 mod proxy;
 pub mod repo;

@@ -33,8 +33,6 @@ fn digest(token: &str) -> Vec<u8> {
         .to_vec()
 }
 
-// The login endpoints (next) mint and revoke; requests only look tokens up so far.
-#[allow(dead_code)]
 impl Db {
     /// The user `issuer` knows as `subject`, made on first sight. One statement, so two
     /// first logins at once make one row.

@@ -6,11 +6,18 @@ use anyhow::Context;
 
 /// Every migration of this build, by version. Append only: a migration that shipped is never
 /// edited (a database that applied it would not apply the edit).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "accounts and sessions",
-    include_str!("migrations/0001_accounts_and_sessions.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "accounts and sessions",
+        include_str!("migrations/0001_accounts_and_sessions.sql"),
+    ),
+    (
+        2,
+        "device polls",
+        include_str!("migrations/0002_device_polls.sql"),
+    ),
+];
 
 /// The advisory lock's key: any constant of our own ("catty" in ASCII).
 const LOCK_KEY: i64 = 0x0063_6174_7479;

@@ -8,6 +8,7 @@
 //! Rust 1.94 and a database or generated files at build time; refinery 1.92).
 
 pub(super) mod accounts;
+pub(super) mod device_polls;
 pub(super) mod instances;
 mod migrate;
 pub(super) mod sessions;

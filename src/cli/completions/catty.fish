@@ -6,7 +6,7 @@ function __catty_labels
     catty list --labels $argv 2>/dev/null
 end
 
-set -l commands new connect attach list ls logs pull diff stop extend rm stop-all-sessions-dangerously completions version
+set -l commands new connect attach list ls logs pull diff stop extend rm stop-all-sessions-dangerously login logout whoami completions version
 set -l sessions connect attach logs pull diff stop extend
 
 complete -c catty -f
@@ -22,6 +22,9 @@ complete -c catty -n "not __fish_seen_subcommand_from $commands" -a stop -d 'sto
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a extend -d 'give a running session more time'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a rm -d 'forget a session that ended'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a stop-all-sessions-dangerously -d 'stop every session'
+complete -c catty -n "not __fish_seen_subcommand_from $commands" -a login -d 'log in to a hosted catty API'
+complete -c catty -n "not __fish_seen_subcommand_from $commands" -a logout -d 'revoke your login'
+complete -c catty -n "not __fish_seen_subcommand_from $commands" -a whoami -d 'who you are logged in as'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a completions -d 'print a shell completion script'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a version -d "print catty's version"
 
@@ -34,6 +37,8 @@ complete -c catty -n "__fish_seen_subcommand_from new" -l cpus -x -d 'CPUs of th
 complete -c catty -n "__fish_seen_subcommand_from new" -l memory-mb -x -d 'memory of the machine in MB (Fly.io)'
 complete -c catty -n "__fish_seen_subcommand_from new" -l ttl -x -a '30m 1h 2h 1d' -d 'end the session after this long'
 complete -c catty -n "__fish_seen_subcommand_from connect attach" -l watch -d 'watch only, read-only'
+complete -c catty -n "__fish_seen_subcommand_from login" -l api -x -d 'the hosted API URL'
+complete -c catty -n "__fish_seen_subcommand_from logout" -l all -d 'every login of yours'
 complete -c catty -n "__fish_seen_subcommand_from list ls" -l json -d 'print JSON'
 complete -c catty -n "__fish_seen_subcommand_from list ls" -l all -d 'also the ended sessions'
 complete -c catty -n "__fish_seen_subcommand_from logs" -s f -l follow -d 'follow new output'

@@ -33,6 +33,9 @@ _catty() {
         'extend:give a running session more time'
         'rm:forget a session that ended'
         'stop-all-sessions-dangerously:stop every session'
+        'login:log in to a hosted catty API'
+        'logout:revoke your login'
+        'whoami:who you are logged in as'
         'completions:print a shell completion script'
         'version:print catty'"'"'s version'
     )
@@ -82,6 +85,9 @@ _catty() {
                 stop-all-sessions-dangerously)
                     _arguments '--yes-i-mean-it[confirm that every session should end]' \
                         '--help[show help]' ;;
+                login) _arguments '--api[the hosted API URL]:url:' '--help[show help]' ;;
+                logout) _arguments '--all[every login of yours]' '--help[show help]' ;;
+                whoami) _arguments '--help[show help]' ;;
                 completions) _arguments '1:shell:(bash zsh fish)' ;;
             esac ;;
     esac
