@@ -13,10 +13,9 @@ use crate::common::DEADLINE;
 use crate::common::api::ApiClient;
 use crate::common::api::fly::FlyDaemon;
 use crate::common::fly::FakeFly;
+use crate::common::hosted::CONNECT_KEY;
 use crate::common::pg::{self, TestDb};
 use crate::fly_provider::support::{Terminal, fake, made};
-
-const CONNECT_KEY: &str = "test-connect-key-0123456789abcdef-0123456789";
 
 /// One database, the Fly fake, and `n` instances of the hosted API on them.
 struct Hosted {

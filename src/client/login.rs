@@ -28,19 +28,20 @@ pub async fn login(config: &ClientConfig, api: Option<&str>) -> anyhow::Result<i
     let path = (config.login_file.as_ref()).context("no HOME: nowhere to keep the login")?;
     let api = DaemonClient::hosted(&url, "");
     let auth: DeviceAuthorization = api.post(AUTH_DEVICE_PATH, &serde_json::json!({})).await?;
-    println!(
+    out!(
         "To log in to {url}, open {} and enter the code {}",
-        auth.verification_uri, auth.user_code
+        auth.verification_uri,
+        auth.user_code
     );
     let link = (auth.verification_uri_complete.as_ref()).unwrap_or(&auth.verification_uri);
     if config.display && open_browser(link) {
-        println!("(a browser was opened on {link})");
+        out!("(a browser was opened on {link})");
     }
-    println!("Waiting for the approval…");
+    out!("Waiting for the approval…");
     let done = match poll(&api, &auth).await? {
         Ok(done) => done,
         Err(why) => {
-            eprintln!("catty: {why}");
+            say!("catty: {why}");
             return Ok(1);
         }
     };
@@ -51,7 +52,7 @@ pub async fn login(config: &ClientConfig, api: Option<&str>) -> anyhow::Result<i
     };
     login.write(path)?;
     let who = done.email.unwrap_or(done.subject);
-    println!("Logged in to {url} as {who}.");
+    out!("Logged in to {url} as {who}.");
     Ok(0)
 }
 
@@ -115,7 +116,7 @@ fn error_message(status: StatusCode, body: &[u8]) -> String {
 /// `catty logout [--all]`: revokes the token on the server, then removes the login file.
 pub async fn logout(config: &ClientConfig, all: bool) -> anyhow::Result<i32> {
     let Some((url, token)) = logged_in(config) else {
-        println!("Not logged in.");
+        out!("Not logged in.");
         return Ok(0);
     };
     let revoked = DaemonClient::hosted(&url, &token)
@@ -123,11 +124,11 @@ pub async fn logout(config: &ClientConfig, all: bool) -> anyhow::Result<i32> {
         .await;
     let code = match revoked {
         Ok(done) => {
-            println!("Logged out of {url} ({} login(s) revoked).", done.revoked);
+            out!("Logged out of {url} ({} login(s) revoked).", done.revoked);
             0
         }
         Err(e) if status_of(&e) == Some(StatusCode::UNAUTHORIZED) => {
-            println!("Logged out of {url} (the login had already expired or been revoked).");
+            out!("Logged out of {url} (the login had already expired or been revoked).");
             0
         }
         // Like `gh auth logout` and deleting an ssh key: logging out of this computer never
@@ -135,7 +136,7 @@ pub async fn logout(config: &ClientConfig, all: bool) -> anyhow::Result<i32> {
         // expires (unused for 90 days) or `catty logout --all` runs elsewhere, and we say so
         // and fail, so a script notices.
         Err(e) if e.downcast_ref::<Unanswered>().is_some() => {
-            eprintln!(
+            say!(
                 "catty: {e:#}; logged out here, but the login is not revoked on the server \
                  (catty logout --all from another computer revokes it)"
             );
@@ -159,15 +160,15 @@ pub async fn logout(config: &ClientConfig, all: bool) -> anyhow::Result<i32> {
 pub async fn whoami(config: &ClientConfig) -> anyhow::Result<i32> {
     let Some((url, token)) = logged_in(config) else {
         match &config.hosted {
-            Some(hosted) => eprintln!("catty: not logged in to {}: run catty login", hosted.url),
-            None => eprintln!("catty: not logged in (commands use the local daemon)"),
+            Some(hosted) => say!("catty: not logged in to {}: run catty login", hosted.url),
+            None => say!("catty: not logged in (commands use the local daemon)"),
         }
         return Ok(1);
     };
     let api = DaemonClient::hosted(&url, &token);
     let who: WhoAmI = api.get(AUTH_WHOAMI_PATH).await?;
     let name = who.email.as_deref().unwrap_or(&who.subject);
-    println!("{name} on {url}");
+    out!("{name} on {url}");
     Ok(0)
 }
 

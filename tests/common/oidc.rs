@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use catty::protocol::percent;
 use http_body_util::Full;
 
 use super::DEADLINE;
@@ -190,7 +191,7 @@ impl<'a> Browser<'a> {
     async fn send(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> HttpReply {
         let body = form
             .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .map(|(k, v)| format!("{}={}", percent::encode(k), percent::encode(v)))
             .collect::<Vec<_>>()
             .join("&");
         let mut req = hyper::Request::builder().method(method).uri(path);
@@ -219,18 +220,4 @@ impl<'a> Browser<'a> {
         }
         reply
     }
-}
-
-/// `application/x-www-form-urlencoded` for a value.
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }

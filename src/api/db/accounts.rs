@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::Db;
+use super::{Db, digest};
 use crate::random;
 
 /// A token unused this long stops working.
@@ -25,12 +25,6 @@ pub(in crate::api) struct User {
     pub id: String,
     pub email: Option<String>,
     pub subject: String,
-}
-
-fn digest(token: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-        .as_ref()
-        .to_vec()
 }
 
 impl Db {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::Db;
+use super::{Db, digest};
 use crate::protocol::api::SLOW_DOWN_STEP;
 
 /// How long after its expiry a code's row is kept: a late poll still hears `expired_token`.
@@ -23,12 +23,6 @@ pub(in crate::api) enum Turn {
     Expired,
     /// A code this API never gave out (or long forgotten).
     Unknown,
-}
-
-fn digest(device_code: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, device_code.as_bytes())
-        .as_ref()
-        .to_vec()
 }
 
 impl Db {

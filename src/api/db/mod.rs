@@ -131,3 +131,11 @@ impl Db {
         Ok(Some(out))
     }
 }
+
+/// SHA-256 of a secret: what the database keeps of tokens and device codes, so a read of it
+/// gives none of them.
+fn digest(secret: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .to_vec()
+}
