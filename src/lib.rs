@@ -8,6 +8,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod exec;
+pub mod gateway;
 pub mod locks;
 pub mod net;
 pub mod private_dir;
