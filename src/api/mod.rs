@@ -3,6 +3,7 @@
 //! directory and token, the store, the reconcile at start, the sweep loop and the server.
 
 mod auth;
+mod billing;
 mod create;
 mod daemon;
 mod db;
