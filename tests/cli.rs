@@ -11,6 +11,19 @@ fn catty(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Each of `cases` (the arguments, and what stderr must say) is a usage error: exit 2.
+fn usage_errors(cases: &[(&[&str], &str)]) {
+    for (args, says) in cases {
+        let out = catty(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -53,7 +66,7 @@ fn mistakes_exit_2_with_the_closest_name() {
         text(&out.stderr)
     );
     // Values that cannot be right name the flag as typed, and exit 2 before anything starts.
-    for (args, says) in [
+    usage_errors(&[
         (&["new", "--cpus", "0"][..], "'--cpus' with value '0'"),
         (&["new", "--cpus", "-1"], "'--cpus' with value '-1'"),
         (&["new", "--memory-mb", "0"], "'--memory-mb' with value '0'"),
@@ -62,15 +75,7 @@ fn mistakes_exit_2_with_the_closest_name() {
             &["new", "--ttl", "10"],
             "--ttl 10: which unit? Say 10s, 10m or 10h",
         ),
-    ] {
-        let out = catty(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            text(&out.stderr).contains(says),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-    }
+    ]);
     let out = catty(&["new", "--agnet", "codex"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -115,7 +120,7 @@ fn a_closed_pipe_ends_quietly() {
 
 #[test]
 fn extend_wants_a_duration_with_its_unit() {
-    for (args, says) in [
+    usage_errors(&[
         (
             &["extend", "brave-tiger-1234", "10"][..],
             "catty extend 10: which unit? Say 10s, 10m or 10h",
@@ -125,13 +130,5 @@ fn extend_wants_a_duration_with_its_unit() {
             "catty extend: \"soon\" is not a duration",
         ),
         (&["extend", "brave-tiger-1234"], "duration"),
-    ] {
-        let out = catty(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            text(&out.stderr).contains(says),
-            "{args:?}: {}",
-            text(&out.stderr)
-        );
-    }
+    ]);
 }

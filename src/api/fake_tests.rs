@@ -160,15 +160,17 @@ async fn ended_sessions_are_pruned_after_the_keep() {
         .unwrap();
     assert!(daemon.next_sweep_in().await <= Duration::from_secs(1));
     daemon.sweep().await;
-    let left: Vec<String> = daemon
-        .store
-        .list(None)
+    let left: Vec<String> = records(&daemon)
         .await
-        .unwrap()
         .into_iter()
         .map(|r| r.label)
         .collect();
     assert_eq!(left, [recent.label]);
+}
+
+/// Every record, as the store holds it (no machine checked).
+async fn records(daemon: &Daemon<Fake>) -> Vec<Record> {
+    daemon.store.list(None).await.unwrap()
 }
 
 fn shell(ttl_sec: Option<u64>) -> CreateSession {
@@ -199,7 +201,7 @@ async fn a_failed_create_leaves_a_gone_record_and_says_why() {
     let err = daemon.create(None, shell(None)).await.unwrap_err();
     assert_eq!(err.status, StatusCode::BAD_GATEWAY);
     assert!(err.message.contains("quota exceeded"), "{}", err.message);
-    let records = daemon.store.list(None).await.unwrap();
+    let records = records(&daemon).await;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].state, SessionState::Gone);
     assert!(err.message.contains(&records[0].label), "{}", err.message);
@@ -215,7 +217,7 @@ async fn a_machine_that_never_answers_is_destroyed() {
     assert_eq!(err.status, StatusCode::BAD_GATEWAY);
     assert!(err.message.contains("runtime.log"), "{}", err.message);
     assert_eq!(daemon.provider.destroyed(), ["m-0"]);
-    let records = daemon.store.list(None).await.unwrap();
+    let records = records(&daemon).await;
     assert_eq!(records[0].state, SessionState::Gone);
     assert!(!records[0].destroy_pending);
 }
@@ -236,21 +238,13 @@ async fn the_sweep_ends_dead_and_expired_sessions() {
         .unwrap();
     daemon.sweep().await;
     // From the records, not `get` (which would check the machine itself).
-    let records = daemon.store.list(None).await.unwrap();
-    let state = |id: &str| records.iter().find(|r| r.id == id).unwrap().state;
+    let swept = records(&daemon).await;
+    let state = |id: &str| swept.iter().find(|r| r.id == id).unwrap().state;
     assert_eq!(state(&dead.session_id), SessionState::Gone);
     assert_eq!(state(&expiring.session_id), SessionState::Expired);
     assert_eq!(state(&healthy.session_id), SessionState::Running);
     assert!(daemon.provider.destroyed().contains(&expiring.machine_id));
-    assert!(
-        daemon
-            .store
-            .list(None)
-            .await
-            .unwrap()
-            .iter()
-            .all(|r| !r.destroy_pending)
-    );
+    assert!(swept.iter().all(|r| !r.destroy_pending));
 }
 
 #[tokio::test]
@@ -259,7 +253,7 @@ async fn orphans_of_a_dead_daemon_are_adopted_or_given_up() {
     let with_machine = daemon.create(None, shell(None)).await.unwrap();
     let without = daemon.create(None, shell(None)).await.unwrap();
     // As if the daemon died after writing `starting` but before recording the machine.
-    for r in daemon.store.list(None).await.unwrap() {
+    for r in records(&daemon).await {
         let starting = |r: &mut Record| {
             r.state = SessionState::Starting;
             r.machine = None;
@@ -283,11 +277,8 @@ async fn stop_all_marks_every_live_session_and_counts_machines() {
     let done = daemon.stop_all(None).await.unwrap();
     assert_eq!(done.stopped, 2);
     assert!(
-        daemon
-            .store
-            .list(None)
+        records(&daemon)
             .await
-            .unwrap()
             .iter()
             .all(|r| r.state == SessionState::Stopped)
     );
@@ -313,7 +304,7 @@ async fn live_sessions_are_capped() {
         "{}",
         err.message
     );
-    assert_eq!(daemon.store.list(None).await.unwrap().len(), MAX_SESSIONS);
+    assert_eq!(records(&daemon).await.len(), MAX_SESSIONS);
     daemon.stop(None, &labels[0]).await.unwrap();
     daemon.create(None, shell(None)).await.unwrap();
 }
@@ -345,7 +336,7 @@ async fn one_request_id_makes_one_session() {
         daemon.create(None, other).await.unwrap().session_id,
         a.session_id
     );
-    assert_eq!(daemon.store.list(None).await.unwrap().len(), 2);
+    assert_eq!(records(&daemon).await.len(), 2);
     let bad = CreateSession {
         request_id: Some("short".into()),
         ..shell(None)

@@ -124,10 +124,8 @@ impl Db {
             return Ok(None);
         }
         let out = work.await;
-        client
-            .execute("SELECT pg_advisory_unlock($1)", &[&key])
-            .await
-            .context("cannot release a lock")?;
+        // Dropping the connection ends its session, and the lock with it.
+        drop(client);
         Ok(Some(out))
     }
 }
