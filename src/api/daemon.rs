@@ -10,12 +10,12 @@ use tracing::Instrument;
 
 use super::auth::Login;
 use super::db::Db;
-use super::db::instances::Presence;
 use super::error::ApiError;
 use super::provider::{InFlight, Liveness, Provider};
 use super::store::{Record, Store};
 use crate::clock::unix_now;
 use crate::config::Limits;
+use crate::db::instances::Presence;
 use crate::locks;
 use crate::protocol::api::{SessionInfo, SessionList, SessionState};
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{Db, digest};
+use super::Db;
+use crate::db::digest;
 use crate::random;
 
 /// A token unused this long stops working.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{Db, digest};
+use super::Db;
+use crate::db::digest;
 use crate::protocol::api::SLOW_DOWN_STEP;
 
 /// How long after its expiry a code's row is kept: a late poll still hears `expired_token`.

@@ -1,139 +1,45 @@
-//! PostgreSQL, the hosted API's store (`catty api --database-url`): the pool, the embedded
-//! migrations, the accounts (users and the tokens catty mints for them, `accounts.rs`) and the
-//! sessions (`sessions.rs`). Many `catty api` instances share one database; nothing here is
-//! kept in one instance's memory but the pool.
-//!
-//! tokio-postgres with deadpool-postgres: the same tokio and ring-only rustls as the rest of
-//! catty, no database at build time, and the queries are few and written by hand (sqlx needs
-//! Rust 1.94 and a database or generated files at build time; refinery 1.92).
+//! The hosted API's queries on the shared database (`crate::db`): the accounts (users and the
+//! tokens catty mints for them, `accounts.rs`), the login broker's polls (`device_polls.rs`)
+//! and the sessions (`sessions.rs`).
 
 pub(super) mod accounts;
 pub(super) mod device_polls;
-pub(super) mod instances;
-mod migrate;
 pub(super) mod sessions;
 
+use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use crate::db::Database;
 
-use crate::net::TlsRoots;
-
-/// Connections one instance holds at most. PostgreSQL's default `max_connections` is 100:
-/// four instances fit with room for the operator's own.
-const POOL_SIZE: usize = 16;
-/// How long a request waits for a connection of the pool, and for a new one to open.
-const POOL_WAIT: Duration = Duration::from_secs(10);
-
-/// The pool, migrated, and the key connect tokens are derived with.
+/// The database, and the key connect tokens are derived with.
 #[derive(Clone)]
 pub(super) struct Db {
-    pool: Pool,
-    fixed: Arc<Fixed>,
-}
-
-/// What a `Db` is made with.
-struct Fixed {
-    connect_key: ring::hmac::Key,
-    /// For the connections outside the pool ([`Db::dedicated`]).
-    config: tokio_postgres::Config,
-    tls: MakeRustlsConnect,
+    database: Database,
+    connect_key: Arc<ring::hmac::Key>,
 }
 
 impl Db {
-    /// Connects to `url` (a `postgres://` URL or `key=value` pairs; `host=/dir` for a Unix
-    /// socket) and applies the migrations this build has that the database lacks.
-    /// `connect_key` is the deployment's secret the connect tokens are derived from.
+    /// Connects to `url` and migrates (`Database::connect`). `connect_key` is the deployment's
+    /// secret the connect tokens are derived from.
     pub(super) async fn connect(url: &str, connect_key: &[u8]) -> anyhow::Result<Db> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .context("the database URL does not parse (postgres://USER:PASSWORD@HOST/DB)")?;
-        let tls = MakeRustlsConnect::new(TlsRoots::webpki().client_config());
-        let manager = Manager::from_config(
-            config.clone(),
-            tls.clone(),
-            // No connection of the pool ever holds a session-level lock (those take a
-            // connection of their own, `dedicated`), so a quick check is all a reuse needs.
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(POOL_WAIT))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()
-            .context("cannot make the database pool")?;
-        let db = Db {
-            pool,
-            fixed: Arc::new(Fixed {
-                config,
-                tls,
-                connect_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, connect_key),
-            }),
-        };
-        let mut client = db.client().await?;
-        migrate::run(&mut client).await?;
-        Ok(db)
-    }
-
-    /// A connection of the pool.
-    pub(super) async fn client(&self) -> anyhow::Result<deadpool_postgres::Object> {
-        self.pool.get().await.context("cannot reach the database")
-    }
-
-    /// A connection of its own, outside the pool: for a lock held as long as it lives.
-    pub(super) async fn dedicated(&self) -> anyhow::Result<tokio_postgres::Client> {
-        let (client, connection) = (self.fixed.config)
-            .connect(self.fixed.tls.clone())
-            .await
-            .context("cannot reach the database")?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!("a database connection ended: {e}");
-            }
-        });
-        Ok(client)
+        Ok(Db {
+            database: Database::connect(url).await?,
+            connect_key: Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, connect_key)),
+        })
     }
 
     /// The token that opens session `id`'s terminal: an HMAC of its id, so the database holds
     /// nothing that opens a session.
     pub(super) fn connect_token(&self, id: &str) -> String {
-        let tag = ring::hmac::sign(&self.fixed.connect_key, format!("connect\0{id}").as_bytes());
+        let tag = ring::hmac::sign(&self.connect_key, format!("connect\0{id}").as_bytes());
         tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// Runs `work` unless another instance runs work of the same `key` now (a session-level
-    /// advisory lock, dropped by PostgreSQL if this instance dies); `None` when it did.
-    pub(super) async fn exclusively<T>(
-        &self,
-        key: i64,
-        work: impl Future<Output = T>,
-    ) -> anyhow::Result<Option<T>> {
-        // Its own connection: dropped (and the lock with it) however `work` ends.
-        let client = self.dedicated().await?;
-        let row = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-            .await
-            .context("cannot take a lock")?;
-        if !row.get::<_, bool>(0) {
-            return Ok(None);
-        }
-        let out = work.await;
-        // Dropping the connection ends its session, and the lock with it.
-        drop(client);
-        Ok(Some(out))
     }
 }
 
-/// SHA-256 of a secret: what the database keeps of tokens and device codes, so a read of it
-/// gives none of them.
-fn digest(secret: &str) -> Vec<u8> {
-    ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())
-        .as_ref()
-        .to_vec()
+impl Deref for Db {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.database
+    }
 }

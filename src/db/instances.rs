@@ -1,4 +1,4 @@
-//! Which instances of the hosted API are alive. Each holds, for its whole life, an advisory
+//! Which instances of the hosted API (or of the gateway) are alive. Each holds, for its whole life, an advisory
 //! lock of its own (class [`INSTANCES`], its number) on a connection of its own: PostgreSQL
 //! drops it the moment the process or that connection dies, `kill -9` included. A `starting`
 //! record names the instance creating it; the others leave it alone while that one lives and
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::Db;
+use super::Database;
 use crate::locks;
 
 /// The advisory lock class of instance locks (any constant of ours: "cat" in ASCII).
@@ -20,22 +20,22 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 
 /// This instance's number and what it last saw of the others.
 #[derive(Clone)]
-pub(in crate::api) struct Presence {
+pub(crate) struct Presence {
     pub number: i32,
     live: Arc<RwLock<HashSet<i32>>>,
 }
 
 impl Presence {
     /// Whether instance `number` was alive at the last look (this one always is).
-    pub(in crate::api) fn is_live(&self, number: i32) -> bool {
+    pub(crate) fn is_live(&self, number: i32) -> bool {
         number == self.number || locks::read(&self.live).contains(&number)
     }
 }
 
-impl Db {
+impl Database {
     /// Takes this instance's lock and keeps it, and the view of the others, fresh in a task
     /// of its own (reconnecting and taking the lock again if its connection drops).
-    pub(in crate::api) async fn announce(&self) -> anyhow::Result<Presence> {
+    pub(crate) async fn announce(&self) -> anyhow::Result<Presence> {
         let number = i32::try_from(crate::random::u64() % i32::MAX as u64)
             .unwrap_or(1)
             .max(1);
@@ -78,7 +78,7 @@ impl Db {
     }
 }
 
-async fn look(db: &Db, presence: &Presence) -> anyhow::Result<()> {
+async fn look(db: &Database, presence: &Presence) -> anyhow::Result<()> {
     let client = db.client().await?;
     let rows = client
         .query(

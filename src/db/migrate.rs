@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "device polls",
         include_str!("migrations/0002_device_polls.sql"),
     ),
+    (
+        3,
+        "usage, quota and billing",
+        include_str!("migrations/0003_usage_quota_billing.sql"),
+    ),
 ];
 
 /// The advisory lock's key: any constant of our own ("catty" in ASCII).
