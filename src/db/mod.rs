@@ -10,6 +10,7 @@
 
 pub(crate) mod instances;
 mod migrate;
+pub(crate) mod plan;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,5 +3,6 @@
 //! each answer's usage on the side of the stream (`usage.rs`, over the server-sent events
 //! reader `sse.rs`). The mode itself, its routes and the quota come next.
 
+mod ledger;
 mod sse;
 pub mod usage;
