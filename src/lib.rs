@@ -18,4 +18,5 @@ pub mod process_tree;
 pub mod protocol;
 pub mod random;
 pub mod task;
+pub mod upgrade_link;
 pub mod version;

@@ -4,5 +4,6 @@
 //! reader `sse.rs`). The mode itself, its routes and the quota come next.
 
 mod ledger;
+mod prices;
 mod sse;
 pub mod usage;
