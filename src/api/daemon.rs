@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tracing::Instrument;
 
 use super::auth::Login;
+use super::billing::Billing;
 use super::db::Db;
 use super::error::ApiError;
 use super::provider::{InFlight, Liveness, Provider};
@@ -26,7 +27,12 @@ pub(super) enum Auth {
     Local(String),
     /// The hosted API: each request's token is one catty minted for a user at login, by the
     /// login broker when an identity provider is configured.
-    Hosted { db: Db, login: Option<Box<Login>> },
+    /// With Stripe's settings, billing too.
+    Hosted {
+        db: Db,
+        login: Option<Box<Login>>,
+        billing: Option<Box<Billing>>,
+    },
 }
 
 /// The daemon's state, shared by every connection and the sweep.

@@ -62,9 +62,16 @@ pub async fn run(
             if login.is_none() {
                 tracing::warn!("no identity provider (CATTY_OIDC_ISSUER): nobody can log in");
             }
+            let billing = hosted
+                .billing
+                .clone()
+                .map(|config| Box::new(billing::Billing::new(config, hosted.gateway_key.clone())));
+            if billing.is_none() {
+                tracing::info!("no Stripe settings (CATTY_STRIPE_*): billing is off");
+            }
             (
                 Store::Db(db.clone()),
-                Auth::Hosted { db, login },
+                Auth::Hosted { db, login, billing },
                 Some(presence),
                 None,
             )

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
 
 use super::auth::{self, Login};
+use super::billing::{self, Billing};
 use super::daemon::{Auth, Daemon};
 use super::db::Db;
 use super::db::accounts::User;
@@ -27,9 +28,11 @@ use crate::net::Proven;
 use crate::net::http::{self, Body};
 use crate::protocol::HEALTHZ_PATH;
 use crate::protocol::api::{
-    AUTH_DEVICE_PATH, AUTH_LOGOUT_PATH, AUTH_TOKEN_PATH, AUTH_WHOAMI_PATH, DAEMON_PID_HEADER,
+    AUTH_DEVICE_PATH, AUTH_LOGOUT_PATH, AUTH_TOKEN_PATH, AUTH_WHOAMI_PATH, BILLING_CANCEL_PATH,
+    BILLING_CHECKOUT_PATH, BILLING_SUCCESS_PATH, BILLING_WEBHOOK_PATH, DAEMON_PID_HEADER,
     DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER,
 };
+use crate::upgrade_link::UPGRADE_PATH;
 
 /// Request bodies are a few hundred bytes plus the agent's credentials: at most two of
 /// `CREDENTIAL_LIMIT_BYTES` (64 KiB) each, which JSON can make six times longer (a control
@@ -83,7 +86,10 @@ async fn answer<P: Provider>(
                 dispatch(daemon, None, req).await
             }
         },
-        Auth::Hosted { db, login } => hosted(daemon, db, login.as_deref(), req, proven).await,
+        Auth::Hosted { db, login, billing } => {
+            let (login, billing) = (login.as_deref(), billing.as_deref());
+            hosted(daemon, db, (login, billing), req, proven).await
+        }
     };
     answer.unwrap_or_else(|e| {
         if e.status.is_server_error() {
@@ -93,18 +99,36 @@ async fn answer<P: Provider>(
     })
 }
 
-/// The hosted API: `/healthz` and the login's first two steps are public; the rest needs a
-/// user's token.
+/// The hosted API: `/healthz`, the login's first two steps and billing's Stripe and browser
+/// routes are public; the rest needs a user's token.
 async fn hosted<P: Provider>(
     daemon: &Daemon<P>,
     db: &Db,
-    login: Option<&Login>,
+    (login, billing): (Option<&Login>, Option<&Billing>),
     req: Request<Incoming>,
     proven: &Proven,
 ) -> Result<Response<Body>, ApiError> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     match (&method, path.as_str()) {
         (_, HEALTHZ_PATH) => return healthz::<P>(&req),
+        (&Method::POST, BILLING_WEBHOOK_PATH) => {
+            let billing = billing::configured(billing)?;
+            let (parts, body) = req.into_parts();
+            let body = read_body(body, billing::WEBHOOK_LIMIT_BYTES).await?;
+            return billing::webhook(billing, db, &parts.headers, &body).await;
+        }
+        (&Method::GET, UPGRADE_PATH) => {
+            return billing::upgrade(billing, db, req.uri().query()).await;
+        }
+        (&Method::GET, BILLING_SUCCESS_PATH) => {
+            return billing::configured(billing).map(|_| billing::succeeded());
+        }
+        (&Method::GET, BILLING_CANCEL_PATH) => {
+            return billing::configured(billing).map(|_| billing::cancelled());
+        }
+        (_, BILLING_WEBHOOK_PATH | UPGRADE_PATH | BILLING_SUCCESS_PATH | BILLING_CANCEL_PATH) => {
+            return Err(not_allowed(&req));
+        }
         (&Method::POST, AUTH_DEVICE_PATH) => return auth::device(db, login).await,
         (&Method::POST, AUTH_TOKEN_PATH) => {
             return auth::token(db, login, read_json(req).await?).await;
@@ -120,7 +144,8 @@ async fn hosted<P: Provider>(
             auth::logout(db, &user, &token, read_json(req).await?).await
         }
         (&Method::GET, AUTH_WHOAMI_PATH) => Ok(auth::whoami(&user)),
-        (_, AUTH_LOGOUT_PATH | AUTH_WHOAMI_PATH) => Err(not_allowed(&req)),
+        (&Method::POST, BILLING_CHECKOUT_PATH) => billing::checkout(billing, db, &user).await,
+        (_, AUTH_LOGOUT_PATH | AUTH_WHOAMI_PATH | BILLING_CHECKOUT_PATH) => Err(not_allowed(&req)),
         _ => dispatch(daemon, Some(&user.id), req).await,
     }
 }
@@ -211,22 +236,22 @@ fn not_allowed<B>(req: &Request<B>) -> ApiError {
 }
 
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
-    let body = Limited::new(req.into_body(), BODY_LIMIT_BYTES)
-        .collect()
-        .await;
-    let bytes = match body {
-        Ok(body) => body.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body is larger than {BODY_LIMIT_BYTES} bytes"),
-            ));
-        }
-        Err(e) => return Err(ApiError::bad_request(format!("cannot read the body: {e}"))),
-    };
+    let bytes = read_body(req.into_body(), BODY_LIMIT_BYTES).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not a valid request: {e}")))
+}
+
+/// The whole body, at most `limit` bytes (else `413`).
+async fn read_body(body: Incoming, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {limit} bytes"),
+        )),
+        Err(e) => Err(ApiError::bad_request(format!("cannot read the body: {e}"))),
+    }
 }
 
 /// 403 unless the request names a loopback host and comes from no web page. A browser

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::{api_addr, current_exe, state_dir};
-use super::{Env, FlyConfig, Logging, UsageError, parse_duration};
+use super::{BillingConfig, Env, FlyConfig, Logging, UsageError, parse_duration};
 use crate::cli::ApiArgs;
 
 /// Where machines run.
@@ -55,6 +55,10 @@ pub struct HostedConfig {
     pub limits: Limits,
     /// Where users log in (`catty login`); without it the login endpoints answer 503.
     pub oidc: Option<OidcConfig>,
+    /// Stripe (`CATTY_STRIPE_*`, `CATTY_PUBLIC_URL`); without it billing's routes answer 404.
+    pub billing: Option<BillingConfig>,
+    /// `CATTY_GATEWAY_KEY`: verifies the upgrade links the gateway's 402 carries.
+    pub gateway_key: Option<Vec<u8>>,
 }
 
 /// What the hosted API offers a session, whatever the request asks: more CPUs, memory or time
@@ -111,6 +115,11 @@ impl std::fmt::Debug for HostedConfig {
             .field("connect_key", &"<secret>")
             .field("limits", &self.limits)
             .field("oidc", &self.oidc)
+            .field("billing", &self.billing)
+            .field(
+                "gateway_key",
+                &self.gateway_key.as_ref().map(|_| "<secret>"),
+            )
             .finish()
     }
 }
@@ -183,6 +192,8 @@ impl HostedConfig {
             connect_key: connect_key.into_bytes(),
             limits: Limits::new(env)?,
             oidc: OidcConfig::new(env)?,
+            billing: BillingConfig::new(env)?,
+            gateway_key: super::billing::gateway_key(env)?,
         }))
     }
 }

@@ -4,6 +4,7 @@
 //! flag, then environment, then default.
 
 mod api;
+mod billing;
 mod client;
 mod env;
 mod exec;
@@ -13,6 +14,7 @@ mod login_file;
 mod parse;
 
 pub use api::{ApiConfig, HostedConfig, Limits, OidcConfig, ProviderKind};
+pub use billing::{BillingConfig, DEFAULT_STRIPE_API_URL};
 pub use client::{ClientConfig, ExtendOptions, HostedApi, NewOptions};
 pub use env::Env;
 pub use exec::{DEFAULT_GRACE, DEFAULT_SHELL, ExecConfig, Listen};

@@ -43,7 +43,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod auth;
+mod billing;
 pub use auth::*;
+pub use billing::*;
 
 /// The agents a session can run: the program started when no command is given, the
 /// configuration the runtime prepares for it (`src/exec/agents/`), and the variables that

@@ -112,6 +112,20 @@ impl Db {
         }))
     }
 
+    /// The user `id`, if there is one (an upgrade link names its user by id).
+    pub(in crate::api) async fn user_by_id(&self, id: &str) -> anyhow::Result<Option<User>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT id, email, subject FROM users WHERE id = $1", &[&id])
+            .await
+            .context("cannot look the user up")?;
+        Ok(row.map(|row| User {
+            id: row.get(0),
+            email: row.get(1),
+            subject: row.get(2),
+        }))
+    }
+
     /// Revokes this token (`catty logout`); false when it was not live.
     pub(in crate::api) async fn revoke_token(&self, token: &str) -> anyhow::Result<bool> {
         let client = self.client().await?;
