@@ -34,6 +34,7 @@ pub enum Subcommand {
     Login(LoginArgs),
     Logout(LogoutArgs),
     Whoami(WhoamiArgs),
+    Upgrade(UpgradeArgs),
     Api(ApiArgs),
     Exec(ExecArgs),
 }
@@ -304,6 +305,11 @@ pub struct LogoutArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "whoami")]
 pub struct WhoamiArgs {}
+
+/// Open a checkout in the browser to move to the paid plan of the hosted API.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "upgrade")]
+pub struct UpgradeArgs {}
 
 /// Print catty's version.
 #[derive(FromArgs, Debug)]

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod api_billing;
 mod api_credentials;
 mod api_extend;
 mod api_hosted;

@@ -172,12 +172,12 @@ pub async fn whoami(config: &ClientConfig) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn logged_in(config: &ClientConfig) -> Option<(String, String)> {
+pub(super) fn logged_in(config: &ClientConfig) -> Option<(String, String)> {
     let hosted = config.hosted.as_ref()?;
     Some((hosted.url.clone(), hosted.token.clone()?))
 }
 
-fn status_of(e: &anyhow::Error) -> Option<StatusCode> {
+pub(super) fn status_of(e: &anyhow::Error) -> Option<StatusCode> {
     e.chain()
         .find_map(|c| c.downcast_ref::<DaemonError>())
         .map(|e| e.status)
@@ -193,7 +193,7 @@ fn host_name() -> String {
 }
 
 /// Opens `url` with `xdg-open` if there is one; never fails.
-fn open_browser(url: &str) -> bool {
+pub(super) fn open_browser(url: &str) -> bool {
     let child = std::process::Command::new("xdg-open")
         .arg(url)
         .stdin(std::process::Stdio::null())

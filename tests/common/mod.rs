@@ -11,11 +11,13 @@ pub mod hosted;
 mod http;
 pub mod launch;
 mod listen;
+pub mod localstripe;
 pub mod lookup;
 pub mod oidc;
 pub mod pg;
 mod proxy;
 pub mod repo;
+pub mod stripe;
 pub mod sync_server;
 pub mod tmux;
 

@@ -22,12 +22,13 @@ use crate::net::http::{self, Body};
 pub(in crate::api) const WEBHOOK_LIMIT_BYTES: usize = 64 * 1024;
 
 /// The event types whose subscription is fetched again and stored.
-const SUBSCRIPTION_EVENTS: [&str; 6] = [
+const SUBSCRIPTION_EVENTS: [&str; 7] = [
     "checkout.session.completed",
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
     "invoice.paid",
+    "invoice.payment_succeeded",
     "invoice.payment_failed",
 ];
 

@@ -6,7 +6,7 @@ function __catty_labels
     catty list --labels $argv 2>/dev/null
 end
 
-set -l commands new connect attach list ls logs pull diff stop extend rm stop-all-sessions-dangerously login logout whoami completions version
+set -l commands new connect attach list ls logs pull diff stop extend rm stop-all-sessions-dangerously login logout whoami upgrade completions version
 set -l sessions connect attach logs pull diff stop extend
 
 complete -c catty -f
@@ -25,6 +25,7 @@ complete -c catty -n "not __fish_seen_subcommand_from $commands" -a stop-all-ses
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a login -d 'log in to a hosted catty API'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a logout -d 'revoke your login'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a whoami -d 'who you are logged in as'
+complete -c catty -n "not __fish_seen_subcommand_from $commands" -a upgrade -d 'open a checkout for the paid plan'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a completions -d 'print a shell completion script'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a version -d "print catty's version"
 
