@@ -1,10 +1,12 @@
 //! Stripe billing of the hosted API (issue 18): the webhook's signature through the route
 //! (here), a subscription's lifecycle told by signed events (`lifecycle.rs`), checkout and the
 //! upgrade link (`checkout.rs`), against the strict Stripe fake (`common::stripe`); and the
-//! same lifecycle with localstripe sending the events (`localstripe.rs`). A user's plan is
-//! read as the API acts on it: a checkout is refused (`409`) exactly when the plan is paid.
+//! same lifecycle with localstripe sending the events (`localstripe.rs`); the fake's own
+//! strictness in `fake.rs`. A user's plan is read as the API acts on it: a checkout is
+//! refused (`409`) exactly when the plan is paid.
 
 mod checkout;
+mod fake;
 mod lifecycle;
 mod localstripe;
 
@@ -40,18 +42,26 @@ impl Billed {
     }
 
     async fn start_on(stripe_url: &str, secret_key: &str, price: &str) -> Billed {
-        let fly = crate::fly_provider::support::fake();
-        let db = pg::database().await;
-        let env = [
-            ("CATTY_DATABASE_URL", db.url.as_str()),
-            ("CATTY_CONNECT_KEY", CONNECT_KEY),
+        Billed::start_with(&[
             ("CATTY_STRIPE_SECRET_KEY", secret_key),
             ("CATTY_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
             ("CATTY_STRIPE_PRICE_ID", price),
             ("CATTY_STRIPE_API_URL", stripe_url),
             ("CATTY_PUBLIC_URL", PUBLIC_URL),
             ("CATTY_GATEWAY_KEY", GATEWAY_KEY),
+        ])
+        .await
+    }
+
+    /// The hosted API with `billing` added to its environment (none: billing off).
+    async fn start_with(billing: &[(&str, &str)]) -> Billed {
+        let fly = crate::fly_provider::support::fake();
+        let db = pg::database().await;
+        let mut env = vec![
+            ("CATTY_DATABASE_URL", db.url.as_str()),
+            ("CATTY_CONNECT_KEY", CONNECT_KEY),
         ];
+        env.extend_from_slice(billing);
         let api = FlyDaemon::start(&fly, &env);
         Billed { api, db, _fly: fly }
     }
@@ -238,18 +248,8 @@ async fn a_tampered_body_is_refused_and_nothing_is_stored_or_logged() {
 
 #[tokio::test]
 async fn without_stripe_settings_billing_answers_404() {
-    let fly = crate::fly_provider::support::fake();
-    let db = pg::database().await;
-    let env = [
-        ("CATTY_DATABASE_URL", db.url.as_str()),
-        ("CATTY_CONNECT_KEY", CONNECT_KEY),
-    ];
-    let api = FlyDaemon::start(&fly, &env);
-    let client = ApiClient {
-        addr: api.addr,
-        token: String::new(),
-    };
-    let answer = client.call("POST", "/v1/billing/webhook", "{}").await;
+    let b = Billed::start_with(&[]).await;
+    let answer = b.client("").call("POST", "/v1/billing/webhook", "{}").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     assert_eq!(answer.code(), "billing_not_configured");
     assert!(

@@ -137,3 +137,12 @@ async fn a_tampered_or_expired_upgrade_link_gets_a_page_not_a_checkout() {
     }
     assert_eq!(stripe.customers(), 0, "no checkout was opened");
 }
+
+#[tokio::test]
+async fn catty_upgrade_says_when_the_api_has_no_billing() {
+    let b = Billed::start_with(&[]).await;
+    let alice = b.user("alice").await;
+    let (code, _, err) = upgrade(&b, Some(&alice));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("billing is not configured"), "{err}");
+}

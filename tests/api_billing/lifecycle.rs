@@ -128,6 +128,10 @@ async fn a_handler_that_cannot_reach_stripe_answers_5xx_and_the_retry_succeeds()
     );
     assert_eq!(b.events().await, 0, "the event rolled back with its effect");
     assert_eq!(b.status(&alice).await, None);
+    assert!(
+        !b.api.log().contains(&stripe.secret_key),
+        "the key in the log"
+    );
     stripe.set_down(false);
     assert_eq!(b.deliver(&completed).await.status, StatusCode::OK);
     assert!(b.paid(&alice).await);

@@ -10,17 +10,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use super::id_token::Jwks;
 use crate::config::OidcConfig;
-use crate::net::TlsRoots;
+use crate::net::{HttpsClient, TlsRoots, https_client};
 use crate::protocol::api::{DEFAULT_POLL_INTERVAL, DeviceAuthorization, DeviceError};
 use crate::protocol::percent;
 
@@ -61,7 +57,7 @@ struct TokenAnswer {
 
 /// The provider of one issuer and client.
 pub(super) struct Idp {
-    http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: HttpsClient,
     pub config: OidcConfig,
     discovery: Mutex<Option<(Instant, Arc<Discovery>)>>,
     keys: Mutex<Option<(Instant, Arc<Jwks>)>>,
@@ -69,17 +65,10 @@ pub(super) struct Idp {
 
 impl Idp {
     pub(super) fn new(config: OidcConfig) -> Idp {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(TlsRoots::webpki().client_config())
-            .https_or_http()
-            .enable_http1()
-            .build();
-        // A connection per call: logins are rare, and a pooled connection the provider closed
-        // meanwhile (an idle timeout) would fail the next login's first call.
-        let mut builder = HttpClient::builder(TokioExecutor::new());
-        builder.pool_max_idle_per_host(0);
         Idp {
-            http: builder.build(connector),
+            // A connection per call: logins are rare, and a pooled connection the provider
+            // closed meanwhile (an idle timeout) would fail the next login's first call.
+            http: https_client(&TlsRoots::webpki(), false),
             config,
             discovery: Mutex::new(None),
             keys: Mutex::new(None),

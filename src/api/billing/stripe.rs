@@ -9,14 +9,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
 use crate::config::BillingConfig;
-use crate::net::TlsRoots;
+use crate::net::{HttpsClient, TlsRoots, https_client};
 use crate::protocol::percent;
 
 /// The API version every call asks for, whatever the account's default: the last of the basil
@@ -31,7 +27,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Stripe, with one secret key.
 pub(super) struct Stripe {
-    http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: HttpsClient,
     base: String,
     secret_key: String,
 }
@@ -64,13 +60,8 @@ pub(super) struct Subscription {
 
 impl Stripe {
     pub(super) fn new(config: &BillingConfig) -> Stripe {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(TlsRoots::webpki().client_config())
-            .https_or_http()
-            .enable_http1()
-            .build();
         Stripe {
-            http: HttpClient::builder(TokioExecutor::new()).build(connector),
+            http: https_client(&TlsRoots::webpki(), true),
             base: config.api_url.clone(),
             secret_key: config.secret_key.clone(),
         }

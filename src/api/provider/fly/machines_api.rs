@@ -9,10 +9,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, StatusCode};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client as HttpClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -33,7 +29,7 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
 /// Macaroon tokens take the `FlyV1` scheme (fly-go's `tokens.normalized`).
 const MACAROON_PREFIXES: [&str; 3] = ["fm1r_", "fm1a_", "fm2_"];
 
-pub(super) type Http = HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(super) type Http = crate::net::HttpsClient;
 
 /// The `Authorization` value for a token as the user pasted it: any `Bearer`/`FlyV1` scheme
 /// stripped, then `FlyV1` for macaroons and `Bearer` for anything else.
@@ -309,20 +305,9 @@ impl MachinesApi {
     }
 }
 
-/// The one HTTP client: pooled HTTP/1.1, TLS with ring and Mozilla's roots (plain HTTP too,
-/// for a local Machines API or a test fake).
+/// The one HTTP client (`net::https_client`): pooled or not.
 fn http_client(roots: &TlsRoots, pooled: bool) -> Http {
-    let tls = roots.client_config();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let mut builder = HttpClient::builder(TokioExecutor::new());
-    if !pooled {
-        builder.pool_max_idle_per_host(0);
-    }
-    builder.build(connector)
+    crate::net::https_client(roots, pooled)
 }
 
 /// Waits between tries: doubling from [`BACKOFF_FIRST`] to [`BACKOFF_MAX`], or what the
