@@ -28,7 +28,7 @@ pub struct BillingConfig {
     /// `CATTY_STRIPE_API_URL`, default [`DEFAULT_STRIPE_API_URL`]; https, or http on loopback.
     pub api_url: String,
     /// `CATTY_PUBLIC_URL`: the API as browsers reach it (Checkout's success and cancel pages,
-    /// the upgrade link's host).
+    /// the upgrade link's host); https, or http on loopback.
     pub public_url: String,
 }
 
@@ -64,30 +64,16 @@ impl BillingConfig {
         }
         let get = |name: &str| env.non_empty(name).unwrap_or_default();
         let stripe = env.non_empty("CATTY_STRIPE_API_URL");
-        let api_url = api_url(stripe.as_deref().unwrap_or(DEFAULT_STRIPE_API_URL))
+        let stripe_url = api_url(stripe.as_deref().unwrap_or(DEFAULT_STRIPE_API_URL))
             .map_err(|e| UsageError(format!("CATTY_STRIPE_API_URL: {}", e.0)))?;
         Ok(Some(BillingConfig {
             secret_key: get(REQUIRED[0]),
             webhook_secret: get(REQUIRED[1]),
             price_id: get(REQUIRED[2]),
-            api_url,
-            public_url: public_url_of(&get(REQUIRED[3]))?,
+            api_url: stripe_url,
+            public_url: api_url(&get(REQUIRED[3]))
+                .map_err(|e| UsageError(format!("CATTY_PUBLIC_URL: {}", e.0)))?,
         }))
-    }
-}
-
-/// `CATTY_PUBLIC_URL`: an http(s) URL with no path, query or trailing `/`.
-fn public_url_of(text: &str) -> Result<String, UsageError> {
-    let url = text.trim_end_matches('/');
-    let rest = (url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://")))
-    .filter(|rest| !rest.is_empty() && !rest.contains(['/', '?', '#', '@', ' ']));
-    match rest {
-        Some(_) => Ok(url.to_string()),
-        None => Err(UsageError(format!(
-            "CATTY_PUBLIC_URL {text:?} must be https://HOST[:PORT], with no path"
-        ))),
     }
 }
 

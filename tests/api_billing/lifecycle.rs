@@ -97,6 +97,25 @@ async fn a_redelivered_event_is_stored_once_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn two_deliveries_of_one_event_at_once_have_one_effect() {
+    let stripe = FakeStripe::start();
+    let b = Billed::start(&stripe).await;
+    let alice = b.user("alice").await;
+    let (_, completed) = subscribe(&b, &stripe, &alice).await;
+    let (first, second) = tokio::join!(b.deliver(&completed), b.deliver(&completed));
+    assert_eq!(
+        (first.status, second.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(b.events().await, 1);
+    assert_eq!(
+        stripe.fetches(),
+        1,
+        "the second waited for the first, then did nothing"
+    );
+}
+
+#[tokio::test]
 async fn an_older_event_after_a_newer_one_leaves_the_latest_state() {
     let stripe = FakeStripe::start();
     let b = Billed::start(&stripe).await;

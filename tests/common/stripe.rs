@@ -30,6 +30,8 @@ struct State {
     keys: HashMap<String, (String, Form, StatusCode, Value)>,
     /// Every `Stripe-Version` header received, in order.
     versions: Vec<Option<String>>,
+    /// Subscriptions fetched (`GET /v1/subscriptions/{id}` answered).
+    fetches: usize,
 }
 
 pub struct FakeStripe {
@@ -92,6 +94,11 @@ impl FakeStripe {
     /// The `Stripe-Version` of every request so far.
     pub fn versions(&self) -> Vec<Option<String>> {
         self.state.lock().unwrap().versions.clone()
+    }
+
+    /// Subscriptions fetched so far.
+    pub fn fetches(&self) -> usize {
+        self.state.lock().unwrap().fetches
     }
 
     /// Takes Stripe off the network (every connection dropped unanswered), or back.
@@ -233,7 +240,9 @@ fn idempotent(shared: &Shared, key: &str, route: &str, form: Form) -> (StatusCod
 
 fn handle(shared: &Shared, route: &str, form: Form) -> (StatusCode, Value) {
     if let Some(id) = route.strip_prefix("GET /v1/subscriptions/") {
-        return match shared.state.lock().unwrap().subscriptions.get(id) {
+        let mut state = shared.state.lock().unwrap();
+        state.fetches += 1;
+        return match state.subscriptions.get(id) {
             Some(sub) => (StatusCode::OK, sub.clone()),
             None => missing(&format!("No such subscription: '{id}'")),
         };

@@ -22,8 +22,9 @@ use crate::protocol::percent;
 pub(super) const STRIPE_VERSION: &str = "2025-08-27.basil";
 /// An answer of Stripe's is a few KiB (a subscription with one item).
 const BODY_LIMIT_BYTES: usize = 256 * 1024;
-/// One call's deadline; a webhook handler that waits past it answers 5xx and Stripe retries.
-const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// One call's deadline. A webhook delivery holds its transaction (and a pooled connection)
+/// while it fetches, so not long: past it the delivery answers 5xx and Stripe retries.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Stripe, with one secret key.
 pub(super) struct Stripe {
