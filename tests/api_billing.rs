@@ -49,6 +49,9 @@ impl Billed {
             ("CATTY_STRIPE_API_URL", stripe_url),
             ("CATTY_PUBLIC_URL", PUBLIC_URL),
             ("CATTY_GATEWAY_KEY", GATEWAY_KEY),
+            // The sessions' gateway comes with its key (the agents branch's rule); none is
+            // made here.
+            ("CATTY_GATEWAY_URL", "http://catty-gateway.flycast"),
         ])
         .await
     }

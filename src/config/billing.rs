@@ -4,6 +4,7 @@
 //! error. `Debug` shows no secret.
 
 use super::{Env, UsageError, api_url};
+use crate::llm_token::MIN_KEY_LEN;
 
 /// Stripe's API unless `CATTY_STRIPE_API_URL` names another (tests: a local fake).
 pub const DEFAULT_STRIPE_API_URL: &str = "https://api.stripe.com";
@@ -78,13 +79,13 @@ impl BillingConfig {
 }
 
 /// `CATTY_GATEWAY_KEY`: the secret the gateway signs upgrade links (and session tokens)
-/// with; the API verifies upgrade links with it. At least 32 bytes, like the connect key.
+/// with; the API verifies upgrade links with it. At least [`MIN_KEY_LEN`] bytes.
 pub(super) fn gateway_key(env: &Env) -> Result<Option<Vec<u8>>, UsageError> {
     match env.non_empty("CATTY_GATEWAY_KEY") {
         None => Ok(None),
-        Some(key) if key.len() >= 32 => Ok(Some(key.into_bytes())),
+        Some(key) if key.len() >= MIN_KEY_LEN => Ok(Some(key.into_bytes())),
         Some(key) => Err(UsageError(format!(
-            "CATTY_GATEWAY_KEY is {} characters; it needs at least 32",
+            "CATTY_GATEWAY_KEY is {} characters; it needs at least {MIN_KEY_LEN}",
             key.len()
         ))),
     }

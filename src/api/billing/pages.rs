@@ -11,8 +11,8 @@ pub(in crate::api) fn succeeded() -> Response<Body> {
     page(
         StatusCode::OK,
         "Thank you",
-        "Your subscription is being set up: within a minute, <code>catty usage</code> shows \
-         the paid plan. You can close this page.",
+        "Your subscription is being set up: within a minute your account is on the paid \
+         plan. You can close this page.",
     )
 }
 
