@@ -250,6 +250,22 @@ async fn a_tampered_body_is_refused_and_nothing_is_stored_or_logged() {
 }
 
 #[tokio::test]
+async fn a_delivery_over_64_kib_is_refused_unread() {
+    let stripe = FakeStripe::start();
+    let b = Billed::start(&stripe).await;
+    let mut object = json!({"id": "cus_1", "object": "customer"});
+    object["description"] = json!("x".repeat(64 * 1024));
+    let answer = b.deliver(&event("customer.updated", object)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(b.events().await, 0);
+}
+
+#[tokio::test]
 async fn without_stripe_settings_billing_answers_404() {
     let b = Billed::start_with(&[]).await;
     let answer = b.client("").call("POST", "/v1/billing/webhook", "{}").await;

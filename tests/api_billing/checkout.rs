@@ -146,3 +146,36 @@ async fn catty_upgrade_says_when_the_api_has_no_billing() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("billing is not configured"), "{err}");
 }
+
+#[tokio::test]
+async fn a_paid_user_s_upgrade_link_says_so_and_opens_no_checkout() {
+    let stripe = FakeStripe::start();
+    let b = Billed::start(&stripe).await;
+    let alice = b.user("alice").await;
+    let (_, completed) = subscribe(&b, &stripe, &alice).await;
+    b.deliver(&completed).await;
+    let reply = browse(&b, &link(&alice.id, catty::clock::unix_now())).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&reply.body).contains("already on the paid plan"));
+}
+
+#[tokio::test]
+async fn checkout_returns_to_pages_of_the_api() {
+    let stripe = FakeStripe::start();
+    let b = Billed::start(&stripe).await;
+    for (path, says) in [
+        ("/billing/success", "paid plan"),
+        ("/billing/cancel", "cancelled"),
+    ] {
+        let reply = browse(&b, path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(
+            String::from_utf8_lossy(&reply.body).contains(says),
+            "{path}"
+        );
+    }
+}
