@@ -66,8 +66,12 @@ pub async fn run(
                 .billing
                 .clone()
                 .map(|config| Box::new(billing::Billing::new(config, hosted.gateway_key.clone())));
-            if billing.is_none() {
-                tracing::info!("no Stripe settings (CATTY_STRIPE_*): billing is off");
+            match (&billing, &hosted.gateway_key) {
+                (None, _) => tracing::info!("no Stripe settings (CATTY_STRIPE_*): billing is off"),
+                (Some(_), None) => {
+                    tracing::warn!("no CATTY_GATEWAY_KEY: the gateway's upgrade links are refused")
+                }
+                (Some(_), Some(_)) => {}
             }
             (
                 Store::Db(db.clone()),
