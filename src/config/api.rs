@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::{api_addr, current_exe, state_dir};
-use super::{Env, FlyConfig, Logging, UsageError, parse_duration};
+use super::{Allowances, Env, FlyConfig, Logging, UsageError, parse_duration};
 use crate::cli::ApiArgs;
 
 /// Where machines run.
@@ -55,6 +55,8 @@ pub struct HostedConfig {
     pub limits: Limits,
     /// Where users log in (`catty login`); without it the login endpoints answer 503.
     pub oidc: Option<OidcConfig>,
+    /// Each plan's monthly budget, shown by `GET /v1/usage` (`config/plans.rs`).
+    pub allowances: Allowances,
 }
 
 /// What the hosted API offers a session, whatever the request asks: more CPUs, memory or time
@@ -111,6 +113,7 @@ impl std::fmt::Debug for HostedConfig {
             .field("connect_key", &"<secret>")
             .field("limits", &self.limits)
             .field("oidc", &self.oidc)
+            .field("allowances", &self.allowances)
             .finish()
     }
 }
@@ -183,6 +186,7 @@ impl HostedConfig {
             connect_key: connect_key.into_bytes(),
             limits: Limits::new(env)?,
             oidc: OidcConfig::new(env)?,
+            allowances: Allowances::new(env)?,
         }))
     }
 }

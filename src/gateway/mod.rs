@@ -7,3 +7,6 @@ mod ledger;
 mod prices;
 mod sse;
 pub mod usage;
+
+#[doc(hidden)]
+pub use ledger::testing as ledger_testing;
