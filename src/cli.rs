@@ -34,6 +34,7 @@ pub enum Subcommand {
     Login(LoginArgs),
     Logout(LogoutArgs),
     Whoami(WhoamiArgs),
+    Usage(UsageArgs),
     Api(ApiArgs),
     Exec(ExecArgs),
 }
@@ -304,6 +305,16 @@ pub struct LogoutArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "whoami")]
 pub struct WhoamiArgs {}
+
+/// Show what this month's requests cost against your plan's budget on the hosted API, by
+/// model.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "usage")]
+pub struct UsageArgs {
+    /// print JSON instead of a summary and a table
+    #[argh(switch)]
+    pub json: bool,
+}
 
 /// Print catty's version.
 #[derive(FromArgs, Debug)]

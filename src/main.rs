@@ -126,6 +126,9 @@ fn main() -> ExitCode {
         Subcommand::Whoami(_) => client(&env, |config| async move {
             catty::client::whoami(&config).await
         }),
+        Subcommand::Usage(args) => client(&env, |config| async move {
+            catty::client::usage(&config, args.json).await
+        }),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

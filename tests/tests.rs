@@ -27,6 +27,7 @@ mod client_pacing;
 mod client_retry;
 mod client_sync;
 mod client_upload;
+mod client_usage;
 mod exec_agents;
 mod exec_hold;
 mod exec_hostile;

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::provider::{InFlight, Liveness, Provider};
 use super::store::{Record, Store};
 use crate::clock::unix_now;
-use crate::config::Limits;
+use crate::config::{Allowances, Limits};
 use crate::db::instances::Presence;
 use crate::locks;
 use crate::protocol::api::{SessionInfo, SessionList, SessionState};
@@ -26,7 +26,12 @@ pub(super) enum Auth {
     Local(String),
     /// The hosted API: each request's token is one catty minted for a user at login, by the
     /// login broker when an identity provider is configured.
-    Hosted { db: Db, login: Option<Box<Login>> },
+    Hosted {
+        db: Db,
+        login: Option<Box<Login>>,
+        /// Each plan's budget, for `GET /v1/usage`.
+        allowances: Allowances,
+    },
 }
 
 /// The daemon's state, shared by every connection and the sweep.

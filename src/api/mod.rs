@@ -64,7 +64,11 @@ pub async fn run(
             }
             (
                 Store::Db(db.clone()),
-                Auth::Hosted { db, login },
+                Auth::Hosted {
+                    db,
+                    login,
+                    allowances: hosted.allowances,
+                },
                 Some(presence),
                 None,
             )

@@ -23,12 +23,13 @@ use super::db::Db;
 use super::db::accounts::User;
 use super::error::ApiError;
 use super::provider::Provider;
+use crate::config::Allowances;
 use crate::net::Proven;
 use crate::net::http::{self, Body};
 use crate::protocol::HEALTHZ_PATH;
 use crate::protocol::api::{
     AUTH_DEVICE_PATH, AUTH_LOGOUT_PATH, AUTH_TOKEN_PATH, AUTH_WHOAMI_PATH, DAEMON_PID_HEADER,
-    DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER,
+    DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER, USAGE_PATH,
 };
 
 /// Request bodies are a few hundred bytes plus the agent's credentials: at most two of
@@ -83,7 +84,11 @@ async fn answer<P: Provider>(
                 dispatch(daemon, None, req).await
             }
         },
-        Auth::Hosted { db, login } => hosted(daemon, db, login.as_deref(), req, proven).await,
+        Auth::Hosted {
+            db,
+            login,
+            allowances,
+        } => hosted(daemon, (db, allowances), login.as_deref(), req, proven).await,
     };
     answer.unwrap_or_else(|e| {
         if e.status.is_server_error() {
@@ -97,7 +102,7 @@ async fn answer<P: Provider>(
 /// user's token.
 async fn hosted<P: Provider>(
     daemon: &Daemon<P>,
-    db: &Db,
+    (db, allowances): (&Db, &Allowances),
     login: Option<&Login>,
     req: Request<Incoming>,
     proven: &Proven,
@@ -120,7 +125,11 @@ async fn hosted<P: Provider>(
             auth::logout(db, &user, &token, read_json(req).await?).await
         }
         (&Method::GET, AUTH_WHOAMI_PATH) => Ok(auth::whoami(&user)),
-        (_, AUTH_LOGOUT_PATH | AUTH_WHOAMI_PATH) => Err(not_allowed(&req)),
+        (&Method::GET, USAGE_PATH) => {
+            let report = db.usage_report(&user.id, allowances).await;
+            ok(report.map_err(ApiError::unavailable)?)
+        }
+        (_, AUTH_LOGOUT_PATH | AUTH_WHOAMI_PATH | USAGE_PATH) => Err(not_allowed(&req)),
         _ => dispatch(daemon, Some(&user.id), req).await,
     }
 }
@@ -194,6 +203,12 @@ async fn dispatch<P: Provider>(
             ok(daemon.extend(owner, &key, read_json(req).await?).await?)
         }
         (&Method::DELETE, ["v1", "sessions", key]) => ok(daemon.forget(owner, key).await?),
+        // The hosted API answered it already: nothing is metered here.
+        (_, ["v1", "usage"]) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_metered",
+            "usage is metered by a hosted API only (catty login)",
+        )),
         (
             _,
             ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop" | "extend"],

@@ -28,6 +28,10 @@ pub(crate) const IS_PAID: &str = "EXISTS (SELECT 1 FROM subscriptions WHERE user
 pub(crate) const THIS_PERIOD: &str =
     "(date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')";
 
+/// SQL, the start of the next period (the end of this one).
+pub(crate) const NEXT_PERIOD: &str =
+    "((date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC')";
+
 /// [`PAST_DUE_GRACE`] as [`IS_PAID`]'s `$2`.
 pub(crate) fn grace_secs() -> f64 {
     PAST_DUE_GRACE.as_secs() as f64

@@ -36,6 +36,7 @@ _catty() {
         'login:log in to a hosted catty API'
         'logout:revoke your login'
         'whoami:who you are logged in as'
+        'usage:what this month cost, against your plan'
         'completions:print a shell completion script'
         'version:print catty'"'"'s version'
     )
@@ -88,6 +89,7 @@ _catty() {
                 login) _arguments '--api[the hosted API URL]:url:' '--help[show help]' ;;
                 logout) _arguments '--all[every login of yours]' '--help[show help]' ;;
                 whoami) _arguments '--help[show help]' ;;
+                usage) _arguments '--json[print JSON]' '--help[show help]' ;;
                 completions) _arguments '1:shell:(bash zsh fish)' ;;
             esac ;;
     esac
