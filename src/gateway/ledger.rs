@@ -10,7 +10,7 @@
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use tokio_postgres::GenericClient;
+use deadpool_postgres::GenericClient;
 
 use super::prices;
 use super::usage::{Provider, Usage};
@@ -90,7 +90,7 @@ impl Ledger {
         let mut client = self.db.client().await?;
         // Once the period's row exists (every request of a user but their month's first),
         // one statement decides.
-        if let Some(hold) = self.try_hold(&**client, user, session, estimate).await? {
+        if let Some(hold) = self.try_hold(&client, user, session, estimate).await? {
             return Ok(Ok(hold));
         }
         // One transaction, so one `now()`: the row made is the row tried.
@@ -102,9 +102,9 @@ impl Ledger {
         tx.execute(&make, &[&user])
             .await
             .context("cannot open the user's quota")?;
-        let outcome = match self.try_hold(&*tx, user, session, estimate).await? {
+        let outcome = match self.try_hold(&tx, user, session, estimate).await? {
             Some(hold) => Ok(hold),
-            None => Err(self.refusal(&*tx, user).await?),
+            None => Err(self.refusal(&tx, user).await?),
         };
         tx.commit().await.context("cannot hold")?;
         Ok(outcome)
@@ -130,6 +130,8 @@ impl Ledger {
              RETURNING id, period_start"
         );
         let a = &self.allowances;
+        // Prepared once per connection: the hot path is then one round trip.
+        let sql = client.prepare_cached(&sql).await.context("cannot hold")?;
         let row = client
             .query_opt(
                 &sql,
@@ -200,9 +202,10 @@ impl Ledger {
         let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let u = &charge.usage;
         let client = self.db.client().await?;
+        let sql = client.prepare_cached(sql).await.context("cannot settle")?;
         let row = client
             .query_one(
-                sql,
+                &sql,
                 &[
                     &hold.reservation,
                     &hold.user,
