@@ -233,3 +233,46 @@ async fn the_limit_is_the_paid_budget_while_the_subscription_pays() {
     // A hold the paid budget would take is refused on the free plan.
     assert!(on.hold(&dave, "s", free + 5).await.unwrap().is_err());
 }
+
+#[tokio::test]
+async fn a_hold_of_last_month_settles_against_last_months_row() {
+    let db = pg::database().await;
+    let on = ledger::ledger(&db.url, (1_000_000, 2_000_000))
+        .await
+        .unwrap();
+    let frank = user(&db, "frank").await;
+    // A hold taken just before the month turned, by this instance.
+    let sql = pg::cluster().connect(&db.name).await;
+    let last_month = "(date_trunc('month', now() AT TIME ZONE 'UTC') - interval '1 month')
+                      AT TIME ZONE 'UTC'";
+    let id: i64 = sql
+        .query_one(
+            &format!(
+                "WITH made AS (INSERT INTO quota (user_id, period_start, used, reserved)
+                               VALUES ($1, {last_month}, 7000, 3000)
+                               RETURNING user_id, period_start)
+                 INSERT INTO reservations (user_id, period_start, session_id, units, instance)
+                 SELECT user_id, period_start, 's1', 3000, $2 FROM made RETURNING id"
+            ),
+            &[&frank, &on.instance()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let late = on.held(id).await.unwrap();
+    // This month has its own row, with a hold of its own.
+    let now = on.hold(&frank, "s2", 500).await.unwrap().unwrap();
+
+    on.settle(late, "req-late", MODEL, costing(2000))
+        .await
+        .unwrap();
+    let rows = sql
+        .query(
+            "SELECT used, reserved FROM quota WHERE user_id = $1 ORDER BY period_start",
+            &[&frank],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(rows, [(9000, 0), (0, now.units())]);
+}

@@ -350,5 +350,25 @@ pub mod testing {
         pub async fn sweep_once(&self) -> anyhow::Result<u64> {
             self.0.sweep_once().await
         }
+
+        /// The hold that reservation `id` records, as `hold` would have answered it (for a
+        /// hold arranged in the database, such as one of a past period).
+        pub async fn held(&self, id: i64) -> anyhow::Result<TestHold> {
+            let client = self.0.db.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT user_id, session_id, units, period_start FROM reservations
+                     WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
+            Ok(TestHold(Hold {
+                user: row.get(0),
+                session: row.get(1),
+                units: row.get(2),
+                reservation: id,
+                period: row.get(3),
+            }))
+        }
     }
 }
