@@ -276,3 +276,24 @@ async fn a_hold_of_last_month_settles_against_last_months_row() {
     let rows: Vec<(i64, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(rows, [(9000, 0), (0, now.units())]);
 }
+
+#[tokio::test]
+async fn a_hold_a_day_old_is_given_back_though_its_instance_lives() {
+    let db = pg::database().await;
+    let on = ledger::ledger(&db.url, (1_000_000, 2_000_000))
+        .await
+        .unwrap();
+    let gina = user(&db, "gina").await;
+    let lost = on.hold(&gina, "s1", 4000).await.unwrap().unwrap();
+    let fresh = on.hold(&gina, "s2", 1000).await.unwrap().unwrap();
+    let sql = pg::cluster().connect(&db.name).await;
+    sql.execute(
+        "UPDATE reservations SET created_at = now() - interval '25 hours' WHERE units = 4000",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(on.sweep_once().await.unwrap(), 1);
+    assert_eq!(books(&db, &gina).await, (0, fresh.units(), 1));
+    drop(lost);
+}

@@ -22,6 +22,10 @@ use crate::db::plan::{IS_PAID, THIS_PERIOD, grace_secs};
 /// How often [`sweep`] gives back the holds of instances that died: a crashed instance's
 /// holds keep its users' budgets down this long at most (plus the lock's own release).
 pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(15);
+/// A hold this old is given back even if its instance lives: no answer streams for a day
+/// (the longest output, 128k tokens, streams in well under an hour), so its request was lost
+/// by its instance (a task that panicked) and would hold the budget down forever.
+pub(crate) const STALE_HOLD: Duration = Duration::from_secs(24 * 3600);
 
 /// The books: the database, the limits of each plan, and this instance (named on each hold,
 /// and kept alive as long as the ledger).
@@ -228,12 +232,14 @@ impl Ledger {
     }
 
     /// Gives back every hold of an instance that does not hold its lock now (it died, or
-    /// lost its database): how many. A hold settled meanwhile is not given back twice: the
-    /// settle and the sweep each give back only a reservation they deleted.
+    /// lost its database), and any older than [`STALE_HOLD`]: how many. A hold settled
+    /// meanwhile is not given back twice: the settle and the sweep each give back only a
+    /// reservation they deleted.
     pub(crate) async fn sweep_once(&self) -> anyhow::Result<u64> {
         let sql = format!(
             "WITH gone AS (
-                 DELETE FROM reservations r WHERE NOT {}
+                 DELETE FROM reservations r
+                 WHERE NOT {} OR r.created_at < now() - make_interval(secs => $1)
                  RETURNING user_id, period_start, units),
              given AS (
                  SELECT user_id, period_start, sum(units)::bigint AS units, count(*) AS n
@@ -245,7 +251,7 @@ impl Ledger {
         );
         let client = self.db.client().await?;
         let rows = client
-            .query(&sql, &[])
+            .query(&sql, &[&(STALE_HOLD.as_secs() as f64)])
             .await
             .context("cannot give back the holds of instances that died")?;
         Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).sum())
