@@ -1,9 +1,8 @@
-//! The gateway's books over PostgreSQL (`quota`, `reservations`, `usage_events`): before a
-//! request is forwarded its estimate is held against the user's quota of this period
-//! ([`Ledger::hold`], one conditional `UPDATE`, so concurrent requests, on any instance, can
-//! never hold more than the limit); once the answer ended, the hold is settled with what the
-//! provider reported ([`Ledger::settle`]). Holds of an instance that died are given back by
-//! the others ([`Ledger::sweep_once`], [`sweep`]).
+//! The gateway's books over PostgreSQL: a request's estimate is held against its user's
+//! quota of this month ([`Ledger::hold`]: one conditional `UPDATE`, so no number of requests on
+//! any number of instances holds past the limit, the plan's, read in that same statement, so
+//! a plan change counts from the next request), then settled with what the provider reported
+//! ([`Ledger::settle`]). Holds of instances that died are given back by the others ([`sweep`]).
 
 #![allow(dead_code)] // Until the gateway and billing use it (issue 18, in progress).
 
