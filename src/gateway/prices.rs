@@ -149,6 +149,12 @@ const BODY_BYTES_PER_TOKEN: u64 = 3;
 /// The most a request of `provider` with this body can cost: its input (from the body's
 /// size) and its output cap (`max_tokens` or the like, else a default), at list price.
 pub(crate) fn estimate(provider: Provider, body: &[u8]) -> i64 {
+    estimate_for(provider, None, body)
+}
+
+/// [`estimate`] for `model` when the request names it outside its body (Gemini's path,
+/// `/v1beta/models/gemini-2.5-pro:streamGenerateContent`); else the body's `model`.
+pub(crate) fn estimate_for(provider: Provider, model: Option<&str>, body: &[u8]) -> i64 {
     let asked: Asked = serde_json::from_slice(body).unwrap_or_default();
     let input = (body.len() as u64).div_ceil(BODY_BYTES_PER_TOKEN);
     let cap = asked.output_cap().unwrap_or(DEFAULT_OUTPUT_CAP);
@@ -157,7 +163,7 @@ pub(crate) fn estimate(provider: Provider, body: &[u8]) -> i64 {
         output: cap.min(MAX_OUTPUT_CAP),
         ..Usage::default()
     };
-    units(provider, asked.model.as_deref(), &usage)
+    units(provider, model.or(asked.model.as_deref()), &usage)
 }
 
 /// What `usage` of `model` costs at list price.
@@ -358,6 +364,9 @@ mod tests {
         // 43 bytes, no model (it is in Gemini's path): 15 tokens at the dearest $4, 10 at $18.
         let gemini = br#"{"generationConfig":{"maxOutputTokens":10}}"#;
         assert_eq!(estimate(Provider::Gemini, gemini), 60 + 180);
+        // Named by the path: Gemini 2.5 Flash, 15 × $0.30 + 10 × $2.50 = 29.5.
+        let flash = estimate_for(Provider::Gemini, Some("gemini-2.5-flash"), gemini);
+        assert_eq!(flash, 30);
     }
 
     #[test]
