@@ -1,7 +1,8 @@
 //! List prices: what a request is estimated to cost before it is forwarded ([`estimate`]),
 //! and what its reported usage costs ([`units`]), in micro-dollars, always rounded up. A model
-//! is found by the longest name prefix in the table; one the table lacks is priced as its
-//! provider's most expensive model, so no request is ever under-charged for being new.
+//! is found by the longest name prefix in the table (`table.rs`) that ends where a part of the
+//! name does; one the table lacks is priced as its provider's dearest, so no request is ever
+//! under-charged for being new.
 
 #![allow(dead_code)] // Until the gateway uses it (issue 18, in progress).
 
@@ -9,133 +10,9 @@ use serde::Deserialize;
 
 use super::usage::{Provider, Usage};
 
-/// What one million tokens cost, in micro-dollars (so `3_000_000` is $3 per million tokens,
-/// or 3 micro-dollars a token).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Rates {
-    input: u64,
-    /// Input written to the cache: Anthropic's 5-minute writes at 1.25× input. Its 1-hour
-    /// writes (2×) are not told apart in the usage it reports, so they are priced as these.
-    cache_write: u64,
-    /// Input read from the cache: Anthropic's 0.1× input, OpenAI's and Gemini's cached rate.
-    cache_read: u64,
-    output: u64,
-}
+mod table;
 
-/// One model family: its name prefix, its rates, and its rates when the prompt is longer than
-/// [`LONG_PROMPT_TOKENS`] (a tier of Claude Sonnet 4.x's 1M-token context, and Gemini Pro).
-#[derive(Debug)]
-struct Model {
-    prefix: &'static str,
-    rates: Rates,
-    long: Option<Rates>,
-}
-
-/// Where the long-prompt tier starts, in prompt tokens (cached ones included).
-const LONG_PROMPT_TOKENS: u64 = 200_000;
-
-/// Dollars per million tokens as micro-dollars per million tokens (rounded: `0.8 * 1e6` is
-/// not exactly 800,000 in binary).
-const fn usd(dollars: f64) -> u64 {
-    (dollars * 1_000_000.0 + 0.5) as u64
-}
-
-/// Anthropic's rates from its input and output prices: cache writes 1.25×, reads 0.1× input.
-const fn claude(input: f64, output: f64) -> Rates {
-    let input = usd(input);
-    Rates {
-        input,
-        cache_write: input * 5 / 4,
-        cache_read: input / 10,
-        output: usd(output),
-    }
-}
-
-/// OpenAI's and Gemini's rates: nothing is billed for writing the cache.
-const fn cached(input: f64, cache_read: f64, output: f64) -> Rates {
-    let input = usd(input);
-    Rates {
-        input,
-        cache_write: input,
-        cache_read: usd(cache_read),
-        output: usd(output),
-    }
-}
-
-const fn model(prefix: &'static str, rates: Rates) -> Model {
-    Model {
-        prefix,
-        rates,
-        long: None,
-    }
-}
-
-const fn tiered(prefix: &'static str, rates: Rates, long: Rates) -> Model {
-    Model {
-        prefix,
-        rates,
-        long: Some(long),
-    }
-}
-
-// List prices (standard tier, no batch discount), in dollars per million tokens, from the
-// providers' public pricing pages as read for 2026: docs.claude.com/en/docs/about-claude/pricing,
-// platform.openai.com/docs/pricing (openai.com/api/pricing) and ai.google.dev/gemini-api/docs/pricing.
-// They are list prices, not what any contract may discount. A prefix matches the dated and
-// suffixed names too (`claude-sonnet-4-5-20250929`, `gpt-5.1-codex`); the longest one wins.
-const ANTHROPIC: &[Model] = &[
-    model("claude-opus-4-6", claude(5.0, 25.0)),
-    model("claude-opus-4-5", claude(5.0, 25.0)),
-    // Opus 4 and 4.1, and any later Opus 4.x this table does not name yet: the dearest.
-    model("claude-opus-4", claude(15.0, 75.0)),
-    tiered("claude-sonnet-4", claude(3.0, 15.0), claude(6.0, 22.5)),
-    model("claude-haiku-4", claude(1.0, 5.0)),
-    model("claude-3-opus", claude(15.0, 75.0)),
-    model("claude-3-7-sonnet", claude(3.0, 15.0)),
-    model("claude-3-5-sonnet", claude(3.0, 15.0)),
-    model("claude-3-5-haiku", claude(0.8, 4.0)),
-    model("claude-3-haiku", claude(0.25, 1.25)),
-];
-
-const OPENAI: &[Model] = &[
-    model("gpt-5.2-pro", cached(21.0, 21.0, 168.0)),
-    model("gpt-5.2", cached(1.75, 0.175, 14.0)),
-    model("gpt-5.1-codex-mini", cached(0.25, 0.025, 2.0)),
-    model("gpt-5.1", cached(1.25, 0.125, 10.0)),
-    model("gpt-5-pro", cached(15.0, 15.0, 120.0)),
-    model("gpt-5-mini", cached(0.25, 0.025, 2.0)),
-    model("gpt-5-nano", cached(0.05, 0.005, 0.4)),
-    // gpt-5, gpt-5-codex and gpt-5-chat-latest.
-    model("gpt-5", cached(1.25, 0.125, 10.0)),
-    model("gpt-4.1-mini", cached(0.4, 0.1, 1.6)),
-    model("gpt-4.1-nano", cached(0.1, 0.025, 0.4)),
-    model("gpt-4.1", cached(2.0, 0.5, 8.0)),
-    model("gpt-4o-mini", cached(0.15, 0.075, 0.6)),
-    model("gpt-4o", cached(2.5, 1.25, 10.0)),
-    model("o3-pro", cached(20.0, 20.0, 80.0)),
-    model("o3-mini", cached(1.1, 0.55, 4.4)),
-    model("o3", cached(2.0, 0.5, 8.0)),
-    model("o4-mini", cached(1.1, 0.275, 4.4)),
-    model("codex-mini", cached(1.5, 0.375, 6.0)),
-];
-
-const GEMINI: &[Model] = &[
-    tiered(
-        "gemini-3-pro",
-        cached(2.0, 0.2, 12.0),
-        cached(4.0, 0.4, 18.0),
-    ),
-    model("gemini-3-flash", cached(0.5, 0.05, 3.0)),
-    tiered(
-        "gemini-2.5-pro",
-        cached(1.25, 0.125, 10.0),
-        cached(2.5, 0.25, 15.0),
-    ),
-    model("gemini-2.5-flash-lite", cached(0.1, 0.01, 0.4)),
-    model("gemini-2.5-flash", cached(0.3, 0.03, 2.5)),
-    model("gemini-2.0-flash-lite", cached(0.075, 0.075, 0.3)),
-    model("gemini-2.0-flash", cached(0.1, 0.025, 0.4)),
-];
+use table::{ANTHROPIC, GEMINI, Model, OPENAI, Rates};
 
 /// The output cap of a request that names none: LiteLLM's default for its reservations.
 const DEFAULT_OUTPUT_CAP: u64 = 16_384;
@@ -190,21 +67,32 @@ fn rates(provider: Provider, model: Option<&str>, prompt: u64) -> Rates {
     let found = name.as_deref().and_then(|name| {
         table
             .iter()
-            .filter(|m| name.starts_with(m.prefix))
+            .filter(|m| names(m.prefix, name))
             .max_by_key(|m| m.prefix.len())
     });
     match found {
         Some(m) => match m.long {
-            Some(long) if prompt > LONG_PROMPT_TOKENS => long,
+            Some((above, long)) if prompt > above => long,
             _ => m.rates,
         },
         None => dearest(table),
     }
 }
 
+/// Whether `prefix` names `name`: all of it, or a first part of it up to a `-` (a date, a
+/// variant). So `claude-fable-5` names `claude-fable-5-20260101` where `claude-fable-5-2`
+/// does not, and `gpt-5` does not name `gpt-5.9`.
+fn names(prefix: &str, name: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '@', ':']))
+}
+
 /// The highest of each rate in `table`: what an unknown model is charged.
 fn dearest(table: &[Model]) -> Rates {
-    let all = table.iter().flat_map(|m| [Some(m.rates), m.long]).flatten();
+    let all = table
+        .iter()
+        .flat_map(|m| [Some(m.rates), m.long.map(|(_, r)| r)])
+        .flatten();
     all.fold(Rates::default(), |a, r| Rates {
         input: a.input.max(r.input),
         cache_write: a.cache_write.max(r.cache_write),
@@ -322,9 +210,47 @@ mod tests {
             &usage(1000, 0, 0, 0),
         );
         assert_eq!(newer, 15_000);
-        // GPT-5.2 Pro's $21/$168 is OpenAI's.
+        // GPT-5.5 Pro's $30/$180 is OpenAI's.
         let openai = units(Provider::OpenAi, Some("gpt-7"), &usage(1000, 0, 0, 1000));
-        assert_eq!(openai, 21_000 + 168_000);
+        assert_eq!(openai, 30_000 + 180_000);
+        assert_eq!(
+            units(Provider::OpenAi, Some("gpt-5.9"), &usage(1000, 0, 0, 1000)),
+            openai
+        );
+    }
+
+    #[test]
+    fn a_prefix_names_a_model_only_up_to_a_dash() {
+        let one = usage(1000, 0, 0, 1000);
+        // Fable 5 ($10/$50) dated, not Fable 5.2 ($8/$40).
+        let fable = units(Provider::Anthropic, Some("claude-fable-5-20260101"), &one);
+        assert_eq!(fable, 10_000 + 50_000);
+        let fable_2 = units(Provider::Anthropic, Some("claude-fable-5-2-20261101"), &one);
+        assert_eq!(fable_2, 8_000 + 40_000);
+        // Opus 5.5's cache hits are 0.05× input ($0.20), not 0.1×.
+        let hits = units(
+            Provider::Anthropic,
+            Some("claude-opus-5-5"),
+            &usage(0, 0, 1000, 0),
+        );
+        assert_eq!(hits, 200);
+    }
+
+    #[test]
+    fn haiku_5_5_is_five_times_dearer_past_100k_prompt_tokens() {
+        // Up to 100k: $0.10 in, $0.01 hits, $0.50 out; past it $0.50, $0.05, $2.50.
+        let short = units(
+            Provider::Anthropic,
+            Some("claude-haiku-5-5"),
+            &usage(10_000, 0, 90_000, 1000),
+        );
+        assert_eq!(short, 1000 + 900 + 500);
+        let long = units(
+            Provider::Anthropic,
+            Some("claude-haiku-5-5"),
+            &usage(10_001, 0, 90_000, 1000),
+        );
+        assert_eq!(long, 5001 + 4500 + 2500);
     }
 
     #[test]
