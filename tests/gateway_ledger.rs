@@ -297,3 +297,31 @@ async fn a_hold_a_day_old_is_given_back_though_its_instance_lives() {
     assert_eq!(books(&db, &gina).await, (0, fresh.units(), 1));
     drop(lost);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_months_first_holds_at_once_open_one_row_and_keep_to_the_limit() {
+    let db = pg::database().await;
+    let (a, b) = two_instances(&db, (10_000, 20_000)).await;
+    let hana = user(&db, "hana").await;
+    // No row yet for this month: 30 holds of 1,000 race to make it and to hold.
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let on = Arc::clone(if i % 2 == 0 { &a } else { &b });
+            let hana = hana.clone();
+            tokio::spawn(async move { on.hold(&hana, "s", 1000).await.unwrap().is_ok() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        admitted += i64::from(task.await.unwrap());
+    }
+    assert_eq!(admitted, 10);
+    assert_eq!(books(&db, &hana).await, (0, 10_000, 10));
+    let sql = pg::cluster().connect(&db.name).await;
+    let rows: i64 = sql
+        .query_one("SELECT count(*) FROM quota", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+}
