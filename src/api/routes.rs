@@ -88,7 +88,7 @@ async fn answer<P: Provider>(
             db,
             login,
             allowances,
-        } => hosted(daemon, (db, allowances), login.as_deref(), req, proven).await,
+        } => hosted(daemon, db, allowances, login.as_deref(), req, proven).await,
     };
     answer.unwrap_or_else(|e| {
         if e.status.is_server_error() {
@@ -102,7 +102,8 @@ async fn answer<P: Provider>(
 /// user's token.
 async fn hosted<P: Provider>(
     daemon: &Daemon<P>,
-    (db, allowances): (&Db, &Allowances),
+    db: &Db,
+    allowances: &Allowances,
     login: Option<&Login>,
     req: Request<Incoming>,
     proven: &Proven,
