@@ -35,6 +35,7 @@ pub enum Subcommand {
     Logout(LogoutArgs),
     Whoami(WhoamiArgs),
     Upgrade(UpgradeArgs),
+    Usage(UsageArgs),
     Api(ApiArgs),
     Exec(ExecArgs),
 }
@@ -310,6 +311,15 @@ pub struct WhoamiArgs {}
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "upgrade")]
 pub struct UpgradeArgs {}
+/// Show what this month's requests cost against your plan's budget on the hosted API, by
+/// model.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "usage")]
+pub struct UsageArgs {
+    /// print JSON instead of a summary and a table
+    #[argh(switch)]
+    pub json: bool,
+}
 
 /// Print catty's version.
 #[derive(FromArgs, Debug)]

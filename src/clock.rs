@@ -1,6 +1,7 @@
 //! Wall-clock time as unix seconds, the unit of every timestamp catty stores or sends, and
 //! RFC 3339 in UTC where people or other tools read it (Fly.io's `created_at`, a machine's
-//! `expires_at` metadata, `catty list --json`). No calendar crate for two functions.
+//! `expires_at` metadata, `catty list --json`), and a month's name (`catty usage`). No
+//! calendar crate for three functions.
 
 /// Seconds since the unix epoch (0 if the clock is set before it).
 pub fn unix_now() -> u64 {
@@ -22,6 +23,26 @@ pub fn rfc3339(unix: u64) -> String {
         secs / 60 % 60,
         secs % 60
     )
+}
+
+/// `December 2026`: the month `unix` falls in, in UTC.
+pub fn month_and_year(unix: u64) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let (y, m, _) = civil_from_days((unix as i64).div_euclid(DAY_SEC));
+    format!("{} {y}", MONTHS[(m - 1) as usize])
 }
 
 /// Unix seconds of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, or of plain unix seconds.
@@ -83,6 +104,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_by_name() {
+        assert_eq!(month_and_year(1_700_000_000), "November 2023");
+        assert_eq!(month_and_year(951_782_400), "February 2000");
+        // 2026-12-31T23:59:59Z, then the next second.
+        assert_eq!(month_and_year(1_798_761_599), "December 2026");
+        assert_eq!(month_and_year(1_798_761_600), "January 2027");
+    }
 
     #[test]
     fn known_instants() {

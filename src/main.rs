@@ -129,6 +129,9 @@ fn main() -> ExitCode {
         Subcommand::Upgrade(_) => client(&env, |config| async move {
             catty::client::upgrade(&config).await
         }),
+        Subcommand::Usage(args) => client(&env, |config| async move {
+            catty::client::usage(&config, args.json).await
+        }),
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

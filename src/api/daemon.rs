@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::provider::{InFlight, Liveness, Provider};
 use super::store::{Record, Store};
 use crate::clock::unix_now;
-use crate::config::Limits;
+use crate::config::{Allowances, Limits};
 use crate::db::instances::Presence;
 use crate::locks;
 use crate::protocol::api::{SessionInfo, SessionList, SessionState};
@@ -32,6 +32,8 @@ pub(super) enum Auth {
         db: Db,
         login: Option<Box<Login>>,
         billing: Option<Box<Billing>>,
+        /// Each plan's budget, for `GET /v1/usage`.
+        allowances: Allowances,
     },
 }
 

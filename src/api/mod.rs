@@ -75,7 +75,12 @@ pub async fn run(
             }
             (
                 Store::Db(db.clone()),
-                Auth::Hosted { db, login, billing },
+                Auth::Hosted {
+                    db,
+                    login,
+                    billing,
+                    allowances: hosted.allowances,
+                },
                 Some(presence),
                 None,
             )

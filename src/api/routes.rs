@@ -24,13 +24,14 @@ use super::db::Db;
 use super::db::accounts::User;
 use super::error::ApiError;
 use super::provider::Provider;
+use crate::config::Allowances;
 use crate::net::Proven;
 use crate::net::http::{self, Body};
 use crate::protocol::HEALTHZ_PATH;
 use crate::protocol::api::{
     AUTH_DEVICE_PATH, AUTH_LOGOUT_PATH, AUTH_TOKEN_PATH, AUTH_WHOAMI_PATH, BILLING_CANCEL_PATH,
     BILLING_CHECKOUT_PATH, BILLING_SUCCESS_PATH, BILLING_WEBHOOK_PATH, DAEMON_PID_HEADER,
-    DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER,
+    DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER, USAGE_PATH,
 };
 use crate::upgrade_link::UPGRADE_PATH;
 
@@ -86,9 +87,14 @@ async fn answer<P: Provider>(
                 dispatch(daemon, None, req).await
             }
         },
-        Auth::Hosted { db, login, billing } => {
+        Auth::Hosted {
+            db,
+            login,
+            billing,
+            allowances,
+        } => {
             let (login, billing) = (login.as_deref(), billing.as_deref());
-            hosted(daemon, db, (login, billing), req, proven).await
+            hosted(daemon, db, (login, billing, allowances), req, proven).await
         }
     };
     answer.unwrap_or_else(|e| {
@@ -104,7 +110,7 @@ async fn answer<P: Provider>(
 async fn hosted<P: Provider>(
     daemon: &Daemon<P>,
     db: &Db,
-    (login, billing): (Option<&Login>, Option<&Billing>),
+    (login, billing, allowances): (Option<&Login>, Option<&Billing>, &Allowances),
     req: Request<Incoming>,
     proven: &Proven,
 ) -> Result<Response<Body>, ApiError> {
@@ -145,7 +151,13 @@ async fn hosted<P: Provider>(
         }
         (&Method::GET, AUTH_WHOAMI_PATH) => Ok(auth::whoami(&user)),
         (&Method::POST, BILLING_CHECKOUT_PATH) => billing::checkout(billing, db, &user).await,
-        (_, AUTH_LOGOUT_PATH | AUTH_WHOAMI_PATH | BILLING_CHECKOUT_PATH) => Err(not_allowed(&req)),
+        (&Method::GET, USAGE_PATH) => {
+            let report = db.usage_report(&user.id, allowances).await;
+            ok(report.map_err(ApiError::unavailable)?)
+        }
+        (_, AUTH_LOGOUT_PATH | AUTH_WHOAMI_PATH | BILLING_CHECKOUT_PATH | USAGE_PATH) => {
+            Err(not_allowed(&req))
+        }
         _ => dispatch(daemon, Some(&user.id), req).await,
     }
 }
@@ -219,6 +231,12 @@ async fn dispatch<P: Provider>(
             ok(daemon.extend(owner, &key, read_json(req).await?).await?)
         }
         (&Method::DELETE, ["v1", "sessions", key]) => ok(daemon.forget(owner, key).await?),
+        // The hosted API answered it already: nothing is metered here.
+        (_, ["v1", "usage"]) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_metered",
+            "usage is metered by a hosted API only (catty login)",
+        )),
         (
             _,
             ["v1", "sessions"] | ["v1", "sessions", _] | ["v1", "sessions", _, "stop" | "extend"],

@@ -23,7 +23,7 @@ usage: catty <command> [<args>]
   rm         forget a session that ended
   extend     give a session more time (catty extend LABEL 1h)
   completions  print a shell's completions (bash, zsh or fish)
-  login      log in to a hosted catty API (logout, whoami)
+  login      log in to a hosted catty API (logout, whoami, usage)
   version    print catty's version (also --version, -V)
 
 Run `catty <command> --help` for a command's flags, `catty --help` for every command.";

@@ -172,6 +172,7 @@ pub async fn whoami(config: &ClientConfig) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The hosted API's URL and this computer's token for it, when logged in.
 pub(super) fn logged_in(config: &ClientConfig) -> Option<(String, String)> {
     let hosted = config.hosted.as_ref()?;
     Some((hosted.url.clone(), hosted.token.clone()?))

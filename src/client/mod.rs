@@ -1,6 +1,6 @@
 //! The client commands: `new`, `connect`, `list` (and `list --labels` for completions), `rm`,
 //! `logs`, `pull`, `diff`, `stop`, `extend`, `stop-all-sessions-dangerously`, and `login`,
-//! `logout`, `whoami`, `upgrade` for a hosted API.
+//! `logout`, `whoami`, `upgrade`, `usage` for a hosted API.
 //! They talk to the daemon (starting it when nothing answers), or to the hosted API the
 //! configuration names, and attach to runtimes. Each
 //! returns the process's exit code; errors go up to `main`.
@@ -23,6 +23,7 @@ mod tty;
 mod unacked;
 mod upgrade;
 pub mod upload;
+mod usage;
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use login::{login, logout, whoami};
 pub use logs::LogsOptions;
 pub use stop::{stop, stop_all};
 pub use upgrade::upgrade;
+pub use usage::usage;
 
 pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i32> {
     // Before anything is scanned or started. The daemon's provider is this one: `ensure`

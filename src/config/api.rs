@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::{api_addr, current_exe, state_dir};
-use super::{BillingConfig, Env, FlyConfig, Logging, UsageError, parse_duration};
+use super::{Allowances, BillingConfig, Env, FlyConfig, Logging, UsageError, parse_duration};
 use crate::cli::ApiArgs;
 
 /// Where machines run.
@@ -59,6 +59,8 @@ pub struct HostedConfig {
     pub billing: Option<BillingConfig>,
     /// `CATTY_GATEWAY_KEY`: verifies the upgrade links the gateway's 402 carries.
     pub gateway_key: Option<Vec<u8>>,
+    /// Each plan's monthly budget, shown by `GET /v1/usage` (`config/plans.rs`).
+    pub allowances: Allowances,
 }
 
 /// What the hosted API offers a session, whatever the request asks: more CPUs, memory or time
@@ -120,6 +122,7 @@ impl std::fmt::Debug for HostedConfig {
                 "gateway_key",
                 &self.gateway_key.as_ref().map(|_| "<secret>"),
             )
+            .field("allowances", &self.allowances)
             .finish()
     }
 }
@@ -194,6 +197,7 @@ impl HostedConfig {
             oidc: OidcConfig::new(env)?,
             billing: BillingConfig::new(env)?,
             gateway_key: super::billing::gateway_key(env)?,
+            allowances: Allowances::new(env)?,
         }))
     }
 }

@@ -12,6 +12,7 @@ mod fly;
 mod logging;
 mod login_file;
 mod parse;
+mod plans;
 
 pub use api::{ApiConfig, HostedConfig, Limits, OidcConfig, ProviderKind};
 pub use billing::{BillingConfig, DEFAULT_STRIPE_API_URL};
@@ -22,6 +23,7 @@ pub use fly::{DEFAULT_EXEC_APP, DEFAULT_FLY_API_BASE, DEFAULT_FLY_START_TIMEOUT,
 pub use logging::Logging;
 pub use login_file::{LoginFile, api_url};
 pub use parse::{DEFAULT_API_ADDR, parse_duration};
+pub use plans::Allowances;
 
 /// A configuration problem: the user's input is wrong (exit code 2).
 #[derive(Debug)]

@@ -2,10 +2,11 @@
 //! lock of its own (class [`INSTANCES`], its number) on a connection of its own: PostgreSQL
 //! drops it the moment the process or that connection dies, `kill -9` included. A `starting`
 //! record names the instance creating it; the others leave it alone while that one lives and
-//! finish it (adopt its machine or give it up) once it died.
+//! finish it (adopt its machine or give it up) once it died. An instance ends its presence
+//! by dropping every [`Presence`] (its lock goes within [`LOOK_EVERY`]).
 
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -45,11 +46,17 @@ impl Database {
         };
         let held = self.hold(number).await?;
         look(self, &presence).await?;
-        let (db, seen) = (self.clone(), presence.clone());
+        let (db, weak) = (self.clone(), Arc::downgrade(&presence.live));
         tokio::spawn(async move {
             let mut held = Some(held);
             loop {
                 tokio::time::sleep(LOOK_EVERY).await;
+                // Nobody holds this presence any more: the instance is gone (its lock with
+                // `held`, dropped here).
+                let Some(live) = Weak::upgrade(&weak) else {
+                    return;
+                };
+                let seen = Presence { number, live };
                 if held.as_ref().is_none_or(|h| h.is_closed()) {
                     held = match db.hold(number).await {
                         Ok(client) => Some(client),
@@ -76,6 +83,19 @@ impl Database {
             .context("cannot take this instance's lock")?;
         Ok(client)
     }
+}
+
+/// SQL, true when the instance numbered by `column` holds its lock in this database now:
+/// for a query that must not trust a view up to [`LOOK_EVERY`] old (an instance announced
+/// since is alive).
+pub(crate) fn holds_lock(column: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM pg_locks l
+                 WHERE l.locktype = 'advisory' AND l.classid = {INSTANCES}::oid
+                       AND l.objid = ({column})::oid AND l.objsubid = 2 AND l.granted
+                       AND l.database = (SELECT oid FROM pg_database
+                                         WHERE datname = current_database()))"
+    )
 }
 
 async fn look(db: &Database, presence: &Presence) -> anyhow::Result<()> {

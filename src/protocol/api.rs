@@ -16,7 +16,8 @@
 //!
 //! The hosted API (`catty api --database-url`) serves the same endpoints to many users over
 //! the internet: no loopback rule, and the bearer token is the user's own, minted at login
-//! (`/v1/auth/…`, in `api/auth.rs`; the login's endpoints are public).
+//! (`/v1/auth/…`, in `api/auth.rs`; the login's endpoints are public). It also says what
+//! the user spent this month (`GET /v1/usage`, in `api/usage.rs`).
 //!
 //! `GET /v1/sessions` lists every session the daemon remembers, ended ones too, until
 //! `catty api --keep-ended` (default a day) after their end; a client shows the live ones
@@ -44,8 +45,10 @@ use serde::{Deserialize, Serialize};
 
 mod auth;
 mod billing;
+mod usage;
 pub use auth::*;
 pub use billing::*;
+pub use usage::*;
 
 /// The agents a session can run: the program started when no command is given, the
 /// configuration the runtime prepares for it (`src/exec/agents/`), and the variables that

@@ -1,11 +1,13 @@
 //! The hosted API's queries on the shared database (`crate::db`): the accounts (users and the
 //! tokens catty mints for them, `accounts.rs`), the login broker's polls (`device_polls.rs`),
 //! the sessions (`sessions.rs`) and billing's Stripe rows (`subscriptions.rs`).
+//! the sessions (`sessions.rs`) and what each user spent (`usage.rs`).
 
 pub(super) mod accounts;
 pub(super) mod device_polls;
 pub(super) mod sessions;
 pub(super) mod subscriptions;
+pub(super) mod usage;
 
 use std::ops::Deref;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ _catty_labels() {
 _catty() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
     local commands="new connect attach list ls logs pull diff stop extend rm
-        stop-all-sessions-dangerously login logout whoami upgrade completions version"
+        stop-all-sessions-dangerously login logout whoami upgrade usage completions version"
     local cmd="" at=0 i
     for ((i = 1; i < COMP_CWORD; i++)); do
         if [[ ${COMP_WORDS[i]} != -* ]]; then
@@ -65,6 +65,7 @@ _catty() {
             [[ $prev == --api ]] && return
             flags="--api --help" ;;
         logout) flags="--all --help" ;;
+        usage) flags="--json --help" ;;
         completions) ((positionals == 0)) && values="bash zsh fish" ;;
     esac
     if [[ $cur == -* ]]; then

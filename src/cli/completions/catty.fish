@@ -6,7 +6,7 @@ function __catty_labels
     catty list --labels $argv 2>/dev/null
 end
 
-set -l commands new connect attach list ls logs pull diff stop extend rm stop-all-sessions-dangerously login logout whoami upgrade completions version
+set -l commands new connect attach list ls logs pull diff stop extend rm stop-all-sessions-dangerously login logout whoami upgrade usage completions version
 set -l sessions connect attach logs pull diff stop extend
 
 complete -c catty -f
@@ -26,6 +26,7 @@ complete -c catty -n "not __fish_seen_subcommand_from $commands" -a login -d 'lo
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a logout -d 'revoke your login'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a whoami -d 'who you are logged in as'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a upgrade -d 'open a checkout for the paid plan'
+complete -c catty -n "not __fish_seen_subcommand_from $commands" -a usage -d 'what this month cost, against your plan'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a completions -d 'print a shell completion script'
 complete -c catty -n "not __fish_seen_subcommand_from $commands" -a version -d "print catty's version"
 
@@ -40,6 +41,7 @@ complete -c catty -n "__fish_seen_subcommand_from new" -l ttl -x -a '30m 1h 2h 1
 complete -c catty -n "__fish_seen_subcommand_from connect attach" -l watch -d 'watch only, read-only'
 complete -c catty -n "__fish_seen_subcommand_from login" -l api -x -d 'the hosted API URL'
 complete -c catty -n "__fish_seen_subcommand_from logout" -l all -d 'every login of yours'
+complete -c catty -n "__fish_seen_subcommand_from usage" -l json -d 'print JSON'
 complete -c catty -n "__fish_seen_subcommand_from list ls" -l json -d 'print JSON'
 complete -c catty -n "__fish_seen_subcommand_from list ls" -l all -d 'also the ended sessions'
 complete -c catty -n "__fish_seen_subcommand_from logs" -s f -l follow -d 'follow new output'

@@ -37,6 +37,7 @@ _catty() {
         'logout:revoke your login'
         'whoami:who you are logged in as'
         'upgrade:open a checkout for the paid plan'
+        'usage:what this month cost, against your plan'
         'completions:print a shell completion script'
         'version:print catty'"'"'s version'
     )
@@ -90,6 +91,7 @@ _catty() {
                 logout) _arguments '--all[every login of yours]' '--help[show help]' ;;
                 whoami) _arguments '--help[show help]' ;;
                 upgrade) _arguments '--help[show help]' ;;
+                usage) _arguments '--json[print JSON]' '--help[show help]' ;;
                 completions) _arguments '1:shell:(bash zsh fish)' ;;
             esac ;;
     esac
