@@ -71,6 +71,7 @@ pub async fn run(
         }
     };
     let limits = config.hosted.as_ref().map(|h| h.limits.clone());
+    let gateway = config.gateway.as_ref().map(daemon::Gateway::new);
     let mode = if config.hosted.is_some() {
         "hosted"
     } else {
@@ -84,6 +85,7 @@ pub async fn run(
             let mut daemon = Daemon::new(fly, store, auth, max);
             daemon.presence = presence;
             daemon.limits = limits.clone();
+            daemon.gateway = gateway;
             serve(daemon, listener, shutdown).await
         }
         (ProviderKind::Fly, None) => bail!("the fly provider has no configuration"),
@@ -98,6 +100,7 @@ pub async fn run(
             let mut daemon = Daemon::new(local, store, auth, max);
             daemon.presence = presence;
             daemon.limits = limits.clone();
+            daemon.gateway = gateway;
             serve(daemon, listener, shutdown).await
         }
     }

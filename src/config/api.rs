@@ -1,6 +1,7 @@
 //! `catty api`'s configuration: where to listen, the state directory, the provider (local,
-//! with or without the sandbox, or Fly.io) and the few variables local sessions inherit. No
-//! credential: those come with each request (protocol::api).
+//! with or without the sandbox, or Fly.io), the few variables local sessions inherit, and the
+//! gateway sessions go through when there is one. No provider credential: those come with each
+//! request (protocol::api), or, with a gateway, never reach a session at all.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use super::parse::{api_addr, current_exe, state_dir};
 use super::{Env, FlyConfig, Logging, UsageError, parse_duration};
 use crate::cli::ApiArgs;
+use crate::llm_token::MIN_KEY_LEN;
 
 /// Where machines run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub struct ApiConfig {
     pub fly: Option<FlyConfig>,
     /// Set in hosted mode (`--database-url`): many users, many instances, one database.
     pub hosted: Option<HostedConfig>,
+    /// Set when sessions reach their providers through a gateway (hosted or not).
+    pub gateway: Option<SessionGateway>,
     pub log: Logging,
 }
 
@@ -112,6 +116,66 @@ impl std::fmt::Debug for HostedConfig {
             .field("limits", &self.limits)
             .field("oidc", &self.oidc)
             .finish()
+    }
+}
+
+/// The gateway every session's agent reaches its provider through, and the key its tokens are
+/// made with: `CATTY_GATEWAY_URL` and `CATTY_GATEWAY_KEY`, both or neither. With it, a session's
+/// machine gets the URL and a token of its own (`crate::llm_token`), never a provider key, and
+/// a request that brings credentials is refused. The key is a secret: `Debug` hides it.
+#[derive(Clone)]
+pub struct SessionGateway {
+    /// The gateway's URL as machines reach it, without a trailing `/`.
+    pub url: String,
+    /// The gateway's own `CATTY_GATEWAY_KEY`, at least [`MIN_KEY_LEN`] characters.
+    pub gateway_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for SessionGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionGateway")
+            .field("url", &self.url)
+            .field("gateway_key", &"<secret>")
+            .finish()
+    }
+}
+
+impl SessionGateway {
+    fn new(env: &Env) -> Result<Option<SessionGateway>, UsageError> {
+        let (url, key) = match (
+            env.non_empty("CATTY_GATEWAY_URL"),
+            env.non_empty("CATTY_GATEWAY_KEY"),
+        ) {
+            (None, None) => return Ok(None),
+            (Some(url), Some(key)) => (url, key),
+            _ => {
+                return Err(UsageError(
+                    "CATTY_GATEWAY_URL and CATTY_GATEWAY_KEY go together: set both (sessions \
+                     reach their providers through that gateway), or neither"
+                        .into(),
+                ));
+            }
+        };
+        let url = url.trim_end_matches('/').to_string();
+        let host = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| url.strip_prefix(scheme));
+        if host.is_none_or(|h| h.is_empty() || h.contains(['?', '#', ' '])) {
+            return Err(UsageError(format!(
+                "CATTY_GATEWAY_URL {url:?} must be an http:// or https:// URL without a query \
+                 (how session machines reach the gateway, e.g. http://catty-gateway.flycast)"
+            )));
+        }
+        if key.len() < MIN_KEY_LEN {
+            return Err(UsageError(format!(
+                "CATTY_GATEWAY_KEY is {} characters; it needs at least {MIN_KEY_LEN}",
+                key.len()
+            )));
+        }
+        Ok(Some(SessionGateway {
+            url,
+            gateway_key: key.into_bytes(),
+        }))
     }
 }
 
@@ -222,6 +286,7 @@ impl ApiConfig {
                 ProviderKind::Local => None,
             },
             hosted,
+            gateway: SessionGateway::new(env)?,
             log: Logging::new(env),
         })
     }
@@ -402,6 +467,58 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn the_gateway_comes_with_its_key_and_hides_it() {
+        let key = "g".repeat(MIN_KEY_LEN);
+        let url = ("CATTY_GATEWAY_URL", "http://catty-gateway.flycast/");
+        assert!(api_config(None, &[]).unwrap().gateway.is_none());
+        for alone in [url, ("CATTY_GATEWAY_KEY", key.as_str())] {
+            let err = api_config(None, &[alone]).unwrap_err();
+            assert!(err.0.contains("go together"), "{}", err.0);
+        }
+        let c = api_config(None, &[url, ("CATTY_GATEWAY_KEY", key.as_str())]).unwrap();
+        let gateway = c.gateway.as_ref().unwrap();
+        assert_eq!(gateway.url, "http://catty-gateway.flycast");
+        assert_eq!(gateway.gateway_key, key.as_bytes());
+        assert!(!format!("{c:?}").contains(&key), "{c:?}");
+        let short = "g".repeat(MIN_KEY_LEN - 1);
+        let err = api_config(None, &[url, ("CATTY_GATEWAY_KEY", short.as_str())]).unwrap_err();
+        assert!(err.0.contains("at least 32"), "{}", err.0);
+        for bad in [
+            "catty-gateway.flycast",
+            "ftp://x",
+            "http://",
+            "http://x/?a=b",
+        ] {
+            let vars = [
+                ("CATTY_GATEWAY_URL", bad),
+                ("CATTY_GATEWAY_KEY", key.as_str()),
+            ];
+            assert!(api_config(None, &vars).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_provider_key_variable_can_reach_a_local_session() {
+        let keys = [
+            "ANTHROPIC_",
+            "OPENAI_",
+            "GEMINI_",
+            "GOOGLE_",
+            "CLAUDE_CODE_",
+            "CODEX_",
+        ];
+        let keys = keys
+            .iter()
+            .chain(&["CATTY_LLM_", "CATTY_GATEWAY_", "CATTY_CODEX_"]);
+        for prefix in keys {
+            assert!(
+                SESSION_VARS.iter().all(|name| !name.starts_with(prefix)),
+                "{prefix}"
+            );
+        }
     }
 
     #[test]

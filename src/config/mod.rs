@@ -12,7 +12,7 @@ mod logging;
 mod login_file;
 mod parse;
 
-pub use api::{ApiConfig, HostedConfig, Limits, OidcConfig, ProviderKind};
+pub use api::{ApiConfig, HostedConfig, Limits, OidcConfig, ProviderKind, SessionGateway};
 pub use client::{ClientConfig, ExtendOptions, HostedApi, NewOptions};
 pub use env::Env;
 pub use exec::{DEFAULT_GRACE, DEFAULT_SHELL, ExecConfig, Listen};

@@ -176,8 +176,8 @@ impl Local {
     }
 
     /// The runtime's whole environment: ours that sessions may see, the `PATH` the launch
-    /// found the program on, catty's own, and the credential the request brought. `HOME` is
-    /// set where the private home is.
+    /// found the program on, catty's own, and the credential the request brought or the
+    /// gateway's URL and the session's token. `HOME` is set where the private home is.
     fn env(&self, spec: &MachineSpec, path: String) -> anyhow::Result<Vec<(String, String)>> {
         let mut env: Vec<_> = (self.session_env.iter())
             .filter(|(k, _)| k != "PATH")
@@ -192,6 +192,7 @@ impl Local {
             ("CATTY_RETAIN_SEC".into(), LOCAL_RETAIN_SEC.to_string()),
         ]);
         env.extend(spec.credentials.iter().map(|(k, v)| (k.into(), v.into())));
+        env.extend(spec.llm.iter().flat_map(|llm| llm.env()));
         if let Some(argv) = &spec.cmd {
             env.push(("CATTY_CMD".into(), serde_json::to_string(argv)?));
         }
