@@ -157,6 +157,7 @@ async fn with_a_gateway_a_local_agent_gets_its_token_and_no_key_of_the_daemon() 
         "CLAUDE_CODE_OAUTH_TOKEN=",
         "OPENAI_",
         "GEMINI_",
+        "CONNECT_TOKEN=",
     ] {
         assert!(
             !seen.contains(name),
