@@ -259,6 +259,9 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Credentials {
 pub const DAEMON_VERSION_HEADER: &str = "x-catty-version";
 /// The daemon's provider (`local` or `fly`) in its `/healthz` answer.
 pub const DAEMON_PROVIDER_HEADER: &str = "x-catty-provider";
+/// In the daemon's `/healthz` answer (`on`) when its sessions go through a gateway: a client
+/// then sends no credentials ([`NO_CREDENTIALS_WITH_GATEWAY`]).
+pub const DAEMON_GATEWAY_HEADER: &str = "x-catty-gateway";
 /// The daemon's process id in its `/healthz` answer: a client stops it with SIGTERM (it
 /// drains and exits; its sessions keep running).
 pub const DAEMON_PID_HEADER: &str = "x-catty-pid";
