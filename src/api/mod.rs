@@ -95,6 +95,7 @@ pub async fn run(
                 exe: config.exe.clone(),
                 sandbox: config.sandbox,
                 session_env: config.session_env.clone(),
+                gateway_url: config.gateway.as_ref().map(|g| g.url.clone()),
             })
             .await?;
             let mut daemon = Daemon::new(local, store, auth, max);

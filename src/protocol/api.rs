@@ -40,7 +40,8 @@
 //!
 //! A daemon with a gateway (`CATTY_GATEWAY_URL`, the hosted API's always) takes no credentials
 //! at all: it refuses a request that brings any ([`NO_CREDENTIALS_WITH_GATEWAY`], `400`), and
-//! a client of a hosted API sends none. Each session's runtime gets the gateway's URL
+//! a client sends none to a hosted API, nor to a daemon whose `/healthz` has
+//! [`DAEMON_GATEWAY_HEADER`]. Each session's runtime gets the gateway's URL
 //! ([`LLM_URL_VAR`]) and a token bound to that session ([`LLM_TOKEN_VAR`], `crate::llm_token`)
 //! instead, and points each agent at the gateway's route for its provider
 //! ([`GATEWAY_ANTHROPIC_ROUTE`], [`GATEWAY_OPENAI_ROUTE`], [`GATEWAY_GEMINI_ROUTE`]), which
