@@ -11,8 +11,9 @@ mod fly;
 mod logging;
 mod login_file;
 mod parse;
+mod session_gateway;
 
-pub use api::{ApiConfig, HostedConfig, Limits, OidcConfig, ProviderKind, SessionGateway};
+pub use api::{ApiConfig, HostedConfig, Limits, OidcConfig, ProviderKind};
 pub use client::{ClientConfig, ExtendOptions, HostedApi, NewOptions};
 pub use env::Env;
 pub use exec::{DEFAULT_GRACE, DEFAULT_SHELL, ExecConfig, Listen};
@@ -20,6 +21,7 @@ pub use fly::{DEFAULT_EXEC_APP, DEFAULT_FLY_API_BASE, DEFAULT_FLY_START_TIMEOUT,
 pub use logging::Logging;
 pub use login_file::{LoginFile, api_url};
 pub use parse::{DEFAULT_API_ADDR, parse_duration};
+pub use session_gateway::SessionGateway;
 
 /// A configuration problem: the user's input is wrong (exit code 2).
 #[derive(Debug)]
