@@ -68,10 +68,10 @@ fn main() -> ExitCode {
         Subcommand::Exec(args) => exec(args, &env),
         Subcommand::Api(args) => api(args, &env),
         Subcommand::Version(_) => version(),
-        Subcommand::New(args) => NewOptions::new(args, &env).and_then(|options| {
-            client(&env, |config| async move {
-                catty::client::new(&config, options).await
-            })
+        // A hosted API is sent no credentials: which API answers decides what is read.
+        Subcommand::New(args) => client(&env, |config| {
+            let options = NewOptions::new(args, &env, config.hosted.is_some());
+            async move { catty::client::new(&config, options?).await }
         }),
         Subcommand::Connect(args) => client(&env, |config| async move {
             catty::client::connect(&config, &args.session, args.watch).await

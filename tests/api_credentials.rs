@@ -1,11 +1,14 @@
 //! Credentials through the daemon with the local provider: a request brings the agent's own
 //! and nothing else (checked before any session exists), they reach the runtime's environment,
-//! the daemon adds none of its own and keeps them nowhere (store, log).
+//! the daemon adds none of its own and keeps them nowhere (store, log). With a gateway, none
+//! at all: the agent gets the gateway and a token of its session's.
 
-use catty::protocol::api::CREDENTIAL_LIMIT_BYTES;
+use catty::llm_token::LlmKey;
+use catty::protocol::api::{CREDENTIAL_LIMIT_BYTES, NO_CREDENTIALS_WITH_GATEWAY};
 use hyper::StatusCode;
 use serde_json::json;
 
+use crate::common::Client;
 use crate::common::api::Daemon;
 
 fn random() -> String {
@@ -96,5 +99,75 @@ async fn credentials_reach_the_runtime_and_are_kept_nowhere() {
     let log = d.log();
     assert!(log.contains("creating a session"), "a debug log:\n{log}");
     assert!(!log.contains(&key), "the log shows the key:\n{log}");
+    d.stop(&created.label).await;
+}
+
+const GATEWAY_KEY: &str = "test-gateway-key-0123456789abcdef-0123456789";
+
+/// A local daemon with a gateway on this computer, and provider keys in its own environment.
+fn daemon_with_gateway(decoy: &str) -> Daemon {
+    let env = [
+        ("CATTY_GATEWAY_URL", "http://127.0.0.1:9"),
+        ("CATTY_GATEWAY_KEY", GATEWAY_KEY),
+        ("ANTHROPIC_API_KEY", decoy),
+        ("ANTHROPIC_AUTH_TOKEN", decoy),
+        ("CLAUDE_CODE_OAUTH_TOKEN", decoy),
+        ("OPENAI_API_KEY", decoy),
+        ("GEMINI_API_KEY", decoy),
+    ];
+    Daemon::start_in(tempfile::tempdir().unwrap(), false, &env)
+}
+
+#[tokio::test]
+async fn with_a_gateway_credentials_are_refused() {
+    let d = daemon_with_gateway("unused");
+    let answer = d
+        .create_refused(json!({"agent": "codex", "cmd": ["sleep", "600"],
+            "credentials": {"OPENAI_API_KEY": "sk-proj-users-key"}}))
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(
+        answer.json()["error"]["message"],
+        NO_CREDENTIALS_WITH_GATEWAY
+    );
+    assert!(d.list().await.is_empty(), "a session was made");
+}
+
+#[tokio::test]
+async fn with_a_gateway_a_local_agent_gets_its_token_and_no_key_of_the_daemon() {
+    let decoy = format!("sk-daemons-own-{}", random());
+    let d = daemon_with_gateway(&decoy);
+    let created = d
+        .create(json!({"agent": "claude",
+            "cmd": ["sh", "-c", "env; echo END-OF-ENV; exec sleep 600"]}))
+        .await;
+    let mut agent = Client::attach(&created.connect_url, &created.connect_token).await;
+    agent.read_until_contains("END-OF-ENV").await;
+    let seen = String::from_utf8_lossy(&agent.output).replace("\r\n", "\n");
+    let token = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("ANTHROPIC_AUTH_TOKEN="))
+        .expect("Claude Code's token");
+    let key = LlmKey::new(GATEWAY_KEY.as_bytes());
+    assert_eq!(key.verify(token), Some(created.session_id.as_str()));
+    let base_url = "ANTHROPIC_BASE_URL=http://127.0.0.1:9/anthropic\n";
+    assert!(seen.contains(base_url), "{seen}");
+    for name in [
+        "ANTHROPIC_API_KEY=",
+        "CLAUDE_CODE_OAUTH_TOKEN=",
+        "OPENAI_",
+        "GEMINI_",
+        "CONNECT_TOKEN=",
+    ] {
+        assert!(
+            !seen.contains(name),
+            "{name} in the agent's environment:\n{seen}"
+        );
+    }
+    let runtime = environ(d.runtime_pid(&created.session_id).unwrap());
+    assert!(
+        !runtime.contains(&decoy) && !seen.contains(&decoy),
+        "{runtime}"
+    );
     d.stop(&created.label).await;
 }

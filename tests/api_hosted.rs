@@ -2,6 +2,7 @@
 //! (`common::pg`), several instances on one database, machines on the Fly fake. Users and
 //! their tokens are arranged in the database as a login would leave them.
 
+mod gateway;
 mod scale;
 
 use std::time::{Duration, Instant};
@@ -26,9 +27,13 @@ struct Hosted {
 
 impl Hosted {
     async fn start(n: usize) -> Hosted {
-        let fake = fake();
+        Hosted::on(fake(), n, &[]).await
+    }
+
+    /// `n` instances on `fake`, with `extra` in their environment.
+    async fn on(fake: FakeFly, n: usize, extra: &[(&str, &str)]) -> Hosted {
         let db = pg::database().await;
-        let instances = (0..n).map(|_| instance(&fake, &db)).collect();
+        let instances = (0..n).map(|_| instance_with(&fake, &db, extra)).collect();
         Hosted {
             fake,
             db,

@@ -64,6 +64,26 @@ fn catty_new_sends_its_credentials_and_the_daemon_adds_none_of_its_own() {
 }
 
 #[test]
+fn a_daemon_with_a_gateway_is_sent_no_key_and_its_session_gets_a_token() {
+    let (dir, scratch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let daemon_env = [
+        ("CATTY_GATEWAY_URL", "http://127.0.0.1:9"),
+        (
+            "CATTY_GATEWAY_KEY",
+            "client-test-gateway-key-0123456789abcdef",
+        ),
+    ];
+    let t = Tmux::start_with_daemon_env(dir.path(), 100, 30, &daemon_env);
+    let key = format!("sk-ant-api03-the-users-own-{}", random());
+    export(&t, scratch.path(), &[("ANTHROPIC_API_KEY", &key)]);
+    t.start_session(&format!("catty new --agent claude {SHOW_ENV}"));
+    let env = session_env(&t);
+    assert!(env.contains("\nANTHROPIC_AUTH_TOKEN=cst_s-"), "{env}");
+    let daemon_log = std::fs::read_to_string(t.state_dir().join("api.log")).unwrap();
+    assert!(!env.contains(&key) && !daemon_log.contains(&key), "{env}");
+}
+
+#[test]
 fn two_claude_credentials_get_one_line_and_no_secret_is_shown_or_logged() {
     let (dir, scratch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let t = Tmux::start(dir.path(), 120, 30);

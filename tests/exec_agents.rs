@@ -14,7 +14,9 @@ macro_rules! report {
 }
 
 mod credentials;
+mod gateway;
 mod layouts;
+mod mock_api;
 mod screens;
 mod session;
 

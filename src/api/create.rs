@@ -1,7 +1,8 @@
 //! Creating a session (`POST /v1/sessions`): the request checked (its credentials above all),
 //! the record first, `starting`, then the machine, then its `/healthz`, then `running`. A
 //! crash at any point leaves a record the sweep can finish. Credentials go into the machine's
-//! spec only: the record (what the store writes to disk) has no place for them.
+//! spec only: the record (what the store writes to disk) has no place for them. With a
+//! gateway there are none: the machine gets the gateway's URL and the session's token.
 
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ use crate::clock::unix_now;
 use crate::config::Limits;
 use crate::protocol::Agent;
 use crate::protocol::api::{
-    CREDENTIAL_LIMIT_BYTES, CreateSession, Credentials, MAX_TTL_SEC, SessionCreated, SessionState,
+    CREDENTIAL_LIMIT_BYTES, CreateSession, Credentials, MAX_TTL_SEC, NO_CREDENTIALS_WITH_GATEWAY,
+    SessionCreated, SessionState,
 };
 use crate::protocol::control::valid_id;
 use crate::random;
@@ -39,6 +41,9 @@ impl<P: Provider> Daemon<P> {
         req: CreateSession,
     ) -> Result<SessionCreated, ApiError> {
         let mut ttl_sec = validate(&req)?;
+        if self.gateway.is_some() && !req.credentials.is_empty() {
+            return Err(ApiError::bad_request(NO_CREDENTIALS_WITH_GATEWAY));
+        }
         let mut req = req;
         if let Some(limits) = &self.limits {
             ttl_sec = limit(&mut req, ttl_sec, limits)?;
@@ -102,6 +107,7 @@ impl<P: Provider> Daemon<P> {
             connect_token: record.connect_token.clone(),
             path: req.path,
             credentials: req.credentials,
+            llm: self.gateway.as_ref().map(|g| g.access(&id)),
         };
         let span = tracing::info_span!("session", session = %record.label);
         self.provision(record, spec).instrument(span).await

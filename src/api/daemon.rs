@@ -12,11 +12,12 @@ use super::auth::Login;
 use super::billing::Billing;
 use super::db::Db;
 use super::error::ApiError;
-use super::provider::{InFlight, Liveness, Provider};
+use super::provider::{InFlight, Liveness, LlmAccess, Provider};
 use super::store::{Record, Store};
 use crate::clock::unix_now;
-use crate::config::{Allowances, Limits};
+use crate::config::{Allowances, Limits, SessionGateway};
 use crate::db::instances::Presence;
+use crate::llm_token::LlmKey;
 use crate::locks;
 use crate::protocol::api::{SessionInfo, SessionList, SessionState};
 
@@ -37,6 +38,30 @@ pub(super) enum Auth {
     },
 }
 
+/// The gateway every session's agent goes through: where machines reach it, and the key the
+/// sessions' tokens are made with (the gateway checks them with the same key).
+pub(super) struct Gateway {
+    pub url: String,
+    pub key: LlmKey,
+}
+
+impl Gateway {
+    pub(super) fn new(config: &SessionGateway) -> Gateway {
+        Gateway {
+            url: config.url.clone(),
+            key: LlmKey::new(&config.gateway_key),
+        }
+    }
+
+    /// What session `id`'s machine gets: the URL and the session's own token.
+    pub(super) fn access(&self, id: &str) -> LlmAccess {
+        LlmAccess {
+            url: self.url.clone(),
+            token: self.key.mint(id),
+        }
+    }
+}
+
 /// The daemon's state, shared by every connection and the sweep.
 pub(super) struct Daemon<P> {
     pub provider: P,
@@ -49,6 +74,8 @@ pub(super) struct Daemon<P> {
     pub presence: Option<Presence>,
     /// What the hosted API offers a session at most.
     pub limits: Option<Limits>,
+    /// The gateway sessions reach their providers through, if any.
+    pub gateway: Option<Gateway>,
     /// Wakes the sweep loop: a new session brings a deadline that may come before its next
     /// sweep.
     pub new_deadline: Notify,
@@ -77,6 +104,7 @@ impl<P: Provider> Daemon<P> {
             creating: Mutex::new(HashSet::new()),
             presence: None,
             limits: None,
+            gateway: None,
             auth,
             new_deadline: Notify::new(),
             extending: tokio::sync::Mutex::new(()),

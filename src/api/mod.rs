@@ -62,11 +62,11 @@ pub async fn run(
             if login.is_none() {
                 tracing::warn!("no identity provider (CATTY_OIDC_ISSUER): nobody can log in");
             }
-            let billing = hosted
-                .billing
-                .clone()
-                .map(|config| Box::new(billing::Billing::new(config, hosted.gateway_key.clone())));
-            match (&billing, &hosted.gateway_key) {
+            // The gateway key signs the 402's upgrade links; billing verifies them with it.
+            let gateway_key = config.gateway.as_ref().map(|g| g.gateway_key.clone());
+            let billing = (hosted.billing.clone())
+                .map(|config| Box::new(billing::Billing::new(config, gateway_key.clone())));
+            match (&billing, &gateway_key) {
                 (None, _) => tracing::info!("no Stripe settings (CATTY_STRIPE_*): billing is off"),
                 (Some(_), None) => {
                     tracing::warn!("no CATTY_GATEWAY_KEY: the gateway's upgrade links are refused")
@@ -87,6 +87,7 @@ pub async fn run(
         }
     };
     let limits = config.hosted.as_ref().map(|h| h.limits.clone());
+    let gateway = config.gateway.as_ref().map(daemon::Gateway::new);
     let mode = if config.hosted.is_some() {
         "hosted"
     } else {
@@ -100,6 +101,7 @@ pub async fn run(
             let mut daemon = Daemon::new(fly, store, auth, max);
             daemon.presence = presence;
             daemon.limits = limits.clone();
+            daemon.gateway = gateway;
             serve(daemon, listener, shutdown).await
         }
         (ProviderKind::Fly, None) => bail!("the fly provider has no configuration"),
@@ -109,11 +111,13 @@ pub async fn run(
                 exe: config.exe.clone(),
                 sandbox: config.sandbox,
                 session_env: config.session_env.clone(),
+                gateway_url: config.gateway.as_ref().map(|g| g.url.clone()),
             })
             .await?;
             let mut daemon = Daemon::new(local, store, auth, max);
             daemon.presence = presence;
             daemon.limits = limits.clone();
+            daemon.gateway = gateway;
             serve(daemon, listener, shutdown).await
         }
     }

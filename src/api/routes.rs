@@ -30,8 +30,8 @@ use crate::net::http::{self, Body};
 use crate::protocol::HEALTHZ_PATH;
 use crate::protocol::api::{
     AUTH_DEVICE_PATH, AUTH_LOGOUT_PATH, AUTH_TOKEN_PATH, AUTH_WHOAMI_PATH, BILLING_CANCEL_PATH,
-    BILLING_CHECKOUT_PATH, BILLING_SUCCESS_PATH, BILLING_WEBHOOK_PATH, DAEMON_PID_HEADER,
-    DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER, USAGE_PATH,
+    BILLING_CHECKOUT_PATH, BILLING_SUCCESS_PATH, BILLING_WEBHOOK_PATH, DAEMON_GATEWAY_HEADER,
+    DAEMON_PID_HEADER, DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER, USAGE_PATH,
 };
 use crate::upgrade_link::UPGRADE_PATH;
 
@@ -76,7 +76,7 @@ async fn answer<P: Provider>(
     let answer = match &daemon.auth {
         Auth::Local(token) => match check_browser(&req) {
             Err(e) => Err(e),
-            Ok(()) if req.uri().path() == HEALTHZ_PATH => healthz::<P>(&req),
+            Ok(()) if req.uri().path() == HEALTHZ_PATH => healthz(daemon, &req),
             Ok(()) if !http::bearer_matches(&req, token) => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -116,7 +116,7 @@ async fn hosted<P: Provider>(
 ) -> Result<Response<Body>, ApiError> {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     match (&method, path.as_str()) {
-        (_, HEALTHZ_PATH) => return healthz::<P>(&req),
+        (_, HEALTHZ_PATH) => return healthz(daemon, &req),
         (&Method::POST, BILLING_WEBHOOK_PATH) => {
             let billing = billing::configured(billing)?;
             let (parts, body) = req.into_parts();
@@ -188,17 +188,24 @@ fn ok<T: Serialize>(value: T) -> Result<Response<Body>, ApiError> {
     Ok(http::json(StatusCode::OK, &value))
 }
 
-/// `200 ok` with who answers: this build, its provider and its pid (protocol::api).
-fn healthz<P: Provider>(req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+/// `200 ok` with who answers: this build, its provider and its pid, and whether it has a
+/// gateway (protocol::api).
+fn healthz<P: Provider>(
+    daemon: &Daemon<P>,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     match *req.method() {
         Method::GET => {
             let mut resp = http::text("ok");
             let pid = std::process::id().to_string();
+            let gateway = daemon.gateway.as_ref().map(|_| "on");
             let said = [
-                (DAEMON_VERSION_HEADER, crate::version::this_build()),
-                (DAEMON_PROVIDER_HEADER, P::NAME),
-                (DAEMON_PID_HEADER, &pid),
+                (DAEMON_VERSION_HEADER, Some(crate::version::this_build())),
+                (DAEMON_PROVIDER_HEADER, Some(P::NAME)),
+                (DAEMON_PID_HEADER, Some(pid.as_str())),
+                (DAEMON_GATEWAY_HEADER, gateway),
             ];
+            let said = said.into_iter().filter_map(|(k, v)| Some((k, v?)));
             for (name, value) in said {
                 if let Ok(value) = hyper::header::HeaderValue::from_str(value) {
                     resp.headers_mut().insert(name, value);

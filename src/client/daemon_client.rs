@@ -20,7 +20,8 @@ use crate::config::ClientConfig;
 use crate::net::TlsRoots;
 use crate::protocol::HEALTHZ_PATH;
 use crate::protocol::api::{
-    DAEMON_PID_HEADER, DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER, ErrorBody,
+    DAEMON_GATEWAY_HEADER, DAEMON_PID_HEADER, DAEMON_PROVIDER_HEADER, DAEMON_VERSION_HEADER,
+    ErrorBody,
 };
 
 /// How long a freshly started daemon may take to answer.
@@ -33,6 +34,9 @@ pub(super) struct DaemonClient {
     endpoint: Endpoint,
     /// Empty for the login's public endpoints.
     token: String,
+    /// Whether a create may bring the agent's credentials: not to a hosted API, nor to a
+    /// daemon whose sessions go through a gateway (its `/healthz` says so).
+    pub takes_credentials: bool,
 }
 
 enum Endpoint {
@@ -96,13 +100,16 @@ impl DaemonClient {
                 .ok_or_else(|| anyhow!("not logged in to {}: run catty login", hosted.url))?;
             return Ok(DaemonClient::hosted(&hosted.url, &token));
         }
-        match health(config.api_addr).await {
+        let found = match health(config.api_addr).await {
             None => start(config).await?,
             Some(found) if found.version.as_deref() != Some(crate::version::this_build()) => {
                 restart(config, &found).await?
             }
-            Some(found) => found.check_provider(config)?,
-        }
+            Some(found) => {
+                found.check_provider(config)?;
+                found
+            }
+        };
         let token_file = config.state_dir.join("api.token");
         let token = std::fs::read_to_string(&token_file).with_context(|| {
             format!(
@@ -116,6 +123,7 @@ impl DaemonClient {
                 state_dir: config.state_dir.clone(),
             },
             token: token.trim().to_string(),
+            takes_credentials: !found.gateway,
         })
     }
 
@@ -125,7 +133,7 @@ impl DaemonClient {
         if let Some(hosted) = &config.hosted {
             return Some(DaemonClient::hosted(&hosted.url, hosted.token.as_deref()?));
         }
-        health(config.api_addr).await?;
+        let found = health(config.api_addr).await?;
         let token = std::fs::read_to_string(config.state_dir.join("api.token")).ok()?;
         Some(DaemonClient {
             endpoint: Endpoint::Local {
@@ -133,6 +141,7 @@ impl DaemonClient {
                 state_dir: config.state_dir.clone(),
             },
             token: token.trim().to_string(),
+            takes_credentials: !found.gateway,
         })
     }
 
@@ -148,6 +157,7 @@ impl DaemonClient {
                 roots,
             },
             token: token.to_string(),
+            takes_credentials: false,
         }
     }
 
@@ -251,11 +261,13 @@ async fn send(
     }
 }
 
-/// Who answers `/healthz` on the daemon's address (protocol::api): its build, provider, pid.
+/// Who answers `/healthz` on the daemon's address (protocol::api): its build, provider, pid,
+/// and whether its sessions go through a gateway.
 struct Health {
     version: Option<String>,
     provider: Option<String>,
     pid: Option<i32>,
+    gateway: bool,
 }
 
 async fn health(addr: SocketAddr) -> Option<Health> {
@@ -271,6 +283,7 @@ async fn health(addr: SocketAddr) -> Option<Health> {
         version: said(DAEMON_VERSION_HEADER),
         provider: said(DAEMON_PROVIDER_HEADER),
         pid: said(DAEMON_PID_HEADER).and_then(|p| p.parse().ok()),
+        gateway: said(DAEMON_GATEWAY_HEADER).is_some(),
     })
 }
 
@@ -309,7 +322,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Replaces a daemon of another build with this one's: SIGTERM (it drains and exits; its
 /// sessions keep running and the new daemon adopts them), then a start. One line says so.
-async fn restart(config: &ClientConfig, found: &Health) -> anyhow::Result<()> {
+async fn restart(config: &ClientConfig, found: &Health) -> anyhow::Result<Health> {
     let addr = config.api_addr;
     let theirs = found.version.as_deref().unwrap_or("an older catty");
     if crate::version::is_newer(theirs, crate::version::this_build()) {
@@ -363,9 +376,9 @@ fn exited(pid: i32) -> bool {
 }
 
 /// Starts `catty api` detached from this terminal, logging to the state directory, and waits
-/// until it answers. When it cannot, the error carries the last line it logged (its cause:
-/// "address already in use"), not only where the log is.
-async fn start(config: &ClientConfig) -> anyhow::Result<()> {
+/// until it answers (what it says then). When it cannot, the error carries the last line it
+/// logged (its cause: "address already in use"), not only where the log is.
+async fn start(config: &ClientConfig) -> anyhow::Result<Health> {
     std::fs::create_dir_all(&config.state_dir).with_context(|| {
         format!(
             "cannot create the state directory {}",
@@ -401,8 +414,8 @@ async fn start(config: &ClientConfig) -> anyhow::Result<()> {
         anyhow!("{what}{cause} (its log: {})", log.display())
     };
     while Instant::now() < deadline {
-        if health(config.api_addr).await.is_some() {
-            return Ok(());
+        if let Some(found) = health(config.api_addr).await {
+            return Ok(found);
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(failed(format!(

@@ -60,10 +60,14 @@ pub async fn new(config: &ClientConfig, options: NewOptions) -> anyhow::Result<i
     let history = workspace.as_ref().map(|_| upload::History::start(&cwd));
     let remembering = sync::Remembering::start(&cwd, workspace.as_ref());
     let mut daemon = DaemonClient::ensure(config).await?;
-    if let Some(note) = credential_note(&options.create, &options.unused_credentials) {
+    let mut request = options.create;
+    if !daemon.takes_credentials {
+        // Sessions go through the gateway: no key of the user's leaves this computer.
+        request.credentials = Default::default();
+    } else if let Some(note) = credential_note(&request, &options.unused_credentials) {
         say!("catty: {note}");
     }
-    let created = create(config, &mut daemon, &options.create).await?;
+    let created = create(config, &mut daemon, &request).await?;
     let label = created.label.clone();
     say!("catty: session {label} (reattach with: catty connect {label})");
     let (state_dir, id) = (&config.state_dir, &created.session_id);

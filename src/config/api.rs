@@ -1,12 +1,14 @@
 //! `catty api`'s configuration: where to listen, the state directory, the provider (local,
-//! with or without the sandbox, or Fly.io) and the few variables local sessions inherit. No
-//! credential: those come with each request (protocol::api).
+//! with or without the sandbox, or Fly.io), the few variables local sessions inherit, and the
+//! gateway sessions go through when there is one. No provider credential: those come with each
+//! request (protocol::api), or, with a gateway, never reach a session at all.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::{api_addr, current_exe, state_dir};
+use super::session_gateway::SessionGateway;
 use super::{Allowances, BillingConfig, Env, FlyConfig, Logging, UsageError, parse_duration};
 use crate::cli::ApiArgs;
 
@@ -39,6 +41,8 @@ pub struct ApiConfig {
     pub fly: Option<FlyConfig>,
     /// Set in hosted mode (`--database-url`): many users, many instances, one database.
     pub hosted: Option<HostedConfig>,
+    /// Set when sessions reach their providers through a gateway (hosted or not).
+    pub gateway: Option<SessionGateway>,
     pub log: Logging,
 }
 
@@ -57,8 +61,6 @@ pub struct HostedConfig {
     pub oidc: Option<OidcConfig>,
     /// Stripe (`CATTY_STRIPE_*`, `CATTY_PUBLIC_URL`); without it billing's routes answer 404.
     pub billing: Option<BillingConfig>,
-    /// `CATTY_GATEWAY_KEY`: verifies the upgrade links the gateway's 402 carries.
-    pub gateway_key: Option<Vec<u8>>,
     /// Each plan's monthly budget, shown by `GET /v1/usage` (`config/plans.rs`).
     pub allowances: Allowances,
 }
@@ -118,10 +120,6 @@ impl std::fmt::Debug for HostedConfig {
             .field("limits", &self.limits)
             .field("oidc", &self.oidc)
             .field("billing", &self.billing)
-            .field(
-                "gateway_key",
-                &self.gateway_key.as_ref().map(|_| "<secret>"),
-            )
             .field("allowances", &self.allowances)
             .finish()
     }
@@ -196,7 +194,6 @@ impl HostedConfig {
             limits: Limits::new(env)?,
             oidc: OidcConfig::new(env)?,
             billing: BillingConfig::new(env)?,
-            gateway_key: super::billing::gateway_key(env)?,
             allowances: Allowances::new(env)?,
         }))
     }
@@ -237,6 +234,7 @@ impl ApiConfig {
                 ProviderKind::Local => None,
             },
             hosted,
+            gateway: SessionGateway::new(env)?,
             log: Logging::new(env),
         })
     }
@@ -417,6 +415,27 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+    }
+
+    #[test]
+    fn no_provider_key_variable_can_reach_a_local_session() {
+        let keys = [
+            "ANTHROPIC_",
+            "OPENAI_",
+            "GEMINI_",
+            "GOOGLE_",
+            "CLAUDE_CODE_",
+            "CODEX_",
+        ];
+        let keys = keys
+            .iter()
+            .chain(&["CATTY_LLM_", "CATTY_GATEWAY_", "CATTY_CODEX_"]);
+        for prefix in keys {
+            assert!(
+                SESSION_VARS.iter().all(|name| !name.starts_with(prefix)),
+                "{prefix}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! error. `Debug` shows no secret.
 
 use super::{Env, UsageError, api_url};
-use crate::llm_token::MIN_KEY_LEN;
 
 /// Stripe's API unless `CATTY_STRIPE_API_URL` names another (tests: a local fake).
 pub const DEFAULT_STRIPE_API_URL: &str = "https://api.stripe.com";
@@ -78,19 +77,6 @@ impl BillingConfig {
     }
 }
 
-/// `CATTY_GATEWAY_KEY`: the secret the gateway signs upgrade links (and session tokens)
-/// with; the API verifies upgrade links with it. At least [`MIN_KEY_LEN`] bytes.
-pub(super) fn gateway_key(env: &Env) -> Result<Option<Vec<u8>>, UsageError> {
-    match env.non_empty("CATTY_GATEWAY_KEY") {
-        None => Ok(None),
-        Some(key) if key.len() >= MIN_KEY_LEN => Ok(Some(key.into_bytes())),
-        Some(key) => Err(UsageError(format!(
-            "CATTY_GATEWAY_KEY is {} characters; it needs at least {MIN_KEY_LEN}",
-            key.len()
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,14 +106,5 @@ mod tests {
         let mut plain = ALL.to_vec();
         plain.push(("CATTY_STRIPE_API_URL", "http://stripe.example.com"));
         assert!(BillingConfig::new(&Env::from_pairs(&plain)).is_err());
-    }
-
-    #[test]
-    fn a_short_gateway_key_is_refused() {
-        let short = Env::from_pairs(&[("CATTY_GATEWAY_KEY", "short")]);
-        assert!(gateway_key(&short).is_err());
-        let key = "k".repeat(32);
-        let good = Env::from_pairs(&[("CATTY_GATEWAY_KEY", key.as_str())]);
-        assert_eq!(gateway_key(&good).unwrap(), Some(key.into_bytes()));
     }
 }

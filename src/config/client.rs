@@ -137,7 +137,9 @@ pub struct NewOptions {
 impl NewOptions {
     /// The request from the flags and `env`, and the directory the session starts from. A
     /// directory or a login file that cannot be read is a failure (exit 1), not a usage error.
-    pub fn new(args: NewArgs, env: &Env) -> anyhow::Result<Self> {
+    /// A `hosted` API meters agents through its gateway and takes no credentials: none are
+    /// read, none sent.
+    pub fn new(args: NewArgs, env: &Env, hosted: bool) -> anyhow::Result<Self> {
         let agent = match args.agent {
             Some(name) => Agent::parse(&name).ok_or_else(|| {
                 UsageError(format!("--agent {name:?} is unknown ({})", Agent::CHOICES))
@@ -150,7 +152,10 @@ impl NewOptions {
         };
         let ttl_sec = args.ttl.as_deref().map(ttl).transpose()?;
         let cmd = (!args.command.is_empty()).then_some(args.command);
-        let found = credentials(agent, env)?;
+        let found = match hosted {
+            true => Credentials::default(),
+            false => credentials(agent, env)?,
+        };
         let mut set = (agent.credential_vars().iter().copied()).filter(|n| found.contains(n));
         let credentials = set
             .next()
@@ -360,7 +365,7 @@ mod tests {
                 ttl: None,
                 command: command.iter().map(|c| c.to_string()).collect(),
             };
-            NewOptions::new(args, &Env::default()).map(|o| o.create.agent.as_str())
+            NewOptions::new(args, &Env::default(), false).map(|o| o.create.agent.as_str())
         };
         assert_eq!(agent(None, &[]).unwrap(), "claude");
         assert_eq!(agent(None, &["claude", "--resume"]).unwrap(), "claude");
@@ -375,7 +380,8 @@ mod tests {
     fn no_sync_turns_live_sync_off() {
         use argh::FromArgs;
         let options = |args: &[&str]| {
-            NewOptions::new(NewArgs::from_args(&["new"], args).unwrap(), &Env::default())
+            let args = NewArgs::from_args(&["new"], args).unwrap();
+            NewOptions::new(args, &Env::default(), false)
         };
         assert!(options(&[]).unwrap().sync);
         assert!(!options(&["--no-sync"]).unwrap().sync);
@@ -415,9 +421,28 @@ mod tests {
             ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-b"),
         ]);
         let args: NewArgs = argh::FromArgs::from_args(&["new"], &[]).unwrap();
-        let options = NewOptions::new(args, &env).unwrap();
+        let options = NewOptions::new(args, &env, false).unwrap();
         assert_eq!(names(&options.create.credentials), ["ANTHROPIC_API_KEY"]);
         assert_eq!(options.unused_credentials, ["CLAUDE_CODE_OAUTH_TOKEN"]);
+    }
+
+    #[test]
+    fn a_hosted_api_is_sent_no_credential() {
+        let home = tempfile::tempdir().unwrap();
+        // Unreadable: a hosted create must not even look at the Codex login.
+        std::fs::create_dir_all(home.path().join(".codex/auth.json")).unwrap();
+        let env = Env::from_pairs(&[
+            ("HOME", home.path().to_str().unwrap()),
+            ("ANTHROPIC_API_KEY", "sk-ant-a"),
+            ("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-b"),
+            ("OPENAI_API_KEY", "sk-proj-c"),
+        ]);
+        for agent in ["claude", "codex"] {
+            let args: NewArgs = argh::FromArgs::from_args(&["new"], &["--agent", agent]).unwrap();
+            let options = NewOptions::new(args, &env, true).unwrap();
+            assert!(options.create.credentials.is_empty(), "{agent}");
+            assert!(options.unused_credentials.is_empty(), "{agent}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod logging;
 mod login_file;
 mod parse;
 mod plans;
+mod session_gateway;
 
 pub use api::{ApiConfig, HostedConfig, Limits, OidcConfig, ProviderKind};
 pub use billing::{BillingConfig, DEFAULT_STRIPE_API_URL};
@@ -24,6 +25,7 @@ pub use logging::Logging;
 pub use login_file::{LoginFile, api_url};
 pub use parse::{DEFAULT_API_ADDR, parse_duration};
 pub use plans::Allowances;
+pub use session_gateway::SessionGateway;
 
 /// A configuration problem: the user's input is wrong (exit code 2).
 #[derive(Debug)]

@@ -6,6 +6,7 @@
 mod claude;
 mod codex;
 mod files;
+mod gateway;
 mod gemini;
 mod toml;
 
@@ -117,10 +118,12 @@ fn interpreter(script: &Path) -> Option<String> {
     (!Path::new(path).exists()).then(|| path.to_string())
 }
 
-/// Writes the agent's configuration and adds its environment variables (never replacing a
-/// variable that is already set). Blocking file work runs off the async threads. Codex's
-/// login is for its file only: the program never sees `CATTY_CODEX_AUTH`, written or not.
+/// Points the agent at catty's gateway when the session has one (`gateway.rs`), writes the
+/// agent's configuration and adds its environment variables (never replacing a variable that
+/// is already set). Blocking file work runs off the async threads. Codex's login is for its
+/// file only: the program never sees `CATTY_CODEX_AUTH`, written or not.
 pub(super) async fn prepare(command: &mut Command) -> anyhow::Result<()> {
+    gateway::apply(command.agent, &mut command.env);
     let (agent, argv, cwd, env) = (
         command.agent,
         command.argv.clone(),

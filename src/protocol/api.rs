@@ -38,6 +38,15 @@
 //! [`CODEX_AUTH_VAR`]), the one the agent would use. The daemon refuses (`400`) any other variable, an empty value, a NUL
 //! and a value over [`CREDENTIAL_LIMIT_BYTES`]; it hands them to the session's runtime as
 //! environment variables and keeps them nowhere (not in its store, not in its logs).
+//!
+//! A daemon with a gateway (`CATTY_GATEWAY_URL`, the hosted API's always) takes no credentials
+//! at all: it refuses a request that brings any ([`NO_CREDENTIALS_WITH_GATEWAY`], `400`), and
+//! a client sends none to a hosted API, nor to a daemon whose `/healthz` has
+//! [`DAEMON_GATEWAY_HEADER`]. Each session's runtime gets the gateway's URL
+//! ([`LLM_URL_VAR`]) and a token bound to that session ([`LLM_TOKEN_VAR`], `crate::llm_token`)
+//! instead, and points each agent at the gateway's route for its provider
+//! ([`GATEWAY_ANTHROPIC_ROUTE`], [`GATEWAY_OPENAI_ROUTE`], [`GATEWAY_GEMINI_ROUTE`]), which
+//! puts the provider's key in place of the token. No provider key enters a machine.
 
 use std::collections::BTreeMap;
 
@@ -172,6 +181,34 @@ impl From<Agent> for &'static str {
 /// own `$CODEX_HOME` and takes it out of the program's environment.
 pub const CODEX_AUTH_VAR: &str = "CATTY_CODEX_AUTH";
 
+/// The gateway's URL as the session's machine reaches it (`http://catty-gateway.flycast` on
+/// Fly.io, `http://127.0.0.1:PORT` for a gateway beside a local daemon), in the runtime's
+/// environment. The runtime turns it into each agent's own base-URL setting.
+pub const LLM_URL_VAR: &str = "CATTY_LLM_URL";
+
+/// The session's gateway token (`cst_<session id>.<MAC>`), in the runtime's environment beside
+/// [`LLM_URL_VAR`]: what the agent shows the gateway where it would show a provider key. It
+/// is good for this session only and only while it is live, so it may stay in the agent's
+/// environment.
+pub const LLM_TOKEN_VAR: &str = "CATTY_LLM_TOKEN";
+
+/// The gateway's route for Anthropic's API: Claude Code's `ANTHROPIC_BASE_URL` is
+/// `$CATTY_LLM_URL/anthropic`, so its `POST /v1/messages?beta=true` arrives as
+/// `/anthropic/v1/messages?beta=true` with `Authorization: Bearer <token>`.
+pub const GATEWAY_ANTHROPIC_ROUTE: &str = "/anthropic";
+/// The gateway's route for OpenAI's API: Codex's provider `base_url` is
+/// `$CATTY_LLM_URL/openai/v1`, so its requests arrive as `/openai/v1/responses` with
+/// `Authorization: Bearer <token>`.
+pub const GATEWAY_OPENAI_ROUTE: &str = "/openai";
+/// The gateway's route for Gemini's API: Gemini CLI's `GOOGLE_GEMINI_BASE_URL` is
+/// `$CATTY_LLM_URL/gemini`, so its requests arrive as
+/// `/gemini/v1beta/models/<model>:streamGenerateContent?alt=sse` with `x-goog-api-key: <token>`.
+pub const GATEWAY_GEMINI_ROUTE: &str = "/gemini";
+
+/// Why a daemon with a gateway refuses a request that brings credentials (`400`).
+pub const NO_CREDENTIALS_WITH_GATEWAY: &str =
+    "this API meters agents through its gateway; it takes no provider credentials";
+
 /// The most one credential may hold: API keys are ~100 bytes, OAuth tokens a few hundred, a
 /// Codex `auth.json` (three JWTs) a few KiB.
 pub const CREDENTIAL_LIMIT_BYTES: usize = 64 * 1024;
@@ -228,6 +265,9 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Credentials {
 pub const DAEMON_VERSION_HEADER: &str = "x-catty-version";
 /// The daemon's provider (`local` or `fly`) in its `/healthz` answer.
 pub const DAEMON_PROVIDER_HEADER: &str = "x-catty-provider";
+/// In the daemon's `/healthz` answer (`on`) when its sessions go through a gateway: a client
+/// then sends no credentials ([`NO_CREDENTIALS_WITH_GATEWAY`]).
+pub const DAEMON_GATEWAY_HEADER: &str = "x-catty-gateway";
 /// The daemon's process id in its `/healthz` answer: a client stops it with SIGTERM (it
 /// drains and exits; its sessions keep running).
 pub const DAEMON_PID_HEADER: &str = "x-catty-pid";

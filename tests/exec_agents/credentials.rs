@@ -5,19 +5,16 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
+use super::mock_api::{MockApi, Reply};
 use super::screens::{self, Verdict};
 use super::session::AgentSession;
 use super::{
     assert_dialog_without_profile, assert_verdict, installed, random_chars, read_json, session_path,
 };
-use crate::common::{Client, DEADLINE, sized};
+use crate::common::{Client, sized};
 
 /// What `claude setup-token` prints for a Pro/Max subscription: `sk-ant-oat01-…`.
 fn oauth_token() -> String {
@@ -55,8 +52,10 @@ async fn claude_with_a_key_and_a_subscription_token_uses_the_key() {
             format!("sk-ant-api03-{}AA", random_chars(92)),
             oauth_token(),
         );
-        let mut api = FakeAnthropic::start().await;
-        let base_url = format!("http://{}", api.addr);
+        let error = json!({"type": "error",
+            "error": {"type": "invalid_request_error", "message": "stand-in"}});
+        let mut api = MockApi::always(Reply::bad_request(error)).await;
+        let base_url = api.url();
         let path = session_path(&claude.dir);
         let env = [
             ("CATTY_AGENT", "claude"),
@@ -76,7 +75,7 @@ async fn claude_with_a_key_and_a_subscription_token_uses_the_key() {
         typist.send(b"hello").await;
         typist.read_until_contains("hello").await;
         typist.send(b"\r").await;
-        let request = api.next_message().await;
+        let request = api.next("POST /v1/messages").await;
         report!("{what}: x-api-key {}", request.api_key.is_some());
         assert_eq!(
             request.api_key.as_deref(),
@@ -189,99 +188,4 @@ fn rfc3339_now() -> String {
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-/// The credential headers of one request that reached the stand-in.
-#[derive(Debug)]
-struct Seen {
-    target: String,
-    api_key: Option<String>,
-    authorization: Option<String>,
-}
-
-/// A stand-in for Anthropic's API on loopback: records each request's credential headers and
-/// answers every one with a 400 error, so Claude Code shows "API Error" and waits.
-struct FakeAnthropic {
-    addr: std::net::SocketAddr,
-    seen: mpsc::UnboundedReceiver<Seen>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FakeAnthropic {
-    async fn start() -> FakeAnthropic {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, seen) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, tx.clone()));
-            }
-        });
-        FakeAnthropic { addr, seen, task }
-    }
-
-    /// The next `POST /v1/messages…`.
-    async fn next_message(&mut self) -> Seen {
-        let wait = tokio::time::timeout(DEADLINE + Duration::from_secs(30), async {
-            loop {
-                let seen = self.seen.recv().await.expect("the stand-in runs");
-                if seen.target.starts_with("POST /v1/messages") {
-                    return seen;
-                }
-            }
-        });
-        wait.await
-            .expect("Claude Code sent the prompt to the stand-in")
-    }
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn answer(mut stream: tokio::net::TcpStream, tx: mpsc::UnboundedSender<Seen>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.lines();
-    let target = lines.next().unwrap_or_default().to_string();
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    };
-    let length: usize = header("content-length")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf.len() - head_end - 4;
-    while body < length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body += n,
-        }
-    }
-    let _ = tx.send(Seen {
-        target,
-        api_key: header("x-api-key"),
-        authorization: header("authorization"),
-    });
-    let error = r#"{"type":"error","error":{"type":"invalid_request_error","message":"stand-in"}}"#;
-    let reply = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         connection: close\r\n\r\n{error}",
-        error.len()
-    );
-    let _ = stream.write_all(reply.as_bytes()).await;
 }

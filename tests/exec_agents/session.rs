@@ -26,6 +26,8 @@ pub struct AgentSession {
     pub runtime: Runtime,
     pub home: tempfile::TempDir,
     events: mpsc::UnboundedReceiver<Event>,
+    /// The screen so far, kept from one [`AgentSession::settle`] to the next.
+    parser: vt100::Parser,
 }
 
 enum Event {
@@ -79,18 +81,19 @@ impl AgentSession {
         let (tx, events) = mpsc::unbounded_channel();
         // The reader owns the client: read_frame must never be cancelled mid-frame.
         tokio::spawn(read_events(client, tx));
+        let nonzero = |n| std::num::NonZeroU16::new(n).unwrap();
         AgentSession {
             runtime,
             home,
             events,
+            parser: vt100::Parser::new(nonzero(SCREEN.1), nonzero(SCREEN.0), 0),
         }
     }
 
-    /// Watches the screen until one verdict held for [`STABLE_FOR`], the program exited, or
-    /// the deadline passed. Returns the verdict and the screen it was taken from.
+    /// Watches the screen (from where the last call left it) until one verdict held for
+    /// [`STABLE_FOR`], the program exited, or the deadline passed. Returns the verdict and the screen it was taken from.
     pub async fn settle(&mut self, classify: Classify) -> (Verdict, String) {
-        let nonzero = |n| std::num::NonZeroU16::new(n).unwrap();
-        let mut parser = vt100::Parser::new(nonzero(SCREEN.1), nonzero(SCREEN.0), 0);
+        let parser = &mut self.parser;
         let mut tick = tokio::time::interval(LOOK_EVERY);
         let deadline = Instant::now() + AGENT_DEADLINE;
         let mut held: Option<(Verdict, Instant)> = None;

@@ -245,3 +245,35 @@ async fn images_come_from_the_registry() {
     .await;
     assert!(error(&never_pushed, 422).contains("manifest unknown"));
 }
+
+#[tokio::test]
+async fn a_provider_key_in_a_body_is_refused_and_remembered() {
+    let secret = "sk-ant-api03-the-gateways-own-key";
+    let fake = FakeFly::start(FakeFlyOptions {
+        secrets: vec![secret.into()],
+        no_key_vars: true,
+        ..FakeFlyOptions::default()
+    });
+    let path = machines_path(&fake);
+    let hidden = edit(
+        session_body("s"),
+        "/config/metadata/note",
+        Some(json!(secret)),
+    );
+    let named = edit(
+        session_body("s"),
+        "/config/env/OPENAI_API_KEY",
+        Some(json!("x")),
+    );
+    for (body, why) in [
+        (hidden, "carries provider key #0"),
+        (named, "puts OPENAI_API_KEY in a machine's env"),
+    ] {
+        let message = error(&call(&fake, "POST", &path, Some(body)).await, 400);
+        assert!(message.contains(why), "{message}");
+        assert!(!message.contains(secret));
+    }
+    assert!(fake.machines().is_empty(), "nothing was created");
+    assert_eq!(fake.take_leaks().len(), 2, "each fails the test");
+    create(&fake, session_body("s")).await;
+}

@@ -55,6 +55,8 @@ pub struct LocalOptions {
     pub sandbox: bool,
     /// The variables of the daemon's environment that sessions see.
     pub session_env: Vec<(String, String)>,
+    /// The gateway's URL, when sessions go through one (`CATTY_GATEWAY_URL`).
+    pub gateway_url: Option<String>,
 }
 
 pub struct Local {
@@ -78,8 +80,19 @@ impl Local {
     pub async fn new(options: LocalOptions) -> anyhow::Result<Local> {
         let sessions_dir = options.state_dir.join("sessions");
         private_dir::create(&sessions_dir)?;
+        let sandbox = Sandbox::detect(options.sandbox, &options.exe, &sessions_dir).await;
+        if let Some(url) = &options.gateway_url
+            && sandbox.own_network()
+            && is_loopback(url)
+        {
+            tracing::warn!(
+                "CATTY_GATEWAY_URL {url} is this computer's loopback, which sandboxed sessions \
+                 cannot reach (their network is their own): let the gateway listen on another \
+                 address of this computer and name that one"
+            );
+        }
         Ok(Local {
-            sandbox: Sandbox::detect(options.sandbox, &options.exe, &sessions_dir).await,
+            sandbox,
             sessions_dir,
             exe: options.exe,
             session_env: options.session_env,
@@ -176,8 +189,8 @@ impl Local {
     }
 
     /// The runtime's whole environment: ours that sessions may see, the `PATH` the launch
-    /// found the program on, catty's own, and the credential the request brought. `HOME` is
-    /// set where the private home is.
+    /// found the program on, catty's own, and the credential the request brought or the
+    /// gateway's URL and the session's token. `HOME` is set where the private home is.
     fn env(&self, spec: &MachineSpec, path: String) -> anyhow::Result<Vec<(String, String)>> {
         let mut env: Vec<_> = (self.session_env.iter())
             .filter(|(k, _)| k != "PATH")
@@ -192,6 +205,7 @@ impl Local {
             ("CATTY_RETAIN_SEC".into(), LOCAL_RETAIN_SEC.to_string()),
         ]);
         env.extend(spec.credentials.iter().map(|(k, v)| (k.into(), v.into())));
+        env.extend(spec.llm.iter().flat_map(|llm| llm.env()));
         if let Some(argv) = &spec.cmd {
             env.push(("CATTY_CMD".into(), serde_json::to_string(argv)?));
         }
@@ -499,5 +513,40 @@ async fn remove_dir(dir: &Path) -> anyhow::Result<()> {
             Err(e).with_context(|| format!("cannot remove {}", dir.display()))
         }
         _ => Ok(()),
+    }
+}
+
+/// Whether `url`'s host is a loopback name or address.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_gateways_are_recognised() {
+        for url in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:9/x",
+        ] {
+            assert!(super::is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://192.0.2.2:8080",
+            "http://catty-gateway.flycast",
+            "http://[fd00::2]",
+        ] {
+            assert!(!super::is_loopback(url), "{url}");
+        }
     }
 }

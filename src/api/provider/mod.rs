@@ -21,6 +21,7 @@ use crate::protocol::Agent;
 use crate::protocol::api::CreateSession;
 use crate::protocol::api::Credentials;
 use crate::protocol::api::Ttl;
+use crate::protocol::api::{LLM_TOKEN_VAR, LLM_URL_VAR};
 
 pub use fly::Fly;
 pub use local::{Local, LocalOptions};
@@ -44,8 +45,38 @@ pub struct MachineSpec {
     /// The `PATH` of the user's shell, where a local session finds its program.
     pub path: Option<String>,
     /// The agent's credentials from the request, checked by the daemon: they go into the
-    /// runtime's environment and nowhere else (a spec is never stored).
+    /// runtime's environment and nowhere else (a spec is never stored). Always empty with a
+    /// gateway.
     pub credentials: Credentials,
+    /// The gateway and this session's token for it, when the daemon has a gateway.
+    pub llm: Option<LlmAccess>,
+}
+
+/// How a session's agent reaches its provider: through the gateway at `url`, showing `token`
+/// (bound to the session) where it would show a key. The token is a secret: `Debug` hides it.
+#[derive(Clone)]
+pub struct LlmAccess {
+    pub url: String,
+    pub token: String,
+}
+
+impl LlmAccess {
+    /// The runtime's variables for it ([`LLM_URL_VAR`], [`LLM_TOKEN_VAR`]).
+    pub fn env(&self) -> [(String, String); 2] {
+        [
+            (LLM_URL_VAR.to_string(), self.url.clone()),
+            (LLM_TOKEN_VAR.to_string(), self.token.clone()),
+        ]
+    }
+}
+
+impl std::fmt::Debug for LlmAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmAccess")
+            .field("url", &self.url)
+            .field("token", &"<secret>")
+            .finish()
+    }
 }
 
 /// A machine that runs (or ran) one session's runtime. Kept in the session store as is.

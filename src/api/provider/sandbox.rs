@@ -144,6 +144,18 @@ impl Sandbox {
         matches!(self, Sandbox::Bwrap { .. })
     }
 
+    /// Whether sessions have a network of their own, where this computer's loopback is out of
+    /// reach.
+    pub(super) fn own_network(&self) -> bool {
+        matches!(
+            self,
+            Sandbox::Bwrap {
+                own_network: Some(_),
+                ..
+            }
+        )
+    }
+
     /// Starts `exe args…` for one session, inside the sandbox when it is on, in a session of
     /// its own (the daemon's Ctrl-C or exit must not reach it), with exactly the environment
     /// `env` and the listening socket `listener` inherited at its own number. Returns once

@@ -3,7 +3,8 @@
 //! off (reference/agents.md §3–4). `~/.claude.json` and `~/.claude/settings.json` are merged.
 //! A subscription token (`CLAUDE_CODE_OAUTH_TOKEN`) needs nothing more: with onboarding done
 //! it is used with no login or approval dialog. With both, Claude Code uses the approved key
-//! (`Agent::credential_vars`) and shows a banner, not a dialog, saying both are set.
+//! (`Agent::credential_vars`) and shows a banner, not a dialog, saying both are set. Through
+//! catty's gateway (`gateway.rs`) it has a bearer token and no key: nothing to approve.
 
 use std::path::PathBuf;
 

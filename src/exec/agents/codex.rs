@@ -2,6 +2,8 @@
 //! in whole) or else the API key (`auth.json` as `codex login --with-api-key` writes it; Codex
 //! does not use `OPENAI_API_KEY` from the environment by itself), the workspace trusted and the
 //! update check off in `config.toml` (reference/agents.md §7). `config.toml` is merged.
+//! With catty's gateway, no login at all: `config.toml` chooses a `catty` model provider that
+//! is the gateway (`gateway.rs`).
 //!
 //! The login is a copy: when Codex refreshes its tokens in the session, the new ones stay in
 //! the session's `auth.json` and never flow back to the user's computer (nothing of the
@@ -13,8 +15,9 @@ use anyhow::bail;
 use serde_json::Value;
 
 use super::files::{self, Object};
+use super::gateway::Gateway;
 use super::{ChildEnv, toml};
-use crate::protocol::api::CODEX_AUTH_VAR;
+use crate::protocol::api::{CODEX_AUTH_VAR, LLM_TOKEN_VAR};
 
 pub(super) fn prepare(env: &ChildEnv, workspace: &str) -> anyhow::Result<Vec<(String, String)>> {
     let home = match env.get("CODEX_HOME") {
@@ -22,9 +25,18 @@ pub(super) fn prepare(env: &ChildEnv, workspace: &str) -> anyhow::Result<Vec<(St
         None => env.home()?.join(".codex"),
     };
     // Trust first: a login that cannot be written still leaves that done.
+    let gateway = Gateway::of(env);
     files::edit_text(&home.join("config.toml"), |text| {
-        toml::trust_project(text, workspace)
+        let trusted = toml::trust_project(text, workspace)?;
+        match &gateway {
+            Some(gateway) => toml::use_provider(&trusted, PROVIDER, &provider(gateway)),
+            None => Ok(trusted),
+        }
     })?;
+    if gateway.is_some() {
+        // The provider needs no login, and there is no key to log in with.
+        return Ok(Vec::new());
+    }
     if let Some(login) = env.get(CODEX_AUTH_VAR) {
         write_login(&home.join("auth.json"), login)?;
     } else if let Some(key) = env
@@ -38,6 +50,22 @@ pub(super) fn prepare(env: &ChildEnv, workspace: &str) -> anyhow::Result<Vec<(St
         })?;
     }
     Ok(Vec::new())
+}
+
+/// The model provider that is catty's gateway, by its id in `config.toml`.
+const PROVIDER: &str = "catty";
+
+/// `[model_providers.catty]`: OpenAI's Responses API at the gateway, the session's token as
+/// the bearer (read from the environment at each request), and no OpenAI login, so no login
+/// screen (verified with Codex 0.169.0: tests/exec_agents/gateway.rs).
+fn provider(gateway: &Gateway) -> Vec<(&'static str, String)> {
+    vec![
+        ("name", toml::quote("catty")),
+        ("base_url", toml::quote(&gateway.openai_v1())),
+        ("env_key", toml::quote(LLM_TOKEN_VAR)),
+        ("wire_api", toml::quote("responses")),
+        ("requires_openai_auth", "false".into()),
+    ]
 }
 
 /// The user's `auth.json` as it is, once it is known to be a JSON object (Codex would not
@@ -84,6 +112,26 @@ mod tests {
             std::fs::read_to_string(home.path().join(".codex/config.toml")).unwrap(),
             "check_for_update_on_startup = false\n\n[projects.\"/workspace\"]\n\
              trust_level = \"trusted\"\n"
+        );
+    }
+
+    #[test]
+    fn with_the_gateway_codex_uses_the_catty_provider_and_no_login() {
+        let home = tempfile::tempdir().unwrap();
+        let env = [
+            ("HOME".to_string(), home.path().display().to_string()),
+            ("CATTY_LLM_URL".to_string(), "http://gw:8080".to_string()),
+            ("CATTY_LLM_TOKEN".to_string(), "cst_s-1.ab".to_string()),
+        ];
+        assert!(prepare(&ChildEnv(&env), "/workspace").unwrap().is_empty());
+        assert!(!home.path().join(".codex/auth.json").exists());
+        assert_eq!(
+            std::fs::read_to_string(home.path().join(".codex/config.toml")).unwrap(),
+            "model_provider = \"catty\"\ncheck_for_update_on_startup = false\n\n\
+             [projects.\"/workspace\"]\ntrust_level = \"trusted\"\n\n\
+             [model_providers.catty]\nname = \"catty\"\n\
+             base_url = \"http://gw:8080/openai/v1\"\nenv_key = \"CATTY_LLM_TOKEN\"\n\
+             wire_api = \"responses\"\nrequires_openai_auth = false\n"
         );
     }
 

@@ -1,6 +1,7 @@
 //! Gemini CLI: the workspace trusted (`trustedFolders.json`) and, with `GEMINI_API_KEY`, the
 //! API key chosen as the way to sign in (`settings.json`), so neither the trust question nor
-//! the auth picker appears (reference/agents.md §8). Both files are merged.
+//! the auth picker appears (reference/agents.md §8). Both files are merged. With catty's
+//! gateway the key is the session's token and the base URL the gateway's (`gateway.rs`).
 
 use std::path::PathBuf;
 

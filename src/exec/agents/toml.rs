@@ -1,4 +1,5 @@
-//! Just enough TOML to trust a project in Codex's `config.toml` without rewriting the file:
+//! Just enough TOML to trust a project and choose a model provider in Codex's `config.toml`
+//! without rewriting the file:
 //! table headers and keys are recognised line by line (skipping multi-line strings and
 //! arrays), and lines are only added or replaced, so comments and layout stay the user's.
 
@@ -79,8 +80,79 @@ pub(super) fn trust_project(text: &str, project: &str) -> anyhow::Result<String>
     Ok(lines.join("\n") + "\n")
 }
 
+/// Makes `[model_providers.<id>]` exactly `entries` (`key = <TOML value>`, replacing whatever
+/// the table held) and the top-level `model_provider` `id`, so Codex talks to that provider.
+pub(super) fn use_provider(
+    text: &str,
+    id: &str,
+    entries: &[(&str, String)],
+) -> anyhow::Result<String> {
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let kinds = classify(&lines);
+    let table = ["model_providers".to_string(), id.to_string()];
+    let mut current: &[String] = &[];
+    let (mut header, mut top_key) = (None, None);
+    for (i, kind) in kinds.iter().enumerate() {
+        match kind {
+            Line::Header { path, .. } => {
+                current = path;
+                if path[..] == table {
+                    header = Some(i);
+                }
+            }
+            Line::Key(key) if current.is_empty() && key[..] == ["model_provider"] => {
+                top_key = Some(i)
+            }
+            Line::Key(key) if current.is_empty() && key[0] == "model_providers" => {
+                bail!("`model_providers` is set as a key; add [model_providers.{id}] by hand")
+            }
+            Line::Key(key) if current == &table[..1] && key[0] == id => {
+                bail!("the provider {id:?} is set inside [model_providers]; set it there by hand")
+            }
+            _ => {}
+        }
+    }
+    let body: Vec<String> = entries.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+    match header {
+        Some(at) => {
+            let end = (at + 1..kinds.len())
+                .find(|&i| matches!(kinds[i], Line::Header { .. }))
+                .unwrap_or(kinds.len());
+            lines.splice(at + 1..end, body.into_iter().chain([String::new()]));
+        }
+        None => {
+            if lines.last().is_some_and(|l| !l.trim().is_empty()) {
+                lines.push(String::new());
+            }
+            lines.push(format!("[model_providers.{}]", quote_key(id)));
+            lines.extend(body);
+        }
+    }
+    let chosen = format!("model_provider = {}", quote(id));
+    match top_key {
+        Some(i) => lines[i] = chosen,
+        None => lines.insert(0, chosen),
+    }
+    while lines.last().is_some_and(|l| l.trim().is_empty()) {
+        lines.pop();
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+/// A key as written in a header: bare when it can be.
+fn quote_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    match bare {
+        true => key.to_string(),
+        false => quote(key),
+    }
+}
+
 /// A TOML basic string.
-fn quote(s: &str) -> String {
+pub(super) fn quote(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -288,6 +360,43 @@ mod tests {
             "{once}"
         );
         assert_eq!(trust_project(&once, project).unwrap(), once);
+    }
+
+    fn catty_entries() -> Vec<(&'static str, String)> {
+        vec![
+            ("base_url", quote("http://gw/openai/v1")),
+            ("requires_openai_auth", "false".into()),
+        ]
+    }
+
+    #[test]
+    fn a_provider_is_added_and_chosen() {
+        let trusted = trust_project("", "/w").unwrap();
+        let out = use_provider(&trusted, "catty", &catty_entries()).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "model_provider = \"catty\"\n{trusted}\n[model_providers.catty]\n\
+                 base_url = \"http://gw/openai/v1\"\nrequires_openai_auth = false\n"
+            )
+        );
+        // Idempotent, and trusting again leaves it as it is.
+        assert_eq!(use_provider(&out, "catty", &catty_entries()).unwrap(), out);
+        assert_eq!(trust_project(&out, "/w").unwrap(), out);
+    }
+
+    #[test]
+    fn a_provider_already_there_is_replaced_and_the_rest_kept() {
+        let text = "model_provider = \"openai\"\nmodel = \"o3\"\n\n[model_providers.catty]\n\
+                    base_url = \"http://old\"\nenv_key = \"X\"\n\n[tui]\nx = 1\n";
+        assert_eq!(
+            use_provider(text, "catty", &catty_entries()).unwrap(),
+            "model_provider = \"catty\"\nmodel = \"o3\"\n\n[model_providers.catty]\n\
+             base_url = \"http://gw/openai/v1\"\nrequires_openai_auth = false\n\n[tui]\nx = 1\n"
+        );
+        assert!(use_provider("model_providers = {}\n", "catty", &[]).is_err());
+        let inside = "[model_providers]\ncatty.base_url = \"x\"\n";
+        assert!(use_provider(inside, "catty", &[]).is_err());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The fake Machines API server: HTTP/1.1 on a loopback port, every request recorded, then,
-//! in this order, the path (404), the token (401, reference §1), injected faults, the rate
+//! in this order, a provider key in the body (400, `guard.rs`), the path (404), the token (401, reference §1), injected faults, the rate
 //! limits (429, optional), the app (404), and the endpoint.
 
 use std::convert::Infallible;
@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use super::faults::{Canned, Endpoint};
 use super::wire::{Body, Reply, parse_query, ulid};
-use super::{RecordedRequest, Shared, actions, handlers};
+use super::{RecordedRequest, Shared, actions, guard, handlers};
 
 /// Request bodies past this are refused; a create body is a few KiB.
 const BODY_LIMIT_BYTES: usize = 1 << 20;
@@ -124,7 +124,13 @@ async fn respond(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Full<
         json: serde_json::from_slice(&body).ok(),
         body,
     };
-    let reply = handle(shared, &req).await;
+    let reply = match guard::leak(&shared.secrets, shared.no_key_vars, &req) {
+        Some(leak) => {
+            shared.leaks.lock().unwrap().push(leak.clone());
+            Reply::error(400, leak)
+        }
+        None => handle(shared, &req).await,
+    };
     shared.requests.lock().unwrap().push(RecordedRequest {
         method: req.method.to_string(),
         path: req.path.clone(),

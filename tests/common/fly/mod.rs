@@ -8,6 +8,7 @@ mod actions;
 mod api;
 mod faults;
 mod gojson;
+mod guard;
 mod handlers;
 mod lifecycle;
 mod machines;
@@ -64,6 +65,12 @@ pub struct FakeFlyOptions {
     pub destroyed_linger: Duration,
     /// Enforce the documented rate limits (reference §1; §8.3 "optional").
     pub rate_limits: bool,
+    /// The gateway's provider keys: a request whose body holds one anywhere is refused (400)
+    /// and fails the test (`guard.rs`).
+    pub secrets: Vec<String>,
+    /// The deployment has a gateway: a machine's env with a provider-key variable
+    /// (`guard::KEY_VARS`) is refused and fails the test too.
+    pub no_key_vars: bool,
 }
 
 impl Default for FakeFlyOptions {
@@ -79,6 +86,8 @@ impl Default for FakeFlyOptions {
             image_env: Vec::new(),
             destroyed_linger: Duration::from_secs(2),
             rate_limits: false,
+            secrets: Vec::new(),
+            no_key_vars: false,
         }
     }
 }
@@ -106,6 +115,10 @@ pub(crate) struct Shared {
     round_robin: AtomicUsize,
     /// Set when the fake is dropped: no more launches or restarts.
     closing: AtomicBool,
+    secrets: Vec<String>,
+    no_key_vars: bool,
+    /// What `guard.rs` refused: the fake fails the test with it when dropped.
+    leaks: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -219,6 +232,13 @@ impl FakeFly {
         self.shared.requests.lock().unwrap().clone()
     }
 
+    /// The requests refused for carrying a provider key (`FakeFlyOptions::secrets`,
+    /// `no_key_vars`), each as a line that names it, forgotten once taken; the fake's drop
+    /// fails the test on any left.
+    pub fn take_leaks(&self) -> Vec<String> {
+        std::mem::take(&mut *self.shared.leaks.lock().unwrap())
+    }
+
     /// Every request head the edge saw, oldest first.
     pub fn edge_requests(&self) -> Vec<EdgeRequest> {
         self.shared.edge_requests.lock().unwrap().clone()
@@ -306,6 +326,9 @@ impl Shared {
             links: Mutex::new(JoinSet::new()),
             round_robin: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
+            secrets: options.secrets.clone(),
+            no_key_vars: options.no_key_vars,
+            leaks: Mutex::default(),
         }
     }
 }
@@ -383,6 +406,10 @@ impl Drop for FakeFly {
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        let leaks = self.take_leaks();
+        if !leaks.is_empty() && !std::thread::panicking() {
+            panic!("a provider key was sent to Fly.io:\n{}", leaks.join("\n"));
         }
     }
 }

@@ -62,8 +62,8 @@ pub(super) fn create_body(spec: &MachineSpec, image: &str, guest: Guest, expires
     body
 }
 
-/// catty's own variables and the credentials the request brought: nothing of the daemon's
-/// environment.
+/// catty's own variables and the credentials the request brought, or the gateway's URL and
+/// the session's token: nothing of the daemon's environment.
 fn env(spec: &MachineSpec) -> BTreeMap<String, String> {
     let mut env = BTreeMap::from([
         ("CONNECT_TOKEN".to_string(), spec.connect_token.clone()),
@@ -75,6 +75,7 @@ fn env(spec: &MachineSpec) -> BTreeMap<String, String> {
         env.insert("CATTY_CMD".to_string(), argv);
     }
     env.extend(spec.credentials.iter().map(|(k, v)| (k.into(), v.into())));
+    env.extend(spec.llm.iter().flat_map(|llm| llm.env()));
     env
 }
 
@@ -145,7 +146,22 @@ mod tests {
             // This computer's PATH means nothing on a machine: never sent.
             path: Some("/home/me/.local/bin:/usr/bin".into()),
             credentials: credentials.iter().copied().collect(),
+            llm: None,
         }
+    }
+
+    #[test]
+    fn a_gateway_session_gets_the_url_and_its_token() {
+        let mut spec = spec(None, None, &[]);
+        spec.llm = Some(crate::api::provider::LlmAccess {
+            url: "http://catty-gateway.flycast".into(),
+            token: "cst_s-0123456789abcdef.00".into(),
+        });
+        let body = create_body(&spec, "img", guest::choose(None, None).unwrap(), 0);
+        let env = body["config"]["env"].as_object().unwrap();
+        assert_eq!(env["CATTY_LLM_URL"], "http://catty-gateway.flycast");
+        assert_eq!(env["CATTY_LLM_TOKEN"], "cst_s-0123456789abcdef.00");
+        assert_eq!(env.len(), 5, "{env:?}");
     }
 
     /// The whole body, field by field as reference/fly-machines.md sections 2.1, 4 and 5 say.

@@ -256,6 +256,7 @@ mod tests {
             connect_token: "t".into(),
             path: None,
             credentials: Default::default(),
+            llm: None,
         };
         let text = capacity_error(&spec, &err).to_string();
         assert!(text.contains("in region syd: try another region"), "{text}");
