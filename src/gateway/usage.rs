@@ -49,6 +49,10 @@ pub struct Meter {
     usage: Usage,
     /// A usage report was seen (else the caller estimates).
     reported: bool,
+    /// The provider's last word on usage was seen (Anthropic's `stop_reason`, OpenAI's
+    /// completion, Gemini's `finishReason`, a whole JSON answer): the counters are final, not
+    /// the partial ones of a stream cut short.
+    complete: bool,
     /// The answer's bytes so far: an estimate of the output of a stream cut short.
     bytes: u64,
 }
@@ -70,6 +74,7 @@ impl Meter {
             },
             usage: Usage::default(),
             reported: false,
+            complete: false,
             bytes: 0,
         }
     }
@@ -77,11 +82,14 @@ impl Meter {
     /// Reads the next bytes of the answer.
     pub fn feed(&mut self, chunk: &[u8]) {
         self.bytes += chunk.len() as u64;
-        let (provider, usage, reported) = (self.provider, &mut self.usage, &mut self.reported);
+        let provider = self.provider;
+        let mut seen = Seen {
+            usage: &mut self.usage,
+            reported: &mut self.reported,
+            complete: &mut self.complete,
+        };
         match &mut self.body {
-            Body::Sse(reader) => {
-                reader.feed(chunk, &mut |e| read_event(provider, &e, usage, reported))
-            }
+            Body::Sse(reader) => reader.feed(chunk, &mut |e| read_event(provider, &e, &mut seen)),
             Body::Json(json) if json.len() + chunk.len() <= JSON_MAX_BYTES => {
                 json.extend_from_slice(chunk)
             }
@@ -90,21 +98,59 @@ impl Meter {
     }
 
     /// The answer ended (or was cut): its usage, if it reported any, and how many bytes came.
-    pub fn finish(mut self) -> (Option<Usage>, u64) {
-        let (provider, usage, reported) = (self.provider, &mut self.usage, &mut self.reported);
+    pub fn finish(self) -> (Option<Usage>, u64) {
+        let reading = self.read_out();
+        (reading.reported.then_some(reading.usage), reading.bytes)
+    }
+
+    /// The answer ended (or was cut): everything the meter knows, partial counters included.
+    pub fn read_out(mut self) -> Reading {
+        let provider = self.provider;
+        let mut seen = Seen {
+            usage: &mut self.usage,
+            reported: &mut self.reported,
+            complete: &mut self.complete,
+        };
         match &mut self.body {
-            Body::Sse(reader) => reader.finish(&mut |e| read_event(provider, &e, usage, reported)),
+            Body::Sse(reader) => reader.finish(&mut |e| read_event(provider, &e, &mut seen)),
             Body::Json(json) => {
                 if let Ok(answer) = serde_json::from_slice::<Value>(json) {
-                    read_json(provider, &answer, usage, reported);
+                    read_json(provider, &answer, &mut seen);
+                    // A whole answer's usage is its final word.
+                    *seen.complete = *seen.reported;
                 }
             }
         }
-        (self.reported.then_some(self.usage), self.bytes)
+        Reading {
+            usage: self.usage,
+            reported: self.reported,
+            complete: self.complete,
+            bytes: self.bytes,
+        }
     }
 }
 
-fn read_event(provider: Provider, event: &Event, usage: &mut Usage, reported: &mut bool) {
+/// What a meter read off a whole (or cut) answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The counters as last reported (partial ones when not `complete`).
+    pub usage: Usage,
+    /// Some usage was reported (Anthropic's `message_start` is enough).
+    pub reported: bool,
+    /// The usage is the provider's final word.
+    pub complete: bool,
+    /// The answer's bytes.
+    pub bytes: u64,
+}
+
+/// Where the readers write what they find.
+struct Seen<'a> {
+    usage: &'a mut Usage,
+    reported: &'a mut bool,
+    complete: &'a mut bool,
+}
+
+fn read_event(provider: Provider, event: &Event, seen: &mut Seen<'_>) {
     // Most events are content: only those that may carry usage are parsed.
     let carries = match provider {
         Provider::Gemini => event.data.contains("usageMetadata"),
@@ -114,12 +160,13 @@ fn read_event(provider: Provider, event: &Event, usage: &mut Usage, reported: &m
         return;
     }
     if let Ok(json) = serde_json::from_str::<Value>(&event.data) {
-        read_json(provider, &json, usage, reported);
+        read_json(provider, &json, seen);
     }
 }
 
 /// Reads one event's (or a whole answer's) JSON.
-fn read_json(provider: Provider, json: &Value, usage: &mut Usage, reported: &mut bool) {
+fn read_json(provider: Provider, json: &Value, seen: &mut Seen<'_>) {
+    let (usage, reported) = (&mut *seen.usage, &mut *seen.reported);
     match provider {
         Provider::Anthropic => {
             // `message_start` nests it; `message_delta` and a whole message carry it.
@@ -137,6 +184,10 @@ fn read_json(provider: Provider, json: &Value, usage: &mut Usage, reported: &mut
                 set("cache_read_input_tokens", &mut usage.cache_read);
                 set("output_tokens", &mut usage.output);
                 *reported = true;
+                // The last `message_delta` says why the message stopped.
+                if json["delta"]["stop_reason"].is_string() {
+                    *seen.complete = true;
+                }
             }
         }
         Provider::OpenAi => {
@@ -163,7 +214,9 @@ fn read_json(provider: Provider, json: &Value, usage: &mut Usage, reported: &mut
                 cache_read: cached.min(input),
                 output: output.unwrap_or(0),
             };
+            // Both are sent once, at the end.
             *reported = true;
+            *seen.complete = true;
         }
         Provider::Gemini => {
             let u = &json["usageMetadata"];
@@ -182,6 +235,12 @@ fn read_json(provider: Provider, json: &Value, usage: &mut Usage, reported: &mut
                 output: count("candidatesTokenCount") + count("thoughtsTokenCount"),
             };
             *reported = true;
+            let finished = json["candidates"]
+                .as_array()
+                .is_some_and(|candidates| candidates.iter().any(|c| c["finishReason"].is_string()));
+            if finished {
+                *seen.complete = true;
+            }
         }
     }
 }
@@ -305,6 +364,31 @@ data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"}],\"role\":\"mo
         let usage = usage.expect("message_start was read");
         assert_eq!((usage.input, usage.cache_read, usage.output), (1, 30433, 2));
         assert_eq!(bytes, cut as u64);
+    }
+
+    #[test]
+    fn only_the_providers_last_word_is_complete() {
+        let read = |provider, stream: &str| {
+            let mut meter = Meter::new(provider, true);
+            meter.feed(stream.as_bytes());
+            meter.read_out()
+        };
+        for (provider, stream) in [
+            (Provider::Anthropic, ANTHROPIC),
+            (Provider::OpenAi, RESPONSES),
+            (Provider::OpenAi, CHAT),
+            (Provider::Gemini, GEMINI),
+        ] {
+            assert!(read(provider, stream).complete, "{stream}");
+        }
+        // Cut by an error after a delta without a stop reason: partial counters, not final.
+        let cut = read(Provider::Anthropic, &anthropic_error());
+        assert!(cut.reported && !cut.complete);
+        assert_eq!((cut.usage.cache_read, cut.usage.output), (30433, 40));
+        // Gemini's first chunk has counters but no finish reason.
+        let first = GEMINI.split("\r\n\r\n").next().unwrap();
+        let partial = read(Provider::Gemini, first);
+        assert!(partial.reported && !partial.complete);
     }
 
     #[test]
