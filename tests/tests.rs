@@ -38,6 +38,7 @@ mod exec_transcript;
 mod exec_ttl;
 mod fly_fake;
 mod fly_provider;
+mod gateway;
 mod git_upload;
 mod image_layout;
 mod sandbox_reach;
