@@ -20,7 +20,7 @@ use super::Gateway;
 use super::answer::Metered;
 use super::errors::{Failure, answer, quota_message};
 use super::headers;
-use super::ledger::Refusal;
+use super::ledger::{Hold, Refusal};
 use super::tab::{Tab, own_request_id};
 use super::upstream::{Outgoing, SendError};
 use super::usage::Provider;
@@ -93,7 +93,49 @@ async fn forward(
     req: Request<Incoming>,
     proven: &Proven,
 ) -> Response<Body> {
-    let fail = |failure, message: &str| answer(provider, failure, message);
+    let (session, owner) = match authenticate(gateway, provider, &req).await {
+        Ok(found) => found,
+        Err((failure, message)) => return answer(provider, failure, &message),
+    };
+    proven.set();
+    if !gateway.upstream(provider).has_keys() {
+        let message = format!("catty: this gateway has no {} key", name(provider));
+        return answer(provider, Failure::NoKeys, &message);
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, gateway.idle).await {
+        Ok(body) => body,
+        Err(failure) => {
+            let message = "catty: the request body is too large or stalled";
+            return answer(provider, failure, message);
+        }
+    };
+    let hold = match hold(gateway, provider, &owner, &session, &body).await {
+        Ok(hold) => hold,
+        Err((failure, message)) => return answer(provider, failure, &message),
+    };
+    let model = model_of(provider, &rest, &body);
+    let tab = Tab::open(hold, provider, model, body.len(), gateway.settle.clone());
+    let out = Outgoing {
+        path: upstream_path(provider, rest, parts.uri.query()),
+        method: parts.method,
+        headers: headers::for_upstream(&parts.headers),
+        body,
+    };
+    relay(gateway, provider, out, tab).await
+}
+
+/// Why the gateway answers by itself, and what it says.
+type Refused = (Failure, String);
+
+/// The session the request's token names, and its owner, when it is live; else a 401 (or a
+/// 503 when the database cannot say).
+async fn authenticate<B>(
+    gateway: &Gateway,
+    provider: Provider,
+    req: &Request<B>,
+) -> Result<(String, String), Refused> {
+    let fail = |failure, message: &str| Err((failure, message.to_string()));
     let token = headers::session_token(provider, req.headers(), req.uri().query());
     let Some(session) = token.as_deref().and_then(|t| gateway.key.verify(t)) else {
         return fail(
@@ -102,60 +144,55 @@ async fn forward(
         );
     };
     tracing::Span::current().record("session", session);
-    let owner = match gateway.sessions.live_owner(session).await {
-        Ok(Some(owner)) => owner,
-        Ok(None) => return fail(Failure::Unauthenticated, "catty: this session has ended"),
+    match gateway.sessions.live_owner(session).await {
+        Ok(Some(owner)) => Ok((session.to_string(), owner)),
+        Ok(None) => fail(Failure::Unauthenticated, "catty: this session has ended"),
         Err(e) => {
             tracing::warn!("{e:#}");
-            return fail(
+            fail(
                 Failure::Unavailable,
                 "catty: the gateway cannot check sessions now",
-            );
+            )
         }
-    };
-    proven.set();
-    let upstream = gateway.upstream(provider);
-    if !upstream.has_keys() {
-        let message = format!("catty: this gateway has no {} key", name(provider));
-        return fail(Failure::NoKeys, &message);
     }
-    let (parts, body) = req.into_parts();
-    let body = match read_body(body, gateway.idle).await {
-        Ok(body) => body,
-        Err(failure) => return fail(failure, "catty: the request body is too large or stalled"),
-    };
-    let hold = match gateway.hold(provider, &owner, session, &body).await {
-        Ok(Ok(hold)) => hold,
+}
+
+/// The request's estimate held against `owner`'s quota; else a 402 (or a 503).
+async fn hold(
+    gateway: &Gateway,
+    provider: Provider,
+    owner: &str,
+    session: &str,
+    body: &[u8],
+) -> Result<Hold, Refused> {
+    match gateway.hold(provider, owner, session, body).await {
+        Ok(Ok(hold)) => Ok(hold),
         Ok(Err(Refusal::OverQuota { used, limit })) => {
-            let link = gateway.upgrade_link(&owner);
-            let message = quota_message(used, limit, link.as_deref());
-            return fail(Failure::OverQuota, &message);
+            tracing::info!(used, limit, "over quota");
+            let link = gateway.upgrade_link(owner);
+            Err((
+                Failure::OverQuota,
+                quota_message(used, limit, link.as_deref()),
+            ))
         }
         Err(e) => {
             tracing::warn!("cannot hold the quota: {e:#}");
-            return fail(
-                Failure::Unavailable,
-                "catty: the gateway cannot reach the quota now",
-            );
+            let message = "catty: the gateway cannot reach the quota now";
+            Err((Failure::Unavailable, message.to_string()))
         }
-    };
-    let model = model_of(provider, &rest, &body);
-    let tab = Tab::open(hold, provider, model, body.len(), gateway.settle.clone());
-    let path = match parts.uri.query() {
+    }
+}
+
+/// The path and query the upstream gets: Gemini's `key=` parameter is the session token.
+fn upstream_path(provider: Provider, rest: String, query: Option<&str>) -> String {
+    match query {
         Some(query) if provider == Provider::Gemini => match headers::without_key(query) {
             kept if kept.is_empty() => rest,
             kept => format!("{rest}?{kept}"),
         },
         Some(query) => format!("{rest}?{query}"),
         None => rest,
-    };
-    let out = Outgoing {
-        method: parts.method,
-        path,
-        headers: headers::for_upstream(&parts.headers),
-        body,
-    };
-    relay(gateway, provider, out, tab).await
+    }
 }
 
 /// Sends `out` upstream and turns its answer into the client's, metered on `tab`.

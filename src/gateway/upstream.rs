@@ -135,7 +135,8 @@ impl Upstreams {
                 "the upstream is busy on this key: the next one tries"
             );
         }
-        unreachable!("a pool with keys answers at its last key at the latest")
+        // Only a pool without keys gets here (the caller answers those itself).
+        Err(SendError::Unreachable("no key for this provider".into()))
     }
 
     async fn send_once(

@@ -124,6 +124,30 @@ async fn a_chunk_arrives_before_the_upstreams_pause_ends() {
 }
 
 #[tokio::test]
+async fn a_provider_without_keys_answers_503_in_its_shape_and_calls_nobody() {
+    let (upstream, gateway) = one_key(Reply::sse(GEMINI), &[("CATTY_GEMINI_KEYS", "")]).await;
+    let (_, token) = gateway.session().await;
+    let path = "/gemini/v1beta/models/gemini-2.5-pro:generateContent";
+    let resp = send(
+        gateway.addr,
+        gateway.post(path, &[("x-goog-api-key", &token)], "{}"),
+    )
+    .await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["x-should-retry"], "false");
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["status"], "UNAVAILABLE");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no gemini key")
+    );
+    assert!(upstream.seen().is_empty());
+}
+
+#[tokio::test]
 async fn the_log_holds_neither_the_token_nor_the_key() {
     let (_upstream, gateway) = one_key(Reply::sse(ANTHROPIC), &[]).await;
     let (id, token) = gateway.session().await;
