@@ -1,11 +1,11 @@
 //! A strict fake of the providers' APIs for the gateway's tests: hyper on `127.0.0.1:0` in
 //! the test's runtime. It refuses (401) any request that does not carry one of its keys where
 //! a provider takes one (`x-api-key`, `Authorization: Bearer`, `x-goog-api-key`), answers 429
-//! for the keys marked busy, records every request it got (method, path and query, headers,
+//! (or a given refusal) for the keys marked busy, records every request it got (method, path and query, headers,
 //! body, the key) and serves scripted answers: chunks with pauses before them, then an end,
 //! a cut connection, or a stall.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -70,6 +70,8 @@ pub struct Reply {
     /// Each chunk with the pause before it.
     pub chunks: Vec<(Duration, Bytes)>,
     pub end: End,
+    /// A pause before the head itself.
+    pub head_after: Duration,
 }
 
 impl Reply {
@@ -82,6 +84,7 @@ impl Reply {
                 .map(|c| (Duration::ZERO, Bytes::copy_from_slice(c.as_bytes())))
                 .collect(),
             end: End::Finish,
+            head_after: Duration::ZERO,
         }
     }
 
@@ -92,6 +95,7 @@ impl Reply {
             headers: vec![("content-type".into(), "application/json".into())],
             chunks: vec![(Duration::ZERO, Bytes::copy_from_slice(body.as_bytes()))],
             end: End::Finish,
+            head_after: Duration::ZERO,
         }
     }
 
@@ -108,6 +112,11 @@ impl Reply {
         self
     }
 
+    pub fn head_after(mut self, pause: Duration) -> Reply {
+        self.head_after = pause;
+        self
+    }
+
     pub fn with_header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.into(), value.into()));
         self
@@ -120,7 +129,8 @@ impl Reply {
 
 struct State {
     keys: Vec<String>,
-    busy: Mutex<HashSet<String>>,
+    /// Keys answered with a canned refusal instead (429 by default).
+    busy: Mutex<HashMap<String, Reply>>,
     replies: Mutex<VecDeque<Reply>>,
     default: Reply,
     seen: Mutex<Vec<Seen>>,
@@ -160,7 +170,20 @@ impl FakeUpstream {
 
     /// Answers 429 to requests with `key` from now on.
     pub fn busy(&self, key: &str) {
-        self.state.busy.lock().unwrap().insert(key.to_string());
+        let limited = Reply::json(
+            429,
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"rate limited"}}"#,
+        );
+        self.refuse(key, limited.with_header("retry-after", "30"));
+    }
+
+    /// Answers `reply` to requests with `key` from now on.
+    pub fn refuse(&self, key: &str, reply: Reply) {
+        self.state
+            .busy
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), reply);
     }
 
     /// The next request (of any key not busy) gets `reply`.
@@ -222,20 +245,19 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
             401,
             r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
         ),
-        Some(key) if state.busy.lock().unwrap().contains(&key) => Reply::json(
-            429,
-            r#"{"type":"error","error":{"type":"rate_limit_error","message":"rate limited"}}"#,
-        )
-        .with_header("retry-after", "30"),
+        Some(key) if state.busy.lock().unwrap().contains_key(&key) => {
+            state.busy.lock().unwrap()[&key].clone()
+        }
         Some(_) => {
             let queued = state.replies.lock().unwrap().pop_front();
             queued.unwrap_or_else(|| state.default.clone())
         }
     };
-    respond(reply)
+    respond(reply).await
 }
 
-fn respond(reply: Reply) -> Response<Body> {
+async fn respond(reply: Reply) -> Response<Body> {
+    tokio::time::sleep(reply.head_after).await;
     let end = reply.end;
     let chunks = futures_util::stream::iter(reply.chunks).then(|(pause, chunk)| async move {
         tokio::time::sleep(pause).await;

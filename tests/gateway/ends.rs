@@ -74,3 +74,22 @@ async fn a_client_that_hangs_up_mid_stream_is_charged_what_it_got() {
     }
     assert!(!log.contains("output=0"), "{log}");
 }
+
+#[tokio::test]
+async fn an_upstream_that_sends_no_head_is_a_504_after_the_idle_timeout() {
+    let late = Reply::sse(ANTHROPIC).head_after(DEADLINE);
+    let (upstream, gateway) = one_key(late, &[("CATTY_GATEWAY_IDLE", "1")]).await;
+    let (_, token) = gateway.session().await;
+    let headers = claude_headers(&token);
+    let req = gateway.post("/anthropic/v1/messages", &pairs(&headers), "{}");
+    let resp = send(gateway.addr, req).await;
+    assert_eq!(resp.status(), 504);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["type"], "timeout_error");
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "asked once, not again on a timeout"
+    );
+}

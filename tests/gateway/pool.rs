@@ -54,6 +54,40 @@ async fn when_every_key_is_busy_the_agent_gets_the_last_429() {
 }
 
 #[tokio::test]
+async fn an_overloaded_key_moves_on_and_a_plain_503_does_not() {
+    let (upstream, gateway) = two_keys().await;
+    let overloaded =
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    upstream.refuse(KEY_1, Reply::json(529, overloaded));
+    let (_, token) = gateway.session().await;
+    let headers = claude_headers(&token);
+    for _ in 0..2 {
+        let req = gateway.post("/anthropic/v1/messages", &pairs(&headers), MESSAGES_BODY);
+        assert_eq!(send(gateway.addr, req).await.status(), 200);
+    }
+    upstream.refuse(KEY_1, Reply::json(503, overloaded));
+    for _ in 0..2 {
+        let req = gateway.post("/anthropic/v1/messages", &pairs(&headers), MESSAGES_BODY);
+        assert_eq!(send(gateway.addr, req).await.status(), 200);
+    }
+    // A 503 that is not about load is the agent's to see, body and all, whichever key.
+    let maintenance = r#"{"type":"error","error":{"type":"api_error","message":"maintenance"}}"#;
+    upstream.refuse(KEY_1, Reply::json(503, maintenance));
+    upstream.refuse(KEY_2, Reply::json(503, maintenance));
+    let before = upstream.seen().len();
+    let req = gateway.post("/anthropic/v1/messages", &pairs(&headers), MESSAGES_BODY);
+    let resp = send(gateway.addr, req).await;
+    assert_eq!(resp.status(), 503);
+    let (body, _) = read_all(resp).await;
+    assert_eq!(body, maintenance.as_bytes());
+    assert_eq!(
+        upstream.seen().len(),
+        before + 1,
+        "not tried on the other key"
+    );
+}
+
+#[tokio::test]
 async fn a_stream_that_started_and_broke_is_never_replayed() {
     let (upstream, gateway) = two_keys().await;
     upstream.queue(Reply::sse(ANTHROPIC_ERROR).ending(End::Cut));
