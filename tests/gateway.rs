@@ -1,9 +1,10 @@
 //! The gateway (`catty gateway`): the real binary in front of a strict fake upstream
 //! (`common::upstream`), sessions in a real PostgreSQL (`common::gateway`). What reaches the
-//! upstream (`forward`), which tokens pass (`auth`), the key pool (`pool`), how answers end
+//! upstream (`forward`), which tokens pass (`auth`), the command (`command`), the key pool (`pool`), how answers end
 //! (`ends`), its cost in time to first byte (`overhead`, ignored: a benchmark).
 
 mod auth;
+mod command;
 mod ends;
 mod fixtures;
 mod forward;

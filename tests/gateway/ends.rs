@@ -93,3 +93,22 @@ async fn an_upstream_that_sends_no_head_is_a_504_after_the_idle_timeout() {
         "asked once, not again on a timeout"
     );
 }
+
+#[tokio::test]
+async fn a_stream_under_way_at_shutdown_finishes_and_is_settled() {
+    // Seven pauses of 100 ms: the answer ends within the 2 s drain.
+    let slow = Reply::sse(ANTHROPIC).paced(Duration::from_millis(100));
+    let (_upstream, mut gateway) = one_key(slow.clone(), &[]).await;
+    let (_, token) = gateway.session().await;
+    let headers = claude_headers(&token);
+    let req = gateway.post("/anthropic/v1/messages", &pairs(&headers), "{}");
+    let resp = send(gateway.addr, req).await;
+    let (status, (body, broken)) = tokio::join!(gateway.terminate(), read_all(resp));
+    assert_eq!((body, broken), (slow.bytes(), false));
+    assert!(status.success(), "{status}");
+    let log = gateway.log();
+    assert!(
+        log.contains("shutting down") && log.contains("reported=true"),
+        "{log}"
+    );
+}
