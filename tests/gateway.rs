@@ -1,7 +1,8 @@
 //! The gateway (`catty gateway`): the real binary in front of a strict fake upstream
 //! (`common::upstream`), sessions in a real PostgreSQL (`common::gateway`). What reaches the
-//! upstream (`forward`), which tokens pass (`auth`), the command (`command`), the key pool (`pool`), how answers end
-//! (`ends`), its cost in time to first byte (`overhead`, ignored: a benchmark).
+//! upstream (`forward`), which tokens pass (`auth`), the command (`command`), the key pool
+//! (`pool`), how answers end (`ends`), its cost in time to first byte (`overhead`, ignored:
+//! a benchmark).
 
 mod auth;
 mod command;

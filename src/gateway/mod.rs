@@ -96,14 +96,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let db = Database::connect(&config.database_url).await?;
+    let ledger = open_ledger(&db);
     let (settle, settlements) = mpsc::unbounded_channel();
-    let settler = tokio::spawn(tab::settler(open_ledger(&db), settlements));
+    let settler = tokio::spawn(tab::settler(ledger.clone(), settlements));
     let gateway = Arc::new(Gateway {
         key: LlmKey::new(&config.gateway_key),
         gateway_key: config.gateway_key,
         public_url: config.public_url,
         sessions: Sessions::new(db.clone()),
-        ledger: open_ledger(&db),
+        ledger,
         upstreams: Upstreams::new(),
         anthropic: Upstream::new(Provider::Anthropic, &config.anthropic),
         openai: Upstream::new(Provider::OpenAi, &config.openai),
