@@ -17,8 +17,10 @@ pub(super) enum Failure {
     /// No token, a token of another key, or a session that is not live: 401.
     Unauthenticated,
     /// The user's quota cannot hold the request: 402. Anthropic names this `billing_error`
-    /// (its own 402); OpenAI `insufficient_quota`, the code its SDKs and Codex know as "out
-    /// of credit"; Gemini `RESOURCE_EXHAUSTED`.
+    /// (its own type for a 402: a member of the SDK's `ErrorObject` union, "out of credits or
+    /// spend limit reached"), not `rate_limit_error`, which says "wait and retry"; OpenAI
+    /// `insufficient_quota`, the code its SDKs and Codex know as "out of credit"; Gemini
+    /// `RESOURCE_EXHAUSTED`.
     OverQuota,
     /// The request body is over the bound: 413.
     TooLarge,
