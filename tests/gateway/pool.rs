@@ -15,6 +15,24 @@ async fn two_keys() -> (FakeUpstream, Gateway) {
 }
 
 #[tokio::test]
+async fn requests_are_spread_over_the_keys_in_turn() {
+    let (upstream, gateway) = two_keys().await;
+    let (_, token) = gateway.session().await;
+    let headers = claude_headers(&token);
+    for _ in 0..REQUESTS {
+        let req = gateway.post("/anthropic/v1/messages", &pairs(&headers), MESSAGES_BODY);
+        assert_eq!(send(gateway.addr, req).await.status(), 200);
+    }
+    let seen = upstream.seen();
+    let keys: Vec<&str> = seen.iter().map(|s| s.key.as_str()).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] != w[1]),
+        "alternating: {keys:?}"
+    );
+    assert_eq!(keys.iter().filter(|k| **k == KEY_1).count(), REQUESTS / 2);
+}
+
+#[tokio::test]
 async fn with_one_key_rate_limited_every_request_succeeds_on_the_other() {
     let (upstream, gateway) = two_keys().await;
     upstream.busy(KEY_1);
