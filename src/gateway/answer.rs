@@ -34,9 +34,10 @@ impl Metered {
         }
     }
 
-    fn end(&mut self) {
+    /// The answer ended: `whole`, or cut short.
+    fn end(&mut self, whole: bool) {
         self.done = true;
-        self.tab.close();
+        self.tab.close(whole);
     }
 }
 
@@ -63,17 +64,17 @@ impl hyper::body::Body for Metered {
             }
             Poll::Ready(Some(Err(e))) => {
                 tracing::info!("the upstream's answer broke off: {e}");
-                this.end();
+                this.end(false);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.end();
+                this.end(true);
                 Poll::Ready(None)
             }
             Poll::Pending => match this.silence.as_mut().poll(cx) {
                 Poll::Ready(()) => {
                     tracing::info!(idle = ?this.idle, "the upstream went silent: answer cut");
-                    this.end();
+                    this.end(false);
                     let e = std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "the upstream said nothing for the idle timeout",

@@ -29,8 +29,19 @@ pub(super) struct Tab {
 /// What is known of the answer once its head came.
 struct Answer {
     request_id: String,
-    success: bool,
+    outcome: Outcome,
     meter: Meter,
+}
+
+/// How an answer went, as far as its charge goes.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    /// Its status was 2xx.
+    success: bool,
+    /// Server-sent events, not one JSON document.
+    streamed: bool,
+    /// It came to its end (not cut by the upstream, the idle timeout or the client).
+    whole: bool,
 }
 
 impl Tab {
@@ -56,7 +67,11 @@ impl Tab {
     pub(super) fn answered(&mut self, request_id: String, success: bool, streamed: bool) {
         self.answer = Some(Answer {
             request_id,
-            success,
+            outcome: Outcome {
+                success,
+                streamed,
+                whole: false,
+            },
             meter: Meter::new(self.provider, streamed),
         });
     }
@@ -68,15 +83,19 @@ impl Tab {
         }
     }
 
-    /// The answer ended, however: settles (once).
-    pub(super) fn close(&mut self) {
+    /// The answer ended, `whole` or cut short: settles (once).
+    pub(super) fn close(&mut self, whole: bool) {
         let Some(hold) = self.hold.take() else {
             return;
         };
         let (request_id, usage, reported) = match self.answer.take() {
             Some(answer) => {
                 let reading = answer.meter.read_out();
-                let (usage, reported) = charged(reading, answer.success, self.request_bytes);
+                let outcome = Outcome {
+                    whole,
+                    ..answer.outcome
+                };
+                let (usage, reported) = charged(reading, outcome, self.request_bytes);
                 (answer.request_id, usage, reported)
             }
             None => (own_request_id(), Usage::default(), false),
@@ -106,7 +125,7 @@ impl Tab {
 
 impl Drop for Tab {
     fn drop(&mut self) {
-        self.close();
+        self.close(false);
     }
 }
 
@@ -115,17 +134,21 @@ pub(super) fn own_request_id() -> String {
     format!("catty-{}", crate::random::hex(12))
 }
 
-/// What an answer is charged: the provider's final counters; else, for a stream cut short,
-/// what it reported so far (Anthropic's `message_start`) with its output at least what the
-/// bytes that came make, and its input from the request's size if nothing was reported. A
-/// refused request (not 2xx) is not billed by the provider: nothing. Whether the provider's
-/// own word is charged is the second value.
-fn charged(reading: Reading, success: bool, request_bytes: u64) -> (Usage, bool) {
-    if !success {
+/// What an answer is charged: the provider's final counters; else, for an answer cut short
+/// (or a stream that never said), what it reported so far (Anthropic's `message_start`) with
+/// its output at least what the bytes that came make, and its input from the request's size
+/// if nothing was reported. Nothing for what the provider does not bill: a refusal (not 2xx),
+/// and a whole JSON answer without usage (`count_tokens`, a model list). Whether the
+/// provider's own word is charged is the second value.
+fn charged(reading: Reading, outcome: Outcome, request_bytes: u64) -> (Usage, bool) {
+    if !outcome.success {
         return (Usage::default(), false);
     }
     if reading.complete {
         return (reading.usage, true);
+    }
+    if outcome.whole && !outcome.streamed && !reading.reported {
+        return (Usage::default(), false);
     }
     let mut usage = reading.usage;
     usage.output = usage.output.max(reading.bytes.div_ceil(BYTES_PER_TOKEN));
@@ -158,6 +181,16 @@ mod tests {
         }
     }
 
+    const STREAM_WHOLE: Outcome = Outcome {
+        success: true,
+        streamed: true,
+        whole: true,
+    };
+    const STREAM_CUT: Outcome = Outcome {
+        whole: false,
+        ..STREAM_WHOLE
+    };
+
     const FINAL: Usage = Usage {
         input: 3,
         cache_write: 412,
@@ -168,7 +201,7 @@ mod tests {
     #[test]
     fn the_providers_final_word_is_charged_as_it_is() {
         assert_eq!(
-            charged(reading(FINAL, true, true, 9000), true, 100),
+            charged(reading(FINAL, true, true, 9000), STREAM_WHOLE, 100),
             (FINAL, true)
         );
     }
@@ -176,7 +209,7 @@ mod tests {
     #[test]
     fn a_cut_stream_is_charged_its_known_input_and_its_bytes() {
         let start = Usage { output: 2, ..FINAL };
-        let (usage, reported) = charged(reading(start, true, false, 4000), true, 100);
+        let (usage, reported) = charged(reading(start, true, false, 4000), STREAM_CUT, 100);
         assert!(!reported);
         assert_eq!(
             (usage.input, usage.cache_read, usage.output),
@@ -186,14 +219,39 @@ mod tests {
 
     #[test]
     fn a_stream_cut_before_any_usage_is_never_free() {
-        let (usage, reported) = charged(reading(Usage::default(), false, false, 10), true, 4001);
+        let (usage, reported) = charged(
+            reading(Usage::default(), false, false, 10),
+            STREAM_CUT,
+            4001,
+        );
         assert_eq!((usage.input, usage.output, reported), (1001, 3, false));
     }
 
     #[test]
-    fn a_refused_request_costs_nothing() {
+    fn a_stream_that_ended_without_usage_is_never_free() {
+        let silent = reading(Usage::default(), false, false, 400);
+        let (usage, _) = charged(silent, STREAM_WHOLE, 40);
+        assert_eq!((usage.input, usage.output), (10, 100));
+    }
+
+    #[test]
+    fn a_refusal_or_a_whole_json_answer_without_usage_costs_nothing() {
         let error = reading(Usage::default(), false, false, 120);
-        assert_eq!(charged(error, false, 100), (Usage::default(), false));
+        let refused = Outcome {
+            success: false,
+            ..STREAM_WHOLE
+        };
+        assert_eq!(charged(error, refused, 100), (Usage::default(), false));
+        let count_tokens = Outcome {
+            streamed: false,
+            ..STREAM_WHOLE
+        };
+        assert_eq!(charged(error, count_tokens, 100), (Usage::default(), false));
+        let cut_json = Outcome {
+            whole: false,
+            ..count_tokens
+        };
+        assert_ne!(charged(error, cut_json, 100).0, Usage::default());
     }
 
     #[tokio::test]
