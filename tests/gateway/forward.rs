@@ -44,7 +44,11 @@ async fn claude_codes_request_reaches_the_upstream_intact_with_the_key_for_the_t
     assert_eq!(got.header("x-api-key"), Some(KEY_1));
     assert_eq!(got.header("authorization"), None);
     let host = upstream.addr.to_string();
-    assert_eq!(got.header("host"), Some(host.as_str()), "the upstream's own host");
+    assert_eq!(
+        got.header("host"),
+        Some(host.as_str()),
+        "the upstream's own host"
+    );
     assert!(!got.contains(&token) && !got.contains("cst_"), "{got:?}");
 }
 
