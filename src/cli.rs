@@ -38,6 +38,7 @@ pub enum Subcommand {
     Usage(UsageArgs),
     Api(ApiArgs),
     Exec(ExecArgs),
+    Gateway(GatewayArgs),
 }
 
 /// Start a session: create a machine, upload this directory, run the agent and attach.
@@ -230,6 +231,18 @@ pub struct ApiArgs {
     /// listens on 0.0.0.0:8080 unless --addr) [env: CATTY_DATABASE_URL]
     #[argh(option)]
     pub database_url: Option<String>,
+}
+
+/// Run the gateway: the one process that holds the providers' keys, forwarding the sessions'
+/// requests to them and metering each against its user's quota (hosted mode; also installed
+/// as `catty-gateway`). Needs CATTY_DATABASE_URL and CATTY_GATEWAY_KEY; keys from
+/// CATTY_ANTHROPIC_KEYS, CATTY_OPENAI_KEYS, CATTY_GEMINI_KEYS.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "gateway")]
+pub struct GatewayArgs {
+    /// address to listen on [env: CATTY_GATEWAY_LISTEN] (default [::]:8080)
+    #[argh(option)]
+    pub listen: Option<String>,
 }
 
 /// Run the session runtime: one PTY session served over HTTP and WebSocket (what a machine

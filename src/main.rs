@@ -7,9 +7,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use catty::cli::{self, ApiArgs, Catty, ExecArgs, Subcommand};
+use catty::cli::{self, ApiArgs, Catty, ExecArgs, GatewayArgs, Subcommand};
 use catty::config::{
-    ApiConfig, ClientConfig, Env, ExecConfig, Listen, Logging, NewOptions, UsageError,
+    ApiConfig, ClientConfig, Env, ExecConfig, GatewayConfig, Listen, Logging, NewOptions,
+    UsageError,
 };
 
 fn main() -> ExitCode {
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let parsed = match invoked.as_str() {
         "catty-exec-runtime" => ExecArgs::from_args(&[&invoked], &rest).map(Subcommand::Exec),
         "catty-api" => ApiArgs::from_args(&[&invoked], &rest).map(Subcommand::Api),
+        "catty-gateway" => GatewayArgs::from_args(&[&invoked], &rest).map(Subcommand::Gateway),
         _ if rest.is_empty() => {
             let _ = writeln!(std::io::stderr(), "{}", cli::USAGE);
             return ExitCode::from(2);
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
             | Subcommand::Logs(_)
             | Subcommand::Api(_)
             | Subcommand::Exec(_)
+            | Subcommand::Gateway(_)
     ) {
         end_quietly_on_a_closed_pipe();
     }
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
     let result = match command {
         Subcommand::Exec(args) => exec(args, &env),
         Subcommand::Api(args) => api(args, &env),
+        Subcommand::Gateway(args) => gateway(args, &env),
         Subcommand::Version(_) => version(),
         // A hosted API is sent no credentials: which API answers decides what is read.
         Subcommand::New(args) => client(&env, |config| {
@@ -226,6 +230,19 @@ fn api(args: ApiArgs, env: &Env) -> anyhow::Result<i32> {
     runtime.block_on(async {
         let listener = listen(config.addr, " (is another catty api running?)").await?;
         catty::api::run(config, listener, terminated()).await
+    })?;
+    Ok(0)
+}
+
+fn gateway(args: GatewayArgs, env: &Env) -> anyhow::Result<i32> {
+    let config = GatewayConfig::new(args, env)?;
+    init_logging(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = listen(config.listen, "").await?;
+        catty::gateway::run(config, listener, terminated()).await
     })?;
     Ok(0)
 }

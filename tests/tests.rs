@@ -40,6 +40,7 @@ mod exec_transcript;
 mod exec_ttl;
 mod fly_fake;
 mod fly_provider;
+mod gateway;
 mod gateway_ledger;
 mod git_upload;
 mod image_layout;

@@ -1,5 +1,5 @@
 //! Flags plus `CATTY_*` environment into validated configuration: one file per mode (`exec`,
-//! `api` with its Fly.io part in `fly`, `client`), the logging settings every mode shares, and
+//! `api` with its Fly.io part in `fly`, `gateway`, `client`), the logging settings every mode shares, and
 //! the shared parsers. The only place that reads the environment ([`Env`]); precedence is
 //! flag, then environment, then default.
 
@@ -9,6 +9,7 @@ mod client;
 mod env;
 mod exec;
 mod fly;
+mod gateway;
 mod logging;
 mod login_file;
 mod parse;
@@ -21,6 +22,7 @@ pub use client::{ClientConfig, ExtendOptions, HostedApi, NewOptions};
 pub use env::Env;
 pub use exec::{DEFAULT_GRACE, DEFAULT_SHELL, ExecConfig, Listen};
 pub use fly::{DEFAULT_EXEC_APP, DEFAULT_FLY_API_BASE, DEFAULT_FLY_START_TIMEOUT, FlyConfig};
+pub use gateway::{DEFAULT_GATEWAY_LISTEN, GatewayConfig, UpstreamConfig};
 pub use logging::Logging;
 pub use login_file::{LoginFile, api_url};
 pub use parse::{DEFAULT_API_ADDR, parse_duration};

@@ -51,17 +51,23 @@ impl SessionGateway {
                  (how session machines reach the gateway, e.g. http://catty-gateway.flycast)"
             )));
         }
-        if key.len() < MIN_KEY_LEN {
-            return Err(UsageError(format!(
-                "CATTY_GATEWAY_KEY is {} characters; it needs at least {MIN_KEY_LEN}",
-                key.len()
-            )));
-        }
         Ok(Some(SessionGateway {
             url,
-            gateway_key: key.into_bytes(),
+            gateway_key: long_enough(key)?,
         }))
     }
+}
+
+/// `CATTY_GATEWAY_KEY`'s value, refused when shorter than [`MIN_KEY_LEN`]: the one check of
+/// the key, for the API (which mints session tokens) and the gateway (which checks them).
+pub(super) fn long_enough(key: String) -> Result<Vec<u8>, UsageError> {
+    if key.len() < MIN_KEY_LEN {
+        return Err(UsageError(format!(
+            "CATTY_GATEWAY_KEY is {} characters; it needs at least {MIN_KEY_LEN}",
+            key.len()
+        )));
+    }
+    Ok(key.into_bytes())
 }
 
 #[cfg(test)]

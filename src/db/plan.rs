@@ -4,8 +4,6 @@
 //! anything else (none, `incomplete`, `unpaid`, `canceled`, …) is the free plan. Each plan's
 //! budget is for a period, the calendar month in UTC ([`THIS_PERIOD`]).
 
-#![allow(dead_code)] // Until the gateway and billing use it (issue 18, in progress).
-
 use std::time::Duration;
 
 use anyhow::Context;

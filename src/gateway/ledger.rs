@@ -4,8 +4,6 @@
 //! a plan change counts from the next request), then settled with what the provider reported
 //! ([`Ledger::settle`]). Holds of instances that died are given back by the others ([`sweep`]).
 
-#![allow(dead_code)] // Until the gateway and billing use it (issue 18, in progress).
-
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;

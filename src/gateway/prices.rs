@@ -4,8 +4,6 @@
 //! name does; one the table lacks is priced as its provider's dearest, so no request is ever
 //! under-charged for being new.
 
-#![allow(dead_code)] // Until the gateway uses it (issue 18, in progress).
-
 use serde::Deserialize;
 
 use super::usage::{Provider, Usage};
@@ -24,14 +22,10 @@ const MAX_OUTPUT_CAP: u64 = 128_000;
 const BODY_BYTES_PER_TOKEN: u64 = 3;
 
 /// The most a request of `provider` with this body can cost: its input (from the body's
-/// size) and its output cap (`max_tokens` or the like, else a default), at list price.
-pub(crate) fn estimate(provider: Provider, body: &[u8]) -> i64 {
-    estimate_for(provider, None, body)
-}
-
-/// [`estimate`] for `model` when the request names it outside its body (Gemini's path,
-/// `/v1beta/models/gemini-2.5-pro:streamGenerateContent`); else the body's `model`.
-pub(crate) fn estimate_for(provider: Provider, model: Option<&str>, body: &[u8]) -> i64 {
+/// size) and its output cap (`max_tokens` or the like, else a default), at list price, for
+/// `model` when the request names it outside its body (Gemini's path,
+/// `/v1beta/models/gemini-2.5-pro:streamGenerateContent`), else the body's `model`.
+pub(crate) fn estimate(provider: Provider, model: Option<&str>, body: &[u8]) -> i64 {
     let asked: Asked = serde_json::from_slice(body).unwrap_or_default();
     let input = (body.len() as u64).div_ceil(BODY_BYTES_PER_TOKEN);
     let cap = asked.output_cap().unwrap_or(DEFAULT_OUTPUT_CAP);
@@ -277,21 +271,24 @@ mod tests {
         let body = format!(r#"{{"model":"claude-haiku-4-5","max_tokens":100,"x":"{pad}"}}"#);
         assert_eq!(body.len(), 300);
         // Haiku 4.5 ($1 in, $5 out): 100 input tokens + 100 output tokens.
-        assert_eq!(estimate(Provider::Anthropic, body.as_bytes()), 100 + 500);
+        assert_eq!(
+            estimate(Provider::Anthropic, None, body.as_bytes()),
+            100 + 500
+        );
     }
 
     #[test]
     fn the_output_cap_is_read_where_each_provider_puts_it_and_capped() {
         // 46 bytes: 16 tokens at $2; the 200k asked is held as 128k at $8.
         let openai = br#"{"model":"gpt-4.1","max_output_tokens":200000}"#;
-        assert_eq!(estimate(Provider::OpenAi, openai), 32 + 1_024_000);
+        assert_eq!(estimate(Provider::OpenAi, None, openai), 32 + 1_024_000);
         let chat = br#"{"model":"gpt-4.1","max_completion_tokens":10}"#;
-        assert_eq!(estimate(Provider::OpenAi, chat), 16 * 2 + 10 * 8);
+        assert_eq!(estimate(Provider::OpenAi, None, chat), 16 * 2 + 10 * 8);
         // 43 bytes, no model (it is in Gemini's path): 15 tokens at the dearest $4, 10 at $18.
         let gemini = br#"{"generationConfig":{"maxOutputTokens":10}}"#;
-        assert_eq!(estimate(Provider::Gemini, gemini), 60 + 180);
+        assert_eq!(estimate(Provider::Gemini, None, gemini), 60 + 180);
         // Named by the path: Gemini 2.5 Flash, 15 × $0.30 + 10 × $2.50 = 29.5.
-        let flash = estimate_for(Provider::Gemini, Some("gemini-2.5-flash"), gemini);
+        let flash = estimate(Provider::Gemini, Some("gemini-2.5-flash"), gemini);
         assert_eq!(flash, 30);
     }
 
@@ -299,6 +296,6 @@ mod tests {
     fn a_body_that_is_not_json_gets_the_default_cap_at_the_dearest_price() {
         // 30 bytes: 10 tokens at $15, and 16,384 output tokens at $75.
         let body = [b'?'; 30];
-        assert_eq!(estimate(Provider::Anthropic, &body), 150 + 1_228_800);
+        assert_eq!(estimate(Provider::Anthropic, None, &body), 150 + 1_228_800);
     }
 }

@@ -7,6 +7,7 @@
 /// The daemon's harness (`api_*` tests and `fly_provider`).
 pub mod api;
 pub mod fly;
+pub mod gateway;
 pub mod hosted;
 mod http;
 pub mod launch;
@@ -20,6 +21,7 @@ pub mod repo;
 pub mod stripe;
 pub mod sync_server;
 pub mod tmux;
+pub mod upstream;
 
 pub use http::{HttpReply, http_send, parse_http_reply};
 pub use listen::listening_addr;
