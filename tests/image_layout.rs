@@ -277,3 +277,43 @@ fn the_api_image_starts_the_hosted_api() {
         "hosted mode's address: {help}"
     );
 }
+
+/// The gateway's image (docker/gateway.Dockerfile, deployed by docker/fly.gateway.toml): its
+/// ENTRYPOINT, run through the link the Dockerfile makes, is `catty gateway`, listening where
+/// Fly's proxy sends the app's private (Flycast) traffic, with no redirect to HTTPS.
+#[test]
+fn the_gateway_image_starts_the_gateway() {
+    let docker = Path::new(SCRIPT).parent().unwrap();
+    let dockerfile = std::fs::read_to_string(docker.join("gateway.Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("ln -s catty /usr/local/bin/catty-gateway"),
+        "{dockerfile}"
+    );
+    let entry = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("an ENTRYPOINT");
+    let argv: Vec<String> = serde_json::from_str(entry).unwrap();
+    assert_eq!(argv[0], "catty-gateway");
+    let bin = tempfile::tempdir().unwrap();
+    let link = bin.path().join(&argv[0]);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_catty"), &link).unwrap();
+    let help = succeeded(
+        Command::new(&link)
+            .args(&argv[1..])
+            .arg("--help")
+            .output()
+            .unwrap(),
+    );
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--listen"), "{help}");
+    assert!(help.contains("[::]:8080"), "the gateway's address: {help}");
+
+    let fly = std::fs::read_to_string(docker.join("fly.gateway.toml")).unwrap();
+    assert!(fly.contains("dockerfile = \"gateway.Dockerfile\""), "{fly}");
+    assert!(fly.contains("internal_port = 8080"), "{fly}");
+    assert!(
+        fly.contains("force_https = false"),
+        "agents speak plain HTTP over Flycast: {fly}"
+    );
+}
