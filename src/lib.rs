@@ -10,6 +10,7 @@ pub mod config;
 mod db;
 pub mod exec;
 pub mod gateway;
+pub mod hex;
 pub mod llm_token;
 pub mod locks;
 pub mod net;

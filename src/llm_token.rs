@@ -32,13 +32,13 @@ impl LlmKey {
     /// Session `id`'s token.
     pub fn mint(&self, id: &str) -> String {
         let tag = hmac::sign(&self.0, &message(id));
-        format!("{PREFIX}{id}.{}", hex(tag.as_ref()))
+        format!("{PREFIX}{id}.{}", crate::hex::encode(tag.as_ref()))
     }
 
     /// The session id `token` was made for, when this key made it (compared in constant time).
     pub fn verify<'t>(&self, token: &'t str) -> Option<&'t str> {
         let (id, tag) = token.strip_prefix(PREFIX)?.rsplit_once('.')?;
-        let tag = unhex(tag)?;
+        let tag: [u8; 32] = crate::hex::decode(tag)?;
         hmac::verify(&self.0, &message(id), &tag).ok()?;
         Some(id)
     }
@@ -46,20 +46,6 @@ impl LlmKey {
 
 fn message(id: &str) -> Vec<u8> {
     [b"llm\0".as_slice(), id.as_bytes()].concat()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub fn make(gateway_key: &[u8], public_url: &str, user: &str, now: u64) -> Strin
 
 /// Whether `sig` is the link's for `user` and `exp`, and `exp` is still ahead of `now`.
 pub fn verify(gateway_key: &[u8], user: &str, exp: u64, sig: &str, now: u64) -> bool {
-    let Some(tag) = unhex(sig) else {
+    let Some(tag) = crate::hex::decode::<32>(sig) else {
         return false;
     };
     let key = hmac::Key::new(hmac::HMAC_SHA256, gateway_key);
@@ -34,21 +34,11 @@ pub fn verify(gateway_key: &[u8], user: &str, exp: u64, sig: &str, now: u64) -> 
 fn sign(gateway_key: &[u8], user: &str, exp: u64) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, gateway_key);
     let tag = hmac::sign(&key, &message(user, exp));
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(tag.as_ref())
 }
 
 fn message(user: &str, exp: u64) -> Vec<u8> {
     format!("upgrade\0{user}\0{exp}").into_bytes()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

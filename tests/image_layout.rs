@@ -245,28 +245,7 @@ async fn the_images_home_and_the_claude_profile_add_up() {
 #[test]
 fn the_api_image_starts_the_hosted_api() {
     let docker = Path::new(SCRIPT).parent().unwrap();
-    let dockerfile = std::fs::read_to_string(docker.join("api.Dockerfile")).unwrap();
-    assert!(
-        dockerfile.contains("ln -s catty /usr/local/bin/catty-api"),
-        "{dockerfile}"
-    );
-    let entry = dockerfile
-        .lines()
-        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
-        .expect("an ENTRYPOINT");
-    let argv: Vec<String> = serde_json::from_str(entry).unwrap();
-    assert_eq!(argv[0], "catty-api");
-    let bin = tempfile::tempdir().unwrap();
-    let link = bin.path().join(&argv[0]);
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_catty"), &link).unwrap();
-    let help = succeeded(
-        Command::new(&link)
-            .args(&argv[1..])
-            .arg("--help")
-            .output()
-            .unwrap(),
-    );
-    let help = String::from_utf8_lossy(&help.stdout);
+    let help = entrypoint_help("api.Dockerfile", "catty-api");
     assert!(help.contains("--database-url"), "{help}");
 
     let fly = std::fs::read_to_string(docker.join("fly.api.toml")).unwrap();
@@ -284,28 +263,7 @@ fn the_api_image_starts_the_hosted_api() {
 #[test]
 fn the_gateway_image_starts_the_gateway() {
     let docker = Path::new(SCRIPT).parent().unwrap();
-    let dockerfile = std::fs::read_to_string(docker.join("gateway.Dockerfile")).unwrap();
-    assert!(
-        dockerfile.contains("ln -s catty /usr/local/bin/catty-gateway"),
-        "{dockerfile}"
-    );
-    let entry = dockerfile
-        .lines()
-        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
-        .expect("an ENTRYPOINT");
-    let argv: Vec<String> = serde_json::from_str(entry).unwrap();
-    assert_eq!(argv[0], "catty-gateway");
-    let bin = tempfile::tempdir().unwrap();
-    let link = bin.path().join(&argv[0]);
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_catty"), &link).unwrap();
-    let help = succeeded(
-        Command::new(&link)
-            .args(&argv[1..])
-            .arg("--help")
-            .output()
-            .unwrap(),
-    );
-    let help = String::from_utf8_lossy(&help.stdout);
+    let help = entrypoint_help("gateway.Dockerfile", "catty-gateway");
     assert!(help.contains("--listen"), "{help}");
     assert!(help.contains("[::]:8080"), "the gateway's address: {help}");
 
@@ -316,4 +274,32 @@ fn the_gateway_image_starts_the_gateway() {
         fly.contains("force_https = false"),
         "agents speak plain HTTP over Flycast: {fly}"
     );
+}
+
+/// The `--help` of the image's ENTRYPOINT (`docker/DOCKERFILE`), run through the link the
+/// Dockerfile makes, which must be named `link`.
+fn entrypoint_help(dockerfile: &str, link: &str) -> String {
+    let docker = Path::new(SCRIPT).parent().unwrap();
+    let text = std::fs::read_to_string(docker.join(dockerfile)).unwrap();
+    assert!(
+        text.contains(&format!("ln -s catty /usr/local/bin/{link}")),
+        "{text}"
+    );
+    let entry = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ENTRYPOINT "))
+        .expect("an ENTRYPOINT");
+    let argv: Vec<String> = serde_json::from_str(entry).unwrap();
+    assert_eq!(argv[0], link);
+    let bin = tempfile::tempdir().unwrap();
+    let path = bin.path().join(&argv[0]);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_catty"), &path).unwrap();
+    let out = succeeded(
+        Command::new(&path)
+            .args(&argv[1..])
+            .arg("--help")
+            .output()
+            .unwrap(),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -147,24 +147,7 @@ fn parse_unix(value: &str) -> Result<u64, SignatureError> {
 }
 
 fn decode_tag(value: &str) -> Result<[u8; TAG_BYTES], SignatureError> {
-    let digits = value.as_bytes();
-    if digits.len() != 2 * TAG_BYTES {
-        return Err(SignatureError::BadSignatureHex);
-    }
-    let mut tag = [0u8; TAG_BYTES];
-    for (byte, pair) in tag.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Ok(tag)
-}
-
-fn nibble(digit: u8) -> Result<u8, SignatureError> {
-    match digit {
-        b'0'..=b'9' => Ok(digit - b'0'),
-        b'a'..=b'f' => Ok(digit - b'a' + 10),
-        b'A'..=b'F' => Ok(digit - b'A' + 10),
-        _ => Err(SignatureError::BadSignatureHex),
-    }
+    crate::hex::decode(value).ok_or(SignatureError::BadSignatureHex)
 }
 
 #[cfg(test)]
@@ -182,7 +165,7 @@ mod tests {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
         let signed = [format!("{t}.").as_bytes(), body].concat();
         let tag = hmac::sign(&key, &signed);
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(tag.as_ref())
     }
 
     fn header(t: u64, body: &[u8]) -> String {

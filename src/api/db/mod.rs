@@ -35,7 +35,7 @@ impl Db {
     /// nothing that opens a session.
     pub(super) fn connect_token(&self, id: &str) -> String {
         let tag = ring::hmac::sign(&self.connect_key, format!("connect\0{id}").as_bytes());
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex::encode(tag.as_ref())
     }
 }
 

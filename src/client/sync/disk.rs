@@ -270,11 +270,7 @@ pub(super) fn hash(mut reader: impl Read) -> io::Result<(u64, String)> {
             Err(e) => return Err(e),
         }
     }
-    Ok((size, hex(context.finish().as_ref())))
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((size, crate::hex::encode(context.finish().as_ref())))
 }
 
 fn open_dir(dir: &OwnedFd, name: &str) -> Result<OwnedFd, Errno> {

@@ -9,7 +9,7 @@ use hyper::StatusCode;
 use tokio::sync::mpsc;
 
 use super::decision::Local;
-use super::disk::{self, Root};
+use super::disk::Root;
 use super::remote::{Remote, RemoteError, Reply};
 use crate::protocol::sync::{SHA256_HEADER, SYNC_FILE_PATH, file_query};
 
@@ -135,7 +135,7 @@ fn write(root: &Root, job: &Job, mut rx: mpsc::Receiver<Chunk>) -> Result<(), Fe
     if size != job.size {
         return Err(mismatch(&path, "fewer bytes than listed"));
     }
-    if disk::hex(context.finish().as_ref()) != job.sha256 {
+    if crate::hex::encode(context.finish().as_ref()) != job.sha256 {
         return Err(mismatch(
             &path,
             "bytes whose sha256 differs from the listed one",

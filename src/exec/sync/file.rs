@@ -12,7 +12,8 @@ use rustix::fs::{Mode, OFlags, openat};
 use rustix::io::Errno;
 use tokio::sync::{mpsc, oneshot};
 
-use super::hashes::{Known, READ_CHUNK_BYTES, Stamp, hex};
+use super::hashes::{Known, READ_CHUNK_BYTES, Stamp};
+use crate::hex::encode as hex;
 use crate::protocol::sync::SYNC_FILE_MAX_BYTES;
 
 /// What the answer's head says.

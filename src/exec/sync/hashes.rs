@@ -144,23 +144,12 @@ pub(super) fn sha256(mut reader: impl Read) -> io::Result<String> {
     let mut buf = vec![0; READ_CHUNK_BYTES];
     loop {
         match reader.read(&mut buf) {
-            Ok(0) => return Ok(hex(context.finish().as_ref())),
+            Ok(0) => return Ok(crate::hex::encode(context.finish().as_ref())),
             Ok(n) => context.update(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Lowercase hex of `bytes`.
-pub(super) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
 }
 
 /// The root as a directory handle for [`entries`], or why it cannot be opened.
