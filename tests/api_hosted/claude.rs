@@ -17,7 +17,7 @@ use crate::common::upstream::{FakeUpstream, Reply, Seen};
 use crate::common::{Client, DEADLINE, sized};
 use crate::exec_agents::screens::{self, Classify, Verdict};
 use crate::exec_agents::{Installed, installed, session_path};
-use crate::fly_provider::support::{SEED_IMAGE, creates};
+use crate::fly_provider::support::{SEED_IMAGE, creates, made};
 
 /// The gateway's one Anthropic key: the upstream takes nothing else, and the Fly fake fails
 /// the test if it sees it in any request (the API's environment holds it as a decoy).
@@ -112,6 +112,17 @@ async fn one_prompt(claude: &Installed) {
     let seen = screen.settle(screens::claude).await;
     note(&format!("claude {} hosted: {:?}", claude.version, seen.0));
     assert_eq!(seen.0, Verdict::Main, "the screen was:\n{}", seen.1);
+
+    let runtime = made(&h.fake)[0].runtime_pid.expect("a runtime");
+    let agent = agent_env(runtime);
+    let gateway_url = format!("ANTHROPIC_BASE_URL=http://{}/anthropic", s.gateway.addr);
+    assert!(agent.contains(&gateway_url), "{agent:?}");
+    assert!(
+        agent.contains(&format!("ANTHROPIC_AUTH_TOKEN={token}")),
+        "{agent:?}"
+    );
+    assert!(!agent.iter().any(|v| v.contains(UPSTREAM_KEY)));
+    assert!(!agent.iter().any(|v| v.starts_with("ANTHROPIC_API_KEY=")));
 
     let mut typist = Client::dial(&url, &created.connect_token).await.unwrap();
     typist.send(b"say hello").await;
@@ -249,6 +260,22 @@ async fn refused_soon(s: &Stack, token: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     note(&format!("401 {:?} after the stop", stopped.elapsed()));
+}
+
+/// The environment of the runtime's child (Claude Code), one `NAME=value` an entry.
+fn agent_env(runtime: u32) -> Vec<String> {
+    let ppid = |stat: &str| {
+        // `pid (comm) state ppid …`: the command may hold spaces and parentheses.
+        let after = &stat[stat.rfind(')')? + 1..];
+        after.split_whitespace().nth(1)?.parse::<u32>().ok()
+    };
+    let child = std::fs::read_dir("/proc").unwrap().flatten().find(|entry| {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        ppid(&stat) == Some(runtime)
+    });
+    let environ = std::fs::read(child.expect("the agent's process").path().join("environ"));
+    let environ = String::from_utf8_lossy(&environ.unwrap()).into_owned();
+    environ.split('\0').map(str::to_string).collect()
 }
 
 /// Shown even when the test passes (the harness captures `eprintln!`).
