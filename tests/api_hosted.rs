@@ -2,6 +2,7 @@
 //! (`common::pg`), several instances on one database, machines on the Fly fake. Users and
 //! their tokens are arranged in the database as a login would leave them.
 
+mod claude;
 mod gateway;
 mod scale;
 

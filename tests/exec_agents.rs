@@ -17,7 +17,7 @@ mod credentials;
 mod gateway;
 mod layouts;
 mod mock_api;
-mod screens;
+pub mod screens;
 mod session;
 
 use std::path::{Path, PathBuf};
@@ -39,15 +39,15 @@ fn random_chars(n: usize) -> String {
 }
 
 /// An installed copy of an agent: the directory to put first on the session's PATH.
-struct Installed {
-    dir: PathBuf,
-    version: String,
+pub struct Installed {
+    pub dir: PathBuf,
+    pub version: String,
 }
 
 /// The copies of `program` to test: the directories in `CATTY_TEST_<PROGRAM>_DIRS` (colon
 /// separated; .ci/run sets it to test more than one version), else the one on the PATH.
 /// Prints the skip reason when there is none.
-fn installed(program: &str, npm: &str) -> Vec<Installed> {
+pub fn installed(program: &str, npm: &str) -> Vec<Installed> {
     let var = format!("CATTY_TEST_{}_DIRS", program.to_uppercase());
     let dirs: Vec<PathBuf> = match std::env::var_os(&var) {
         Some(dirs) => std::env::split_paths(&dirs).collect(),
@@ -88,7 +88,7 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-fn session_path(dir: &Path) -> String {
+pub fn session_path(dir: &Path) -> String {
     let path = std::env::var("PATH").unwrap_or_default();
     format!("{}:{path}", dir.display())
 }

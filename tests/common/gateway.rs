@@ -53,7 +53,16 @@ impl Gateway {
     /// A gateway whose three providers are `upstream`, each with `keys`; `env` adds to its
     /// environment (`CATTY_GATEWAY_IDLE`).
     pub async fn start(upstream: &FakeUpstream, keys: &[&str], env: &[(&str, &str)]) -> Gateway {
-        let db = pg::database().await;
+        Gateway::start_on(pg::database().await, upstream, keys, env).await
+    }
+
+    /// [`Gateway::start`] on `db`, a database the test shares with others (the hosted API).
+    pub async fn start_on(
+        db: TestDb,
+        upstream: &FakeUpstream,
+        keys: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
         let log = tempfile::NamedTempFile::new().unwrap();
         let (url, keys) = (upstream.url(), keys.join(","));
         let mut cmd = gateway_command();

@@ -1,9 +1,9 @@
 //! A strict fake of the providers' APIs for the gateway's tests: hyper on `127.0.0.1:0` in
 //! the test's runtime. It refuses (401) any request that does not carry one of its keys where
 //! a provider takes one (`x-api-key`, `Authorization: Bearer`, `x-goog-api-key`), answers 429
-//! (or a given refusal) for the keys marked busy, records every request it got (method, path and query, headers,
-//! body, the key) and serves scripted answers: chunks with pauses before them, then an end,
-//! a cut connection, or a stall.
+//! (or a given refusal) for the keys marked busy, records every request it got (method, path
+//! and query, headers, body, the key) and serves scripted answers (by route, queued, or a
+//! default): chunks with pauses before them, then an end, a cut connection, or a stall.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -132,6 +132,8 @@ struct State {
     /// Keys answered with a canned refusal instead (429 by default).
     busy: Mutex<HashMap<String, Reply>>,
     replies: Mutex<VecDeque<Reply>>,
+    /// Replies by the start of the request's target (`POST /v1/messages`), before the queue.
+    routes: Mutex<Vec<(String, Reply)>>,
     default: Reply,
     seen: Mutex<Vec<Seen>>,
 }
@@ -157,6 +159,7 @@ impl FakeUpstream {
             keys: keys.iter().map(|k| k.to_string()).collect(),
             busy: Mutex::default(),
             replies: Mutex::default(),
+            routes: Mutex::default(),
             default,
             seen: Mutex::default(),
         });
@@ -189,6 +192,13 @@ impl FakeUpstream {
     /// The next request (of any key not busy) gets `reply`.
     pub fn queue(&self, reply: Reply) {
         self.state.replies.lock().unwrap().push_back(reply);
+    }
+
+    /// Requests (of any key not busy) whose `METHOD target` starts with `prefix` get `reply`
+    /// from now on, the first such route that matches, ahead of the queue.
+    pub fn route(&self, prefix: &str, reply: Reply) {
+        let mut routes = self.state.routes.lock().unwrap();
+        routes.push((prefix.to_string(), reply));
     }
 
     /// Every request received so far, refused ones included.
@@ -248,12 +258,20 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
         Some(key) if state.busy.lock().unwrap().contains_key(&key) => {
             state.busy.lock().unwrap()[&key].clone()
         }
-        Some(_) => {
+        Some(_) => routed(state, &format!("{} {target}", parts.method)).unwrap_or_else(|| {
             let queued = state.replies.lock().unwrap().pop_front();
             queued.unwrap_or_else(|| state.default.clone())
-        }
+        }),
     };
     respond(reply).await
+}
+
+fn routed(state: &State, request: &str) -> Option<Reply> {
+    let routes = state.routes.lock().unwrap();
+    let found = routes
+        .iter()
+        .find(|(prefix, _)| request.starts_with(prefix));
+    found.map(|(_, reply)| reply.clone())
 }
 
 async fn respond(reply: Reply) -> Response<Body> {
