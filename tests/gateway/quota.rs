@@ -38,6 +38,43 @@ async fn ask(gateway: &Gateway, token: &str) -> hyper::Response<hyper::body::Inc
 /// What one of many concurrent requests got: its status, `x-should-retry`, and its body.
 type Outcome = (u16, Option<String>, Vec<u8>);
 
+/// One of many concurrent requests: its status goes to `heads` as soon as its head comes,
+/// then its body is read to the end.
+fn concurrent(
+    gateway: &Gateway,
+    token: &str,
+    heads: mpsc::UnboundedSender<u16>,
+) -> tokio::task::JoinHandle<Outcome> {
+    let req = gateway.post(
+        "/anthropic/v1/messages",
+        &pairs(&claude_headers(token)),
+        MESSAGES_BODY,
+    );
+    let addr = gateway.addr;
+    tokio::spawn(async move {
+        let resp = send(addr, req).await;
+        let status = resp.status().as_u16();
+        let retry = (resp.headers().get("x-should-retry")).map(|v| v.to_str().unwrap().to_string());
+        heads.send(status).unwrap();
+        let (body, broken) = read_all(resp).await;
+        assert!(!broken, "status {status}: cut");
+        (status, retry, body)
+    })
+}
+
+/// An admitted request got the whole stream; a refused one Anthropic's 402, not retried.
+fn assert_answered((status, retry, body): &Outcome) {
+    match status {
+        200 => assert_eq!(body, &Reply::sse(ANTHROPIC).bytes()),
+        402 => {
+            assert_eq!(retry.as_deref(), Some("false"));
+            let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(body["error"]["type"], "billing_error");
+        }
+        other => panic!("status {other}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_requests_hold_no_more_than_the_budget_left() {
     let upstream = FakeUpstream::start(&[KEY_1], Reply::sse(ANTHROPIC)).await;
@@ -52,24 +89,7 @@ async fn a_hundred_concurrent_requests_hold_no_more_than_the_budget_left() {
 
     let (heads, mut headed) = mpsc::unbounded_channel();
     let tasks: Vec<_> = (0..100)
-        .map(|_| {
-            let (addr, heads, token) = (gateway.addr, heads.clone(), token.clone());
-            let req = gateway.post(
-                "/anthropic/v1/messages",
-                &pairs(&claude_headers(&token)),
-                MESSAGES_BODY,
-            );
-            tokio::spawn(async move {
-                let resp = send(addr, req).await;
-                let status = resp.status().as_u16();
-                let retry =
-                    (resp.headers().get("x-should-retry")).map(|v| v.to_str().unwrap().to_string());
-                heads.send(status).unwrap();
-                let (body, broken) = read_all(resp).await;
-                assert!(!broken, "status {status}: cut");
-                (status, retry, body)
-            })
-        })
+        .map(|_| concurrent(&gateway, &token, heads.clone()))
         .collect();
     let mut admitted = 0;
     for _ in 0..100 {
@@ -90,20 +110,8 @@ async fn a_hundred_concurrent_requests_hold_no_more_than_the_budget_left() {
     assert_eq!(held, expected);
 
     upstream.open_gate();
-    let mut outcomes: Vec<Outcome> = Vec::new();
     for task in tasks {
-        outcomes.push(task.await.unwrap());
-    }
-    for (status, retry, body) in &outcomes {
-        match status {
-            200 => assert_eq!(body, &Reply::sse(ANTHROPIC).bytes()),
-            402 => {
-                assert_eq!(retry.as_deref(), Some("false"));
-                let body: serde_json::Value = serde_json::from_slice(body).unwrap();
-                assert_eq!(body["error"]["type"], "billing_error");
-            }
-            other => panic!("status {other}"),
-        }
+        assert_answered(&task.await.unwrap());
     }
     assert_eq!(
         upstream.seen().len(),
