@@ -76,9 +76,11 @@ fn assert_answered((status, retry, body): &Outcome) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_concurrent_requests_hold_no_more_than_the_budget_left() {
+async fn a_hundred_concurrent_requests_on_two_instances_hold_no_more_than_the_budget_left() {
     let upstream = FakeUpstream::start(&[KEY_1], Reply::sse(ANTHROPIC)).await;
-    let gateway = Gateway::start(&upstream, &[KEY_1], &[("CATTY_FREE_MONTHLY_USD", "1")]).await;
+    let env = [("CATTY_FREE_MONTHLY_USD", "1")];
+    let gateway = Gateway::start(&upstream, &[KEY_1], &env).await;
+    let other = gateway.beside(&upstream, &[KEY_1], &env).await;
     let (session, token) = gateway.session().await;
     let user = gateway.owner(&session).await;
     // Room for 30 and a half estimates: exactly 30 can be held.
@@ -88,8 +90,12 @@ async fn a_hundred_concurrent_requests_hold_no_more_than_the_budget_left() {
     upstream.close_gate();
 
     let (heads, mut headed) = mpsc::unbounded_channel();
+    // Half through each instance: one quota row decides for both.
     let tasks: Vec<_> = (0..100)
-        .map(|_| concurrent(&gateway, &token, heads.clone()))
+        .map(|i| {
+            let through = if i % 2 == 0 { &gateway } else { &other };
+            concurrent(through, &token, heads.clone())
+        })
         .collect();
     let mut admitted = 0;
     for _ in 0..100 {
@@ -206,4 +212,38 @@ async fn a_crashed_instances_hold_is_given_back_by_another_instance() {
     let log = wait_for_log(&b, "gave back the holds of instances that died").await;
     assert!(log.contains("holds=1"), "{log}");
     drop(body);
+}
+
+#[tokio::test]
+async fn codex_and_gemini_get_their_providers_402_and_no_link_without_a_public_url() {
+    let (upstream, gateway) =
+        one_key(Reply::sse(ANTHROPIC), &[("CATTY_FREE_MONTHLY_USD", "0")]).await;
+    let (_, token) = gateway.session().await;
+    let bearer = format!("Bearer {token}");
+    let openai = gateway.post(
+        "/openai/v1/responses",
+        &[("authorization", &bearer)],
+        r#"{"model":"gpt-5","stream":true,"input":"hi"}"#,
+    );
+    let gemini =
+        format!("/gemini/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse&key={token}");
+    let gemini = gateway.post(&gemini, &[], "{}");
+    let mut bodies = Vec::new();
+    for req in [openai, gemini] {
+        let resp = send(gateway.addr, req).await;
+        assert_eq!(resp.status(), 402);
+        assert_eq!(resp.headers()["x-should-retry"], "false");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        bodies.push(serde_json::from_slice::<serde_json::Value>(&body).unwrap());
+    }
+    assert_eq!(bodies[0]["error"]["code"], "insufficient_quota");
+    assert_eq!(bodies[1]["error"]["status"], "RESOURCE_EXHAUSTED");
+    for body in &bodies {
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.ends_with("upgrade with `catty upgrade`"),
+            "{message}"
+        );
+    }
+    assert!(upstream.seen().is_empty());
 }
