@@ -1,16 +1,19 @@
 //! The gateway (`catty gateway`): the real binary in front of a strict fake upstream
 //! (`common::upstream`), sessions in a real PostgreSQL (`common::gateway`). What reaches the
 //! upstream (`forward`), which tokens pass (`auth`), the command (`command`), the key pool
-//! (`pool`), how answers end (`ends`), its cost in time to first byte (`overhead`, ignored:
-//! a benchmark).
+//! (`pool`), how answers end (`ends`), what each answer writes in the books (`metering`),
+//! the quota under concurrent requests, past its end and after a crash (`quota`), its cost in
+//! time to first byte (`overhead`, ignored: a benchmark).
 
 mod auth;
 mod command;
 mod ends;
 mod fixtures;
 mod forward;
+mod metering;
 mod overhead;
 mod pool;
+mod quota;
 
 use crate::common::gateway::Gateway;
 use crate::common::upstream::{FakeUpstream, Reply};

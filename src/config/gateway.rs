@@ -16,6 +16,10 @@ pub const DEFAULT_GATEWAY_LISTEN: &str = "[::]:8080";
 /// timeout. Never a total: a long answer that keeps coming is never cut.
 const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 
+/// How often the holds of gateway instances that died are given back: a crashed instance's
+/// holds keep its users' budgets down this long at most (plus its lock's own release).
+const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(15);
+
 /// Everything `catty gateway` needs.
 pub struct GatewayConfig {
     pub listen: SocketAddr,
@@ -30,6 +34,9 @@ pub struct GatewayConfig {
     pub public_url: Option<String>,
     /// `CATTY_GATEWAY_IDLE`: the longest silence of a client or an upstream.
     pub idle: Duration,
+    /// `CATTY_GATEWAY_SWEEP_EVERY` (hidden, for tests): how often dead instances' holds are
+    /// given back.
+    pub sweep_every: Duration,
     /// Each plan's monthly budget (`config/plans.rs`), what the quota holds requests against.
     pub allowances: Allowances,
     pub log: Logging,
@@ -64,6 +71,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("gemini", &self.gemini)
             .field("public_url", &self.public_url)
             .field("idle", &self.idle)
+            .field("sweep_every", &self.sweep_every)
             .field("allowances", &self.allowances)
             .finish()
     }
@@ -83,11 +91,12 @@ impl GatewayConfig {
         let database_url = env.non_empty("CATTY_DATABASE_URL").ok_or_else(|| {
             UsageError("catty gateway needs CATTY_DATABASE_URL (the hosted API's database)".into())
         })?;
-        let idle = match env.non_empty("CATTY_GATEWAY_IDLE") {
-            None => DEFAULT_IDLE,
-            Some(text) => parse_duration(&text)
-                .map_err(|e| UsageError(format!("CATTY_GATEWAY_IDLE: {}", e.0)))?,
+        let duration = |name: &str, default: Duration| match env.non_empty(name) {
+            None => Ok(default),
+            Some(text) => parse_duration(&text).map_err(|e| UsageError(format!("{name}: {}", e.0))),
         };
+        let idle = duration("CATTY_GATEWAY_IDLE", DEFAULT_IDLE)?;
+        let sweep_every = duration("CATTY_GATEWAY_SWEEP_EVERY", DEFAULT_SWEEP_EVERY)?;
         Ok(GatewayConfig {
             listen,
             database_url,
@@ -99,6 +108,7 @@ impl GatewayConfig {
                 .non_empty("CATTY_PUBLIC_URL")
                 .map(|url| url.trim_end_matches('/').to_string()),
             idle,
+            sweep_every,
             allowances: Allowances::new(env)?,
             log: Logging::new(env),
         })
@@ -175,6 +185,7 @@ mod tests {
         assert_eq!(c.gemini.base, "https://generativelanguage.googleapis.com");
         assert!(c.anthropic.keys.is_empty());
         assert_eq!(c.idle, Duration::from_secs(300));
+        assert_eq!(c.sweep_every, Duration::from_secs(15));
         assert_eq!(c.public_url, None);
     }
 
@@ -199,8 +210,10 @@ mod tests {
             ("CATTY_ANTHROPIC_KEYS", " sk-ant-1, sk-ant-2 ,,"),
             ("CATTY_OPENAI_UPSTREAM", "http://127.0.0.1:4000/"),
             ("CATTY_GATEWAY_IDLE", "2s"),
+            ("CATTY_GATEWAY_SWEEP_EVERY", "1"),
         ])
         .unwrap();
+        assert_eq!(c.sweep_every, Duration::from_secs(1));
         assert_eq!(c.anthropic.keys, ["sk-ant-1", "sk-ant-2"]);
         assert_eq!(c.openai.base, "http://127.0.0.1:4000");
         assert_eq!(c.idle, Duration::from_secs(2));

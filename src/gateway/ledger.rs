@@ -16,9 +16,6 @@ use crate::db::Database;
 use crate::db::instances::{Presence, holds_lock};
 use crate::db::plan::{IS_PAID, THIS_PERIOD, grace_secs};
 
-/// How often [`sweep`] gives back the holds of instances that died: a crashed instance's
-/// holds keep its users' budgets down this long at most (plus the lock's own release).
-pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(15);
 /// A hold this old is given back even if its instance lives: no answer streams for a day
 /// (the longest output, 128k tokens, streams in well under an hour), so its request was lost
 /// by its instance (a task that panicked) and would hold the budget down forever.
@@ -255,8 +252,9 @@ impl Ledger {
     }
 }
 
-/// Sweeps every [`SWEEP_EVERY`] until `shutdown`: run by whoever starts the gateway.
-pub(crate) async fn sweep(ledger: Ledger, shutdown: impl Future<Output = ()>) {
+/// Sweeps `every` (`CATTY_GATEWAY_SWEEP_EVERY`, 15 s unless told) until `shutdown`: run by
+/// whoever starts the gateway.
+pub(crate) async fn sweep(ledger: Ledger, every: Duration, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
         match ledger.sweep_once().await {
@@ -266,7 +264,7 @@ pub(crate) async fn sweep(ledger: Ledger, shutdown: impl Future<Output = ()>) {
         }
         tokio::select! {
             () = &mut shutdown => return,
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
+            () = tokio::time::sleep(every) => {}
         }
     }
 }

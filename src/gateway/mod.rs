@@ -101,7 +101,11 @@ pub async fn run(
     let (settle, settlements) = mpsc::unbounded_channel();
     let settler = tokio::spawn(tab::settler(ledger.clone(), settlements));
     let (stop, stopped) = watch::channel(false);
-    let sweeper = tokio::spawn(ledger::sweep(ledger.clone(), until(stopped.clone())));
+    let sweeper = tokio::spawn(ledger::sweep(
+        ledger.clone(),
+        config.sweep_every,
+        until(stopped.clone()),
+    ));
     let gateway = Arc::new(Gateway {
         key: LlmKey::new(&config.gateway_key),
         gateway_key: config.gateway_key,

@@ -1,8 +1,9 @@
 //! The gateway as its tests need it: a database of its own (`common::pg`), the real binary as
 //! `catty gateway --listen 127.0.0.1:0` in front of a fake upstream (`common::upstream`) for
 //! all three providers, its log in a file (debug level), users and sessions inserted straight
-//! into the tables, tokens minted with the test's gateway key, and an HTTP client whose
-//! answers are read frame by frame.
+//! into the tables, tokens minted with the test's gateway key, the books (`quota`,
+//! `reservations`, `usage_events`) read back, a second instance on the same database, and an
+//! HTTP client whose answers are read frame by frame.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -27,8 +28,29 @@ pub struct Gateway {
     pub addr: SocketAddr,
     child: Child,
     log: tempfile::NamedTempFile,
-    _db: TestDb,
+    db: TestDb,
     pg: tokio_postgres::Client,
+}
+
+/// A user's quota this month as the gateway's database has it (all periods together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Books {
+    pub used: i64,
+    pub reserved: i64,
+    /// `reservations` rows: holds in flight.
+    pub holds: i64,
+}
+
+/// One `usage_events` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub provider: String,
+    pub model: Option<String>,
+    pub upstream_request_id: String,
+    /// input, cache write, cache read, output
+    pub tokens: (i64, i64, i64, i64),
+    pub reported: bool,
+    pub units: i64,
 }
 
 impl Drop for Gateway {
@@ -54,6 +76,20 @@ impl Gateway {
     /// environment (`CATTY_GATEWAY_IDLE`).
     pub async fn start(upstream: &FakeUpstream, keys: &[&str], env: &[(&str, &str)]) -> Gateway {
         Gateway::start_on(pg::database().await, upstream, keys, env).await
+    }
+
+    /// Another instance on this one's database (the quota, sessions and instances shared).
+    pub async fn beside(
+        &self,
+        upstream: &FakeUpstream,
+        keys: &[&str],
+        env: &[(&str, &str)],
+    ) -> Gateway {
+        let db = TestDb {
+            name: self.db.name.clone(),
+            url: self.db.url.clone(),
+        };
+        Gateway::start_on(db, upstream, keys, env).await
     }
 
     /// [`Gateway::start`] on `db`, a database the test shares with others (the hosted API).
@@ -99,7 +135,7 @@ impl Gateway {
             addr,
             child,
             log,
-            _db: db,
+            db,
             pg,
         }
     }
@@ -134,6 +170,80 @@ impl Gateway {
     pub async fn end(&self, id: &str) {
         let sql = "UPDATE sessions SET live = false, ended_at = now() WHERE id = $1";
         assert_eq!(self.pg.execute(sql, &[&id]).await.unwrap(), 1);
+    }
+
+    /// The user who owns session `id`.
+    pub async fn owner(&self, id: &str) -> String {
+        let sql = "SELECT owner FROM sessions WHERE id = $1";
+        self.pg.query_one(sql, &[&id]).await.unwrap().get(0)
+    }
+
+    /// Sets `user`'s `used` this month (making the row), as if spent already.
+    pub async fn spent(&self, user: &str, used: i64) {
+        let sql = "INSERT INTO quota (user_id, period_start, used)
+                   VALUES ($1, date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', $2)
+                   ON CONFLICT (user_id, period_start) DO UPDATE SET used = $2";
+        self.pg.execute(sql, &[&user, &used]).await.unwrap();
+    }
+
+    /// `user`'s books now.
+    pub async fn books(&self, user: &str) -> Books {
+        let row = (self.pg)
+            .query_one(
+                "SELECT COALESCE(sum(used), 0)::bigint, COALESCE(sum(reserved), 0)::bigint,
+                        (SELECT count(*) FROM reservations WHERE user_id = $1)
+                 FROM quota WHERE user_id = $1",
+                &[&user],
+            )
+            .await
+            .unwrap();
+        Books {
+            used: row.get(0),
+            reserved: row.get(1),
+            holds: row.get(2),
+        }
+    }
+
+    /// `user`'s books once nothing is held any more (every request settled or swept).
+    pub async fn settled(&self, user: &str) -> Books {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let books = self.books(user).await;
+            if books.reserved == 0 && books.holds == 0 {
+                return books;
+            }
+            assert!(Instant::now() < deadline, "still held: {books:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The `usage_events` rows of `user`, oldest first.
+    pub async fn usage(&self, user: &str) -> Vec<UsageRow> {
+        let rows = (self.pg)
+            .query(
+                "SELECT provider, model, upstream_request_id, input_tokens, cache_write_tokens,
+                        cache_read_tokens, output_tokens, reported, units
+                 FROM usage_events WHERE user_id = $1 ORDER BY id",
+                &[&user],
+            )
+            .await
+            .unwrap();
+        (rows.iter())
+            .map(|r| UsageRow {
+                provider: r.get(0),
+                model: r.get(1),
+                upstream_request_id: r.get(2),
+                tokens: (r.get(3), r.get(4), r.get(5), r.get(6)),
+                reported: r.get(7),
+                units: r.get(8),
+            })
+            .collect()
+    }
+
+    /// SIGKILL, as a crash: no drain, no settling.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// SIGTERM, as a machine is stopped; then waits for the process to exit.

@@ -3,7 +3,9 @@
 //! a provider takes one (`x-api-key`, `Authorization: Bearer`, `x-goog-api-key`), answers 429
 //! (or a given refusal) for the keys marked busy, records every request it got (method, path
 //! and query, headers, body, the key) and serves scripted answers (by route, queued, or a
-//! default): chunks with pauses before them, then an end, a cut connection, or a stall.
+//! default): chunks with pauses before them, then an end, a cut connection, or a stall. While
+//! its gate is closed (`close_gate`), every answer waits after its chunks, before its end, so
+//! a test can keep many answers in flight at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -136,6 +138,8 @@ struct State {
     routes: Mutex<Vec<(String, Reply)>>,
     default: Reply,
     seen: Mutex<Vec<Seen>>,
+    /// Open (true) unless a test closed it: answers end only while it is open.
+    gate: tokio::sync::watch::Sender<bool>,
 }
 
 pub struct FakeUpstream {
@@ -162,6 +166,7 @@ impl FakeUpstream {
             routes: Mutex::default(),
             default,
             seen: Mutex::default(),
+            gate: tokio::sync::watch::Sender::new(true),
         });
         let task = tokio::spawn(accept(listener, state.clone()));
         FakeUpstream { addr, state, task }
@@ -199,6 +204,16 @@ impl FakeUpstream {
     pub fn route(&self, prefix: &str, reply: Reply) {
         let mut routes = self.state.routes.lock().unwrap();
         routes.push((prefix.to_string(), reply));
+    }
+
+    /// From now on, answers wait after their chunks until [`FakeUpstream::open_gate`].
+    pub fn close_gate(&self) {
+        self.state.gate.send_replace(false);
+    }
+
+    /// Lets every answer waiting at the gate end, and those to come.
+    pub fn open_gate(&self) {
+        self.state.gate.send_replace(true);
     }
 
     /// Every request received so far, refused ones included.
@@ -263,7 +278,7 @@ async fn answer(state: &State, req: Request<Incoming>) -> Response<Body> {
             queued.unwrap_or_else(|| state.default.clone())
         }),
     };
-    respond(reply).await
+    respond(reply, state.gate.subscribe()).await
 }
 
 fn routed(state: &State, request: &str) -> Option<Reply> {
@@ -274,7 +289,7 @@ fn routed(state: &State, request: &str) -> Option<Reply> {
     found.map(|(_, reply)| reply.clone())
 }
 
-async fn respond(reply: Reply) -> Response<Body> {
+async fn respond(reply: Reply, mut gate: tokio::sync::watch::Receiver<bool>) -> Response<Body> {
     tokio::time::sleep(reply.head_after).await;
     let end = reply.end;
     let chunks = futures_util::stream::iter(reply.chunks).then(|(pause, chunk)| async move {
@@ -282,6 +297,7 @@ async fn respond(reply: Reply) -> Response<Body> {
         Ok::<_, std::io::Error>(Frame::data(chunk))
     });
     let tail = futures_util::stream::once(async move {
+        let _ = gate.wait_for(|open| *open).await;
         match end {
             End::Finish => None,
             End::Cut => Some(Err(std::io::Error::other("cut by the script"))),
