@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "usage, quota and billing",
         include_str!("migrations/0003_usage_quota_billing.sql"),
     ),
+    (
+        4,
+        "hour-long cache writes",
+        include_str!("migrations/0004_cache_write_1h.sql"),
+    ),
 ];
 
 /// The advisory lock's key: any constant of our own ("catty" in ASCII).

@@ -189,8 +189,8 @@ impl Ledger {
              charged AS (
                  INSERT INTO usage_events (user_id, session_id, provider, model,
                      upstream_request_id, input_tokens, cache_write_tokens, cache_read_tokens,
-                     output_tokens, reported, units)
-                 VALUES ($2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                     output_tokens, reported, units, cache_write_1h_tokens)
+                 VALUES ($2, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                  ON CONFLICT (upstream_request_id) DO NOTHING
                  RETURNING units)
              UPDATE quota SET used = used + COALESCE((SELECT units FROM charged), 0),
@@ -218,6 +218,7 @@ impl Ledger {
                     &tokens(u.output),
                     &charge.reported,
                     &units.max(0),
+                    &tokens(u.cache_write_1h),
                 ],
             )
             .await

@@ -41,8 +41,11 @@ pub(crate) fn estimate(provider: Provider, model: Option<&str>, body: &[u8]) -> 
 pub(crate) fn units(provider: Provider, model: Option<&str>, usage: &Usage) -> i64 {
     let prompt = usage.input + usage.cache_write + usage.cache_read;
     let r = rates(provider, model, prompt);
+    // The 1-hour writes are a part of all writes, at their own rate.
+    let hour = usage.cache_write_1h.min(usage.cache_write);
     let per_million = u128::from(usage.input) * u128::from(r.input)
-        + u128::from(usage.cache_write) * u128::from(r.cache_write)
+        + u128::from(usage.cache_write - hour) * u128::from(r.cache_write)
+        + u128::from(hour) * u128::from(r.cache_write_1h)
         + u128::from(usage.cache_read) * u128::from(r.cache_read)
         + u128::from(usage.output) * u128::from(r.output);
     i64::try_from(per_million.div_ceil(1_000_000)).unwrap_or(i64::MAX)
@@ -90,6 +93,7 @@ fn dearest(table: &[Model]) -> Rates {
     all.fold(Rates::default(), |a, r| Rates {
         input: a.input.max(r.input),
         cache_write: a.cache_write.max(r.cache_write),
+        cache_write_1h: a.cache_write_1h.max(r.cache_write_1h),
         cache_read: a.cache_read.max(r.cache_read),
         output: a.output.max(r.output),
     })
@@ -133,6 +137,7 @@ mod tests {
         Usage {
             input,
             cache_write,
+            cache_write_1h: 0,
             cache_read,
             output,
         }
@@ -147,6 +152,21 @@ mod tests {
             &usage(3, 412, 30_433, 95),
         );
         assert_eq!(cost, 12_109);
+    }
+
+    #[test]
+    fn claude_s_hour_long_cache_writes_cost_twice_the_input() {
+        // The same, with 300 of the 412 writes for an hour: 112×3.75 + 300×6 in place of
+        // 412×3.75, so 12,108.9 − 1,125 + 1,800 = 12,783.9.
+        let cost = units(
+            Provider::Anthropic,
+            Some("claude-sonnet-4-5-20250929"),
+            &Usage {
+                cache_write_1h: 300,
+                ..usage(3, 412, 30_433, 95)
+            },
+        );
+        assert_eq!(cost, 12_784);
     }
 
     #[test]

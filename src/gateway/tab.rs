@@ -194,6 +194,7 @@ mod tests {
     const FINAL: Usage = Usage {
         input: 3,
         cache_write: 412,
+        cache_write_1h: 0,
         cache_read: 30433,
         output: 95,
     };

@@ -36,6 +36,9 @@ pub struct Usage {
     pub input: u64,
     /// Input written to the cache (Anthropic).
     pub cache_write: u64,
+    /// Of `cache_write`, what was written for an hour (Anthropic's
+    /// `cache_creation.ephemeral_1h_input_tokens`).
+    pub cache_write_1h: u64,
     /// Input read from the cache.
     pub cache_read: u64,
     /// Output, thinking included.
@@ -181,6 +184,14 @@ fn read_json(provider: Provider, json: &Value, seen: &mut Seen<'_>) {
                 };
                 set("input_tokens", &mut usage.input);
                 set("cache_creation_input_tokens", &mut usage.cache_write);
+                // Of those, the ones written for an hour (billed at 2× input, not 1.25×).
+                if let Some(n) = u
+                    .get("cache_creation")
+                    .and_then(|c| c.get("ephemeral_1h_input_tokens"))
+                    .and_then(Value::as_u64)
+                {
+                    usage.cache_write_1h = n;
+                }
                 set("cache_read_input_tokens", &mut usage.cache_read);
                 set("output_tokens", &mut usage.output);
                 *reported = true;
@@ -211,6 +222,7 @@ fn read_json(provider: Provider, json: &Value, seen: &mut Seen<'_>) {
             *usage = Usage {
                 input: input.saturating_sub(cached),
                 cache_write: 0,
+                cache_write_1h: 0,
                 cache_read: cached.min(input),
                 output: output.unwrap_or(0),
             };
@@ -231,6 +243,7 @@ fn read_json(provider: Provider, json: &Value, seen: &mut Seen<'_>) {
             *usage = Usage {
                 input: prompt - cached,
                 cache_write: 0,
+                cache_write_1h: 0,
                 cache_read: cached,
                 output: count("candidatesTokenCount") + count("thoughtsTokenCount"),
             };

@@ -7,9 +7,11 @@
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Rates {
     pub input: u64,
-    /// Input written to the cache: Anthropic's 5-minute writes at 1.25× input. Its 1-hour
-    /// writes (2×) are not told apart in the usage it reports, so they are priced as these.
+    /// Input written to the cache: Anthropic's 5-minute writes at 1.25× input.
     pub cache_write: u64,
+    /// Input written to the cache for an hour: Anthropic's 1-hour writes at 2× input (Claude
+    /// Code writes most of its cache so).
+    pub cache_write_1h: u64,
     /// Input read from the cache: Anthropic's cache hits (0.1× input for most models, less
     /// for some), OpenAI's and Gemini's cached rate.
     pub cache_read: u64,
@@ -37,6 +39,7 @@ const fn claude_hits(input: f64, read: f64, output: f64) -> Rates {
     Rates {
         input,
         cache_write: input * 5 / 4,
+        cache_write_1h: input * 2,
         cache_read: usd(read),
         output: usd(output),
     }
@@ -53,6 +56,7 @@ const fn cached(input: f64, cache_read: f64, output: f64) -> Rates {
     Rates {
         input,
         cache_write: input,
+        cache_write_1h: input,
         cache_read: usd(cache_read),
         output: usd(output),
     }

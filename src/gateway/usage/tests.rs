@@ -3,11 +3,12 @@
 use super::*;
 use proptest::prelude::*;
 
-/// An Anthropic stream as the Messages API sends it: cache counters in `message_start`,
+/// An Anthropic stream as the Messages API sends it: cache counters in `message_start` (of
+/// the writes, 300 for an hour),
 /// a `ping`, content, two cumulative `message_delta`s (the second with server-tool input
 /// counted again), then `message_stop`.
 const ANTHROPIC: &str = "event: message_start\n\
-data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"usage\":{\"input_tokens\":1,\"cache_creation_input_tokens\":412,\"cache_read_input_tokens\":30433,\"output_tokens\":2}}}\n\n\
+data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"usage\":{\"input_tokens\":1,\"cache_creation_input_tokens\":412,\"cache_creation\":{\"ephemeral_5m_input_tokens\":112,\"ephemeral_1h_input_tokens\":300},\"cache_read_input_tokens\":30433,\"output_tokens\":2}}}\n\n\
 event: ping\ndata: {\"type\": \"ping\"}\n\n\
 event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
 event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"The usage of \\\"usage\\\" here is text\"}}\n\n\
@@ -19,6 +20,7 @@ event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 const ANTHROPIC_USAGE: Usage = Usage {
     input: 3,
     cache_write: 412,
+    cache_write_1h: 300,
     cache_read: 30433,
     output: 95,
 };
@@ -42,6 +44,7 @@ data: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\
 const RESPONSES_USAGE: Usage = Usage {
     input: 904,
     cache_write: 0,
+    cache_write_1h: 0,
     cache_read: 4096,
     output: 300,
 };
@@ -54,6 +57,7 @@ data: [DONE]\n\n";
 const CHAT_USAGE: Usage = Usage {
     input: 56,
     cache_write: 0,
+    cache_write_1h: 0,
     cache_read: 64,
     output: 7,
 };
@@ -64,6 +68,7 @@ data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"}],\"role\":\"mo
 const GEMINI_USAGE: Usage = Usage {
     input: 52,
     cache_write: 0,
+    cache_write_1h: 0,
     cache_read: 2048,
     output: 40,
 };
@@ -165,6 +170,7 @@ fn a_json_answer() {
     let expected = Usage {
         input: 10,
         cache_write: 0,
+        cache_write_1h: 0,
         cache_read: 7,
         output: 3,
     };
