@@ -113,12 +113,14 @@ pub(super) fn answer(provider: Provider, failure: Failure, message: &str) -> Res
     resp
 }
 
-/// What a 402 says: how much of the quota is used, and where to upgrade (a link a browser
-/// opens as it is, else the command).
-pub(super) fn quota_message(used: i64, limit: i64, link: Option<&str>) -> String {
-    let upgrade = match link {
-        Some(link) => format!("upgrade at {link}"),
-        None => "upgrade with `catty upgrade`".to_string(),
+/// What a 402 says: how much of the quota is used, and where to upgrade: `Some` of the link a
+/// browser opens as it is (or of `None`: the command), or `None` on the paid plan, where there
+/// is nothing to upgrade to and the budget renews next month.
+pub(super) fn quota_message(used: i64, limit: i64, upgrade: Option<Option<&str>>) -> String {
+    let upgrade = match upgrade {
+        Some(Some(link)) => format!("upgrade at {link}"),
+        Some(None) => "upgrade with `catty upgrade`".to_string(),
+        None => "it renews on the 1st of next month (UTC)".to_string(),
     };
     format!(
         "catty: this month's quota is used ({} of {}); {upgrade}",
@@ -147,10 +149,14 @@ mod tests {
     fn the_quota_message_names_use_limit_and_link() {
         let link = "https://api.example/billing/upgrade?user=u&exp=1&sig=ab";
         assert_eq!(
-            quota_message(4_981_234, 5_000_000, Some(link)),
+            quota_message(4_981_234, 5_000_000, Some(Some(link))),
             format!("catty: this month's quota is used ($4.98 of $5.00); upgrade at {link}")
         );
-        assert!(quota_message(0, 120_000_000, None).contains("($0.00 of $120.00); upgrade with"));
+        let no_link = quota_message(0, 120_000_000, Some(None));
+        assert!(no_link.contains("($0.00 of $120.00); upgrade with"));
+        let paid = quota_message(200_000_000, 200_000_000, None);
+        assert!(!paid.contains("upgrade"), "{paid}");
+        assert!(paid.contains("renews"), "{paid}");
     }
 
     #[tokio::test]

@@ -46,7 +46,7 @@ pub(crate) struct Hold {
 #[derive(Debug)]
 pub(crate) enum Refusal {
     /// The user's quota cannot hold the estimate: answered 402.
-    OverQuota { used: i64, limit: i64 },
+    OverQuota { used: i64, limit: i64, paid: bool },
 }
 
 /// What one answer cost, as the provider reported it (or as far as it got).
@@ -154,11 +154,11 @@ impl Ledger {
         }))
     }
 
-    /// Why the period's row cannot hold more: what it used, and the user's limit.
+    /// Why the period's row cannot hold more: what it used, the user's limit and plan.
     async fn refusal(&self, client: &impl GenericClient, user: &str) -> anyhow::Result<Refusal> {
         let sql = format!(
-            "SELECT used, CASE WHEN {IS_PAID} THEN $3::bigint ELSE $4::bigint END FROM quota
-             WHERE user_id = $1 AND period_start = {THIS_PERIOD}"
+            "SELECT used, CASE WHEN {IS_PAID} THEN $3::bigint ELSE $4::bigint END, {IS_PAID}
+             FROM quota WHERE user_id = $1 AND period_start = {THIS_PERIOD}"
         );
         let a = &self.allowances;
         let row = client
@@ -171,6 +171,7 @@ impl Ledger {
         Ok(Refusal::OverQuota {
             used: row.get(0),
             limit: row.get(1),
+            paid: row.get(2),
         })
     }
 
@@ -327,7 +328,7 @@ pub mod testing {
         ) -> anyhow::Result<Result<TestHold, (i64, i64)>> {
             Ok(match self.0.hold(user, session, estimate).await? {
                 Ok(hold) => Ok(TestHold(hold)),
-                Err(Refusal::OverQuota { used, limit }) => Err((used, limit)),
+                Err(Refusal::OverQuota { used, limit, .. }) => Err((used, limit)),
             })
         }
 

@@ -177,12 +177,13 @@ async fn hold(
 ) -> Result<Hold, Refused> {
     match gateway.hold(provider, owner, session, model, body).await {
         Ok(Ok(hold)) => Ok(hold),
-        Ok(Err(Refusal::OverQuota { used, limit })) => {
-            tracing::info!(used, limit, "over quota");
-            let link = gateway.upgrade_link(owner);
+        Ok(Err(Refusal::OverQuota { used, limit, paid })) => {
+            tracing::info!(used, limit, paid, "over quota");
+            // Already on the paid plan, there is nothing to upgrade to.
+            let link = (!paid).then(|| gateway.upgrade_link(owner));
             Err((
                 Failure::OverQuota,
-                quota_message(used, limit, link.as_deref()),
+                quota_message(used, limit, link.as_ref().map(Option::as_deref)),
             ))
         }
         Err(e) => {

@@ -186,6 +186,12 @@ impl Gateway {
         self.pg.execute(sql, &[&user, &used]).await.unwrap();
     }
 
+    /// Puts `user` on the paid plan: an active subscription, as Stripe's webhook stores it.
+    pub async fn subscribe(&self, user: &str) {
+        let sql = "INSERT INTO subscriptions (user_id, status) VALUES ($1, 'active')";
+        self.pg.execute(sql, &[&user]).await.unwrap();
+    }
+
     /// `user`'s books now.
     pub async fn books(&self, user: &str) -> Books {
         let row = (self.pg)

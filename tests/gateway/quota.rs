@@ -247,3 +247,29 @@ async fn codex_and_gemini_get_their_providers_402_and_no_link_without_a_public_u
     }
     assert!(upstream.seen().is_empty());
 }
+
+#[tokio::test]
+async fn on_the_paid_plan_the_402_says_when_the_budget_renews_not_to_upgrade() {
+    let env = [
+        ("CATTY_PAID_MONTHLY_USD", "0"),
+        ("CATTY_PUBLIC_URL", "https://catty.example"),
+    ];
+    let (upstream, gateway) = one_key(Reply::sse(ANTHROPIC), &env).await;
+    let (id, token) = gateway.session().await;
+    gateway.subscribe(&gateway.owner(&id).await).await;
+    let bearer = format!("Bearer {token}");
+    let req = gateway.post(
+        "/anthropic/v1/messages",
+        &[("authorization", &bearer)],
+        MESSAGES_BODY,
+    );
+    let resp = send(gateway.addr, req).await;
+    assert_eq!(resp.status(), 402);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("($0.00 of $0.00)"), "{message}");
+    assert!(message.contains("renews"), "{message}");
+    assert!(!message.contains("upgrade"), "{message}");
+    assert!(upstream.seen().is_empty());
+}
