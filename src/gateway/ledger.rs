@@ -177,9 +177,9 @@ impl Ledger {
 
     /// Settles `hold` with `charge`: the usage row (once per request id), the quota's `used`
     /// up by its price and `reserved` down by the hold, in one transaction.
-    pub(crate) async fn settle(&self, hold: Hold, charge: Charge) -> anyhow::Result<()> {
+    pub(crate) async fn settle(&self, hold: &Hold, charge: &Charge) -> anyhow::Result<()> {
         let units = prices::units(charge.provider, charge.model.as_deref(), &charge.usage);
-        self.settle_at(&hold, &charge, units).await.map(|_| ())
+        self.settle_at(hold, charge, units).await.map(|_| ())
     }
 
     /// [`Ledger::settle`] at `units`: whether this charge was new (a request id seen before
@@ -347,7 +347,7 @@ pub mod testing {
                 usage,
                 reported: true,
             };
-            self.0.settle(hold.0, charge).await
+            self.0.settle(&hold.0, &charge).await
         }
 
         pub async fn sweep_once(&self) -> anyhow::Result<u64> {

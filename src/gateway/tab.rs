@@ -15,6 +15,10 @@ pub(super) type Settlements = mpsc::UnboundedSender<(Hold, Charge)>;
 /// The tokens one byte of a stream is taken for when the provider said nothing of its output:
 /// about four bytes a token of text, and SSE framing makes it a little generous.
 const BYTES_PER_TOKEN: u64 = 4;
+/// How many times a settle is tried, and the first pause between two (doubling): about a
+/// minute in all, for a database that restarts or fails over.
+const SETTLE_TRIES: u32 = 7;
+const SETTLE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub(super) struct Tab {
     hold: Option<Hold>,
@@ -159,11 +163,24 @@ fn charged(reading: Reading, outcome: Outcome, request_bytes: u64) -> (Usage, bo
 }
 
 /// Settles closed tabs until every sender is gone (the gateway stopped and every answer ended).
+/// A settle the database refuses is tried again: a lost one would leave its usage uncharged
+/// and its hold in place until the sweeper's day-old rule gives it back.
 pub(super) async fn settler(ledger: Ledger, mut tabs: mpsc::UnboundedReceiver<(Hold, Charge)>) {
     while let Some((hold, charge)) = tabs.recv().await {
-        let request_id = charge.request_id.clone();
-        if let Err(e) = ledger.settle(hold, charge).await {
-            tracing::error!(request_id, "cannot settle a request: {e:#}");
+        let mut pause = SETTLE_RETRY_FIRST;
+        for attempt in 1..=SETTLE_TRIES {
+            match ledger.settle(&hold, &charge).await {
+                Ok(()) => break,
+                Err(e) if attempt == SETTLE_TRIES => {
+                    let request_id = &charge.request_id;
+                    tracing::error!(request_id, "cannot settle a request, gave up: {e:#}");
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, "cannot settle a request, trying again: {e:#}");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
         }
     }
 }
