@@ -1,5 +1,6 @@
-//! localstripe (PyPI `localstripe==1.15.10`, installed by `.ci/run` in a venv under
-//! `target/localstripe-venv`, or where `CATTY_TEST_LOCALSTRIPE_VENV` says): one per test
+//! localstripe (PyPI `localstripe==1.15.10`, in a venv under `target/localstripe-venv`, or
+//! where `CATTY_TEST_LOCALSTRIPE_VENV` says; `.ci/run` installs it, else the first test that
+//! needs it, so a plain `cargo test` works on a fresh machine with `python3-venv`): one per test
 //! process, on `127.0.0.1` and a port the kernel picks (a small Python launcher binds it and
 //! prints it; localstripe's own `--port` cannot take 0), started through
 //! `setpriv --pdeathsig` from a thread that lives as long as the process, so it dies with it.
@@ -43,7 +44,33 @@ fn venv() -> PathBuf {
     }
 }
 
+/// Installs localstripe into [`venv`] unless it is there (once per test process: `start`
+/// runs once).
+fn install() {
+    let dir = venv();
+    if dir.join("bin/python").is_file() {
+        return;
+    }
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "installing localstripe into {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
+    run(Command::new(dir.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "localstripe==1.15.10",
+    ]));
+}
+
 fn start() -> SocketAddr {
+    install();
     let python = venv().join("bin/python");
     assert!(
         python.is_file(),
