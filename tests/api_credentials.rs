@@ -137,17 +137,20 @@ async fn with_a_gateway_credentials_are_refused() {
 async fn with_a_gateway_a_local_agent_gets_its_token_and_no_key_of_the_daemon() {
     let decoy = format!("sk-daemons-own-{}", random());
     let d = daemon_with_gateway(&decoy);
+    // It prints once attached (a line from us), so the listing comes whole, as output, not
+    // as the screen a late attach redraws (24 rows of 80 columns, long lines wrapped). The
+    // end marker is spelled apart in the command, which the listing shows (`CATTY_CMD`).
     let created = d
         .create(json!({"agent": "claude",
-            "cmd": ["sh", "-c", "env; echo END-OF-ENV; exec sleep 600"]}))
+            "cmd": ["sh", "-c", "read go; env; echo END-OF''-ENV; exec sleep 600"]}))
         .await;
     let mut agent = Client::attach(&created.connect_url, &created.connect_token).await;
-    agent.read_until_contains("END-OF-ENV").await;
+    agent.run("go", "END-OF-ENV").await;
     let seen = String::from_utf8_lossy(&agent.output).replace("\r\n", "\n");
     let token = seen
         .lines()
         .find_map(|l| l.strip_prefix("ANTHROPIC_AUTH_TOKEN="))
-        .expect("Claude Code's token");
+        .unwrap_or_else(|| panic!("Claude Code's token: {seen}"));
     let key = LlmKey::new(GATEWAY_KEY.as_bytes());
     assert_eq!(key.verify(token), Some(created.session_id.as_str()));
     let base_url = "ANTHROPIC_BASE_URL=http://127.0.0.1:9/anthropic\n";
