@@ -2,8 +2,11 @@
 //! Stripe): hyper's over HTTP/1.1, TLS with ring-only rustls, plain HTTP too (a local API or a
 //! test's fake).
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -28,4 +31,34 @@ pub fn https_client(roots: &TlsRoots, pooled: bool) -> HttpsClient {
         builder.pool_max_idle_per_host(0);
     }
     builder.build(connector)
+}
+
+/// Why [`exchange`] got no answer.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// The connection, the request or the body failed (or the body passed its limit).
+    Failed(String),
+    /// Nothing whole came within the deadline.
+    TimedOut,
+}
+
+/// Sends `req` and reads the whole answer, its body at most `limit` bytes, all within
+/// `deadline`: the status and the body.
+pub async fn exchange(
+    client: &HttpsClient,
+    req: Request<Full<Bytes>>,
+    limit: usize,
+    deadline: Duration,
+) -> Result<(StatusCode, Bytes), ExchangeError> {
+    let whole = async {
+        let resp = client.request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = Limited::new(body, limit).collect().await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts.status, body.to_bytes()))
+    };
+    match tokio::time::timeout(deadline, whole).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(e)) => Err(ExchangeError::Failed(e.to_string())),
+        Err(_) => Err(ExchangeError::TimedOut),
+    }
 }

@@ -14,7 +14,7 @@ mod url;
 mod ws;
 
 pub use dial::{ClientSocket, DialError, dial, dial_runtime, dial_with};
-pub use https::{HttpsClient, https_client};
+pub use https::{ExchangeError, HttpsClient, exchange, https_client};
 pub use serve::{DRAIN_TIMEOUT, Proven, serve};
 pub use tls::{Stream, TlsRoots, connect, connect_with};
 pub use url::{BadUrl, RuntimeUrl};

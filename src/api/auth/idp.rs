@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use super::id_token::Jwks;
 use crate::config::OidcConfig;
-use crate::net::{HttpsClient, TlsRoots, https_client};
+use crate::net::{ExchangeError, HttpsClient, TlsRoots, exchange, https_client};
 use crate::protocol::api::{DEFAULT_POLL_INTERVAL, DeviceAuthorization, DeviceError};
 use crate::protocol::percent;
 
@@ -189,16 +189,12 @@ impl Idp {
             req = req.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
         }
         let req = req.body(Full::new(Bytes::from(form.unwrap_or_default())))?;
-        let exchange = async {
-            let resp = self.http.request(req).await?;
-            let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, BODY_LIMIT_BYTES).collect().await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts.status, body.to_bytes()))
-        };
-        match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => anyhow::bail!("{url}: {e}"),
-            Err(_) => anyhow::bail!("{url} did not answer within {} s", CALL_TIMEOUT.as_secs()),
+        match exchange(&self.http, req, BODY_LIMIT_BYTES, CALL_TIMEOUT).await {
+            Ok(answer) => Ok(answer),
+            Err(ExchangeError::Failed(e)) => anyhow::bail!("{url}: {e}"),
+            Err(ExchangeError::TimedOut) => {
+                anyhow::bail!("{url} did not answer within {} s", CALL_TIMEOUT.as_secs())
+            }
         }
     }
 }

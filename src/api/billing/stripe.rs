@@ -6,13 +6,13 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
 
 use crate::config::BillingConfig;
-use crate::net::{HttpsClient, TlsRoots, https_client};
+use crate::net::{ExchangeError, HttpsClient, TlsRoots, exchange, https_client};
 use crate::protocol::percent;
 
 /// The API version every call asks for, whatever the account's default: the last of the basil
@@ -148,20 +148,17 @@ impl Stripe {
         }
         let req = (req.body(Full::new(Bytes::from(form.unwrap_or_default()))))
             .map_err(|e| StripeError(format!("{url}: {e}")))?;
-        let exchange = async {
-            let resp = self.http.request(req).await?;
-            let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, BODY_LIMIT_BYTES).collect().await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts.status, body.to_bytes()))
-        };
-        match tokio::time::timeout(CALL_TIMEOUT, exchange).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(StripeError(format!("Stripe ({url}) did not answer: {e}"))),
-            Err(_) => Err(StripeError(format!(
-                "Stripe ({url}) did not answer within {} s",
-                CALL_TIMEOUT.as_secs()
-            ))),
-        }
+        exchange(&self.http, req, BODY_LIMIT_BYTES, CALL_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                ExchangeError::Failed(e) => {
+                    StripeError(format!("Stripe ({url}) did not answer: {e}"))
+                }
+                ExchangeError::TimedOut => StripeError(format!(
+                    "Stripe ({url}) did not answer within {} s",
+                    CALL_TIMEOUT.as_secs()
+                )),
+            })
     }
 }
 
